@@ -1,0 +1,198 @@
+//! Wires one host's idgate together: credentials, identity backend, listeners, nftables,
+//! background rotation, and graceful shutdown (remove the table, drain flows, exit).
+use crate::admin::Admin;
+use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode};
+use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, TrustBundle};
+use crate::decisions::DecisionLog;
+use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
+use crate::intercept::{RedirectMatch, Ruleset};
+use crate::metrics::Metrics;
+use crate::policy::Authorizer;
+use crate::spiffe::SpiffeId;
+use crate::tunnel::inbound::Inbound;
+use crate::tunnel::outbound::Outbound;
+use crate::tunnel::pool::Pool;
+use anyhow::{bail, Context, Result};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+pub fn hostname(config: &Config) -> String {
+    config.hostname.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    })
+}
+
+/// Everything that can fail before touching the network: CA, trust bundle, first SVID.
+pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
+    let td = &config.trust_domain.0;
+    let (cert_path, key_path) = match config.ca.source {
+        CaSource::Embedded => {
+            let cert = init_embedded_ca(&config.state_dir, td)?;
+            (cert, config.state_dir.join(crate::credential::CA_KEY_FILE))
+        }
+        CaSource::Files => (config.ca.cert.clone().expect("checked by config"), config.ca.key.clone().expect("checked by config")),
+    };
+    let ca = CertificateAuthority::load(&cert_path, &key_path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
+    for path in &config.ca.trust_bundle {
+        let pem = std::fs::read(path).with_context(|| format!("reading trust bundle {}", path.display()))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.with_context(|| format!("{}: bad PEM", path.display()))?;
+            roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
+        }
+    }
+    let server_id = match &config.svid.server_id {
+        Some(id) => id.get_ref().0.clone(),
+        None => {
+            let safe: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
+            SpiffeId::parse(&format!("spiffe://{td}/idgate/host/{safe}"))?
+        }
+    };
+    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: td.clone() };
+    Credentials::new(ca, bundle, server_id, config.svid.ttl.0)
+}
+
+fn identity_backend(config: &Config) -> Result<Box<dyn FlowIdentity>> {
+    let choice = config.identity_backend;
+    let device = std::path::Path::new(crate::identity::KMOD_DEVICE);
+    match choice {
+        IdentityBackendChoice::Procfs => Ok(Box::new(ProcfsBackend::default())),
+        IdentityBackendChoice::Kmod | IdentityBackendChoice::Auto if device.exists() => {
+            Ok(Box::new(crate::identity::KmodBackend::open(device, &config.outbound, config.intercept.tag_mark)?))
+        }
+        IdentityBackendChoice::Kmod => bail!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()),
+        IdentityBackendChoice::Auto => Ok(Box::new(ProcfsBackend::default())),
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr).with_context(|| format!("binding {what} listener {addr}"))?;
+    Ok(sock.listen(4096)?)
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let host = hostname(&config);
+    let credentials = Arc::new(load_credentials(&config, &host)?);
+    let backend = identity_backend(&config)?;
+    let backend_name = backend.name();
+    let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
+    let mark = config.intercept.bypass_mark;
+    let pool = Arc::new(Pool::new(mark));
+    let decisions = Arc::new(DecisionLog::new());
+    let metrics = Arc::new(Metrics::new());
+    let authorizer = Authorizer::new(config.inbound);
+
+    let port = config.listen.outbound_port;
+    let out_v4 = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "outbound").await?;
+    let out_v6 = bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)), "outbound").await.ok();
+    let inbound_listener = bind(config.listen.inbound, "inbound").await?;
+    let admin_listener = bind(config.listen.admin, "admin").await?;
+
+    let redirect = if backend_name == "kmod" {
+        RedirectMatch::TagMark(config.intercept.tag_mark)
+    } else {
+        RedirectMatch::Destinations(config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect())
+    };
+    let ruleset = Ruleset {
+        table: config.intercept.table.clone(),
+        bypass_mark: mark,
+        redirect_port: port,
+        redirect,
+        protected_ports: if config.mode == InboundMode::Strict { authorizer.protected_ports() } else { vec![] },
+    };
+    crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
+
+    let outbound = Arc::new(Outbound {
+        identities,
+        credentials: credentials.clone(),
+        pool: pool.clone(),
+        routes: config.outbound,
+        default_action: config.default_action,
+        mark,
+        host: host.clone(),
+        decisions: decisions.clone(),
+        metrics: metrics.clone(),
+        flows: AtomicU64::new(0),
+    });
+    let inbound = Arc::new(Inbound::new(credentials.clone(), authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
+    let admin = Arc::new(Admin {
+        host: host.clone(),
+        trust_domain: config.trust_domain.0.clone(),
+        identity_backend: backend_name,
+        mode: config.mode,
+        credentials: credentials.clone(),
+        pool: pool.clone(),
+        decisions,
+        metrics: metrics.clone(),
+    });
+
+    let mut tasks = vec![
+        tokio::spawn(outbound.clone().serve(out_v4)),
+        tokio::spawn(inbound.serve(inbound_listener)),
+        tokio::spawn(admin.serve(admin_listener)),
+        tokio::spawn(rotate(credentials.clone())),
+        tokio::spawn(sweep(pool)),
+    ];
+    if let Some(l) = out_v6 {
+        tasks.push(tokio::spawn(outbound.serve(l)));
+    }
+    tracing::info!(
+        %host,
+        identity_backend = backend_name,
+        mode = ?config.mode,
+        server_id = %credentials.server_id(),
+        outbound = port,
+        inbound = %config.listen.inbound,
+        admin = %config.listen.admin,
+        "idgate ready (identity backend: {backend_name})"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: removing nftables table, draining flows");
+    for t in &tasks {
+        t.abort();
+    }
+    if let Err(e) = crate::intercept::remove(&ruleset.table) {
+        tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
+    }
+    let started = Instant::now();
+    while metrics.active_flows.get() > 0 && started.elapsed() < DRAIN_DEADLINE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
+    Ok(())
+}
+
+async fn rotate(credentials: Arc<Credentials>) {
+    let mut tick = tokio::time::interval(credentials.rotation_check_interval());
+    loop {
+        tick.tick().await;
+        credentials.rotate_due();
+    }
+}
+
+async fn sweep(pool: Arc<Pool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        pool.sweep();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

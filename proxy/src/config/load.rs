@@ -1,0 +1,109 @@
+//! Reads the config file and turns every problem into `file:line:col: message`.
+use super::Config;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.file.display(), line, col, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn position_of(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.into(),
+        position: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        file: path.into(),
+        position: e.span().map(|s| position_of(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    check(&config).map_err(|(place, message)| ConfigError {
+        file: path.into(),
+        position: place.offset(text).map(|o| position_of(text, o)),
+        message,
+    })?;
+    Ok(config)
+}
+
+/// Where a cross-field problem sits: a value's span, or the n-th occurrence of a key.
+enum Place {
+    Span(usize),
+    Nth(&'static str, usize),
+}
+
+impl Place {
+    fn offset(&self, text: &str) -> Option<usize> {
+        match self {
+            Place::Span(o) => Some(*o),
+            Place::Nth(needle, n) => text.match_indices(needle).nth(*n).map(|(o, _)| o),
+        }
+    }
+}
+
+/// Checks that span several fields. Returns where to point and the message.
+fn check(c: &Config) -> Result<(), (Place, String)> {
+    let td = &c.trust_domain.0;
+    for (i, w) in c.workloads.iter().enumerate() {
+        if w.spiffe_id.get_ref().0.trust_domain() != td {
+            let id = &w.spiffe_id.get_ref().0;
+            return Err((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
+        }
+        if w.exe.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
+            return Err((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, comm, cgroup, uid or gid)")));
+        }
+    }
+    for (i, o) in c.outbound.iter().enumerate() {
+        if o.cidrs.is_empty() || o.ports.is_empty() {
+            return Err((Place::Nth("[[outbound]]", i), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
+        }
+    }
+    for (i, r) in c.inbound.iter().enumerate() {
+        if r.ports.is_empty() {
+            return Err((Place::Nth("[[inbound]]", i), format!("inbound[{i}].ports is empty")));
+        }
+    }
+    if c.ca.source == super::CaSource::Files && (c.ca.cert.is_none() || c.ca.key.is_none()) {
+        return Err((Place::Nth("[ca]", 0), "ca.source = \"files\" needs ca.cert and ca.key".into()));
+    }
+    if let Some(id) = &c.svid.server_id {
+        if id.get_ref().0.trust_domain() != td {
+            let at = Place::Span(id.span().start);
+            return Err((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
+        }
+    }
+    if c.intercept.bypass_mark == 0 || c.intercept.bypass_mark == c.intercept.tag_mark {
+        return Err((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and differ from tag_mark".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;

@@ -1,0 +1,260 @@
+//! Per-host configuration (`/etc/idgate/idgate.toml`). Field values are validated while they are
+//! deserialized, so every error carries the file, line and column of the offending value.
+pub(crate) mod load;
+mod values;
+
+pub use load::{load, ConfigError};
+pub use values::{Cidr, Glob, HumanDuration, PortRange};
+
+use crate::spiffe::SpiffeId;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub trust_domain: TrustDomain,
+    /// Host name used in the inbound SVID; defaults to the system's host name.
+    pub hostname: Option<String>,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub mode: InboundMode,
+    #[serde(default)]
+    pub identity_backend: IdentityBackendChoice,
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub intercept: Intercept,
+    #[serde(default)]
+    pub ca: CaConfig,
+    #[serde(default)]
+    pub svid: SvidConfig,
+    #[serde(default, rename = "workload")]
+    pub workloads: Vec<WorkloadRule>,
+    #[serde(default, rename = "outbound")]
+    pub outbound: Vec<OutboundRule>,
+    #[serde(default, rename = "inbound")]
+    pub inbound: Vec<InboundRule>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/idgate")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TrustDomain(pub String);
+
+impl TryFrom<String> for TrustDomain {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if crate::spiffe::valid_trust_domain(&s) {
+            Ok(TrustDomain(s))
+        } else {
+            Err(format!("invalid trust domain `{s}` (lowercase letters, digits, '.', '-', '_')"))
+        }
+    }
+}
+
+/// What the inbound side does with plaintext connections to protected ports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundMode {
+    /// Protected ports accept connections only through idgate (mTLS); plaintext is dropped.
+    #[default]
+    Strict,
+    /// Plaintext is still accepted (migration aid); mTLS flows are authorized as usual.
+    Permissive,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityBackendChoice {
+    #[default]
+    Auto,
+    Kmod,
+    Procfs,
+}
+
+/// What happens to an intercepted flow whose process matches no workload rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    #[default]
+    Deny,
+    /// Forward in plaintext to the original destination (explicit opt-in only).
+    Passthrough,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Port of the outbound capture listener on 127.0.0.1 and ::1.
+    pub outbound_port: u16,
+    pub inbound: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            outbound_port: 15001,
+            inbound: "0.0.0.0:15008".parse().unwrap(),
+            admin: "127.0.0.1:15000".parse().unwrap(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intercept {
+    /// nftables table (family inet) that idgate owns and replaces at start.
+    pub table: String,
+    /// Mark on idgate's own sockets; the redirect rule skips marked traffic.
+    pub bypass_mark: u32,
+    /// Mark the kernel module puts on flows it tagged (kmod backend only).
+    pub tag_mark: u32,
+}
+
+impl Default for Intercept {
+    fn default() -> Self {
+        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x1d6a_0002 }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// `embedded` (created under state_dir on first start) or `files`.
+    #[serde(default)]
+    pub source: CaSource,
+    /// CA certificate and key (PEM) when source = "files".
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for peers, e.g. other hosts' embedded CAs.
+    #[serde(default)]
+    pub trust_bundle: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaSource {
+    #[default]
+    Embedded,
+    Files,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SvidConfig {
+    pub ttl: HumanDuration,
+    /// SPIFFE ID of this host's inbound side; default spiffe://<td>/idgate/host/<hostname>.
+    pub server_id: Option<toml::Spanned<SpiffeIdValue>>,
+}
+
+impl Default for SvidConfig {
+    fn default() -> Self {
+        SvidConfig { ttl: HumanDuration(std::time::Duration::from_secs(3600)), server_id: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SpiffeIdValue(pub SpiffeId);
+
+impl TryFrom<String> for SpiffeIdValue {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        SpiffeId::parse(&s).map(SpiffeIdValue).map_err(|e| e.to_string())
+    }
+}
+
+/// Maps process attributes to a SPIFFE ID. All given selectors must match; first rule wins.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRule {
+    pub spiffe_id: toml::Spanned<SpiffeIdValue>,
+    pub exe: Option<Glob>,
+    pub comm: Option<Glob>,
+    pub cgroup: Option<Glob>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundRule {
+    pub cidrs: Vec<Cidr>,
+    pub ports: Vec<PortRange>,
+    /// Peer idgate: "same-ip" (default: the original destination's address) or "addr:port".
+    #[serde(default)]
+    pub peer: PeerChoice,
+    #[serde(default = "default_peer_port")]
+    pub peer_port: u16,
+}
+
+fn default_peer_port() -> u16 {
+    15008
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum PeerChoice {
+    #[default]
+    SameIp,
+    Fixed(SocketAddr),
+}
+
+impl TryFrom<String> for PeerChoice {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "same-ip" {
+            return Ok(PeerChoice::SameIp);
+        }
+        s.parse()
+            .map(PeerChoice::Fixed)
+            .map_err(|_| format!("peer `{s}` is neither \"same-ip\" nor an address:port"))
+    }
+}
+
+/// Who may reach a local destination port through the inbound side.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRule {
+    pub ports: Vec<PortRange>,
+    /// Exact SPIFFE IDs, or prefixes ending in `/*`.
+    pub allow: Vec<AllowPattern>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AllowPattern {
+    Exact(SpiffeId),
+    /// `spiffe://td/ns/*` matches every ID below `spiffe://td/ns/`.
+    Prefix(String),
+}
+
+impl TryFrom<String> for AllowPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some(base) = s.strip_suffix("/*") {
+            SpiffeId::parse(base).map_err(|e| e.to_string())?;
+            Ok(AllowPattern::Prefix(format!("{base}/")))
+        } else {
+            SpiffeId::parse(&s).map(AllowPattern::Exact).map_err(|e| e.to_string())
+        }
+    }
+}
+
+impl AllowPattern {
+    pub fn matches(&self, id: &SpiffeId) -> bool {
+        match self {
+            AllowPattern::Exact(x) => x == id,
+            AllowPattern::Prefix(p) => id.as_str().starts_with(p.as_str()),
+        }
+    }
+}

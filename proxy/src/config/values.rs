@@ -1,0 +1,129 @@
+//! Small config value types that validate themselves during deserialization.
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// An address prefix such as `10.0.0.0/8` or `fd00::/64` (a bare address means a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            if net.trunc() != net {
+                return Err(format!("CIDR `{s}` has host bits set (did you mean `{}`?)", net.trunc()));
+            }
+            return Ok(Cidr(net));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("invalid CIDR `{s}` (expected e.g. 10.0.0.0/24 or fd00::/64)"))
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.contains(ip)
+    }
+}
+
+/// A port (`8080`) or an inclusive range (`"8000-8100"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "PortSpec")]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    Num(i64),
+    Text(String),
+}
+
+impl TryFrom<PortSpec> for PortRange {
+    type Error = String;
+    fn try_from(spec: PortSpec) -> Result<Self, String> {
+        let port = |v: &str| -> Result<u16, String> {
+            match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(format!("invalid port `{v}` (1-65535)")),
+            }
+        };
+        let (min, max) = match spec {
+            PortSpec::Num(n) => {
+                let p = u16::try_from(n).ok().filter(|p| *p > 0).ok_or(format!("invalid port {n} (1-65535)"))?;
+                (p, p)
+            }
+            PortSpec::Text(s) => match s.split_once('-') {
+                Some((a, b)) => (port(a)?, port(b)?),
+                None => (port(&s)?, port(&s)?),
+            },
+        };
+        if min > max {
+            return Err(format!("port range {min}-{max} is empty"));
+        }
+        Ok(PortRange { min, max })
+    }
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.min..=self.max).contains(&port)
+    }
+}
+
+/// A shell-style glob (`*` stays within one path segment, `**` crosses them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Glob {
+    pub pattern: String,
+    pub matcher: globset::GlobMatcher,
+}
+
+impl TryFrom<String> for Glob {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let glob = globset::GlobBuilder::new(&s)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("invalid glob `{s}`: {e}"))?;
+        Ok(Glob { matcher: glob.compile_matcher(), pattern: s })
+    }
+}
+
+impl Glob {
+    pub fn is_match(&self, s: &str) -> bool {
+        self.matcher.is_match(s)
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("invalid duration `{s}` (expected e.g. 30s, 5m, 1h)");
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            _ => return Err(bad()),
+        };
+        if d.is_zero() {
+            return Err(format!("duration `{s}` must be positive"));
+        }
+        Ok(HumanDuration(d))
+    }
+}

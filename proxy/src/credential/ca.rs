@@ -1,0 +1,78 @@
+//! The certificate authority that signs SVIDs: embedded (created once under the state dir,
+//! key file 0600) or loaded from existing files.
+use anyhow::{bail, Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct CertificateAuthority {
+    pub(super) cert: rcgen::Certificate,
+    pub(super) key: KeyPair,
+    /// The CA certificate as distributed (DER), the root of the trust bundle.
+    pub cert_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+
+/// Creates `<dir>/ca.pem` and `<dir>/ca-key.pem` (0600) unless they exist. Returns the cert path.
+pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
+    let cert_path = dir.join(CA_CERT_FILE);
+    let key_path = dir.join(CA_KEY_FILE);
+    if cert_path.exists() && key_path.exists() {
+        return Ok(cert_path);
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating state dir {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::OrganizationName, "idgate");
+    params.distinguished_name.push(DnType::CommonName, format!("idgate CA {trust_domain}"));
+    params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(3650);
+    let cert = params.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    fs::write(&cert_path, cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    Ok(cert_path)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+impl CertificateAuthority {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
+        let mode = fs::metadata(key_path).with_context(|| format!("reading {}", key_path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!("CA key {} is readable by group or others (mode {:o}); chmod 600 it", key_path.display(), mode & 0o777);
+        }
+        let key_pem = fs::read_to_string(key_path).with_context(|| format!("reading {}", key_path.display()))?;
+        let cert_pem = fs::read_to_string(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+        let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{}: not a PEM private key", key_path.display()))?;
+        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .with_context(|| format!("{}: no PEM certificate", cert_path.display()))??;
+        let params = CertificateParams::from_ca_cert_pem(&cert_pem)
+            .with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
+        // Re-signing the parsed params gives rcgen an issuer with the same name and key; the
+        // distributed certificate stays the one on disk.
+        let cert = params.self_signed(&key).context("CA key does not fit the CA certificate")?;
+        if cert.params().is_ca == IsCa::NoCa {
+            bail!("{} is not a CA certificate", cert_path.display());
+        }
+        Ok(CertificateAuthority { cert, key, cert_der })
+    }
+}

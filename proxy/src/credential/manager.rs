@@ -1,0 +1,202 @@
+//! Holds every SVID this host uses: one per workload SPIFFE ID (minted on first use) and the
+//! inbound side's own. Each carries a pre-built TLS client config, so a new pooled
+//! connection costs a handshake and nothing else. A background task rotates at half life.
+use super::ca::CertificateAuthority;
+use super::svid::Svid;
+use super::verify::{IdgateServerVerifier, TrustBundle};
+use super::ALPN_H2;
+use crate::spiffe::SpiffeId;
+use anyhow::Result;
+use parking_lot::RwLock;
+use rustls::client::ResolvesClientCert;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ServerConfig, SignatureScheme};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A workload's current SVID plus everything derived from it.
+pub struct Issued {
+    pub svid: Svid,
+    pub client_config: Arc<ClientConfig>,
+    last_used: AtomicU64,
+}
+
+#[derive(Clone, serde::Serialize)]
+pub struct SvidSummary {
+    pub spiffe_id: String,
+    pub serial: String,
+    pub not_after_unix: u64,
+}
+
+pub struct Credentials {
+    ca: CertificateAuthority,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    ttl: Duration,
+    pub bundle: Arc<TrustBundle>,
+    verifier: Arc<IdgateServerVerifier>,
+    workloads: RwLock<HashMap<SpiffeId, Arc<Issued>>>,
+    server_id: SpiffeId,
+    server_cert: Arc<ServerCertSlot>,
+    server_svid_meta: RwLock<SvidSummary>,
+    server_config: Arc<ServerConfig>,
+    generation: AtomicU64,
+    pub minted: AtomicU64,
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+impl Credentials {
+    pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, ttl: Duration) -> Result<Self> {
+        let provider = super::crypto_provider();
+        let bundle = Arc::new(bundle);
+        let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
+        let server_svid = Svid::mint(&ca, &server_id, ttl, &provider, 0)?;
+        let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
+        let mut server_config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(client_verifier)
+            .with_cert_resolver(server_cert.clone());
+        server_config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let creds = Credentials {
+            ca,
+            provider,
+            ttl,
+            bundle,
+            verifier,
+            workloads: RwLock::new(HashMap::new()),
+            server_id,
+            server_cert,
+            server_svid_meta: RwLock::new(summary(&server_svid)),
+            server_config: Arc::new(server_config),
+            generation: AtomicU64::new(1),
+            minted: AtomicU64::new(1),
+        };
+        Ok(creds)
+    }
+
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server_config.clone()
+    }
+
+    pub fn server_id(&self) -> &SpiffeId {
+        &self.server_id
+    }
+
+    /// The SVID for `id`, minted now if this identity has none yet (just in time).
+    pub fn workload(&self, id: &SpiffeId) -> Result<Arc<Issued>> {
+        let now = unix_secs(SystemTime::now());
+        if let Some(issued) = self.workloads.read().get(id) {
+            issued.last_used.store(now, Ordering::Relaxed);
+            return Ok(issued.clone());
+        }
+        let mut map = self.workloads.write();
+        if let Some(issued) = map.get(id) {
+            return Ok(issued.clone()); // another flow minted it while we waited
+        }
+        let issued = Arc::new(self.issue(id)?);
+        map.insert(id.clone(), issued.clone());
+        Ok(issued)
+    }
+
+    fn issue(&self, id: &SpiffeId) -> Result<Issued> {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let svid = Svid::mint(&self.ca, id, self.ttl, &self.provider, generation)?;
+        self.minted.fetch_add(1, Ordering::Relaxed);
+        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_cert_resolver(Arc::new(FixedClientCert(svid.certified.clone())));
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
+        Ok(Issued { svid, client_config: Arc::new(config), last_used: AtomicU64::new(unix_secs(SystemTime::now())) })
+    }
+
+    /// Replaces SVIDs past half life; forgets workload SVIDs unused for a whole TTL.
+    /// Open connections keep the certificate they were made with.
+    pub fn rotate_due(&self) {
+        let now = SystemTime::now();
+        let idle_cutoff = unix_secs(now).saturating_sub(self.ttl.as_secs().max(1));
+        let due: Vec<(SpiffeId, bool)> = self
+            .workloads
+            .read()
+            .iter()
+            .filter(|(_, i)| i.svid.needs_rotation(now))
+            .map(|(id, i)| (id.clone(), i.last_used.load(Ordering::Relaxed) < idle_cutoff))
+            .collect();
+        for (id, idle) in due {
+            if idle {
+                self.workloads.write().remove(&id);
+                tracing::debug!(spiffe_id = %id, "dropped idle SVID");
+                continue;
+            }
+            match self.issue(&id) {
+                Ok(next) => {
+                    tracing::info!(spiffe_id = %id, serial = %next.svid.serial, "rotated X.509-SVID");
+                    self.workloads.write().insert(id, Arc::new(next));
+                }
+                Err(e) => tracing::error!(spiffe_id = %id, error = %e, "SVID rotation failed; keeping the current one"),
+            }
+        }
+        let server_due = {
+            let meta = self.server_svid_meta.read();
+            meta.not_after_unix.saturating_sub(unix_secs(now)) <= self.ttl.as_secs() / 2
+        };
+        if server_due {
+            let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+            match Svid::mint(&self.ca, &self.server_id, self.ttl, &self.provider, generation) {
+                Ok(svid) => {
+                    self.minted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "rotated inbound X.509-SVID");
+                    *self.server_cert.0.write() = svid.certified.clone();
+                    *self.server_svid_meta.write() = summary(&svid);
+                }
+                Err(e) => tracing::error!(error = %e, "inbound SVID rotation failed; keeping the current one"),
+            }
+        }
+    }
+
+    /// How often the rotation task should look.
+    pub fn rotation_check_interval(&self) -> Duration {
+        (self.ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(60))
+    }
+
+    pub fn summaries(&self) -> Vec<SvidSummary> {
+        let mut v: Vec<SvidSummary> = self.workloads.read().values().map(|i| summary(&i.svid)).collect();
+        v.push(self.server_svid_meta.read().clone());
+        v
+    }
+}
+
+fn summary(svid: &Svid) -> SvidSummary {
+    SvidSummary { spiffe_id: svid.id.to_string(), serial: svid.serial.clone(), not_after_unix: unix_secs(svid.not_after) }
+}
+
+/// The inbound certificate, swapped in place on rotation.
+#[derive(Debug)]
+struct ServerCertSlot(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ServerCertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().clone())
+    }
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,68 @@
+//! One X.509-SVID: ECDSA P-256 key made in memory, URI SAN = SPIFFE ID, short lifetime.
+use super::ca::CertificateAuthority;
+use crate::spiffe::SpiffeId;
+use anyhow::{Context, Result};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub struct Svid {
+    pub id: SpiffeId,
+    pub certified: Arc<CertifiedKey>,
+    pub serial: String,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    /// Changes with every mint; pooled connections remember it to retire on rotation.
+    pub generation: u64,
+}
+
+/// Clock skew allowance between hosts.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+impl Svid {
+    pub fn mint(ca: &CertificateAuthority, id: &SpiffeId, ttl: Duration, provider: &rustls::crypto::CryptoProvider, generation: u64) -> Result<Svid> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let now = SystemTime::now();
+        let not_before = now - BACKDATE;
+        let not_after = now + ttl;
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let signing_key = provider.key_provider.load_private_key(key_der).context("loading SVID key")?;
+        let chain = vec![CertificateDer::from(cert.der().to_vec())];
+        Ok(Svid {
+            id: id.clone(),
+            certified: Arc::new(CertifiedKey::new(chain, signing_key)),
+            serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
+            not_before,
+            not_after,
+            generation,
+        })
+    }
+
+    /// Past half of its lifetime: time to mint the successor.
+    pub fn needs_rotation(&self, now: SystemTime) -> bool {
+        let life = self.not_after.duration_since(self.not_before + BACKDATE).unwrap_or_default();
+        now >= self.not_before + BACKDATE + life / 2
+    }
+}
+
+fn random_serial() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom fills our buffer; it cannot fail for 16 bytes once the pool is ready.
+    unsafe { libc::getrandom(b.as_mut_ptr() as *mut _, b.len(), 0) };
+    b[0] &= 0x7f; // positive serial
+    b[0] |= 0x01;
+    b
+}

@@ -1,0 +1,112 @@
+//! Peer verification: certificates must chain to the trust bundle and carry exactly one
+//! SPIFFE ID (URI SAN) in our trust domain. Host names play no part, so the stock
+//! server-name check is replaced by a SPIFFE ID check.
+use crate::spiffe::SpiffeId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+
+pub struct TrustBundle {
+    pub roots: Arc<RootCertStore>,
+    pub trust_domain: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpiffeCertError {
+    #[error("certificate does not parse: {0}")]
+    Parse(String),
+    #[error("certificate must carry exactly one URI SAN, found {0}")]
+    UriSanCount(usize),
+    #[error("URI SAN is not a SPIFFE ID: {0}")]
+    NotSpiffe(#[from] crate::spiffe::SpiffeIdError),
+    #[error("SPIFFE ID {id} is outside trust domain {expected}")]
+    WrongTrustDomain { id: SpiffeId, expected: String },
+    #[error("SPIFFE ID {0} is not an idgate host identity")]
+    NotIdgate(SpiffeId),
+}
+
+/// The SPIFFE ID of a leaf certificate (its single URI SAN).
+pub fn spiffe_id_of_cert(der: &[u8]) -> Result<SpiffeId, SpiffeCertError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
+    let san = cert.subject_alternative_name().map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
+    let uris: Vec<&str> = san
+        .map(|s| s.value.general_names.iter().filter_map(|n| if let GeneralName::URI(u) = n { Some(*u) } else { None }).collect())
+        .unwrap_or_default();
+    match uris.as_slice() {
+        [one] => Ok(SpiffeId::parse(one)?),
+        _ => Err(SpiffeCertError::UriSanCount(uris.len())),
+    }
+}
+
+impl TrustBundle {
+    /// Checks a verified peer leaf's SPIFFE ID belongs to our trust domain.
+    pub fn peer_id(&self, leaf: &[u8]) -> Result<SpiffeId, SpiffeCertError> {
+        let id = spiffe_id_of_cert(leaf)?;
+        if id.trust_domain() != self.trust_domain {
+            return Err(SpiffeCertError::WrongTrustDomain { id, expected: self.trust_domain.clone() });
+        }
+        Ok(id)
+    }
+}
+
+fn reject(e: SpiffeCertError) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+}
+
+/// Client-side check of the peer idgate: chain to the bundle, then `spiffe://<td>/idgate/...`.
+#[derive(Debug)]
+pub struct IdgateServerVerifier {
+    roots: Arc<RootCertStore>,
+    trust_domain: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl IdgateServerVerifier {
+    pub fn new(bundle: &TrustBundle, provider: Arc<CryptoProvider>) -> Self {
+        IdgateServerVerifier { roots: bundle.roots.clone(), trust_domain: bundle.trust_domain.clone(), provider }
+    }
+}
+
+impl ServerCertVerifier for IdgateServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let id = spiffe_id_of_cert(end_entity).map_err(reject)?;
+        if id.trust_domain() != self.trust_domain {
+            return Err(reject(SpiffeCertError::WrongTrustDomain { id, expected: self.trust_domain.clone() }));
+        }
+        if !id.path().starts_with("/idgate/") {
+            return Err(reject(SpiffeCertError::NotIdgate(id)));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,57 @@
+//! The per-flow decision record: logged through tracing and kept in a short ring for /status.
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decision {
+    pub unix_ms: u64,
+    pub direction: &'static str,
+    pub flow: String,
+    pub source_id: Option<String>,
+    pub process: Option<String>,
+    pub destination: String,
+    pub verdict: &'static str,
+    pub detail: Option<String>,
+}
+
+pub struct DecisionLog {
+    ring: Mutex<VecDeque<Decision>>,
+}
+
+const KEEP: usize = 512;
+
+impl DecisionLog {
+    pub fn new() -> Self {
+        DecisionLog { ring: Mutex::new(VecDeque::with_capacity(KEEP)) }
+    }
+
+    pub fn record(&self, mut d: Decision) {
+        d.unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        tracing::info!(
+            direction = d.direction,
+            flow = %d.flow,
+            source_id = d.source_id.as_deref().unwrap_or("-"),
+            process = d.process.as_deref().unwrap_or("-"),
+            destination = %d.destination,
+            verdict = d.verdict,
+            detail = d.detail.as_deref().unwrap_or(""),
+            "flow decision"
+        );
+        let mut ring = self.ring.lock();
+        if ring.len() == KEEP {
+            ring.pop_front();
+        }
+        ring.push_back(d);
+    }
+
+    pub fn recent(&self) -> Vec<Decision> {
+        self.ring.lock().iter().cloned().collect()
+    }
+}
+
+impl Default for DecisionLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,18 @@
+//! idgate: transparent mTLS with per-process SPIFFE identities.
+//!
+//! One flow, top-down: `intercept` (nftables redirect, original destination) →
+//! `identity` (which process opened it, which SPIFFE ID it gets) → `credential` (its SVID,
+//! minted just in time) → `tunnel::outbound` → `tunnel::pool` (HTTP/2 CONNECT over mTLS) →
+//! peer's `tunnel::inbound` → `policy` → local service.
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod credential;
+pub mod decisions;
+pub mod identity;
+pub mod intercept;
+pub mod metrics;
+pub mod policy;
+pub mod socket;
+pub mod spiffe;
+pub mod tunnel;

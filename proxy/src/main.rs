@@ -1,0 +1,59 @@
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "idgate", version, about = "Transparent mTLS with per-process SPIFFE identities")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (both directions) with this host's config.
+    Run {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit.
+    Check {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+    },
+    /// Create a CA (ca.pem, ca-key.pem 0600) in DIR to share between hosts.
+    CaInit {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        trust_domain: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Check { config } => idgate::config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(anyhow::Error::from),
+        Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
+        Command::Run { config } => match idgate::config::load(&config) {
+            Err(e) => Err(e.into()),
+            Ok(config) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(idgate::app::run(config))),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

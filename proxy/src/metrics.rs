@@ -1,0 +1,65 @@
+//! Prometheus metrics served on the admin listener.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: &'static str,
+}
+
+pub struct Metrics {
+    pub outbound_flows: Family<VerdictLabels, Counter>,
+    pub inbound_flows: Family<VerdictLabels, Counter>,
+    pub bytes_out: Counter,
+    pub bytes_in: Counter,
+    pub active_flows: Gauge,
+    pub registry: Registry,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("idgate");
+        let outbound_flows = Family::<VerdictLabels, Counter>::default();
+        let inbound_flows = Family::<VerdictLabels, Counter>::default();
+        let bytes_out = Counter::default();
+        let bytes_in = Counter::default();
+        let active_flows = Gauge::default();
+        registry.register("active_flows", "Flows being forwarded now, both directions", active_flows.clone());
+        registry.register("outbound_flows", "Intercepted outbound flows by verdict", outbound_flows.clone());
+        registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
+        registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
+        registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
+        Metrics { outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+    }
+
+    /// Counts a flow as active until the returned guard drops (drain waits for zero).
+    pub fn flow_guard(&self) -> FlowGuard {
+        self.active_flows.inc();
+        FlowGuard(self.active_flows.clone())
+    }
+
+    pub fn outbound(&self, verdict: &'static str) {
+        self.outbound_flows.get_or_create(&VerdictLabels { verdict }).inc();
+    }
+
+    pub fn inbound(&self, verdict: &'static str) {
+        self.inbound_flows.get_or_create(&VerdictLabels { verdict }).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct FlowGuard(Gauge);
+
+impl Drop for FlowGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,48 @@
+//! Inbound authorization: which SPIFFE IDs may reach which local ports. Default deny.
+use crate::config::{InboundRule, PortRange};
+use crate::spiffe::SpiffeId;
+
+pub struct Authorizer {
+    rules: Vec<InboundRule>,
+}
+
+impl Authorizer {
+    pub fn new(rules: Vec<InboundRule>) -> Self {
+        Authorizer { rules }
+    }
+
+    /// Allowed if any rule covering `port` lists a pattern matching `id`.
+    pub fn allows(&self, port: u16, id: &SpiffeId) -> bool {
+        self.rules
+            .iter()
+            .filter(|r| r.ports.iter().any(|p| p.contains(port)))
+            .any(|r| r.allow.iter().any(|a| a.matches(id)))
+    }
+
+    /// Ports only idgate may reach in strict mode.
+    pub fn protected_ports(&self) -> Vec<PortRange> {
+        self.rules.iter().flat_map(|r| r.ports.iter().copied()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn exact_prefix_and_default_deny() {
+        let c = crate::config::load::parse(
+            Path::new("t.toml"),
+            "trust_domain = \"t\"\n[[inbound]]\nports = [8080]\nallow = [\"spiffe://t/web\", \"spiffe://t/ops/*\"]\n",
+        )
+        .unwrap();
+        let a = Authorizer::new(c.inbound);
+        let id = |s: &str| SpiffeId::parse(s).unwrap();
+        assert!(a.allows(8080, &id("spiffe://t/web")));
+        assert!(a.allows(8080, &id("spiffe://t/ops/deploy")));
+        assert!(!a.allows(8080, &id("spiffe://t/ops")));
+        assert!(!a.allows(8080, &id("spiffe://t/webx")));
+        assert!(!a.allows(9090, &id("spiffe://t/web")));
+    }
+}

@@ -1,0 +1,35 @@
+//! Socket options every idgate socket needs: the bypass mark (so our own traffic is never
+//! redirected back to us), no Nagle delay, and abortive close to propagate resets.
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+
+fn setsockopt_u32(fd: i32, level: i32, name: i32, value: u32) -> io::Result<()> {
+    // SAFETY: plain setsockopt with a u32 value of the declared length.
+    let rc = unsafe {
+        libc::setsockopt(fd, level, name, &value as *const u32 as *const libc::c_void, 4)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Connects to `addr` with our bypass mark set, so the nftables redirect skips this socket.
+pub async fn connect_marked(addr: SocketAddr, mark: u32, timeout: Duration) -> io::Result<TcpStream> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    setsockopt_u32(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark)?;
+    sock.set_nodelay(true)?;
+    match tokio::time::timeout(timeout, sock.connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out"))),
+    }
+}
+
+/// Makes the next close send a TCP RST instead of FIN: how a stream reset reaches the app.
+pub fn set_abortive_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}

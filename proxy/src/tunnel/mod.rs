@@ -1,0 +1,22 @@
+//! The data path: outbound capture → pooled HTTP/2 CONNECT over mTLS → inbound → local service.
+pub mod inbound;
+mod local_addrs;
+pub mod outbound;
+pub mod pool;
+mod splice;
+
+pub use splice::splice;
+
+/// HTTP/2 tuning shared by both ends: large windows so one stream can fill a fast link.
+pub mod h2_settings {
+    pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+    pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+    pub const MAX_FRAME: u32 = 1024 * 1024;
+    pub const MAX_SEND_BUFFER: usize = 1024 * 1024;
+    pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+}
+
+/// Header carrying the source process description (informational, for the peer's decision log).
+pub const PROCESS_HEADER: &str = "x-idgate-process";
+/// Header carrying the outbound side's flow id, so both hosts' logs name the same flow.
+pub const FLOW_HEADER: &str = "x-idgate-flow";

@@ -1,0 +1,235 @@
+//! Outbound: accept a redirected workload connection, find who opened it, and carry it as one
+//! HTTP/2 CONNECT stream to the peer idgate under that workload's SVID. Anything that goes
+//! wrong resets the workload's connection: nothing leaves in plaintext unless the config
+//! says `default_action = "passthrough"` for unidentified processes.
+use super::pool::{Lease, Pool, PoolKey};
+use super::{splice, FLOW_HEADER, PROCESS_HEADER};
+use crate::config::{DefaultAction, OutboundRule, PeerChoice};
+use crate::credential::Credentials;
+use crate::decisions::{Decision, DecisionLog};
+use crate::identity::{Identities, Workload};
+use crate::metrics::Metrics;
+use crate::socket::{connect_marked, set_abortive_close};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct Outbound {
+    pub identities: Arc<Identities>,
+    pub credentials: Arc<Credentials>,
+    pub pool: Arc<Pool>,
+    pub routes: Vec<OutboundRule>,
+    pub default_action: DefaultAction,
+    pub mark: u32,
+    pub host: String,
+    pub decisions: Arc<DecisionLog>,
+    pub metrics: Arc<Metrics>,
+    pub flows: AtomicU64,
+}
+
+/// Why a flow did not go through; the workload sees a reset either way.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("no original destination: {0}")]
+    NoOriginalDst(std::io::Error),
+    #[error("destination {0} matches no [[outbound]] rule")]
+    NoRoute(SocketAddr),
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("process matches no workload rule and default_action = \"deny\"")]
+    NoWorkloadRule,
+    #[error("minting SVID: {0}")]
+    Svid(anyhow::Error),
+    #[error("{0}")]
+    Dial(#[from] super::pool::DialError),
+    #[error("opening tunnel stream to {peer}: {source}")]
+    Stream { peer: SocketAddr, source: h2::Error },
+    #[error("peer idgate {peer} answered {status}")]
+    PeerStatus { peer: SocketAddr, status: http::StatusCode },
+    #[error("passthrough connect to {dst}: {source}")]
+    Passthrough { dst: SocketAddr, source: std::io::Error },
+}
+
+impl Refusal {
+    fn verdict(&self) -> &'static str {
+        match self {
+            Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
+            Refusal::PeerStatus { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => "peer_unreachable",
+            Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
+            _ => "denied",
+        }
+    }
+}
+
+impl Outbound {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, client)) => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.handle(stream, client).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbound accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn route(&self, dst: &SocketAddr) -> Option<SocketAddr> {
+        let rule = self
+            .routes
+            .iter()
+            .find(|r| r.cidrs.iter().any(|c| c.contains(&dst.ip())) && r.ports.iter().any(|p| p.contains(dst.port())))?;
+        Some(match rule.peer {
+            PeerChoice::SameIp => SocketAddr::new(dst.ip(), rule.peer_port),
+            PeerChoice::Fixed(addr) => addr,
+        })
+    }
+
+    async fn handle(&self, stream: TcpStream, client: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let _active = self.metrics.flow_guard();
+        let flow = format!("{}-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed));
+        let mut decision = Decision {
+            unix_ms: 0,
+            direction: "outbound",
+            flow,
+            source_id: None,
+            process: None,
+            destination: String::new(),
+            verdict: "tunneled",
+            detail: None,
+        };
+        match self.forward(stream, client, &mut decision).await {
+            Ok(()) => {}
+            Err((stream, refusal)) => {
+                if let Some(stream) = stream {
+                    set_abortive_close(&stream);
+                }
+                decision.verdict = refusal.verdict();
+                decision.detail = Some(refusal.to_string());
+                self.metrics.outbound(decision.verdict);
+                self.decisions.record(decision);
+            }
+        }
+    }
+
+    async fn forward(&self, stream: TcpStream, client: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
+        macro_rules! bail {
+            ($e:expr) => {
+                return Err((Some(stream), $e.into()))
+            };
+        }
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(e) => bail!(Refusal::NoOriginalDst(e)),
+        };
+        let dst = match crate::intercept::original_dst(&stream, &local) {
+            Ok(dst) if dst != local => dst,
+            Ok(_) => bail!(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
+            Err(e) => bail!(Refusal::NoOriginalDst(e)),
+        };
+        d.destination = dst.to_string();
+        let Some(peer) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
+        let workload = match self.identities.resolve(client, dst) {
+            Ok(w) => w,
+            Err(e) => bail!(e),
+        };
+        d.process = Some(format!("{}({})", workload.process.exe, workload.process.tgid));
+        let Some(id) = workload.spiffe_id.clone() else {
+            if self.default_action == DefaultAction::Passthrough {
+                return self.passthrough(stream, dst, d).await;
+            }
+            bail!(Refusal::NoWorkloadRule)
+        };
+        d.source_id = Some(id.to_string());
+        let issued = match self.credentials.workload(&id) {
+            Ok(i) => i,
+            Err(e) => bail!(Refusal::Svid(e)),
+        };
+        let key = PoolKey { peer, source: id };
+        let (send, recv) = match self.open_stream(&key, &issued, dst, &workload, &d.flow).await {
+            Ok(s) => s,
+            Err(e) => bail!(e),
+        };
+        // Allowed by the peer: log now, so long-lived flows show up while they run.
+        self.metrics.outbound("tunneled");
+        self.decisions.record(d.clone());
+        match splice(stream, send, recv).await {
+            Ok((up, down)) => {
+                self.metrics.bytes_out.inc_by(up);
+                self.metrics.bytes_in.inc_by(down);
+                tracing::debug!(flow = %d.flow, up, down, "outbound flow closed");
+            }
+            Err(e) => tracing::debug!(flow = %d.flow, error = %e, "outbound flow reset"),
+        }
+        Ok(())
+    }
+
+    async fn open_stream(
+        &self,
+        key: &PoolKey,
+        issued: &crate::credential::Issued,
+        dst: SocketAddr,
+        workload: &Workload,
+        flow: &str,
+    ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Refusal> {
+        // A pooled connection may have died since it was last used: retry once on a fresh one.
+        let mut attempt = 0;
+        loop {
+            let lease = self.pool.lease(key, issued).await?;
+            match self.connect_request(&lease, key.peer, dst, workload, flow).await {
+                Ok(stream) => return Ok(stream),
+                Err(Refusal::Stream { peer, source }) if attempt == 0 && !lease.fresh => {
+                    tracing::debug!(%peer, error = %source, "pooled connection failed; re-dialing");
+                    self.pool.discard(&lease);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_request(
+        &self,
+        lease: &Lease,
+        peer: SocketAddr,
+        dst: SocketAddr,
+        workload: &Workload,
+        flow: &str,
+    ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Refusal> {
+        let stream_err = |source| Refusal::Stream { peer, source };
+        let request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(dst.to_string())
+            .header(PROCESS_HEADER, workload.process_header.clone())
+            .header(FLOW_HEADER, flow)
+            .body(())
+            .expect("CONNECT request from valid parts");
+        let mut sender = lease.sender.clone().ready().await.map_err(stream_err)?;
+        let (response, send) = sender.send_request(request, false).map_err(stream_err)?;
+        let response = response.await.map_err(stream_err)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(Refusal::PeerStatus { peer, status: response.status() });
+        }
+        Ok((send, response.into_body()))
+    }
+
+    async fn passthrough(&self, stream: TcpStream, dst: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
+        let mut upstream = match connect_marked(dst, self.mark, Duration::from_secs(5)).await {
+            Ok(s) => s,
+            Err(source) => return Err((Some(stream), Refusal::Passthrough { dst, source })),
+        };
+        d.verdict = "passthrough";
+        self.metrics.outbound("passthrough");
+        self.decisions.record(d.clone());
+        let mut stream = stream;
+        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+        Ok(())
+    }
+}

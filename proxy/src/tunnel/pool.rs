@@ -1,0 +1,170 @@
+//! Pooled mTLS + HTTP/2 connections to peer idgates, keyed by (peer, source SPIFFE ID).
+//! A warm flow takes a read lock and an atomic increment; only the first flow of a key (or a
+//! full connection) pays for a handshake, and concurrent first flows share that one handshake.
+//! A connection made with an SVID that has since rotated takes no new streams and closes when
+//! its last stream ends.
+use super::h2_settings::*;
+use crate::credential::{spiffe_id_of_cert, Issued};
+use crate::spiffe::SpiffeId;
+use bytes::Bytes;
+use h2::client::SendRequest;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_rustls::TlsConnector;
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct PoolKey {
+    pub peer: SocketAddr,
+    pub source: SpiffeId,
+}
+
+struct Conn {
+    sender: SendRequest<Bytes>,
+    svid_generation: u64,
+    active: AtomicU32,
+    closed: Arc<AtomicBool>,
+    idle_since: Mutex<Instant>,
+}
+
+/// One stream's claim on a pooled connection; releases the slot when dropped.
+pub struct Lease {
+    conn: Arc<Conn>,
+    pub sender: SendRequest<Bytes>,
+    pub fresh: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.conn.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.conn.idle_since.lock() = Instant::now();
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connecting to peer idgate {peer}: {source}")]
+    Connect { peer: SocketAddr, source: std::io::Error },
+    #[error("TLS with peer idgate {peer}: {source}")]
+    Tls { peer: SocketAddr, source: std::io::Error },
+    #[error("HTTP/2 with peer idgate {peer}: {source}")]
+    H2 { peer: SocketAddr, source: h2::Error },
+}
+
+pub struct Pool {
+    conns: RwLock<HashMap<PoolKey, Vec<Arc<Conn>>>>,
+    dialing: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
+    mark: u32,
+    pub dials: AtomicU64,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Pool {
+    pub fn new(mark: u32) -> Self {
+        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, dials: AtomicU64::new(0) }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.read().values().map(Vec::len).sum()
+    }
+
+    /// A stream slot on a live connection for `key` made with `issued`'s current SVID.
+    pub async fn lease(&self, key: &PoolKey, issued: &Issued) -> Result<Lease, DialError> {
+        if let Some(lease) = self.try_lease(key, issued.svid.generation) {
+            return Ok(lease);
+        }
+        let gate = self.dialing.lock().entry(key.clone()).or_default().clone();
+        let _dialing = gate.lock().await;
+        if let Some(lease) = self.try_lease(key, issued.svid.generation) {
+            return Ok(lease); // a concurrent flow finished the handshake for us
+        }
+        let conn = Arc::new(self.dial(key, issued).await?);
+        conn.active.store(1, Ordering::Release);
+        let mut conns = self.conns.write();
+        let list = conns.entry(key.clone()).or_default();
+        list.retain(|c| !c.closed.load(Ordering::Acquire) && c.svid_generation == issued.svid.generation);
+        list.push(conn.clone());
+        Ok(Lease { sender: conn.sender.clone(), conn, fresh: true })
+    }
+
+    fn try_lease(&self, key: &PoolKey, generation: u64) -> Option<Lease> {
+        let conns = self.conns.read();
+        for conn in conns.get(key)? {
+            if conn.svid_generation != generation || conn.closed.load(Ordering::Acquire) {
+                continue;
+            }
+            let prev = conn.active.fetch_add(1, Ordering::AcqRel);
+            if prev < MAX_STREAMS_PER_CONNECTION {
+                return Some(Lease { conn: conn.clone(), sender: conn.sender.clone(), fresh: false });
+            }
+            conn.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        None
+    }
+
+    async fn dial(&self, key: &PoolKey, issued: &Issued) -> Result<Conn, DialError> {
+        let peer = key.peer;
+        self.dials.fetch_add(1, Ordering::Relaxed);
+        let tcp = crate::socket::connect_marked(peer, self.mark, CONNECT_TIMEOUT)
+            .await
+            .map_err(|source| DialError::Connect { peer, source })?;
+        let connector = TlsConnector::from(issued.client_config.clone());
+        let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
+            .map_err(|source| DialError::Tls { peer, source })?;
+        let peer_id = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| spiffe_id_of_cert(c).ok());
+        let (sender, connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .max_send_buffer_size(MAX_SEND_BUFFER)
+            .enable_push(false)
+            .handshake::<_, Bytes>(tls)
+            .await
+            .map_err(|source| DialError::H2 { peer, source })?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = closed.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "tunnel connection ended");
+            }
+            flag.store(true, Ordering::Release);
+        });
+        tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
+        Ok(Conn {
+            sender,
+            svid_generation: issued.svid.generation,
+            active: AtomicU32::new(0),
+            closed,
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Drops closed connections and ones idle for longer than `IDLE_TIMEOUT`.
+    pub fn sweep(&self) {
+        let mut conns = self.conns.write();
+        for list in conns.values_mut() {
+            list.retain(|c| {
+                let idle = c.active.load(Ordering::Acquire) == 0 && c.idle_since.lock().elapsed() > IDLE_TIMEOUT;
+                !c.closed.load(Ordering::Acquire) && !idle
+            });
+        }
+        conns.retain(|_, list| !list.is_empty());
+        let live: Vec<PoolKey> = conns.keys().cloned().collect();
+        drop(conns);
+        self.dialing.lock().retain(|k, gate| live.contains(k) || Arc::strong_count(gate) > 1);
+    }
+
+    /// Marks a connection unusable after a failed stream open, so the next lease re-dials.
+    pub fn discard(&self, lease: &Lease) {
+        lease.conn.closed.store(true, Ordering::Release);
+    }
+}
