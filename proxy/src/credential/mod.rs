@@ -8,7 +8,7 @@ mod verify;
 pub use ca::{init_embedded_ca, CertificateAuthority, CA_KEY_FILE};
 pub use manager::{Credentials, Issued, SvidSummary};
 pub use svid::Svid;
-pub use verify::{spiffe_id_of_cert, TrustBundle};
+pub use verify::{serial_of_cert, spiffe_id_of_cert, TrustBundle};
 
 use std::sync::Arc;
 

@@ -28,6 +28,12 @@ pub enum SpiffeCertError {
     NotIdgate(SpiffeId),
 }
 
+/// Hex serial number of a certificate (for logs: which SVID a peer presented).
+pub fn serial_of_cert(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The SPIFFE ID of a leaf certificate (its single URI SAN).
 pub fn spiffe_id_of_cert(der: &[u8]) -> Result<SpiffeId, SpiffeCertError> {
     use x509_parser::extensions::GeneralName;

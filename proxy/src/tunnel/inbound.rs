@@ -31,6 +31,13 @@ pub struct Inbound {
     pub flows: AtomicU64,
 }
 
+/// The authenticated caller of one tunnel connection.
+struct Peer {
+    id: SpiffeId,
+    serial: Arc<str>,
+    remote: SocketAddr,
+}
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,13 +95,14 @@ impl Inbound {
             Ok(c) => c,
             Err(e) => return self.refuse_connection(remote, format!("HTTP/2 handshake: {e}")),
         };
-        tracing::debug!(%remote, %peer_id, "inbound tunnel connection");
+        let serial: Arc<str> = leaf.as_deref().and_then(crate::credential::serial_of_cert).unwrap_or_default().into();
+        tracing::debug!(%remote, %peer_id, %serial, "inbound tunnel connection");
         while let Some(next) = conn.accept().await {
             match next {
                 Ok((request, respond)) => {
                     let this = self.clone();
-                    let peer_id = peer_id.clone();
-                    tokio::spawn(async move { this.stream(request, respond, peer_id, remote).await });
+                    let peer = Peer { id: peer_id.clone(), serial: serial.clone(), remote };
+                    tokio::spawn(async move { this.stream(request, respond, peer).await });
                 }
                 Err(e) => {
                     tracing::debug!(%remote, error = %e, "inbound tunnel connection ended");
@@ -118,7 +126,8 @@ impl Inbound {
         });
     }
 
-    async fn stream(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer_id: SpiffeId, remote: SocketAddr) {
+    async fn stream(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: Peer) {
+        let Peer { id: peer_id, serial, remote } = peer;
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut d = Decision {
             unix_ms: 0,
@@ -128,7 +137,7 @@ impl Inbound {
             process: header(PROCESS_HEADER),
             destination: request.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
             verdict: "allowed",
-            detail: None,
+            detail: Some(format!("client certificate serial {serial}")),
         };
         let dst: Option<SocketAddr> = (request.method() == Method::CONNECT)
             .then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok()))
@@ -149,7 +158,7 @@ impl Inbound {
             StatusCode::BAD_GATEWAY => "unreachable",
             _ => "bad_request",
         };
-        d.detail = Some(format!("{detail} (tunnel from {remote})"));
+        d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
         self.metrics.inbound(d.verdict);
         self.decisions.record(d);
         let response = Response::builder().status(status).body(()).expect("static response");
