@@ -30,6 +30,15 @@ enum Command {
     },
 }
 
+/// One worker per core; IDGATE_WORKER_THREADS overrides (benchmarks, small containers).
+fn worker_threads() -> usize {
+    std::env::var("IDGATE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -42,7 +51,7 @@ fn main() -> ExitCode {
         Command::Run { config } => match idgate::config::load(&config) {
             Err(e) => Err(e.into()),
             Ok(config) => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+                .worker_threads(worker_threads())
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)

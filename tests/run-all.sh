@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the two-host namespace tests (root), and the kernel-module
+# suite in a qemu VM when tests/vm/run.sh exists. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+cargo build --release --locked
+cargo test --release --locked
+python3 -m pytest -q tests/e2e
+if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
+    IDGATE_BIN="$PWD/target/release/idgate" bash tests/vm/run.sh
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the tests need on Debian/Ubuntu (idempotent; run as root).
+set -euo pipefail
+need_apt=()
+for pkg in build-essential pkg-config libnftnl-dev libmnl-dev nftables iproute2 curl util-linux python3 python3-pip; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85) first" >&2
+    exit 1
+fi
+python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
