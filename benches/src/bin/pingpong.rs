@@ -1,0 +1,89 @@
+//! Request/response latency over one TCP connection, without an interpreter in the way.
+//!   pingpong server ADDR            echo every message back
+//!   pingpong client ADDR N SIZE     N round trips of SIZE bytes; prints p50/p90/p99/p99.9 in µs
+//!   pingpong connect ADDR N         N fresh connections, one 1-byte round trip each
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).unwrap_or_else(|| usage());
+    match arg(1).as_str() {
+        "server" => server(arg(2)),
+        "client" => client(arg(2), arg(3).parse().unwrap_or_else(|_| usage()), arg(4).parse().unwrap_or_else(|_| usage())),
+        "connect" => connect(arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: pingpong server ADDR | client ADDR N SIZE | connect ADDR N");
+    std::process::exit(2)
+}
+
+fn server(addr: &str) {
+    let listener = TcpListener::bind(addr).expect("bind");
+    for conn in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut conn = conn;
+            let _ = conn.set_nodelay(true);
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn round_trip(conn: &mut TcpStream, msg: &[u8], buf: &mut [u8]) {
+    conn.write_all(msg).expect("write");
+    let mut got = 0;
+    while got < msg.len() {
+        let n = conn.read(&mut buf[got..msg.len()]).expect("read");
+        assert!(n > 0, "connection closed mid-reply");
+        got += n;
+    }
+}
+
+fn report(mut samples: Vec<f64>) {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!("n={} p50={:.1} p90={:.1} p99={:.1} p99.9={:.1} (µs)", samples.len(), q(0.5), q(0.9), q(0.99), q(0.999));
+}
+
+fn client(addr: &str, n: usize, size: usize) {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_nodelay(true).unwrap();
+    let msg = vec![7u8; size];
+    let mut buf = vec![0u8; size];
+    for _ in 0..n.min(200) {
+        round_trip(&mut conn, &msg, &mut buf); // warm-up
+    }
+    let samples = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            round_trip(&mut conn, &msg, &mut buf);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    report(samples);
+}
+
+fn connect(addr: &str, n: usize) {
+    let mut buf = [0u8; 1];
+    let started = Instant::now();
+    let samples: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.set_nodelay(true).unwrap();
+            round_trip(&mut conn, &[1], &mut buf);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    println!("{:.0} connections/s", n as f64 / started.elapsed().as_secs_f64());
+    report(samples);
+}

@@ -1,0 +1,1 @@
+//! Load tools for idgate's benchmarks; the criterion benches live in `benches/benches/`.
