@@ -42,7 +42,7 @@ cidrs = ["10.77.0.0/24"]
 ports = [8080, "9000-9100"]
 
 [[inbound]]
-ports = [{SERVER_PORT}, 8080]
+ports = ["{SERVER_PORT}-{SERVER_PORT + 10}", 8080]
 allow = ["spiffe://{TRUST_DOMAIN}/app/alice", "spiffe://{TRUST_DOMAIN}/app/bob", "spiffe://{TRUST_DOMAIN}/tools/*"]
 {extra}
 """

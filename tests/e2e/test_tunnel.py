@@ -126,3 +126,67 @@ def test_flow_survives_rotation_and_new_flows_use_new_certificate(net):
     serials = [d["detail"] for d in b.decisions(direction="inbound", verdict="allowed")]
     assert len(serials) == 2 and serials[0] != serials[1], f"new flow reused the old certificate: {serials}"
     assert a.status()["svids_minted"] >= 3
+
+
+def test_ipv6_flow_is_intercepted_and_tunneled(net):
+    for host, n in ((net.a, 1), (net.b, 2)):
+        host.run("ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
+    extra = '[[outbound]]\ncidrs = ["fd77::/64"]\nports = [9001]\n'
+    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=extra), net.tmp)
+    b = net.b.start_idgate(
+        host_config("host-b", net.tmp / "state-b", net.ca_dir, extra='[listen]\ninbound = "[::]:15008"\n'),
+        net.tmp,
+    )
+    net.b.popen("/usr/bin/python3", "-c", V6_ECHO)
+    net.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':9001 ' && exit 0; sleep 0.05; done; exit 1")
+    out = net.a.python(V6_CLIENT, uid=1001, timeout=30)
+    assert out.stdout.strip() == b"ipv6-ok", out
+    d = b.decisions(direction="inbound", verdict="allowed")
+    assert d and d[-1]["destination"] == "[fd77::2]:9001" and d[-1]["source_id"].endswith("/app/alice")
+    assert a.decisions(direction="outbound", verdict="tunneled")
+
+
+# IPv6 echo server on port 9001.
+V6_ECHO = r"""
+import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("fd77::2", 9001)); s.listen(8)
+while True:
+    c, _ = s.accept(); d = c.recv(100); c.sendall(d.replace(b"ping", b"ok")); c.close()
+"""
+V6_CLIENT = r"""
+import socket
+s = socket.create_connection(("fd77::2", 9001), timeout=10)
+s.sendall(b"ipv6-ping"); print(s.recv(100).decode())
+"""
+
+
+def test_server_reset_reaches_the_client_as_reset(net):
+    start_pair(net)
+    net.b.popen("/usr/bin/python3", "-c", RESETTER)
+    net.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':9002 ' && exit 0; sleep 0.05; done; exit 1")
+    out = net.a.python(
+        f"import socket\ns=socket.create_connection(('{net.b.ip}',9002),timeout=10)\ns.sendall(b'hi')\n"
+        "try:\n    print(s.recv(10))\nexcept ConnectionResetError:\n    print('reset')\n",
+        uid=1001, timeout=30,
+    )
+    assert out.stdout.strip() == b"reset", out
+
+
+# Accepts, reads a little, then closes with SO_LINGER 0 (a TCP RST).
+RESETTER = r"""
+import socket, struct
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 9002)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.recv(10)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+"""
+
+
+def test_allowed_but_unreachable_destination_is_502(net):
+    a, b = start_pair(net)
+    r = net.a.python(f"import socket; s=socket.create_connection(('{net.b.ip}', 8080), timeout=10); s.sendall(b'x'); print(s.recv(10))", uid=1001, check=False)
+    assert r.returncode != 0  # reset
+    d = b.decisions(direction="inbound", verdict="unreachable")
+    assert d and "Connection refused" in d[0]["detail"], d
+    assert a.decisions(direction="outbound", verdict="peer_unreachable")

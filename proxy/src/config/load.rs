@@ -29,6 +29,15 @@ fn position_of(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The key of the `key = value` line containing byte `offset`, if any.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let start = text[..offset.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then_some(key)
+}
+
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.into(),
@@ -39,10 +48,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| ConfigError {
-        file: path.into(),
-        position: e.span().map(|s| position_of(text, s.start)),
-        message: e.message().trim().to_string(),
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| s.start);
+        let message = e.message().trim().to_string();
+        ConfigError {
+            file: path.into(),
+            position: at.map(|o| position_of(text, o)),
+            // toml names unknown keys itself; for bad values, name the key on that line.
+            message: match at.and_then(|o| key_at(text, o)) {
+                Some(key) if !message.contains(&format!("`{key}`")) => format!("field `{key}`: {message}"),
+                _ => message,
+            },
+        }
     })?;
     check(&config).map_err(|(place, message)| ConfigError {
         file: path.into(),

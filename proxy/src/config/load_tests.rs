@@ -17,6 +17,7 @@ fn bad_cidr_names_file_line_and_value() {
     let e = err("trust_domain = \"example.org\"\n\n[[outbound]]\ncidrs = [\"10.0.0.300/24\"]\nports = [80]\n");
     assert!(e.starts_with("/etc/idgate/idgate.toml:4:"), "{e}");
     assert!(e.contains("10.0.0.300/24"), "{e}");
+    assert!(e.contains("field `cidrs`"), "{e}");
 }
 
 #[test]
