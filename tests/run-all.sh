@@ -8,5 +8,6 @@ cargo build --release --locked
 cargo test --release --locked
 python3 -m pytest -q tests/e2e
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
-    IDGATE_BIN="$PWD/target/release/idgate" bash tests/vm/run.sh
+    cargo build --release --locked -p idgate-benches --bin pingpong
+    IDGATE_BIN="$PWD/target/release/idgate" IDGATE_EXTRA_BINS="$PWD/target/release/pingpong" bash tests/vm/run.sh
 fi

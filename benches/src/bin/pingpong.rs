@@ -2,6 +2,7 @@
 //!   pingpong server ADDR            echo every message back
 //!   pingpong client ADDR N SIZE     N round trips of SIZE bytes; prints p50/p90/p99/p99.9 in µs
 //!   pingpong connect ADDR N         N fresh connections, one 1-byte round trip each
+//!   pingpong fire ADDR MSG          connect, send MSG and exit at once (no close handshake wait)
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
@@ -13,12 +14,13 @@ fn main() {
         "server" => server(arg(2)),
         "client" => client(arg(2), arg(3).parse().unwrap_or_else(|_| usage()), arg(4).parse().unwrap_or_else(|_| usage())),
         "connect" => connect(arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
+        "fire" => fire(arg(2), arg(3)),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: pingpong server ADDR | client ADDR N SIZE | connect ADDR N");
+    eprintln!("usage: pingpong server ADDR | client ADDR N SIZE | connect ADDR N | fire ADDR MSG");
     std::process::exit(2)
 }
 
@@ -86,4 +88,10 @@ fn connect(addr: &str, n: usize) {
         .collect();
     println!("{:.0} connections/s", n as f64 / started.elapsed().as_secs_f64());
     report(samples);
+}
+
+fn fire(addr: &str, msg: &str) {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.write_all(msg.as_bytes()).expect("write");
+    std::process::exit(0); // the socket outlives us briefly; the process does not
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds two Debian packages into packaging/deb/out/:
+#   idgate_<v>_<arch>.deb      the proxy, its systemd unit and /etc/idgate/idgate.toml (conffile)
+#   idgate-dkms_<v>_all.deb    the kernel module sources, built by DKMS for each installed kernel
+# Usage: packaging/deb/build.sh   (after cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+arch=$(dpkg --print-architecture)
+out=packaging/deb/out
+rm -rf "$out" && mkdir -p "$out"
+bin=target/release/idgate
+[ -x "$bin" ] || { echo "build.sh: $bin missing: cargo build --release first" >&2; exit 1; }
+
+# --- idgate
+root=$(mktemp -d)
+chmod 0755 "$root"
+trap 'rm -rf "$root" "${dkms_root:-}"' EXIT
+install -D -m 0755 "$bin" "$root/usr/bin/idgate"
+strip --strip-debug "$root/usr/bin/idgate"   # the release profile keeps symbols for profiling
+install -D -m 0644 configs/idgate.toml "$root/etc/idgate/idgate.toml"
+install -D -m 0644 packaging/systemd/idgate.service "$root/lib/systemd/system/idgate.service"
+install -D -m 0644 README.md "$root/usr/share/doc/idgate/README.md"
+mkdir -p "$root/DEBIAN"
+cat > "$root/DEBIAN/control" <<CTL
+Package: idgate
+Version: $version
+Architecture: $arch
+Maintainer: idgate developers <dev@idgate.invalid>
+Depends: libc6 (>= 2.34), libnftnl11 (>= 1.2.4), libmnl0, nftables
+Recommends: idgate-dkms
+Section: net
+Priority: optional
+Description: transparent mTLS proxy with per-process SPIFFE identities
+ Intercepts selected outbound TCP flows with nftables, identifies the process that
+ opened each one, and tunnels it over pooled HTTP/2 CONNECT + mutual TLS 1.3 to the
+ peer host's idgate, which authorizes the caller's SPIFFE ID.
+CTL
+echo /etc/idgate/idgate.toml > "$root/DEBIAN/conffiles"
+cat > "$root/DEBIAN/postinst" <<'SH'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
+	systemctl daemon-reload
+	systemctl enable idgate.service >/dev/null
+	echo "idgate: edit /etc/idgate/idgate.toml, then: systemctl start idgate"
+fi
+SH
+cat > "$root/DEBIAN/prerm" <<'SH'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+	systemctl stop idgate.service || true
+	[ "$1" = remove ] && systemctl disable idgate.service >/dev/null || true
+fi
+SH
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm"
+dpkg-deb --root-owner-group --build "$root" "$out/idgate_${version}_${arch}.deb" >/dev/null
+
+# --- idgate-dkms
+dkms_root=$(mktemp -d)
+chmod 0755 "$dkms_root"
+src="$dkms_root/usr/src/idgate-$version"
+mkdir -p "$src" "$dkms_root/DEBIAN"
+cp -r kmod/Kbuild kmod/Makefile kmod/*.c kmod/*.h kmod/include "$src/"
+sed "s/@VERSION@/$version/" packaging/dkms/dkms.conf > "$src/dkms.conf"
+cat > "$dkms_root/DEBIAN/control" <<CTL
+Package: idgate-dkms
+Version: $version
+Architecture: all
+Maintainer: idgate developers <dev@idgate.invalid>
+Depends: dkms
+Section: kernel
+Priority: optional
+Description: idgate kernel module (DKMS)
+ idgate.ko records the process that opened each outbound TCP flow at SYN time and
+ tags the flow for idgate's redirect; /dev/idgate answers the proxy's lookups.
+CTL
+cat > "$dkms_root/DEBIAN/postinst" <<SH
+#!/bin/sh
+set -e
+if [ "\$1" = configure ]; then
+	dkms add -m idgate -v $version || true
+	dkms build -m idgate -v $version && dkms install -m idgate -v $version || \
+		echo "idgate-dkms: module build failed for this kernel; idgate falls back to the procfs backend"
+fi
+SH
+cat > "$dkms_root/DEBIAN/prerm" <<SH
+#!/bin/sh
+set -e
+dkms remove -m idgate -v $version --all || true
+SH
+chmod 0755 "$dkms_root/DEBIAN/postinst" "$dkms_root/DEBIAN/prerm"
+dpkg-deb --root-owner-group --build "$dkms_root" "$out/idgate-dkms_${version}_all.deb" >/dev/null
+ls "$out"
