@@ -108,6 +108,7 @@ pub async fn run(config: Config) -> Result<()> {
         redirect,
         protected_ports: if config.mode == InboundMode::Strict { authorizer.protected_ports() } else { vec![] },
     };
+    probe_conntrack()?;
     crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
 
     let outbound = Arc::new(Outbound {
@@ -169,6 +170,17 @@ pub async fn run(config: Config) -> Result<()> {
     }
     tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
     Ok(())
+}
+
+/// Identity needs each flow's original tuple from ctnetlink; refuse to start without it
+/// rather than guess from addresses NAT may have rewritten.
+fn probe_conntrack() -> Result<()> {
+    let nowhere: SocketAddr = (Ipv4Addr::LOCALHOST, 1).into();
+    match crate::intercept::original_tuple(nowhere, nowhere) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(_) => Ok(()),
+        Err(e) => bail!("conntrack netlink (ctnetlink) is not usable: {e}; load nf_conntrack_netlink"),
+    }
 }
 
 async fn rotate(credentials: Arc<Credentials>) {

@@ -190,3 +190,28 @@ def test_allowed_but_unreachable_destination_is_502(net):
     d = b.decisions(direction="inbound", verdict="unreachable")
     assert d and "Connection refused" in d[0]["detail"], d
     assert a.decisions(direction="outbound", verdict="peer_unreachable")
+
+
+def test_flows_whose_source_port_nat_rewrote_keep_their_identity(net):
+    """Every redirected flow ends at one listener, so a client port reused towards another
+    destination clashes with the old flow's conntrack entry and NAT rewrites the source port.
+    Identity must come from the original tuple, not from the rewritten peer address."""
+    a, b = start_pair(net)
+    net.a.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40049")
+    from hosts import SERVER
+    net.b.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT + 1, 10, net.tmp / "server2.log")
+    net.b.run("sh", "-c", f"for i in $(seq 100); do ss -ltn | grep -q ':{SERVER_PORT + 1} ' && exit 0; sleep 0.05; done; exit 1")
+    out = net.a.python(
+        "import socket, sys\n"
+        "ok = 0\n"
+        f"for port in [{SERVER_PORT}] * 50 + [{SERVER_PORT + 1}] * 50:\n"
+        f"    s = socket.create_connection(('{net.b.ip}', port), timeout=10)\n"
+        "    s.sendall(b'x'); s.shutdown(socket.SHUT_WR)\n"
+        "    ok += len(s.recv(100)) > 0\n"
+        "    s.close()\n"
+        "print(ok)\n",
+        uid=1001, check=False, timeout=120,
+    )
+    assert out.stdout.strip() == b"100", out
+    assert not a.decisions(verdict="denied_no_identity")
+    assert len(b.decisions(direction="inbound", verdict="allowed", source_id=f"spiffe://{TRUST_DOMAIN}/app/alice")) == 100

@@ -1,8 +1,8 @@
-//! Getting flows to the proxy: the nftables table idgate owns, and the original destination
-//! of a redirected connection.
+//! Getting flows to the proxy: the nftables table idgate owns, and the original tuple (source
+//! and destination, from conntrack) of a redirected connection.
+mod conntrack;
 mod nftables;
-mod orig_dst;
 mod redirect_expr;
 
 pub use nftables::{install, remove, RedirectMatch, Ruleset};
-pub use orig_dst::original_dst;
+pub use conntrack::{original_tuple, OriginalTuple};

@@ -33,7 +33,7 @@ pub struct Outbound {
 /// Why a flow did not go through; the workload sees a reset either way.
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
-    #[error("no original destination: {0}")]
+    #[error("no original flow in conntrack: {0}")]
     NoOriginalDst(std::io::Error),
     #[error("destination {0} matches no [[outbound]] rule")]
     NoRoute(SocketAddr),
@@ -133,14 +133,15 @@ impl Outbound {
             Ok(a) => a,
             Err(e) => bail!(Refusal::NoOriginalDst(e)),
         };
-        let dst = match crate::intercept::original_dst(&stream, &local) {
-            Ok(dst) if dst != local => dst,
+        // The workload's real address may differ from `client`: NAT can rewrite the source port.
+        let (src, dst) = match crate::intercept::original_tuple(local, client) {
+            Ok(t) if t.dst != local => (t.src, t.dst),
             Ok(_) => bail!(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
             Err(e) => bail!(Refusal::NoOriginalDst(e)),
         };
         d.destination = dst.to_string();
         let Some(peer) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
-        let workload = match self.identities.resolve(client, dst) {
+        let workload = match self.identities.resolve(src, dst) {
             Ok(w) => w,
             Err(e) => bail!(e),
         };

@@ -1,0 +1,208 @@
+//! The original tuple of a redirected flow, from conntrack (ctnetlink GET by reply tuple).
+//!
+//! REDIRECT rewrites the destination, and when two flows from the same client port collide on
+//! the reply side (every redirected flow ends at our one listener) it also rewrites the
+//! *source port*. The accepted socket's peer address is then not the workload's real address,
+//! so identity lookups must use the original tuple that conntrack remembers.
+use std::cell::RefCell;
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const NLA_F_NESTED: u16 = 0x8000;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// The flow as the workload opened it: (its own address, where it was going).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginalTuple {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+thread_local! {
+    static SOCKET: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
+}
+
+/// Looks up the conntrack entry whose reply direction is `local` → `peer` (our accepted
+/// socket's view) and returns its original direction.
+pub fn original_tuple(local: SocketAddr, peer: SocketAddr) -> io::Result<OriginalTuple> {
+    SOCKET.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(open()?);
+        }
+        let fd = slot.as_ref().expect("just opened").as_raw_fd();
+        let result = query(fd, local, peer);
+        if result.as_ref().is_err_and(|e| e.kind() != io::ErrorKind::NotFound) {
+            *slot = None;
+        }
+        result
+    })
+}
+
+fn open() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2); ownership goes to OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
+    // SAFETY: setsockopt with a timeval of the declared size.
+    unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const _, size_of::<libc::timeval>() as u32) };
+    Ok(fd)
+}
+
+/// Appends one netlink attribute (4-byte aligned).
+fn put_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(buf.len() + (4 - len % 4) % 4, 0);
+}
+
+fn nested(kind: u16, build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut inner = Vec::new();
+    build(&mut inner);
+    let mut out = Vec::new();
+    put_attr(&mut out, kind | NLA_F_NESTED, &inner);
+    out
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
+    let (src_kind, dst_kind, family) = if local.is_ipv4() {
+        (CTA_IP_V4_SRC, CTA_IP_V4_DST, libc::AF_INET)
+    } else {
+        (CTA_IP_V6_SRC, CTA_IP_V6_DST, libc::AF_INET6)
+    };
+    let tuple = nested(CTA_TUPLE_REPLY, |t| {
+        t.extend(nested(CTA_TUPLE_IP, |ip| {
+            put_attr(ip, src_kind, &ip_bytes(local.ip()));
+            put_attr(ip, dst_kind, &ip_bytes(peer.ip()));
+        }));
+        t.extend(nested(CTA_TUPLE_PROTO, |p| {
+            put_attr(p, CTA_PROTO_NUM, &[libc::IPPROTO_TCP as u8]);
+            put_attr(p, CTA_PROTO_SRC_PORT, &local.port().to_be_bytes());
+            put_attr(p, CTA_PROTO_DST_PORT, &peer.port().to_be_bytes());
+        }));
+    });
+    let total = size_of::<libc::nlmsghdr>() + 4 + tuple.len();
+    let mut msg = Vec::with_capacity(total);
+    msg.extend_from_slice(&(total as u32).to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET).to_ne_bytes());
+    msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    msg.extend_from_slice(&[family as u8, 0 /* NFNETLINK_V0 */, 0, 0]); // nfgenmsg
+    msg.extend(tuple);
+    msg
+}
+
+fn query(fd: i32, local: SocketAddr, peer: SocketAddr) -> io::Result<OriginalTuple> {
+    let msg = request(local, peer);
+    // SAFETY: the kernel address is zeroed (pid 0); msg is our own buffer.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    let sent = unsafe { libc::sendto(fd, msg.as_ptr() as *const _, msg.len(), 0, &kernel as *const _ as *const _, size_of::<libc::sockaddr_nl>() as u32) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: recv into our own buffer.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    parse_reply(&buf[..n as usize])
+}
+
+fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let payload = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some((kind, payload))
+    })
+}
+
+fn parse_reply(buf: &[u8]) -> io::Result<OriginalTuple> {
+    let hdr = size_of::<libc::nlmsghdr>();
+    if buf.len() < hdr + 4 {
+        return Err(io::Error::other("short ctnetlink reply"));
+    }
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    if kind as i32 == libc::NLMSG_ERROR {
+        let errno = i32::from_ne_bytes(buf[hdr..hdr + 4].try_into().expect("4 bytes"));
+        return Err(match -errno {
+            libc::ENOENT => io::Error::new(io::ErrorKind::NotFound, "no conntrack entry for this connection"),
+            e => io::Error::from_raw_os_error(e),
+        });
+    }
+    let orig = attrs(&buf[hdr + 4..])
+        .find(|(k, _)| *k == CTA_TUPLE_ORIG)
+        .ok_or_else(|| io::Error::other("ctnetlink reply without CTA_TUPLE_ORIG"))?
+        .1;
+    let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
+    for (k, v) in attrs(orig) {
+        match k {
+            CTA_TUPLE_IP => {
+                for (k, v) in attrs(v) {
+                    let ip = match v.len() {
+                        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).expect("4 bytes"))),
+                        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).expect("16 bytes"))),
+                        _ => continue,
+                    };
+                    match k {
+                        CTA_IP_V4_SRC | CTA_IP_V6_SRC => src = Some(ip),
+                        CTA_IP_V4_DST | CTA_IP_V6_DST => dst = Some(ip),
+                        _ => {}
+                    }
+                }
+            }
+            CTA_TUPLE_PROTO => {
+                for (k, v) in attrs(v) {
+                    let port = (v.len() == 2).then(|| u16::from_be_bytes([v[0], v[1]]));
+                    match k {
+                        CTA_PROTO_SRC_PORT => sport = port,
+                        CTA_PROTO_DST_PORT => dport = port,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match (src, sport, dst, dport) {
+        (Some(s), Some(sp), Some(d), Some(dp)) => Ok(OriginalTuple { src: SocketAddr::new(s, sp), dst: SocketAddr::new(d, dp) }),
+        _ => Err(io::Error::other("incomplete CTA_TUPLE_ORIG in ctnetlink reply")),
+    }
+}
