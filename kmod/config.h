@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Per network namespace intercept configuration (set by the proxy). */
+#ifndef _IDGATE_CONFIG_H
+#define _IDGATE_CONFIG_H
+
+#include <linux/pid.h>
+#include <linux/rcupdate.h>
+#include <linux/types.h>
+#include <uapi/idgate.h>
+
+struct idgate_flow_key;
+struct idgate_net;
+
+/* Immutable once published; replaced as a whole and freed after RCU. */
+struct idgate_cfg {
+	struct rcu_head rcu;
+	u32 mark;			/* bits to set, within mask */
+	u32 mask;			/* bits of the mark owned by idgate */
+	struct pid *proxy;		/* the proxy's thread group (reference) or NULL */
+	u32 nrules;
+	struct idgate_rule rules[IDGATE_MAX_RULES];
+};
+
+/* Validate @u and make it the configuration of @in (rule_count 0: none). */
+int idgate_cfg_set(struct idgate_net *in, const struct idgate_config *u);
+/* Copy the configuration of @in to @u (all zero if none). */
+void idgate_cfg_get(struct idgate_net *in, struct idgate_config *u);
+/* Drop the configuration of @in (namespace exit). */
+void idgate_cfg_clear(struct idgate_net *in);
+/* Is the destination of @key in the intercept set? Caller holds RCU. */
+bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key);
+
+#endif

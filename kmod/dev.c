@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/idgate: version, configuration, lookup and counters, each for the
+ * caller's network namespace. An open file holds a reference on the module
+ * (fops.owner), so the module cannot be unloaded while any ioctl may run:
+ * rmmod fails with EBUSY until the last file is closed.
+ */
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/nsproxy.h>
+#include <linux/slab.h>
+#include <linux/socket.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <net/net_namespace.h>
+#include <uapi/idgate.h>
+
+#include "config.h"
+#include "dev.h"
+#include "flowtable.h"
+#include "netns.h"
+#include "stats.h"
+#include "version.h"
+
+static struct net *caller_net(void)
+{
+	return current->nsproxy->net_ns;
+}
+
+static bool caller_is_admin(void)
+{
+	return ns_capable(caller_net()->user_ns, CAP_NET_ADMIN);
+}
+
+static long ioc_version(void __user *arg)
+{
+	struct idgate_version v;
+
+	memset(&v, 0, sizeof(v));
+	v.api_version = IDGATE_API_VERSION;
+	strscpy((char *)v.module_version, IDGATE_MODULE_VERSION, sizeof(v.module_version));
+	return copy_to_user(arg, &v, sizeof(v)) ? -EFAULT : 0;
+}
+
+static long ioc_config(void __user *arg)
+{
+	struct idgate_config *u = memdup_user(arg, sizeof(*u));
+	long ret;
+
+	if (IS_ERR(u))
+		return PTR_ERR(u);
+	ret = idgate_cfg_set(idgate_pernet(caller_net()), u);
+	kfree(u);
+	return ret;
+}
+
+static long ioc_get_config(void __user *arg)
+{
+	struct idgate_config *u = kmalloc(sizeof(*u), GFP_KERNEL);
+	long ret = 0;
+
+	if (!u)
+		return -ENOMEM;
+	idgate_cfg_get(idgate_pernet(caller_net()), u);
+	if (copy_to_user(arg, u, sizeof(*u)))
+		ret = -EFAULT;
+	kfree(u);
+	return ret;
+}
+
+/* Build the table key from the "in" fields of @req. */
+static int lookup_key(const struct idgate_lookup *req, struct idgate_flow_key *key)
+{
+	static const u8 zero[12];
+
+	if (req->flags & ~IDGATE_LOOKUP_PEEK || req->pad0)
+		return -EINVAL;
+	if (req->family == AF_INET) {
+		if (memcmp(req->src_addr + 4, zero, 12) || memcmp(req->dst_addr + 4, zero, 12))
+			return -EINVAL;
+	} else if (req->family != AF_INET6) {
+		return -EINVAL;
+	}
+	memset(key, 0, sizeof(*key));
+	key->family = req->family;
+	memcpy(key->saddr, req->src_addr, 16);
+	memcpy(key->daddr, req->dst_addr, 16);
+	key->sport = req->src_port;
+	key->dport = req->dst_port;
+	return 0;
+}
+
+static long lookup(struct idgate_lookup *req)
+{
+	struct idgate_table *t = &idgate_pernet(caller_net())->table;
+	struct idgate_flow_key key;
+	struct idgate_flow *flow;
+	int ret = lookup_key(req, &key);
+
+	if (ret)
+		return ret;
+	/* Clear the "out" part: it starts at tgid. */
+	memset((u8 *)req + offsetof(struct idgate_lookup, tgid), 0,
+	       sizeof(*req) - offsetof(struct idgate_lookup, tgid));
+	if (req->flags & IDGATE_LOOKUP_PEEK)
+		return idgate_table_peek(t, &key, req);
+
+	idgate_stat_inc(lookups);
+	flow = idgate_table_take(t, &key);
+	if (!flow) {
+		idgate_stat_inc(misses);
+		return -ENOENT;
+	}
+	idgate_stat_inc(hits);
+	rcu_read_lock();
+	idgate_identity_fill(&flow->id, req);
+	rcu_read_unlock();
+	idgate_flow_free(flow);
+	return 0;
+}
+
+static long ioc_lookup(void __user *arg)
+{
+	struct idgate_lookup *req = memdup_user(arg, sizeof(*req));
+	long ret;
+
+	if (IS_ERR(req))
+		return PTR_ERR(req);
+	ret = lookup(req);
+	if (!ret && copy_to_user(arg, req, sizeof(*req)))
+		ret = -EFAULT;
+	kfree(req);
+	return ret;
+}
+
+static long ioc_stats(void __user *arg)
+{
+	struct idgate_stats s;
+
+	idgate_stats_fill(&s);
+	return copy_to_user(arg, &s, sizeof(s)) ? -EFAULT : 0;
+}
+
+static long idgate_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	void __user *uarg = (void __user *)arg;
+
+	if (cmd == IDGATE_IOC_VERSION)
+		return ioc_version(uarg);
+	if (!caller_is_admin())
+		return -EPERM;
+	switch (cmd) {
+	case IDGATE_IOC_CONFIG:
+		return ioc_config(uarg);
+	case IDGATE_IOC_GET_CONFIG:
+		return ioc_get_config(uarg);
+	case IDGATE_IOC_LOOKUP:
+		return ioc_lookup(uarg);
+	case IDGATE_IOC_STATS:
+		return ioc_stats(uarg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct file_operations idgate_fops = {
+	.owner = THIS_MODULE,
+	.open = nonseekable_open,
+	.unlocked_ioctl = idgate_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+static struct miscdevice idgate_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = IDGATE_DEVICE_NAME,
+	.fops = &idgate_fops,
+	.mode = 0600,
+};
+
+int idgate_dev_init(void)
+{
+	return misc_register(&idgate_misc);
+}
+
+void idgate_dev_exit(void)
+{
+	misc_deregister(&idgate_misc);
+}
