@@ -7,6 +7,7 @@ bash tests/setup.sh
 cargo build --release --locked
 cargo test --release --locked
 python3 -m pytest -q tests/e2e
+python3 benches/e2e/run.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
     cargo build --release --locked -p idgate-benches --bin pingpong
     IDGATE_BIN="$PWD/target/release/idgate" IDGATE_EXTRA_BINS="$PWD/target/release/pingpong" bash tests/vm/run.sh

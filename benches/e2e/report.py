@@ -101,6 +101,14 @@ def wl_error(res, key, wl):
     return one_line(errs[0], 160) if errs else None
 
 
+def fail_note(res, key, wl):
+    """' (k of n repetitions failed: why)' when some, not all, repetitions of a workload failed."""
+    reps = res["scenarios"][key]["reps"]
+    errs = [r.get(wl, {}).get("error") for r in reps if isinstance(r.get(wl), dict) and r[wl].get("error")]
+    errs += [r["error"] for r in reps if r.get("error")]
+    return f" ({len(errs)} of {len(reps)} repetitions failed: {one_line(errs[0], 120)})" if errs else ""
+
+
 def missing_numbers(res):
     """Problems that make quick mode fail: a scenario that could run but produced no numbers."""
     out = []
@@ -229,7 +237,7 @@ def markdown(res):
              f"(median, with min–max in parentheses) · HTTP workloads {d['http']} s each, bulk {d['bulk']} s · "
              f"run took {m.get('seconds', '?')} s\n")
     L.append(f"Machine: {m['cpu']}, Linux {m['kernel']}; load average at start {' '.join(m['loadavg_start'])}, "
-             f"at end {' '.join(m.get('loadavg_end', ['?']))}. Produced by `benches/e2e/run.py`; "
+             f"highest 1-minute value at a scenario start {m.get('loadavg_max', 0):.2f}. Produced by `benches/e2e/run.py`; "
              "raw numbers in `latest.json`.\n")
     # Summary
     L.append("## Summary (medians)\n")
@@ -272,12 +280,12 @@ def markdown(res):
                 L.append(f"| {lab[k]} | {st or '**' + err + '**'} | | | | | | | |")
                 continue
             add = paired(res, k, wl, "p50", lambda x, y: x - y)
-            errs = sum(values(res, k, wl, "errors"))
+            errs = int(sum(values(res, k, wl, "errors")))
             L.append(f"| {lab[k]} | {fmt(stat(res, k, wl, 'rps'))} | {fmt(stat(res, k, wl, 'p50'))} | "
                      f"{fmt(stat(res, k, wl, 'p90'))} | {fmt(stat(res, k, wl, 'p99'))} | {fmt(stat(res, k, wl, 'p999'))} | "
                      f"{'—' if k == 'direct' else fmt((add[0], add[1], add[2]) if add else None)} | "
                      f"{'—' if k == 'direct' else fmt(stat(res, k, wl, 'cpu10k'), 2)} | {errs}"
-                     f"{' (some reps failed: ' + err + ')' if err else ''} |")
+                     f"{fail_note(res, k, wl)} |")
         L.append("")
     L.append(f"### {wl_title['bulk']}\n")
     L.append("| scenario | Gbit/s | % of direct | proxy CPU s / GiB |")
@@ -290,7 +298,7 @@ def markdown(res):
             continue
         g = med(res, k, "bulk", "gbps")
         L.append(f"| {lab[k]} | {fmt(stat(res, k, 'bulk', 'gbps'), 2)} | {f'{g / dg:.0%}' if dg and g else '—'} | "
-                 f"{'—' if k == 'direct' else fmt(stat(res, k, 'bulk', 'cpu_gib'), 2)} |")
+                 f"{'—' if k == 'direct' else fmt(stat(res, k, 'bulk', 'cpu_gib'), 2)}{fail_note(res, k, 'bulk')} |")
     L.append("")
     L.append("### Connection set-up and memory\n")
     L.append("| scenario | first request after start, ms | added over a direct new connection, ms | later new-connection request, ms "
@@ -317,7 +325,9 @@ def markdown(res):
     L.append("- **Setup.** Two network namespaces (host A 10.77.0.1, host B 10.77.0.2) on a veth bridge. Host B runs one "
              "nginx (1 worker, `return 200` of 18 bytes, keep-alive on, access log off) and iperf3 servers; host A runs "
              "the clients as uid 1001 (idgate maps it to `spiffe://demo.idgate/app/alice`). Only one proxy pair runs at "
-             "a time; each repetition starts every pair afresh, in a rotated order, so scenarios are interleaved.")
+             "a time; each repetition starts every pair afresh, in a rotated order, so scenarios are interleaved. Within a "
+             "pair's block: first requests, a 1 s warm-up, bulk, keep-alive 1/10/64, new connection per request, "
+             "constant rate, then the 1,000 idle flows.")
     L.append("- **Scenarios.** " + " ".join(f"*{lab[k]}*: {res['scenarios'][k]['what']}." for k in keys))
     L.append("- **Certificates.** Every peer pair uses ECDSA P-256 certificates from one openssl CA, TLS 1.3 only, client "
              "certificate required by host B. idgate mints its own P-256 SVIDs from a shared `idgate ca-init` CA.")
@@ -338,10 +348,15 @@ def markdown(res):
     missing = [f"{lab[k]}: {s['missing']}" for k, s in res["scenarios"].items() if s.get("missing")]
     if missing:
         L.append("- **Not measured**: " + "; ".join(missing) + ".")
-    load = [float(x) for x in m["loadavg_start"]]
-    if max(load) > 0.5:
-        L.append(f"- **Noise warning**: the machine was not idle at the start (load average {' '.join(m['loadavg_start'])}; "
-                 "2 cores), so numbers may be noisy; compare scenarios within this run rather than across runs.")
+    load = float(m["loadavg_start"][0])
+    if "other_cpu_pct" in m:
+        L.append(f"- **Other load**: during the run the machine spent {m['other_cpu_pct']}% of its CPU on anything but "
+                 f"this benchmark's processes (this includes softirq network work not charged to any process, so a few "
+                 f"percent is normal), and {m.get('steal_pct', 0)}% was stolen by the hypervisor.")
+    if load > 0.5 or m.get("loadavg_max", 0) > 2.5 or m.get("other_cpu_pct", 0) > 15:
+        L.append(f"- **Noise warning**: the machine was not idle (1-minute load average {load:.2f} at the start, "
+                 f"up to {m.get('loadavg_max', 0):.2f} during the run, where the benchmark itself accounts for about 2 "
+                 "on 2 cores), so numbers may be noisy; compare scenarios within this run rather than across runs.")
     L.append("- Versions: " + "; ".join(f"{k} `{v}`" for k, v in m["versions"].items()) + ".")
     L.append("")
     return "\n".join(L)

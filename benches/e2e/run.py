@@ -12,6 +12,8 @@ import atexit
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the repo or in tests/e2e
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -307,6 +310,9 @@ class Bench:
                     bad += 1
         if not lat:
             raise RuntimeError(f"h2load: no successful request: {r.stdout[-400:]}")
+        m = re.search(r"(\d+) failed, (\d+) errored, (\d+) timeout", r.stdout)
+        if m:  # requests that never completed are not in the log
+            bad = max(bad, sum(int(x) for x in m.groups()))
         lat.sort()
         achieved = len(lat) / duration
         target = conns * rps
@@ -384,7 +390,9 @@ class Bench:
                 self.client("wrk", "-t1", "-c10", f"-d{d['warmup']}s", self.url(scn), timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            for key, _title, kind, prm in WORKLOADS:
+            # Bulk first: it is measured before the new-connection workload fills conntrack with
+            # thousands of TIME_WAIT entries, so each workload starts from the same clean state.
+            for key, _title, kind, prm in sorted(WORKLOADS, key=lambda w: w[2] != "iperf3"):
                 try:
                     if kind == "wrk":
                         res[key] = self.wrk(scn, prm["conns"], d["http"], prm.get("close", False))
@@ -413,6 +421,16 @@ class Bench:
         return res
 
 
+def cpu_snapshot():
+    """(machine busy seconds, steal seconds, this benchmark's CPU seconds incl. reaped children)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK,
+            me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)
+
+
 def machine_notes():
     def version(cmd):
         try:
@@ -427,9 +445,12 @@ def machine_notes():
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "loadavg_start": open("/proc/loadavg").read().split()[:3],
         "versions": {
-            "idgate": version([str(IDGATE), "--version"]),
+            "idgate": f"{version([str(IDGATE), '--version'])}, binary built "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(IDGATE.stat().st_mtime))}, repo HEAD "
+                      + subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                       capture_output=True, text=True).stdout.strip(),
             "nginx": version(["nginx", "-v"]),
-            "haproxy": version(["haproxy", "-v"]),
+            "haproxy": version(["haproxy", "-v"]).split(" - ")[0],
             "stunnel": next((l.strip() for l in subprocess.run(["stunnel4", "-version"], capture_output=True, text=True)
                              .stderr.splitlines() if l.startswith("stunnel ")), "?") if shutil.which("stunnel4") else "not installed",
             "envoy": version([str(peers.ENVOY), "--version"]) if peers.ENVOY.exists() else "not installed",
@@ -494,6 +515,7 @@ def main():
     for s in scenarios:
         results["scenarios"][s.key] = {"label": s.label, "what": s.what, "missing": s.missing(), "reps": []}
     t_start = time.time()
+    snap0 = cpu_snapshot()
     bench.up()
     runnable = [s for s in scenarios if not s.missing()]
     for s in scenarios:
@@ -502,7 +524,9 @@ def main():
     for rep in range(d["reps"]):
         order = runnable[rep % len(runnable):] + runnable[:rep % len(runnable)]  # rotate: no fixed position
         for s in order:
-            log(f"rep {rep + 1}/{d['reps']}: {s.label}")
+            load1 = float(open("/proc/loadavg").read().split()[0])
+            results["machine"]["loadavg_max"] = max(results["machine"].get("loadavg_max", 0), load1)
+            log(f"rep {rep + 1}/{d['reps']}: {s.label} (load average {load1:.2f})")
             r = bench.run_scenario(s, d)
             r["rep"] = rep
             results["scenarios"][s.key]["reps"].append(r)
@@ -511,6 +535,13 @@ def main():
                                 for k, v in r.items() if isinstance(v, dict) and k in dict((w[0], 1) for w in WORKLOADS))
             log(f"  {r.get('error') or summary} ({r.get('seconds')} s)")
     bench.down()
+    snap1 = cpu_snapshot()
+    wall = time.time() - t_start
+    # CPU the machine spent on anything but this benchmark's processes (includes softirq network work
+    # not charged to a process, so a few percent even on an idle machine).
+    results["machine"]["other_cpu_pct"] = round(100 * max(0.0, (snap1[0] - snap0[0]) - (snap1[2] - snap0[2]))
+                                                 / (wall * os.cpu_count()), 1)
+    results["machine"]["steal_pct"] = round(100 * (snap1[1] - snap0[1]) / (wall * os.cpu_count()), 1)
     results["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     results["machine"]["seconds"] = round(time.time() - t_start)
 
