@@ -12,6 +12,7 @@ pub mod decisions;
 pub mod identity;
 pub mod intercept;
 pub mod metrics;
+mod netlink;
 pub mod policy;
 pub mod socket;
 pub mod spiffe;

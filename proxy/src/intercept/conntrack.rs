@@ -4,11 +4,9 @@
 //! the reply side (every redirected flow ends at our one listener) it also rewrites the
 //! *source port*. The accepted socket's peer address is then not the workload's real address,
 //! so identity lookups must use the original tuple that conntrack remembers.
-use std::cell::RefCell;
 use std::io;
-use std::mem::size_of;
+use crate::netlink;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -33,38 +31,12 @@ pub struct OriginalTuple {
     pub dst: SocketAddr,
 }
 
-thread_local! {
-    static SOCKET: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
-}
-
 /// Looks up the conntrack entry whose reply direction is `local` → `peer` (our accepted
 /// socket's view) and returns its original direction.
 pub fn original_tuple(local: SocketAddr, peer: SocketAddr) -> io::Result<OriginalTuple> {
-    SOCKET.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(open()?);
-        }
-        let fd = slot.as_ref().expect("just opened").as_raw_fd();
-        let result = query(fd, local, peer);
-        if result.as_ref().is_err_and(|e| e.kind() != io::ErrorKind::NotFound) {
-            *slot = None;
-        }
-        result
-    })
-}
-
-fn open() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2); ownership goes to OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
-    // SAFETY: setsockopt with a timeval of the declared size.
-    unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const _, size_of::<libc::timeval>() as u32) };
-    Ok(fd)
+    let mut answer = [0u8; 4096];
+    let n = netlink::exchange(libc::NETLINK_NETFILTER, &request(local, peer), &mut answer)?;
+    parse_reply(&answer[..n])
 }
 
 /// Appends one netlink attribute (4-byte aligned).
@@ -108,34 +80,17 @@ fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
             put_attr(p, CTA_PROTO_DST_PORT, &peer.port().to_be_bytes());
         }));
     });
-    let total = size_of::<libc::nlmsghdr>() + 4 + tuple.len();
+    let total = netlink::HEADER_LEN + 4 + tuple.len();
+    let h = netlink::header(total, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, libc::NLM_F_REQUEST as u16);
     let mut msg = Vec::with_capacity(total);
-    msg.extend_from_slice(&(total as u32).to_ne_bytes());
-    msg.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET).to_ne_bytes());
-    msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    msg.extend_from_slice(&h.nlmsg_len.to_ne_bytes());
+    msg.extend_from_slice(&h.nlmsg_type.to_ne_bytes());
+    msg.extend_from_slice(&h.nlmsg_flags.to_ne_bytes());
+    msg.extend_from_slice(&h.nlmsg_seq.to_ne_bytes());
+    msg.extend_from_slice(&h.nlmsg_pid.to_ne_bytes());
     msg.extend_from_slice(&[family as u8, 0 /* NFNETLINK_V0 */, 0, 0]); // nfgenmsg
     msg.extend(tuple);
     msg
-}
-
-fn query(fd: i32, local: SocketAddr, peer: SocketAddr) -> io::Result<OriginalTuple> {
-    let msg = request(local, peer);
-    // SAFETY: the kernel address is zeroed (pid 0); msg is our own buffer.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    let sent = unsafe { libc::sendto(fd, msg.as_ptr() as *const _, msg.len(), 0, &kernel as *const _ as *const _, size_of::<libc::sockaddr_nl>() as u32) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = [0u8; 4096];
-    // SAFETY: recv into our own buffer.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    parse_reply(&buf[..n as usize])
 }
 
 fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
@@ -155,17 +110,15 @@ fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 }
 
 fn parse_reply(buf: &[u8]) -> io::Result<OriginalTuple> {
-    let hdr = size_of::<libc::nlmsghdr>();
+    let hdr = netlink::HEADER_LEN;
+    if let Some(err) = netlink::error_of(buf) {
+        return Err(match err.raw_os_error() {
+            Some(libc::ENOENT) => io::Error::new(io::ErrorKind::NotFound, "no conntrack entry for this connection"),
+            _ => err,
+        });
+    }
     if buf.len() < hdr + 4 {
         return Err(io::Error::other("short ctnetlink reply"));
-    }
-    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-    if kind as i32 == libc::NLMSG_ERROR {
-        let errno = i32::from_ne_bytes(buf[hdr..hdr + 4].try_into().expect("4 bytes"));
-        return Err(match -errno {
-            libc::ENOENT => io::Error::new(io::ErrorKind::NotFound, "no conntrack entry for this connection"),
-            e => io::Error::from_raw_os_error(e),
-        });
     }
     let orig = attrs(&buf[hdr + 4..])
         .find(|(k, _)| *k == CTA_TUPLE_ORIG)

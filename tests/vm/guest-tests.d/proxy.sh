@@ -99,6 +99,12 @@ fi
 # The same exited-process case with the procfs backend: it cannot attribute it.
 start cli cli procfs || exit 1
 CLI=$PID
+# procfs must attribute a live process, or the exited-process comparison below means nothing.
+if in_cli pingpong-a client 10.77.0.2:7000 20 64 > /dev/null 2>&1; then
+	pass "procfs backend attributes a live process"
+else
+	fail "procfs backend cannot attribute even a live process: $(grep -m1 denied $W/cli.log)"
+fi
 procfs_rate=$(in_cli pingpong-a connect 10.77.0.2:7000 300 | head -1)
 before=$(count spiffe://vm.idgate/a)
 in_cli pingpong-a fire 10.77.0.2:7000 exited-client

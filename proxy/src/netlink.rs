@@ -1,0 +1,83 @@
+//! One request, one answer, over a per-thread kernel netlink socket: the plumbing shared by
+//! the sock_diag and ctnetlink lookups on the per-flow path (microseconds; the kernel answers
+//! within the sendmsg call).
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+thread_local! {
+    static SOCKETS: RefCell<HashMap<i32, OwnedFd>> = RefCell::new(HashMap::new());
+}
+
+pub const HEADER_LEN: usize = size_of::<libc::nlmsghdr>();
+
+fn open(protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2); ownership goes to OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
+    // SAFETY: setsockopt with a timeval of the declared size.
+    unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const _, size_of::<libc::timeval>() as u32) };
+    Ok(fd)
+}
+
+/// Sends `request` (a complete netlink message) to the kernel on this thread's socket for
+/// `protocol` and returns the length of the answer in `answer`. A socket that failed is
+/// replaced next time rather than reused in an unknown state.
+pub fn exchange(protocol: i32, request: &[u8], answer: &mut [u8]) -> io::Result<usize> {
+    SOCKETS.with(|cell| {
+        let mut sockets = cell.borrow_mut();
+        let fd = match sockets.entry(protocol) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().as_raw_fd(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(open(protocol)?).as_raw_fd(),
+        };
+        let result = send_recv(fd, request, answer);
+        if result.is_err() {
+            sockets.remove(&protocol);
+        }
+        result
+    })
+}
+
+fn send_recv(fd: i32, request: &[u8], answer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel address is zeroed (pid 0); both buffers are ours.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    let sent = unsafe { libc::sendto(fd, request.as_ptr() as *const _, request.len(), 0, &kernel as *const _ as *const _, size_of::<libc::sockaddr_nl>() as u32) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = unsafe { libc::recv(fd, answer.as_mut_ptr() as *mut _, answer.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (n as usize) < HEADER_LEN {
+        return Err(io::Error::other("short netlink answer"));
+    }
+    Ok(n as usize)
+}
+
+/// The message type of an answer.
+pub fn message_type(answer: &[u8]) -> u16 {
+    u16::from_ne_bytes([answer[4], answer[5]])
+}
+
+/// For an NLMSG_ERROR answer, the (positive) errno it carries; `None` for any other answer.
+/// ENOENT becomes `ErrorKind::NotFound`, which callers treat as "no such flow".
+pub fn error_of(answer: &[u8]) -> Option<io::Error> {
+    if message_type(answer) as i32 != libc::NLMSG_ERROR || answer.len() < HEADER_LEN + 4 {
+        return None;
+    }
+    let errno = -i32::from_ne_bytes(answer[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4 bytes"));
+    Some(io::Error::from_raw_os_error(errno))
+}
+
+/// A netlink header for a request of `total` bytes.
+pub fn header(total: usize, kind: u16, flags: u16) -> libc::nlmsghdr {
+    libc::nlmsghdr { nlmsg_len: total as u32, nlmsg_type: kind, nlmsg_flags: flags, nlmsg_seq: 1, nlmsg_pid: 0 }
+}
