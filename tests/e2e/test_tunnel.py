@@ -215,3 +215,23 @@ def test_flows_whose_source_port_nat_rewrote_keep_their_identity(net):
     assert out.stdout.strip() == b"100", out
     assert not a.decisions(verdict="denied_no_identity")
     assert len(b.decisions(direction="inbound", verdict="allowed", source_id=f"spiffe://{TRUST_DOMAIN}/app/alice")) == 100
+
+
+def test_process_that_execs_another_binary_gets_the_new_identity(net):
+    """execve keeps the pid and start time; the identity must follow the new executable."""
+    a, b = start_pair(net)
+    # uid 1004 has no uid rule: python is unidentified (denied), curl matches the exe rule.
+    code = (
+        "import os, socket\n"
+        "try:\n"
+        f"    s = socket.create_connection(('{net.b.ip}', {SERVER_PORT}), timeout=5); s.sendall(b'x'); s.recv(10)\n"
+        "except OSError:\n"
+        "    pass\n"
+        f"os.execv('/usr/bin/curl', ['curl', '-s', '-o', '/dev/null', '--max-time', '5', 'http://{net.b.ip}:{SERVER_PORT}/'])\n"
+    )
+    net.a.python(code, uid=1004, check=False, timeout=30)
+    denied = a.decisions(direction="outbound", verdict="denied_no_identity")
+    allowed = b.decisions(direction="inbound", verdict="allowed", source_id=f"spiffe://{TRUST_DOMAIN}/tools/curl")
+    assert len(denied) == 1 and "python" in denied[0]["process"], denied
+    pid = denied[0]["process"].rsplit("(", 1)[1].rstrip(")")
+    assert allowed and allowed[0]["process"].startswith(f"pid={pid};"), (denied, allowed)  # same process

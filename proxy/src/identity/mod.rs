@@ -1,6 +1,7 @@
 //! Flow → process → SPIFFE ID. A `FlowIdentity` backend answers "which process opened this
 //! flow?"; the selector turns the process into a SPIFFE ID; results are cached per process
-//! (tgid + start time, so a reused pid never inherits an identity).
+//! and reused only while every selected attribute is unchanged (a reused pid, an execve or a
+//! setuid never inherits an identity).
 mod kmod;
 mod kmod_uapi;
 mod procfs;
@@ -79,7 +80,10 @@ impl Identities {
         let process = self.backend.process_of(client, dst)?;
         let key = (process.tgid, process.start_time);
         if let Some(w) = self.cache.read().get(&key) {
-            return Ok(w.clone());
+            // Same pid and start time is not enough: execve and setuid change the process.
+            if *w.process == *process {
+                return Ok(w.clone());
+            }
         }
         let workload = Arc::new(Workload {
             spiffe_id: self.selector.select(&process),

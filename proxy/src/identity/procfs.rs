@@ -3,21 +3,18 @@
 //! scan of its own process, not a walk of all of /proc.
 use super::{sock_diag, FlowIdentity, IdentityError, ProcessInfo};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 const RECENT_OWNERS: usize = 64;
-const PROCESS_CACHE_LIMIT: usize = 4096;
 
 #[derive(Default)]
 pub struct ProcfsBackend {
     /// Pids that recently owned intercepted sockets, most recent first.
     recent: Mutex<VecDeque<u32>>,
-    /// pid → process info, checked against the start time on every use.
-    processes: Mutex<HashMap<u32, Arc<ProcessInfo>>>,
 }
 
 impl FlowIdentity for ProcfsBackend {
@@ -28,7 +25,9 @@ impl FlowIdentity for ProcfsBackend {
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
         let (inode, uid) = sock_diag::lookup(client, dst)?.ok_or(IdentityError::NoSocket { client, dst })?;
         let pid = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
-        self.process(pid).map_err(|_| IdentityError::NoOwner { inode, client, dst })
+        // Read fresh for every flow: execve and setuid change exe and uid under the same pid
+        // and start time, and the identity must be the one at connect time.
+        read_process(pid).map(Arc::new).map_err(|_| IdentityError::NoOwner { inode, client, dst })
     }
 }
 
@@ -46,22 +45,6 @@ impl ProcfsBackend {
         recent.push_front(pid);
         recent.truncate(RECENT_OWNERS);
         Some(pid)
-    }
-
-    fn process(&self, pid: u32) -> io::Result<Arc<ProcessInfo>> {
-        let start_time = read_stat(pid)?.1;
-        if let Some(p) = self.processes.lock().get(&pid) {
-            if p.start_time == start_time {
-                return Ok(p.clone());
-            }
-        }
-        let info = Arc::new(read_process(pid)?);
-        let mut cache = self.processes.lock();
-        if cache.len() >= PROCESS_CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(pid, info.clone());
-        Ok(info)
     }
 }
 
