@@ -15,3 +15,5 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
+# test_http.py verifies JWT-SVIDs (ES256) against idgate's JWKS with `cryptography`.
+python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography 2>/dev/null || python3 -m pip install -q --break-system-packages cryptography
