@@ -19,6 +19,8 @@ pub struct Admin {
     pub mode: crate::config::InboundMode,
     pub credentials: Arc<Credentials>,
     pub pool: Arc<Pool>,
+    /// Publishes the JWT-SVID signing key (JWKS) for verifiers.
+    pub jwt: Arc<crate::http::JwtIssuer>,
     pub decisions: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
 }
@@ -41,6 +43,7 @@ impl Admin {
     fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let (status, content_type, body) = match req.uri().path() {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
             "/status" => (StatusCode::OK, "application/json", self.status_json()),
             "/metrics" => {
                 let mut text = String::new();
@@ -65,6 +68,7 @@ impl Admin {
             "server_id": self.credentials.server_id().to_string(),
             "svids": self.credentials.summaries(),
             "svids_minted": self.credentials.minted.load(Ordering::Relaxed),
+            "jwt_svids_minted": self.jwt.minted.load(Ordering::Relaxed),
             "tunnel_connections": self.pool.connection_count(),
             "tunnel_dials": self.pool.dials.load(Ordering::Relaxed),
             "active_flows": self.metrics.active_flows.get(),

@@ -89,6 +89,15 @@ pub async fn run(config: Config) -> Result<()> {
     let decisions = Arc::new(DecisionLog::new());
     let metrics = Arc::new(Metrics::new());
     let authorizer = Authorizer::new(config.inbound);
+    let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0)?);
+    let rewriter = Arc::new(crate::http::Rewriter::new(config.http_rules, config.http.identity_header.0.clone(), jwt.clone())?);
+    let origins = config
+        .outbound
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.tls.as_ref().map(|t| crate::http::Origin::new(t).map(Arc::new).with_context(|| format!("outbound[{i}].tls"))).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
     let out_v4 = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "outbound").await?;
@@ -116,6 +125,8 @@ pub async fn run(config: Config) -> Result<()> {
         credentials: credentials.clone(),
         pool: pool.clone(),
         routes: config.outbound,
+        origins,
+        rewriter,
         default_action: config.default_action,
         mark,
         host: host.clone(),
@@ -123,7 +134,7 @@ pub async fn run(config: Config) -> Result<()> {
         metrics: metrics.clone(),
         flows: AtomicU64::new(0),
     });
-    let inbound = Arc::new(Inbound::new(credentials.clone(), authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
+    let inbound = Arc::new(Inbound::new(credentials.clone(), identity_header, authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
     let admin = Arc::new(Admin {
         host: host.clone(),
         trust_domain: config.trust_domain.0.clone(),
@@ -131,6 +142,7 @@ pub async fn run(config: Config) -> Result<()> {
         mode: config.mode,
         credentials: credentials.clone(),
         pool: pool.clone(),
+        jwt,
         decisions,
         metrics: metrics.clone(),
     });

@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod credential;
 pub mod decisions;
+pub mod http;
 pub mod identity;
 pub mod intercept;
 pub mod metrics;

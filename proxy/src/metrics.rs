@@ -10,7 +10,14 @@ pub struct VerdictLabels {
     pub verdict: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub direction: &'static str,
+    pub status: u16,
+}
+
 pub struct Metrics {
+    pub http_requests: Family<HttpLabels, Counter>,
     pub outbound_flows: Family<VerdictLabels, Counter>,
     pub inbound_flows: Family<VerdictLabels, Counter>,
     pub bytes_out: Counter,
@@ -27,12 +34,14 @@ impl Metrics {
         let bytes_out = Counter::default();
         let bytes_in = Counter::default();
         let active_flows = Gauge::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "Requests on the HTTP-aware path by direction and answer status", http_requests.clone());
         registry.register("active_flows", "Flows being forwarded now, both directions", active_flows.clone());
         registry.register("outbound_flows", "Intercepted outbound flows by verdict", outbound_flows.clone());
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        Metrics { http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
@@ -43,6 +52,10 @@ impl Metrics {
 
     pub fn outbound(&self, verdict: &'static str) {
         self.outbound_flows.get_or_create(&VerdictLabels { verdict }).inc();
+    }
+
+    pub fn http_request(&self, direction: &'static str, status: http::StatusCode) {
+        self.http_requests.get_or_create(&HttpLabels { direction, status: status.as_u16() }).inc();
     }
 
     pub fn inbound(&self, verdict: &'static str) {

@@ -1,5 +1,5 @@
 //! Inbound authorization: which SPIFFE IDs may reach which local ports. Default deny.
-use crate::config::{InboundRule, PortRange};
+use crate::config::{InboundRule, PortRange, Protocol};
 use crate::spiffe::SpiffeId;
 
 pub struct Authorizer {
@@ -17,6 +17,16 @@ impl Authorizer {
             .iter()
             .filter(|r| r.ports.iter().any(|p| p.contains(port)))
             .any(|r| r.allow.iter().any(|a| a.matches(id)))
+    }
+
+    /// How the inbound side treats flows to `port`: HTTP if any rule covering it says so.
+    pub fn protocol(&self, port: u16) -> Protocol {
+        let http = self.rules.iter().any(|r| r.protocol == Protocol::Http && r.ports.iter().any(|p| p.contains(port)));
+        if http {
+            Protocol::Http
+        } else {
+            Protocol::Tcp
+        }
     }
 
     /// Ports only idgate may reach in strict mode.

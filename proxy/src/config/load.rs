@@ -101,6 +101,22 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
             return Err((Place::Nth("[[outbound]]", i), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
         }
     }
+    for (i, o) in c.outbound.iter().enumerate() {
+        if o.tls.is_some() && o.protocol != super::Protocol::Http {
+            return Err((Place::Nth("[[outbound]]", i), format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)")));
+        }
+    }
+    if c.http.jwt_ttl.0 < std::time::Duration::from_secs(10) {
+        return Err((Place::Nth("jwt_ttl", 0), "http.jwt_ttl must be at least 10s".into()));
+    }
+    for (i, r) in c.http_rules.iter().enumerate() {
+        if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
+            return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
+        }
+        if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
+            return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0)));
+        }
+    }
     for (i, r) in c.inbound.iter().enumerate() {
         if r.ports.is_empty() {
             return Err((Place::Nth("[[inbound]]", i), format!("inbound[{i}].ports is empty")));

@@ -1,7 +1,10 @@
 //! Per-host configuration (`/etc/idgate/idgate.toml`). Field values are validated while they are
 //! deserialized, so every error carries the file, line and column of the offending value.
+mod http;
 pub(crate) mod load;
 mod values;
+
+pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Part, Protocol, Template, TlsOrigin};
 
 pub use load::{load, parse, ConfigError};
 pub use values::{Cidr, Glob, HumanDuration, PortRange};
@@ -39,6 +42,10 @@ pub struct Config {
     pub outbound: Vec<OutboundRule>,
     #[serde(default, rename = "inbound")]
     pub inbound: Vec<InboundRule>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default, rename = "http_rule")]
+    pub http_rules: Vec<HttpRule>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -195,6 +202,11 @@ pub struct OutboundRule {
     pub peer: PeerChoice,
     #[serde(default = "default_peer_port")]
     pub peer_port: u16,
+    /// "tcp" (opaque bytes) or "http" (requests parsed and rewritten by [[http_rule]]s).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Originate TLS to the original destination instead of tunnelling to a peer idgate.
+    pub tls: Option<TlsOrigin>,
 }
 
 fn default_peer_port() -> u16 {
@@ -228,6 +240,9 @@ pub struct InboundRule {
     pub ports: Vec<PortRange>,
     /// Exact SPIFFE IDs, or prefixes ending in `/*`.
     pub allow: Vec<AllowPattern>,
+    /// "http": set the caller's identity header on each request and strip forged copies.
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub struct Inbound {
     pub credentials: Arc<Credentials>,
+    pub identity_header: crate::http::IdentityHeader,
     pub authorizer: Authorizer,
     pub local: LocalAddrs,
     pub mark: u32,
@@ -32,10 +33,12 @@ pub struct Inbound {
 }
 
 /// The authenticated caller of one tunnel connection.
-struct Peer {
-    id: SpiffeId,
-    serial: Arc<str>,
-    remote: SocketAddr,
+pub(super) struct Peer {
+    pub id: SpiffeId,
+    pub serial: Arc<str>,
+    pub remote: SocketAddr,
+    /// The caller's certificate (DER), for the identity header of HTTP flows.
+    pub cert: Arc<[u8]>,
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,13 +47,14 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 impl Inbound {
     pub fn new(
         credentials: Arc<Credentials>,
+        identity_header: crate::http::IdentityHeader,
         authorizer: Authorizer,
         mark: u32,
         host: String,
         decisions: Arc<DecisionLog>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Inbound { credentials, authorizer, local: LocalAddrs::new(), mark, host, decisions, metrics, flows: AtomicU64::new(0) }
+        Inbound { credentials, identity_header, authorizer, local: LocalAddrs::new(), mark, host, decisions, metrics, flows: AtomicU64::new(0) }
     }
 
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
@@ -96,12 +100,13 @@ impl Inbound {
             Err(e) => return self.refuse_connection(remote, format!("HTTP/2 handshake: {e}")),
         };
         let serial: Arc<str> = leaf.as_deref().and_then(crate::credential::serial_of_cert).unwrap_or_default().into();
+        let cert: Arc<[u8]> = leaf.unwrap_or_default().into();
         tracing::debug!(%remote, %peer_id, %serial, "inbound tunnel connection");
         while let Some(next) = conn.accept().await {
             match next {
                 Ok((request, respond)) => {
                     let this = self.clone();
-                    let peer = Peer { id: peer_id.clone(), serial: serial.clone(), remote };
+                    let peer = Peer { id: peer_id.clone(), serial: serial.clone(), remote, cert: cert.clone() };
                     tokio::spawn(async move { this.stream(request, respond, peer).await });
                 }
                 Err(e) => {
@@ -126,8 +131,9 @@ impl Inbound {
         });
     }
 
-    async fn stream(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: Peer) {
-        let Peer { id: peer_id, serial, remote } = peer;
+    async fn stream(self: Arc<Self>, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: Peer) {
+        let Peer { id: peer_id, serial, remote, cert } = &peer;
+        let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut d = Decision {
             unix_ms: 0,
@@ -149,6 +155,10 @@ impl Inbound {
                 (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
             }
             Some(dst) => match connect_marked(dst, self.mark, DIAL_TIMEOUT).await {
+                Ok(tcp) if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http => {
+                    let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
+                    return self.forward_http(request, respond, tcp, dst, identity, d).await;
+                }
                 Ok(tcp) => return self.forward(request, respond, tcp, d).await,
                 Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
             },
@@ -165,16 +175,25 @@ impl Inbound {
         let _ = respond.send_response(response, true);
     }
 
-    async fn forward(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision) {
-        let _active = self.metrics.flow_guard();
+    /// Answers 200 and counts the flow as allowed; None if the peer went away meanwhile.
+    pub(super) fn accept(&self, respond: &mut SendResponse<Bytes>, d: Decision) -> Option<h2::SendStream<Bytes>> {
         let response = Response::builder().status(StatusCode::OK).body(()).expect("static response");
         let send = match respond.send_response(response, false) {
             Ok(send) => send,
-            Err(e) => return tracing::debug!(flow = %d.flow, error = %e, "peer went away before the answer"),
+            Err(e) => {
+                tracing::debug!(flow = %d.flow, error = %e, "peer went away before the answer");
+                return None;
+            }
         };
         self.metrics.inbound("allowed");
-        let flow = d.flow.clone();
         self.decisions.record(d);
+        Some(send)
+    }
+
+    async fn forward(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision) {
+        let _active = self.metrics.flow_guard();
+        let flow = d.flow.clone();
+        let Some(send) = self.accept(&mut respond, d) else { return };
         match splice(tcp, send, request.into_body()).await {
             Ok((to_peer, from_peer)) => tracing::debug!(%flow, to_peer, from_peer, "inbound flow closed"),
             Err(e) => tracing::debug!(%flow, error = %e, "inbound flow reset"),

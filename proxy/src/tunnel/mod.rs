@@ -4,8 +4,12 @@ mod local_addrs;
 pub mod outbound;
 pub mod pool;
 mod splice;
+mod stream_io;
+mod inbound_http;
+mod outbound_http;
 
 pub use splice::{splice, splice_connect, ConnectSpliceError};
+pub use stream_io::{PeerRefused, StreamIo};
 
 /// HTTP/2 tuning shared by both ends: large windows so one stream can fill a fast link.
 pub mod h2_settings {

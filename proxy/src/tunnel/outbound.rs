@@ -4,7 +4,7 @@
 //! says `default_action = "passthrough"` for unidentified processes.
 use super::pool::{Lease, Pool, PoolKey};
 use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
-use crate::config::{DefaultAction, OutboundRule, PeerChoice};
+use crate::config::{DefaultAction, OutboundRule, PeerChoice, Protocol};
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
 use crate::identity::{Identities, Workload};
@@ -22,6 +22,9 @@ pub struct Outbound {
     pub credentials: Arc<Credentials>,
     pub pool: Arc<Pool>,
     pub routes: Vec<OutboundRule>,
+    /// Per route: the TLS origination set up from its `tls` block, if any.
+    pub origins: Vec<Option<Arc<crate::http::Origin>>>,
+    pub rewriter: Arc<crate::http::Rewriter>,
     pub default_action: DefaultAction,
     pub mark: u32,
     pub host: String,
@@ -32,7 +35,7 @@ pub struct Outbound {
 
 /// Why a flow did not go through; the workload sees a reset either way.
 #[derive(Debug, thiserror::Error)]
-enum Refusal {
+pub(super) enum Refusal {
     #[error("no original flow in conntrack: {0}")]
     NoOriginalDst(std::io::Error),
     #[error("destination {0} matches no [[outbound]] rule")]
@@ -84,18 +87,23 @@ impl Outbound {
         }
     }
 
-    fn route(&self, dst: &SocketAddr) -> Option<SocketAddr> {
-        let rule = self
+    /// The first `[[outbound]]` rule covering `dst`, and the peer idgate that serves it.
+    fn route(&self, dst: &SocketAddr) -> Option<(usize, SocketAddr)> {
+        let (i, rule) = self
             .routes
             .iter()
-            .find(|r| r.cidrs.iter().any(|c| c.contains(&dst.ip())) && r.ports.iter().any(|p| p.contains(dst.port())))?;
-        Some(match rule.peer {
-            PeerChoice::SameIp => SocketAddr::new(dst.ip(), rule.peer_port),
-            PeerChoice::Fixed(addr) => addr,
-        })
+            .enumerate()
+            .find(|(_, r)| r.cidrs.iter().any(|c| c.contains(&dst.ip())) && r.ports.iter().any(|p| p.contains(dst.port())))?;
+        Some((
+            i,
+            match rule.peer {
+                PeerChoice::SameIp => SocketAddr::new(dst.ip(), rule.peer_port),
+                PeerChoice::Fixed(addr) => addr,
+            },
+        ))
     }
 
-    async fn handle(&self, stream: TcpStream, client: SocketAddr) {
+    async fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let _active = self.metrics.flow_guard();
         let flow = format!("{}-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed));
@@ -123,7 +131,7 @@ impl Outbound {
         }
     }
 
-    async fn forward(&self, stream: TcpStream, client: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
+    async fn forward(self: &Arc<Self>, stream: TcpStream, client: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
         macro_rules! bail {
             ($e:expr) => {
                 return Err((Some(stream), $e.into()))
@@ -140,7 +148,7 @@ impl Outbound {
             Err(e) => bail!(Refusal::NoOriginalDst(e)),
         };
         d.destination = dst.to_string();
-        let Some(peer) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
+        let Some((route, peer)) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
         let workload = match self.identities.resolve(src, dst) {
             Ok(w) => w,
             Err(e) => bail!(e),
@@ -153,6 +161,12 @@ impl Outbound {
             bail!(Refusal::NoWorkloadRule)
         };
         d.source_id = Some(id.to_string());
+        if self.routes[route].protocol == Protocol::Http {
+            d.detail = Some("http".into());
+            let origin = self.origins[route].clone();
+            self.forward_http(stream, dst, (peer, origin), workload, id, d.clone()).await;
+            return Ok(());
+        }
         let issued = match self.credentials.workload(&id) {
             Ok(i) => i,
             Err(e) => bail!(Refusal::Svid(e)),
@@ -187,7 +201,7 @@ impl Outbound {
         }
     }
 
-    async fn open_stream(
+    pub(super) async fn open_stream(
         &self,
         key: &PoolKey,
         issued: &crate::credential::Issued,

@@ -1,0 +1,16 @@
+//! The HTTP-aware path (`protocol = "http"`): requests are parsed by hyper, rewritten by
+//! `[[http_rule]]`s with credentials from files, the environment or JWT-SVIDs, and sent on
+//! through the tunnel or over TLS that idgate originates. The inbound side adds the caller's
+//! verified identity header.
+pub mod forward;
+mod identity_header;
+pub mod jwt;
+pub mod origin;
+pub mod rules;
+pub mod secrets;
+
+pub use forward::{serve, BoxIo, Failure, Upstream};
+pub use identity_header::IdentityHeader;
+pub use jwt::JwtIssuer;
+pub use origin::Origin;
+pub use rules::{Flow, RewriteError, Rewriter};

@@ -1,0 +1,158 @@
+//! Applies `[[http_rule]]`s to one outbound request: strip what a workload must not forge,
+//! then set/append/remove headers with values rendered from templates.
+use super::jwt::JwtIssuer;
+use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
+use crate::config::{HttpRule, Part, Template};
+use crate::spiffe::SpiffeId;
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::request::Parts;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+#[error("http_rule[{rule}] header `{header}`: {why}")]
+pub struct RewriteError {
+    pub rule: usize,
+    pub header: HeaderName,
+    pub why: String,
+}
+
+pub struct Rewriter {
+    rules: Vec<HttpRule>,
+    identity_header: HeaderName,
+    files: FileSecrets,
+    /// `${env:NAME}` values, read once at start.
+    env: HashMap<String, Secret>,
+    jwt: Arc<JwtIssuer>,
+}
+
+/// What the rules see of a request besides its headers.
+pub struct Flow<'a> {
+    pub source: &'a SpiffeId,
+    pub dst: SocketAddr,
+}
+
+impl Rewriter {
+    /// Resolves environment sources and checks every secret file now, so that a broken
+    /// setup fails at start with a clear message rather than at the first request.
+    pub fn new(rules: Vec<HttpRule>, identity_header: HeaderName, jwt: Arc<JwtIssuer>) -> anyhow::Result<Self> {
+        let files = FileSecrets::default();
+        let mut env = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for (name, template) in rule.set.iter().chain(rule.append.iter()) {
+                for part in &template.parts {
+                    let fail = |e: SecretError| anyhow::anyhow!("http_rule[{i}] header `{}`: {e}", name.0);
+                    match part {
+                        Part::Env(var) => {
+                            env.insert(var.clone(), env_secret(var).map_err(fail)?);
+                        }
+                        Part::File(path) => {
+                            files.get(path).map_err(fail)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(Rewriter { rules, identity_header, files, env, jwt })
+    }
+
+    pub fn jwt(&self) -> &JwtIssuer {
+        &self.jwt
+    }
+
+    /// Rewrites `parts` in place; returns how many rules applied. On error the request must
+    /// not be forwarded (it would leave without the credential it is meant to carry).
+    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<usize, RewriteError> {
+        let host = request_host(parts);
+        let path = parts.uri.path().to_string();
+        let for_destination: Vec<(usize, &HttpRule)> =
+            self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host.as_deref(), &path)).collect();
+        // Anti-spoofing first: the identity header and any header a rule for this destination
+        // injects may only come from idgate, whichever workload sent the request.
+        parts.headers.remove(&self.identity_header);
+        for (_, rule) in &for_destination {
+            for name in rule.set.keys() {
+                parts.headers.remove(&name.0);
+            }
+        }
+        let mut applied = 0;
+        for (i, rule) in for_destination {
+            if rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
+                continue;
+            }
+            for name in &rule.remove {
+                parts.headers.remove(&name.0);
+            }
+            for (name, template) in &rule.set {
+                let value = self.render(i, &name.0, template, flow.source)?;
+                parts.headers.insert(name.0.clone(), value);
+            }
+            for (name, template) in &rule.append {
+                let value = self.render(i, &name.0, template, flow.source)?;
+                parts.headers.append(name.0.clone(), value);
+            }
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
+        let fail = |why: String| RewriteError { rule, header: header.clone(), why };
+        let mut out = BytesMut::new();
+        let mut sensitive = false;
+        for part in &template.parts {
+            match part {
+                Part::Literal(text) => out.extend_from_slice(text.as_bytes()),
+                Part::SpiffeId => out.extend_from_slice(source.as_str().as_bytes()),
+                Part::File(path) => {
+                    let secret = self.files.get(path).map_err(|e| fail(e.to_string()))?;
+                    out.extend_from_slice(secret.expose());
+                    sensitive = true;
+                }
+                Part::Env(var) => {
+                    let secret = self.env.get(var).ok_or_else(|| fail(format!("environment variable {var} was not read at start")))?;
+                    out.extend_from_slice(secret.expose());
+                    sensitive = true;
+                }
+                Part::JwtSvid(audience) => {
+                    let token = self.jwt.token(source, audience).map_err(|e| fail(e.to_string()))?;
+                    out.extend_from_slice(token.expose());
+                    sensitive = true;
+                }
+            }
+        }
+        // Every part was validated as header-safe; this cannot fail, but never panic on it.
+        let mut value = HeaderValue::from_maybe_shared(out.freeze()).map_err(|_| fail("rendered value is not a valid header value".into()))?;
+        // Keeps the value out of HPACK's dynamic table (and out of Debug output).
+        value.set_sensitive(sensitive);
+        Ok(value)
+    }
+}
+
+/// Host of the request without port, lower case: :authority for HTTP/2, Host for HTTP/1.
+pub fn request_host(parts: &Parts) -> Option<String> {
+    if let Some(host) = parts.uri.host() {
+        return Some(host.to_ascii_lowercase());
+    }
+    let value = parts.headers.get(HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = value.parse().ok()?;
+    Some(authority.host().to_ascii_lowercase())
+}
+
+fn destination_matches(rule: &HttpRule, flow: &Flow<'_>, host: Option<&str>, path: &str) -> bool {
+    let host_ok = match (&rule.host, host) {
+        (None, _) => true,
+        (Some(pattern), Some(h)) => pattern.matches(h.trim_start_matches('[').trim_end_matches(']')) || pattern.matches(h),
+        (Some(_), None) => false,
+    };
+    let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(flow.dst.port()));
+    let path_ok = rule.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.0.as_str()));
+    host_ok && port_ok && path_ok
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

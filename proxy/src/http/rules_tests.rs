@@ -1,0 +1,114 @@
+use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn rewriter(rules: &str) -> Rewriter {
+    std::env::set_var("IDGATE_RULES_TEST_TOKEN", "env-secret-value");
+    let text = format!("trust_domain = \"td\"\n{rules}");
+    let config = crate::config::parse(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).unwrap());
+    Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
+}
+
+fn request(lines: &[(&str, &str)], uri: &str) -> Parts {
+    let mut b = http::Request::builder().uri(uri);
+    for (k, v) in lines {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn values(parts: &Parts, name: &str) -> Vec<String> {
+    parts.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+const RULES: &str = r#"
+[[http_rule]]
+source = "spiffe://td/app/alice"
+host = "api.example.com"
+set = { authorization = "Bearer ${env:IDGATE_RULES_TEST_TOKEN}", x-caller = "${spiffe_id}" }
+append = { via = "idgate" }
+remove = ["cookie"]
+
+[[http_rule]]
+source = "spiffe://td/app/*"
+path_prefix = "/v2/"
+ports = [8080]
+set = { x-tier = "v2" }
+"#;
+
+#[test]
+fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
+    let r = rewriter(RULES);
+    let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
+    let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
+    let dst: SocketAddr = "10.0.0.2:80".parse().unwrap();
+    let forged = [
+        ("host", "API.example.com:80"),
+        ("authorization", "Bearer forged"),
+        ("authorization", "Bearer forged2"),
+        ("x-forwarded-client-cert", "URI=spiffe://td/admin"),
+        ("cookie", "a=b"),
+        ("via", "1.1 lb"),
+    ];
+
+    let mut parts = request(&forged, "/v1/x");
+    assert_eq!(r.apply(&Flow { source: &alice, dst }, &mut parts).unwrap(), 1);
+    assert_eq!(values(&parts, "authorization"), ["Bearer env-secret-value"]);
+    assert!(parts.headers.get("authorization").unwrap().is_sensitive());
+    assert_eq!(values(&parts, "x-caller"), ["spiffe://td/app/alice"]);
+    assert_eq!(values(&parts, "via"), ["1.1 lb", "idgate"]);
+    assert!(values(&parts, "cookie").is_empty());
+    assert!(values(&parts, "x-forwarded-client-cert").is_empty());
+
+    // Bob gets no credential, and cannot smuggle one that would look injected.
+    let mut parts = request(&forged, "/v1/x");
+    assert_eq!(r.apply(&Flow { source: &bob, dst }, &mut parts).unwrap(), 0);
+    assert!(values(&parts, "authorization").is_empty());
+    assert_eq!(values(&parts, "cookie"), ["a=b"]);
+}
+
+#[test]
+fn host_path_and_port_select_rules() {
+    let r = rewriter(RULES);
+    let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
+    let on = |uri: &str, port: u16| {
+        let mut parts = request(&[("host", "other.example.com")], uri);
+        let dst = SocketAddr::from(([10, 0, 0, 2], port));
+        let n = r.apply(&Flow { source: &bob, dst }, &mut parts).unwrap();
+        (n, values(&parts, "x-tier"))
+    };
+    assert_eq!(on("/v2/items", 8080), (1, vec!["v2".to_string()]));
+    assert_eq!(on("/v1/items", 8080), (0, vec![]));
+    assert_eq!(on("/v2/items", 9090), (0, vec![]));
+    // HTTP/2 requests carry the host in the URI.
+    let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
+    let mut parts = request(&[], "http://api.example.com/v1/x");
+    assert_eq!(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap() }, &mut parts).unwrap(), 1);
+}
+
+#[test]
+fn missing_secret_file_fails_at_start_without_leaking() {
+    let text = "trust_domain = \"td\"\n[[http_rule]]\nset = { authorization = \"Bearer ${file:/nonexistent/idgate-token}\" }\n";
+    let config = crate::config::parse(Path::new("t.toml"), text).unwrap();
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).unwrap());
+    let e = Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).err().unwrap().to_string();
+    assert!(e.contains("http_rule[0] header `authorization`") && e.contains("/nonexistent/idgate-token"), "{e}");
+}
+
+#[test]
+fn bad_templates_are_config_errors_with_a_position() {
+    for (value, want) in [
+        ("Bearer ${file:relative}", "absolute path"),
+        ("Bearer ${vault:x}", "unknown value source"),
+        ("Bearer ${env:X", "unclosed"),
+        ("cost $5", "`$$`"),
+    ] {
+        let text = format!("trust_domain = \"td\"\n[[http_rule]]\nset = {{ authorization = \"{value}\" }}\n");
+        let e = crate::config::parse(Path::new("t.toml"), &text).err().unwrap().to_string();
+        assert!(e.starts_with("t.toml:3:") && e.contains(want), "{value}: {e}");
+    }
+    let text = "trust_domain = \"td\"\n[[http_rule]]\nset = { x-forwarded-client-cert = \"x\" }\n";
+    let e = crate::config::parse(Path::new("t.toml"), text).err().unwrap().to_string();
+    assert!(e.contains("identity header"), "{e}");
+}

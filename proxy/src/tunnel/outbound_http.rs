@@ -1,0 +1,149 @@
+//! Outbound flows to `protocol = "http"` destinations: requests are rewritten for the source
+//! workload's identity, then carried through a CONNECT stream to the peer idgate, or over TLS
+//! that idgate originates to an external endpoint.
+use super::outbound::Outbound;
+use super::pool::PoolKey;
+use super::StreamIo;
+use crate::decisions::Decision;
+use crate::http::{BoxIo, Failure, Flow, Origin, Upstream};
+use crate::identity::Workload;
+use crate::spiffe::SpiffeId;
+use http::{request, StatusCode, Version};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// What every HTTP-aware outbound flow shares, whichever way its requests leave.
+struct Common {
+    outbound: Arc<Outbound>,
+    source: SpiffeId,
+    dst: SocketAddr,
+    decision: Decision,
+    /// The flow's decision is logged once, when the first upstream accepts it.
+    logged: AtomicBool,
+}
+
+impl Common {
+    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
+        let flow = Flow { source: &self.source, dst: self.dst };
+        match self.outbound.rewriter.apply(&flow, parts) {
+            Ok(applied) => {
+                tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied, "http request rewritten");
+                Ok(())
+            }
+            // Fail closed: the request would leave without the credential it must carry.
+            Err(e) => {
+                tracing::warn!(flow = %self.decision.flow, source = %self.source, error = %e, "credential unavailable; request refused");
+                Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("credential unavailable ({e})")))
+            }
+        }
+    }
+
+    fn accepted(&self, verdict: &'static str) {
+        if !self.logged.swap(true, Ordering::Relaxed) {
+            let mut d = self.decision.clone();
+            d.verdict = verdict;
+            self.outbound.metrics.outbound(verdict);
+            self.outbound.decisions.record(d);
+        }
+    }
+
+    fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
+        self.outbound.metrics.http_request("outbound", status);
+        if let Some(f) = failure {
+            let mut d = self.decision.clone();
+            d.verdict = match f.status {
+                StatusCode::FORBIDDEN => "denied_by_peer",
+                StatusCode::SERVICE_UNAVAILABLE => "credential_unavailable",
+                _ => "peer_unreachable",
+            };
+            d.detail = Some(f.why.clone());
+            self.outbound.metrics.outbound(d.verdict);
+            self.outbound.decisions.record(d);
+        }
+    }
+}
+
+/// Requests go to the peer idgate, one CONNECT stream per upstream connection.
+struct Tunnel {
+    common: Arc<Common>,
+    peer: SocketAddr,
+    workload: Arc<Workload>,
+}
+
+impl Upstream for Tunnel {
+    async fn open(&self, _version: Version) -> Result<BoxIo, Failure> {
+        let c = &self.common;
+        let unreachable = |e: String| Failure::new(StatusCode::BAD_GATEWAY, e);
+        // Looked up per connection: the SVID may have rotated since the flow began.
+        let issued = c.outbound.credentials.workload(&c.source).map_err(|e| unreachable(format!("minting SVID: {e}")))?;
+        let key = PoolKey { peer: self.peer, source: c.source.clone() };
+        let (lease, send, answer) =
+            c.outbound.open_stream(&key, &issued, c.dst, &self.workload, &c.decision.flow).await.map_err(|e| unreachable(e.to_string()))?;
+        let common = self.common.clone();
+        Ok(Box::new(StreamIo::client(send, answer, move || common.accepted("tunneled"), lease)))
+    }
+
+    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
+        self.common.rewrite(parts)
+    }
+
+    fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
+        self.common.answered(status, failure)
+    }
+}
+
+/// Requests go straight to the external endpoint over TLS that idgate originates.
+struct Tls {
+    common: Arc<Common>,
+    origin: Arc<Origin>,
+}
+
+impl Upstream for Tls {
+    async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
+        let c = &self.common;
+        let io = self.origin.connect(c.dst.ip(), c.outbound.mark, version).await?;
+        c.accepted("tls_originated");
+        Ok(io)
+    }
+
+    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
+        self.common.rewrite(parts)?;
+        if parts.version == Version::HTTP_2 {
+            // The workload said http://; the request now travels as https.
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(http::uri::Scheme::HTTPS);
+            parts.uri = http::Uri::from_parts(uri).map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("request URI: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
+        self.common.answered(status, failure)
+    }
+}
+
+impl Outbound {
+    /// Serves an intercepted HTTP connection until it closes. `peer` is the peer idgate, or
+    /// None when `origin` says idgate originates TLS itself.
+    pub(super) async fn forward_http(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        dst: SocketAddr,
+        route: (SocketAddr, Option<Arc<Origin>>),
+        workload: Arc<Workload>,
+        source: SpiffeId,
+        decision: Decision,
+    ) {
+        let flow = decision.flow.clone();
+        let common = Arc::new(Common { outbound: self.clone(), source, dst, decision, logged: AtomicBool::new(false) });
+        let result = match route {
+            (_, Some(origin)) => crate::http::serve(stream, Tls { common, origin }).await,
+            (peer, None) => crate::http::serve(stream, Tunnel { common, peer, workload }).await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(%flow, error = %e, "http flow ended with an error");
+        }
+    }
+}
