@@ -343,7 +343,7 @@ print(json.dumps({"status": r.status, "headers": r.getheaders(), "body": body.de
 KEEPALIVE = WL_LIB + r"""
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 c = http.client.HTTPConnection(host, port, timeout=30)
-statuses, auths, socks = [], set(), set()
+statuses, auths, socks = [], set(), []
 for i in range(n):
     c.request("GET", f"/inspect/keepalive/{i}")
     r = c.getresponse()
@@ -351,8 +351,8 @@ for i in range(n):
     statuses.append(r.status)
     auths.add(tuple(doc["headers"].get("authorization", [])))
     assert doc["path"] == f"/inspect/keepalive/{i}", doc["path"]
-    socks.add(id(c.sock))
-print(json.dumps({"statuses": sorted(set(statuses)), "count": len(statuses), "auths": sorted(auths), "sockets": len(socks)}))
+    socks.append(c.sock)  # kept alive, so ids cannot be reused
+print(json.dumps({"statuses": sorted(set(statuses)), "count": len(statuses), "auths": sorted(auths), "sockets": len({id(s) for s in socks})}))
 """
 
 # argv: host port n -> POST n random bytes chunked to /echo while reading the echo

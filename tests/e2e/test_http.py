@@ -3,6 +3,7 @@ identity headers, JWT-SVIDs, TLS origination to external APIs, HTTP/1.1 framing 
 secret rotation and redaction. One topology for the whole module (see http_hosts.py)."""
 import base64
 import json
+import os
 import time
 
 import pytest
@@ -82,7 +83,9 @@ def test_each_identity_gets_its_own_token_over_http1_and_h2c(hx):
         version, status, body = curl_h2c(hx, sid, f"http://{B}:8080/inspect/h2/{name}",
                                          [f"{k}: {v}" for k, v in FORGED.items()])
         assert (version, status) == ("2", 200), (version, status, body)
-        h2 = json.loads(body)["headers"]
+        doc2 = json.loads(body)
+        assert doc2["version"] == "HTTP/2.0", "h2c from the workload should reach the service as h2c"
+        h2 = doc2["headers"]
         assert h2.get("authorization") == [f"Bearer {hx.tokens[name]}"], f"{name} h2c: {h2.get('authorization')}"
         assert h2.get("x-caller") == [sid]
         assert xfcc(h2.get("x-forwarded-client-cert"))["URI"] == sid
@@ -197,6 +200,8 @@ def test_tls_origination_verifies_the_external_server(hx):
     r = request(hx, ALICE, C, 81, "/inspect/wrong-name", {"Authorization": "Bearer forged"})
     assert r["status"] == 502, r
     assert hx.c8443.requests() == [], "a request reached a server whose certificate does not match"
+    # ...and idgate did try that server: it refused the certificate during the handshake.
+    assert "TLS handshake from 10.77.0.1" in hx.c8443.log.with_suffix(".err").read_text()
 
 
 def test_keepalive_many_requests_on_one_connection(hx):
@@ -254,6 +259,20 @@ def test_secret_file_rotation_without_restart(hx):
     got = wait_for_token(hx, hx.tokens["alice"])
     assert got == [f"Bearer {hx.tokens['alice']}"], f"rename-replace not picked up: {got}"
     assert hx.idgate_a.proc.poll() is None
+
+
+def test_secret_file_with_loose_mode_is_refused_fail_closed(hx):
+    path = hx.secrets_dir / "alice-token"
+    os.chmod(path, 0o644)
+    try:
+        r = request(hx, ALICE, B, 8080, "/inspect/loose-mode", FORGED)
+        assert r["status"] >= 500, f"a request went out although its secret file is world-readable: {r}"
+        assert "/inspect/loose-mode" not in hx.b8080.paths(), "forwarded without the credential it must carry"
+        assert hx.tokens["alice"] not in r["body"]
+    finally:
+        os.chmod(path, 0o600)
+    doc = inspect(hx, ALICE, "/inspect/mode-restored")
+    assert doc["headers"].get("authorization") == [f"Bearer {hx.tokens['alice']}"]
 
 
 def test_secrets_never_appear_in_logs_or_status(hx):
