@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash tests/setup.sh
 cargo build --release --locked
 cargo test --release --locked
+bash tests/fuzz.sh
 python3 -m pytest -q tests/e2e
 python3 benches/e2e/run.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then

@@ -1,0 +1,31 @@
+// Shared by the fuzz targets: one rule set that exercises every value source but files
+// (which need a 0600 file on disk) and a request built from fuzz bytes.
+use idgate::http::{JwtIssuer, Rewriter};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub const TOKEN: &str = "fuzz-token-value";
+
+const CONFIG: &str = r#"trust_domain = "td"
+[[http_rule]]
+source = "spiffe://td/app/a"
+host = "*.example.com"
+set = { authorization = "Bearer ${env:IDGATE_FUZZ_TOKEN}", x-caller = "${spiffe_id}" }
+append = { via = "idgate" }
+remove = ["cookie"]
+
+[[http_rule]]
+path_prefix = "/v2/"
+ports = ["1-32767"]
+set = { x-jwt = "${jwt_svid:fuzz}" }
+"#;
+
+pub fn rewriter() -> &'static Rewriter {
+    static R: OnceLock<Rewriter> = OnceLock::new();
+    R.get_or_init(|| {
+        std::env::set_var("IDGATE_FUZZ_TOKEN", TOKEN);
+        let config = idgate::config::parse(std::path::Path::new("fuzz.toml"), CONFIG).expect("fuzz config parses");
+        let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).expect("jwt key"));
+        Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).expect("rewriter")
+    })
+}

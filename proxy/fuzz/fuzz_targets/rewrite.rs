@@ -1,0 +1,39 @@
+//! Arbitrary request heads through the rule engine: it must never panic, never leave a
+//! forged identity header, and never duplicate a header a rule sets.
+#![no_main]
+mod common;
+
+use idgate::http::rules::request_host;
+use idgate::http::Flow;
+use idgate::spiffe::SpiffeId;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut lines = data.split(|b| *b == b'\n');
+    let Ok(uri) = http::Uri::try_from(lines.next().unwrap_or_default()) else { return };
+    let mut builder = http::Request::builder().uri(uri);
+    for line in lines {
+        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
+        let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(&line[..colon]), http::HeaderValue::from_bytes(&line[colon + 1..])) else { continue };
+        builder = builder.header(name, value);
+    }
+    let Ok(request) = builder.body(()) else { return };
+    let mut parts = request.into_parts().0;
+    let source = SpiffeId::parse(if data.len() % 2 == 0 { "spiffe://td/app/a" } else { "spiffe://td/app/b" }).unwrap();
+    let dst = std::net::SocketAddr::from(([10, 0, 0, 1], (data.len() as u16).max(1)));
+    common::rewriter().apply(&Flow { source: &source, dst }, &mut parts).expect("env, JWT and spiffe_id sources cannot fail");
+
+    assert!(parts.headers.get("x-forwarded-client-cert").is_none(), "forged identity header survived");
+    // Headers a rule for this destination sets appear at most once; others are the workload's.
+    let host_matches = request_host(&parts).is_some_and(|h| h.len() > ".example.com".len() && h.ends_with(".example.com"));
+    let jwt_matches = parts.uri.path().starts_with("/v2/") && dst.port() <= 32767;
+    for (name, managed) in [("authorization", host_matches), ("x-caller", host_matches), ("x-jwt", jwt_matches)] {
+        assert!(!managed || parts.headers.get_all(name).iter().count() <= 1, "{name} duplicated");
+    }
+    let auth = parts.headers.get("authorization").map(|v| v.as_bytes().to_vec());
+    match (host_matches, source.as_str().ends_with("/a")) {
+        (true, true) => assert_eq!(auth.as_deref(), Some(format!("Bearer {}", common::TOKEN).as_bytes())),
+        (true, false) => assert!(auth.is_none(), "a workload without the rule kept its own authorization"),
+        _ => {}
+    }
+});

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs each cargo-fuzz target of proxy/fuzz for a bounded time (FUZZ_SECONDS, default 45)
+# from the committed seeds. Stable Rust is enough: RUSTC_BOOTSTRAP unlocks the sanitizer flags.
+# A crash fails the script and leaves the input under proxy/fuzz/artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/../proxy/fuzz"
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+seconds="${FUZZ_SECONDS:-45}"
+for target in rewrite http_path; do
+    mkdir -p "corpus/$target"
+    cp -n seeds/"$target"/* "corpus/$target/"
+    echo "fuzz: $target for ${seconds}s"
+    log="target/fuzz-$target.log"
+    mkdir -p target
+    if ! cargo fuzz run -O "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then
+        grep -v "^#" "$log" | tail -40 >&2
+        echo "fuzz: $target failed; the input is under proxy/fuzz/artifacts/$target" >&2
+        exit 1
+    fi
+    grep -E "^Done" "$log"
+done
