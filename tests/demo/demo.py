@@ -22,6 +22,26 @@ class Hello(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args): pass
 http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Hello).serve_forever()
 """
+# Host B's API: answers with the credential headers it received, so the demo can show them.
+API = r"""
+import http.server, json, sys
+class Api(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        seen = {k: self.headers.get_all(k) for k in ("authorization", "x-forwarded-client-cert")}
+        body = json.dumps(seen).encode()
+        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Api).serve_forever()
+"""
+# A workload that sends a forged token: idgate replaces it with the one alice's identity gets.
+CALL_API = r"""
+import sys, http.client
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
+c.request("GET", "/orders", headers={"Authorization": "Bearer made-up-by-the-workload"})
+r = c.getresponse(); print(r.status, r.read().decode())
+"""
 GET = r"""
 import sys, time, http.client
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -49,6 +69,12 @@ def main():
         subprocess.run([str(IDGATE), "ca-init", "--dir", str(WORK / "ca"), "--trust-domain", "demo.idgate"], check=True, capture_output=True)
         for port in (8080, 7070):
             b.popen(WORKLOAD_PYTHON, "-c", SERVE, b.ip, port)
+        b.popen(WORKLOAD_PYTHON, "-c", API, b.ip, 8081)
+        secrets = WORK / "secrets"
+        secrets.mkdir(mode=0o700)
+        token = secrets / "alice-api-token"
+        token.touch(mode=0o600)
+        token.write_text("token-for-alice-v1\n")
         ida = a.start_idgate((REPO / "configs/demo/host-a.toml").read_text(), WORK)
         idb = b.start_idgate((REPO / "configs/demo/host-b.toml").read_text(), WORK)
         print(f"idgate running in both hosts (logs: {WORK}/a-idgate.log, {WORK}/b-idgate.log)")
@@ -66,6 +92,17 @@ def main():
         print("request failed as it should:", out.stderr.decode().strip().splitlines()[-1])
         denied = idb.decisions(direction="inbound", verdict="denied")[-1]
         print(f"host B denied {denied['source_id']}: {denied['detail']}")
+
+        step("credential injection: alice calls host B's API on 8081 with a made-up token")
+        status, body = a.python(CALL_API, b.ip, 8081, uid=1001).stdout.decode().strip().split(" ", 1)
+        seen = json.loads(body)
+        print(f"API answered {status}; it received authorization={seen['authorization']}")
+        print(f"  and x-forwarded-client-cert={seen['x-forwarded-client-cert']}")
+        token.write_text("token-for-alice-v2\n")
+        seen = json.loads(a.python(CALL_API, b.ip, 8081, uid=1001).stdout.decode().strip().split(" ", 1)[1])
+        print(f"after rotating {token} (no restart): authorization={seen['authorization']}")
+        out = a.python(CALL_API, b.ip, 8081, uid=1003, check=False).stdout.decode().strip()
+        print(f"mallory's call to the API: {out.splitlines()[0] if out else 'refused'}")
 
         step("the wire between A and B carries only TLS 1.3 (see tests/e2e/test_tunnel.py for the capture test)")
         step("latency, 2000 keep-alive GETs, same client, same server, one run")
