@@ -50,10 +50,11 @@ identity_format = "xfcc"
 jwt_ttl = "{JWT_TTL}s"
 
 {WORKLOADS}
-# 8080, 8081: idgate-test-httpd on b; 8082: nothing listens there.
+# 8080, 8081: idgate-test-httpd on b; 8082: nothing listens there; 8083: a server that
+# closes every connection after one answer (started by its test).
 [[outbound]]
 cidrs = ["10.77.0.2/32"]
-ports = [8080, 8081, 8082]
+ports = [8080, 8081, 8082, 8083]
 protocol = "http"
 
 # The workload speaks plain HTTP to c:80; idgate originates TLS to c:443 (right certificate).
@@ -125,7 +126,7 @@ cidrs = ["10.77.0.1/32"]
 ports = [8080]
 
 [[inbound]]
-ports = [8080, 8081, 8082]
+ports = [8080, 8081, 8082, 8083]
 allow = ["{ALICE}", "{BOB}", "{CAROL}"]
 protocol = "http"
 """
@@ -337,6 +338,23 @@ c.request(method, path, headers=headers)
 r = c.getresponse()
 body = r.read()
 print(json.dumps({"status": r.status, "headers": r.getheaders(), "body": body.decode("latin-1")}))
+"""
+
+# A server that answers one request per connection and then closes it without saying so
+# (no `Connection: close`), like a server whose keep-alive idle timeout just fired.
+ONE_SHOT_SERVER = r"""
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
+def serve(c):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = c.recv(4096)
+        if not b: return c.close()
+        buf += b
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
 
 # argv: host port n -> n keep-alive requests on one connection

@@ -10,7 +10,7 @@ import pytest
 
 from hosts import pattern_sha
 from http_hosts import (ALICE, B_SERVER_ID, BOB, CAROL, JWT_AUDIENCE, JWT_TTL, MALLORY, UIDS, BYTES, ECHO,
-                        KEEPALIVE, PIPELINE, RAW, REQUEST, WEBSOCKET, HttpNet)
+                        KEEPALIVE, ONE_SHOT_SERVER, PIPELINE, RAW, REQUEST, WEBSOCKET, HttpNet)
 
 MIB = 1 << 20
 B = "10.77.0.2"
@@ -297,3 +297,32 @@ def test_secrets_never_appear_in_logs_or_status(hx):
         needles[t.split(".")[2]] = "JWT signature"
     leaks = [(where, kind, value[:16] + "...") for where, text in sources.items() for value, kind in needles.items() if value in text]
     assert not leaks, f"secrets in logs/status: {leaks}"
+
+
+# argv: host port n -> n GETs on one workload connection; statuses, bodies, sockets used.
+SAME_CONNECTION = r"""
+import http.client, json, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = http.client.HTTPConnection(host, port, timeout=30)
+statuses, bodies, socks = [], [], set()
+for i in range(n):
+    c.request("GET", f"/one-shot/{i}")
+    r = c.getresponse()
+    statuses.append(r.status); bodies.append(r.read().decode()); socks.add(id(c.sock))
+    time.sleep(0.01)  # the service's close lands while the connection is idle
+print(json.dumps({"statuses": statuses, "bodies": bodies, "sockets": len(socks)}))
+"""
+
+
+def test_upstream_closing_idle_connections_does_not_fail_requests(hx):
+    # B's idgate keeps one connection to the service per tunnelled connection; the service
+    # closes it after every answer (an idle timeout), so each next request finds it closed
+    # and must go out on a new one instead of failing with 502. (A close that crosses a
+    # request already on the wire is a race no HTTP/1 client can retry safely.)
+    server = hx.b.popen("/usr/bin/python3", "-c", ONE_SHOT_SERVER, 8083)
+    try:
+        hx.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':8083 ' && exit 0; sleep 0.05; done; exit 1")
+        r = run_json(hx, SAME_CONNECTION, B, 8083, 50, uid=UIDS[ALICE])
+        assert r == {"statuses": [200] * 50, "bodies": ["ok"] * 50, "sockets": 1}, r
+    finally:
+        server.kill()

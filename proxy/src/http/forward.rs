@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+type TrySendError = hyper::client::conn::TrySendError<Request<Incoming>>;
 
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -123,7 +124,28 @@ impl<U: Upstream> Conn<U> {
         Ok(response.map(Either::Left))
     }
 
-    async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+    async fn send(&self, mut req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+        let mut fresh = false;
+        loop {
+            match self.dispatch(req, fresh).await? {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    // The upstream closed an idle connection before our request left: the
+                    // request is intact, so it goes once more on a new connection.
+                    Some(back) if !fresh => {
+                        tracing::debug!(error = %e.error(), "upstream connection closed while idle; retrying on a new one");
+                        req = back;
+                        fresh = true;
+                    }
+                    _ => return Err(upstream_failure(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Sends `req` on the connection's upstream, opening one if there is none, it is closed,
+    /// it speaks the other HTTP version, or `fresh` asks for a new one.
+    async fn dispatch(&self, req: Request<Incoming>, fresh: bool) -> Result<Result<Response<Incoming>, TrySendError>, Failure> {
         let want_h2 = req.version() == Version::HTTP_2;
         let mut slot = self.sender.lock().await;
         let usable = match &*slot {
@@ -131,23 +153,29 @@ impl<U: Upstream> Conn<U> {
             Some(Sender::H2(s)) => want_h2 && !s.is_closed(),
             None => false,
         };
-        if !usable {
+        if fresh || !usable {
             *slot = Some(self.connect(req.version()).await?);
         }
-        match slot.as_mut().expect("set above") {
+        Ok(match slot.as_mut().expect("set above") {
             Sender::H1(s) => {
-                s.ready().await.map_err(upstream_failure)?;
-                let answer = s.send_request(req);
+                if s.ready().await.is_err() {
+                    // Closed since the check above: one new connection, then give up.
+                    *slot = Some(self.connect(req.version()).await?);
+                    let Some(Sender::H1(s)) = slot.as_mut() else { unreachable!("just connected HTTP/1") };
+                    s.ready().await.map_err(upstream_failure)?;
+                }
+                let Some(Sender::H1(s)) = slot.as_mut() else { unreachable!("HTTP/1 slot") };
+                let answer = s.try_send_request(req);
                 drop(slot); // the next request waits in ready() until this exchange is over
-                answer.await.map_err(upstream_failure)
+                answer.await
             }
             Sender::H2(s) => {
                 let mut s = s.clone();
                 drop(slot);
                 s.ready().await.map_err(upstream_failure)?;
-                s.send_request(req).await.map_err(upstream_failure)
+                s.try_send_request(req).await
             }
-        }
+        })
     }
 
     async fn connect(&self, version: Version) -> Result<Sender, Failure> {
