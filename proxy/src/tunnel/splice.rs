@@ -61,7 +61,8 @@ pub async fn splice(mut tcp: TcpStream, mut send: SendStream<Bytes>, mut recv: R
     result
 }
 
-fn h2_err(e: h2::Error) -> io::Error {
+/// An h2 error as the io::Error a byte stream reports (I/O errors keep their kind).
+pub(super) fn h2_err(e: h2::Error) -> io::Error {
     if e.is_io() {
         e.into_io().unwrap_or_else(|| io::Error::other("h2 I/O error"))
     } else {

@@ -1,6 +1,7 @@
 //! One HTTP/2 CONNECT stream as a byte stream (AsyncRead + AsyncWrite), so that an HTTP
 //! client or server can run inside the tunnel. On the client side the first read waits for
 //! the peer's answer: anything but 200 becomes a `PeerRefused` error.
+use super::splice::h2_err;
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
 use std::future::Future;
@@ -47,14 +48,6 @@ impl StreamIo {
     }
 }
 
-fn h2_io(e: h2::Error) -> io::Error {
-    if e.is_io() {
-        e.into_io().unwrap_or_else(|| io::Error::other("h2 I/O error"))
-    } else {
-        io::Error::new(io::ErrorKind::ConnectionReset, e)
-    }
-}
-
 impl AsyncRead for StreamIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
@@ -67,7 +60,7 @@ impl AsyncRead for StreamIo {
             }
             match &mut this.recv {
                 Recv::Answer(answer, on_accept) => {
-                    let response = ready!(Pin::new(answer).poll(cx)).map_err(h2_io)?;
+                    let response = ready!(Pin::new(answer).poll(cx)).map_err(h2_err)?;
                     if response.status() != http::StatusCode::OK {
                         this.recv = Recv::Done;
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::PermissionDenied, PeerRefused(response.status()))));
@@ -83,7 +76,7 @@ impl AsyncRead for StreamIo {
                         let _ = body.flow_control().release_capacity(chunk.len());
                         this.pending = chunk;
                     }
-                    Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
+                    Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
                     None => {
                         this.recv = Recv::Done;
                         return Poll::Ready(Ok(()));
@@ -106,11 +99,11 @@ impl AsyncWrite for StreamIo {
             let granted = match ready!(send.poll_capacity(cx)) {
                 Some(Ok(0)) => continue,
                 Some(Ok(n)) => n,
-                Some(Err(e)) => return Poll::Ready(Err(h2_io(e))),
+                Some(Err(e)) => return Poll::Ready(Err(h2_err(e))),
                 None => return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel stream closed"))),
             };
             let n = granted.min(data.len());
-            send.send_data(Bytes::copy_from_slice(&data[..n]), false).map_err(h2_io)?;
+            send.send_data(Bytes::copy_from_slice(&data[..n]), false).map_err(h2_err)?;
             return Poll::Ready(Ok(n));
         }
     }
@@ -122,7 +115,7 @@ impl AsyncWrite for StreamIo {
     fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.shut {
             self.shut = true;
-            self.send.send_data(Bytes::new(), true).map_err(h2_io)?;
+            self.send.send_data(Bytes::new(), true).map_err(h2_err)?;
         }
         Poll::Ready(Ok(()))
     }
