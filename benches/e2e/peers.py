@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from netns import IDGATE
-from hosts import host_config
+from hosts import TRUST_DOMAIN, host_config
 
 CACHE = Path(os.environ.get("IDGATE_BENCH_CACHE", "/var/cache/idgate-bench"))
 ENVOY = CACHE / "venv" / "bin" / "envoy"
@@ -100,6 +100,7 @@ def wait_listening(host, ports, procs, timeout=15):
 class Scenario:
     key = ""
     label = ""
+    short = ""  # chart label, when the table's is too long
     what = ""
 
     def __init__(self, env):
@@ -119,6 +120,10 @@ class Scenario:
 
     def start(self):
         pass
+
+    def verify(self):
+        """Raises if the pair does not do what the scenario claims (checked once per start, after
+        the first requests)."""
 
     def stop(self):
         for p in reversed(self.procs):
@@ -171,14 +176,17 @@ class Idgate(Scenario):
     def bulk_addr(self):
         return (self.env.b.ip, BULK_IDGATE)
 
+    def config(self, side, hostname):
+        return host_config(hostname, self.env.work / f"{self.key}-state-{side}", ca_dir=self.env.idgate_ca)
+
     def start(self):
         w = self.env.work
         self.gates = []
         for side, host, name in (("A", self.env.a, "host-a"), ("B", self.env.b, "host-b")):
-            cfg = host_config(name, w / f"idgate-state-{side}", ca_dir=self.env.idgate_ca)
+            cfg = self.config(side, name)
             before = list(host.procs)
             try:
-                g = host.start_idgate(cfg, w, name="idgate")
+                g = host.start_idgate(cfg, w, name=self.key)
             except Exception:
                 for p in host.procs[len(before):]:  # the one that did not come up
                     if p.poll() is None:
@@ -205,6 +213,50 @@ class Idgate(Scenario):
 
     def pids_by_side(self):
         return {g.side: [g.proc.pid] for g in self.gates}
+
+
+# The bearer token idgate injects in the HTTP-aware scenario (from a root-owned 0600 file).
+BENCH_TOKEN = "idgate-bench-token-0123456789abcdef0123456789abcdef"
+
+
+class IdgateHttp(Idgate):
+    """The idgate pair with the HTTP port (8080) on the HTTP-aware path: host A's idgate parses
+    each request with hyper and applies one [[http_rule]] (an `authorization` header from a file);
+    host B's idgate parses it again and adds `x-forwarded-client-cert`. Bulk (iperf3, port 9000) is
+    not HTTP and stays on the TCP path, so its numbers are the plain idgate pair's."""
+    key, label, short = "idgate_http", "idgate pair, HTTP-aware (header injection)", "idgate\nHTTP-aware"
+    what = ("the idgate pair with `protocol = \"http\"` on both sides for port 8080: host A's idgate parses each "
+            "request (hyper, HTTP/1.1) and sets `authorization: Bearer <token>` from a root-owned 0600 file "
+            "(one `[[http_rule]]`), host B's idgate parses it again and adds `x-forwarded-client-cert`; bulk "
+            "(iperf3, port 9000) is not HTTP and stays on the TCP path")
+
+    # host_config's rules, split so that only the HTTP port changes protocol.
+    OUT_TCP = 'ports = [8080, "9000-9100"]\n'
+    IN_TCP = 'ports = ["9000-9010", 8080]\n'
+
+    def config(self, side, hostname):
+        text = super().config(side, hostname)
+        assert text.count(self.OUT_TCP) == 1 and text.count(self.IN_TCP) == 1, "tests/e2e/hosts.py rules changed"
+        token = self.env.work / f"{self.key}-token"
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(BENCH_TOKEN + "\n")
+        os.chmod(token, 0o600)
+        allow = text.split("[[inbound]]", 1)[1].split("allow = ", 1)[1].split("\n", 1)[0]
+        text = text.replace(self.OUT_TCP, 'ports = ["9000-9100"]\n').replace(self.IN_TCP, 'ports = ["9000-9010"]\n')
+        return text + (f'\n[[outbound]]\ncidrs = ["10.77.0.0/24"]\nports = [{HTTP_IDGATE}]\nprotocol = "http"\n'
+                       f'\n[[inbound]]\nports = [{HTTP_IDGATE}]\nallow = {allow}\nprotocol = "http"\n'
+                       f'\n[[http_rule]]\nsource = "spiffe://{TRUST_DOMAIN}/app/alice"\nports = [{HTTP_IDGATE}]\n'
+                       f'set = {{ authorization = "Bearer ${{file:{token}}}" }}\n')
+
+    def verify(self):
+        """The request that reached nginx carries the injected token and host B's identity header."""
+        host, port = self.http_addr()
+        r = self.env.client("/usr/bin/python3", "-c", AUTHCHECK, host, port, timeout=30)
+        got = r.stdout.strip()
+        want = [f"authorization=Bearer {BENCH_TOKEN}", f"URI=spiffe://{TRUST_DOMAIN}/app/alice"]
+        if r.returncode != 0 or not all(w in got for w in want):
+            raise RuntimeError(f"header injection not seen by the server: {got[:300]!r} {r.stderr[-300:]}")
 
 
 class PeerPair(Scenario):
@@ -378,4 +430,18 @@ class Envoy(PeerPair):
         self.wait()
 
 
-SCENARIOS = [Direct, Idgate, HAProxy, Stunnel, NginxStream, Envoy]
+# GET /authcheck on host B's nginx echoes the headers the HTTP-aware scenario adds.
+AUTHCHECK = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"GET /authcheck HTTP/1.1\r\nHost: b.bench\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+print(data.decode("latin1"))
+"""
+
+SCENARIOS = [Direct, Idgate, IdgateHttp, HAProxy, Stunnel, NginxStream, Envoy]

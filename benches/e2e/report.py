@@ -31,9 +31,9 @@ def med(res, key, wl, field):
     return a[0] if a else None
 
 
-def paired(res, key, wl, field, fn):
-    """Per repetition fn(scenario value, direct value) for reps where both exist."""
-    d = {r["rep"]: r.get(wl, {}) for r in res["scenarios"].get("direct", {}).get("reps", [])}
+def paired(res, key, wl, field, fn, base="direct"):
+    """Per repetition fn(scenario value, base scenario's value) for reps where both exist."""
+    d = {r["rep"]: r.get(wl, {}) for r in res["scenarios"].get(base, {}).get("reps", [])}
     out = []
     for r in res["scenarios"].get(key, {}).get("reps", []):
         mine, base = r.get(wl, {}), d.get(r["rep"], {})
@@ -115,7 +115,7 @@ def missing_numbers(res):
     wls = [w for w, _ in res["workloads"]]
     for key, s in res["scenarios"].items():
         if s.get("missing"):
-            if key in ("direct", "idgate"):
+            if key in ("direct", "idgate", "idgate_http"):
                 out.append(f"{key}: {s['missing']}")
             continue
         if not s["reps"]:
@@ -224,6 +224,40 @@ def targets(res):
     return rows
 
 
+# (workload, field, what, digits) compared between the HTTP-aware and the TCP idgate pair.
+HTTP_VS_TCP = [
+    ("ka1", "p50", "keep-alive, 1 conn: p50 µs", 0),
+    ("ka1", "rps", "keep-alive, 1 conn: req/s", 0),
+    ("ka10", "rps", "keep-alive, 10 conns: req/s", 0),
+    ("ka10", "p50", "keep-alive, 10 conns: p50 µs", 0),
+    ("ka10", "cpu10k", "keep-alive, 10 conns: proxy CPU s / 10k req", 2),
+    ("ka64", "rps", "keep-alive, 64 conns: req/s", 0),
+    ("close10", "rps", "new connection per request, 10 conns: req/s", 0),
+    ("close10", "cpu10k", "new connection per request: proxy CPU s / 10k req", 2),
+    ("rate10", "p50", "constant 5k req/s: p50 µs", 0),
+    ("rate10", "p99", "constant 5k req/s: p99 µs", 0),
+]
+
+
+def http_vs_tcp(res, tcp="idgate", http="idgate_http"):
+    """Rows (what, direct, tcp, http, http − tcp, http / tcp); differences and ratios are paired per
+    repetition (median, min–max). Empty unless both pairs have numbers."""
+    sc = res["scenarios"]
+    if any(k not in sc or sc[k].get("missing") or row_status(res, k) for k in (tcp, http)):
+        return []
+    rows = []
+    for wl, field, what, digits in HTTP_VS_TCP:
+        if not values(res, tcp, wl, field) or not values(res, http, wl, field):
+            continue
+        diff = paired(res, http, wl, field, lambda x, y: x - y, base=tcp)
+        ratio = paired(res, http, wl, field, lambda x, y: x / y if y else None, base=tcp)
+        sign = "+" if diff and diff[0] >= 0 else ""
+        rows.append((what, "—" if field == "cpu10k" else fmt(stat(res, "direct", wl, field), digits),
+                     fmt(stat(res, tcp, wl, field), digits), fmt(stat(res, http, wl, field), digits),
+                     sign + fmt(diff, digits) if diff else "—", fmt(ratio, 2, "×") if ratio else "—"))
+    return rows
+
+
 def markdown(res):
     m = res["machine"]
     d = res["durations"]
@@ -260,6 +294,16 @@ def markdown(res):
                  f"{'—' if k == 'direct' or None in hwm else f'{hwm[0][0] + hwm[1][0]:.1f} MB'} | "
                  f"{'—' if k == 'direct' or None in idle else f'{idle[0][0]:.1f} / {idle[1][0]:.1f} MB'} |")
     L.append("")
+    rows = http_vs_tcp(res)
+    if rows:
+        L.append("## idgate: HTTP-aware path against the TCP path\n")
+        L.append(f"*{lab['idgate_http']}* against *{lab['idgate']}*: differences and ratios are paired per "
+                 "repetition (median, min–max).\n")
+        L.append("| workload | direct | idgate (TCP) | idgate HTTP-aware | HTTP − TCP | HTTP / TCP |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for row in rows:
+            L.append("| " + " | ".join(row) + " |")
+        L.append("")
     # Targets
     L.append("## Targets from issue 5 (reported, not asserted)\n")
     L.append("| target | idgate | best peer | verdict |")
@@ -370,8 +414,9 @@ def chart(res, path: Path):
     except ImportError:
         return None
     keys = [k for k, s in res["scenarios"].items() if not s.get("missing")]
-    labels = [res["scenarios"][k]["label"].replace(" pair", "").replace("nginx stream", "nginx\nstream") for k in keys]
-    colors = ["#888888" if k == "direct" else ("#d62728" if k == "idgate" else "#1f77b4") for k in keys]
+    labels = [res["scenarios"][k].get("short") or
+              res["scenarios"][k]["label"].replace(" pair", "").replace("nginx stream", "nginx\nstream") for k in keys]
+    colors = [{"direct": "#888888", "idgate": "#d62728", "idgate_http": "#ff7f0e"}.get(k, "#1f77b4") for k in keys]
     panels = [
         ("keep-alive, 1 conn: p50 latency (µs, lower is better)", "ka1", "p50"),
         ("keep-alive, 10 conns: requests/s", "ka10", "rps"),

@@ -138,6 +138,9 @@ http {{
     listen {ip}:{p2} reuseport backlog=4096;
     listen 127.0.0.1:{p2} backlog=4096;
     location / {{ default_type text/plain; return 200 "hello from host B\\n"; }}
+    # What the HTTP-aware idgate scenario added to the request (checked once per start, not timed).
+    location = /authcheck {{ default_type text/plain;
+      return 200 "authorization=$http_authorization\\nxfcc=$http_x_forwarded_client_cert\\n"; }}
   }}
 }}
 """
@@ -383,6 +386,7 @@ class Bench:
         try:
             try:
                 res["first"] = self.first_requests(scn)
+                scn.verify()
             except Exception as e:  # noqa: BLE001
                 return {"error": str(e)}
             # Warm-up, not recorded.
@@ -481,7 +485,7 @@ def main():
     ap.add_argument("--reps", type=int, help="repetitions (full: 3)")
     ap.add_argument("--duration", type=float, help="seconds per HTTP workload (full: 8, quick: 1)")
     ap.add_argument("--only", help="comma-separated scenario keys (direct is always included)")
-    ap.add_argument("--out", help="output directory (full: benches/results, quick: a new temp dir)")
+    ap.add_argument("--out", help="output directory (full: benches/results, quick or --only: a new temp dir)")
     ap.add_argument("--no-setup", action="store_true", help="do not run benches/e2e/setup.sh first")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -501,7 +505,9 @@ def main():
     if args.reps:
         d["reps"] = args.reps
     d["http"] = int(d["http"]) if float(d["http"]).is_integer() else d["http"]
-    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="idgate-bench-quick-")) if args.quick
+    # A partial (--only) run never replaces benches/results/latest.*: without --out it goes to a temp dir.
+    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="idgate-bench-quick-")) if args.quick else
+                                           Path(tempfile.mkdtemp(prefix="idgate-bench-only-")) if args.only
                                            else REPO / "benches" / "results")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -513,7 +519,8 @@ def main():
     results = {"mode": "quick" if args.quick else "full", "durations": d, "machine": machine_notes(),
                "workloads": [(k, t) for k, t, _, _ in WORKLOADS], "scenarios": {}}
     for s in scenarios:
-        results["scenarios"][s.key] = {"label": s.label, "what": s.what, "missing": s.missing(), "reps": []}
+        results["scenarios"][s.key] = {"label": s.label, "short": s.short, "what": s.what, "missing": s.missing(),
+                                       "reps": []}
     t_start = time.time()
     snap0 = cpu_snapshot()
     bench.up()
