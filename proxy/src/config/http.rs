@@ -153,7 +153,7 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
-            HostPattern::Suffix(s) => host.len() > s.len() && host.to_ascii_lowercase().ends_with(s.as_str()),
+            HostPattern::Suffix(s) => host.len() > s.len() && host.is_char_boundary(host.len() - s.len()) && host[host.len() - s.len()..].eq_ignore_ascii_case(s),
         }
     }
 }

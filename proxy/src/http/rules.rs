@@ -67,9 +67,9 @@ impl Rewriter {
     /// not be forwarded (it would leave without the credential it is meant to carry).
     pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<usize, RewriteError> {
         let host = request_host(parts);
-        let path = parts.uri.path().to_string();
+        let path = parts.uri.path();
         let for_destination: Vec<(usize, &HttpRule)> =
-            self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host.as_deref(), &path)).collect();
+            self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host.as_deref(), path)).collect();
         // Anti-spoofing first: the identity header and any header a rule for this destination
         // injects may only come from idgate, whichever workload sent the request.
         parts.headers.remove(&self.identity_header);
@@ -145,7 +145,7 @@ pub fn request_host(parts: &Parts) -> Option<String> {
 fn destination_matches(rule: &HttpRule, flow: &Flow<'_>, host: Option<&str>, path: &str) -> bool {
     let host_ok = match (&rule.host, host) {
         (None, _) => true,
-        (Some(pattern), Some(h)) => pattern.matches(h.trim_start_matches('[').trim_end_matches(']')) || pattern.matches(h),
+        (Some(pattern), Some(h)) => pattern.matches(h),
         (Some(_), None) => false,
     };
     let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(flow.dst.port()));
