@@ -154,10 +154,12 @@ impl Inbound {
             Some(dst) if !self.authorizer.allows(dst.port(), &peer_id) => {
                 (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
             }
-            Some(dst) => match connect_marked(dst, self.mark, DIAL_TIMEOUT).await {
+            Some(dst) => match Box::pin(connect_marked(dst, self.mark, DIAL_TIMEOUT)).await {
                 Ok(tcp) if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http => {
                     let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
-                    return self.forward_http(request, respond, tcp, dst, identity, d).await;
+                    // Boxed: the HTTP engine's state is large, and a plain TCP flow should not
+                    // carry room for it (the task's size is per open flow).
+                    return Box::pin(self.forward_http(request, respond, tcp, dst, identity, d)).await;
                 }
                 Ok(tcp) => return self.forward(request, respond, tcp, d).await,
                 Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),

@@ -156,7 +156,7 @@ impl Outbound {
         d.process = Some(format!("{}({})", workload.process.exe, workload.process.tgid));
         let Some(id) = workload.spiffe_id.clone() else {
             if self.default_action == DefaultAction::Passthrough {
-                return self.passthrough(stream, dst, d).await;
+                return Box::pin(self.passthrough(stream, dst, d)).await;
             }
             bail!(Refusal::NoWorkloadRule)
         };
@@ -164,7 +164,8 @@ impl Outbound {
         if self.routes[route].protocol == Protocol::Http {
             d.detail = Some("http".into());
             let origin = self.origins[route].clone();
-            self.forward_http(stream, dst, (peer, origin), workload, id, d.clone()).await;
+            // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
+            Box::pin(self.forward_http(stream, dst, (peer, origin), workload, id, d.clone())).await;
             return Ok(());
         }
         let issued = match self.credentials.workload(&id) {
@@ -172,7 +173,7 @@ impl Outbound {
             Err(e) => bail!(Refusal::Svid(e)),
         };
         let key = PoolKey { peer, source: id };
-        let (lease, send, response) = match self.open_stream(&key, &issued, dst, &workload, &d.flow).await {
+        let (lease, send, response) = match Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)).await {
             Ok(s) => s,
             Err(e) => bail!(e),
         };

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Profile one scenario under one workload of the end-to-end benchmark: the same two hosts,
+servers and clients as run.py, one scenario started, the workload run once while `perf record`
+samples the proxies (or the whole machine). Prints the workload's numbers, CPU per request, and
+perf's top symbols. Run as root, after `cargo build --release`:
+
+    python3 benches/e2e/profile.py idgate ka10            # perf on host A's and B's idgate
+    python3 benches/e2e/profile.py idgate close10 --side A --callers
+    python3 benches/e2e/profile.py idgate ka1 --no-perf   # numbers only (repeatable A/B checks)
+
+Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle."""
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import run  # noqa: E402
+from peers import SCENARIOS  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenario", help="scenario key, e.g. idgate, idgate_http, envoy")
+    ap.add_argument("workload", help="ka1 | ka10 | ka64 | close10 | bulk | idle")
+    ap.add_argument("--duration", type=float, default=5, help="seconds of load (default 5)")
+    ap.add_argument("--repeat", type=int, default=1, help="run the workload this many times, print each")
+    ap.add_argument("--side", choices=["A", "B", "both"], default="both", help="whose proxy perf samples")
+    ap.add_argument("--no-perf", action="store_true", help="numbers only")
+    ap.add_argument("--callers", action="store_true", help="perf report with call graphs (slower)")
+    ap.add_argument("--top", type=int, default=40, help="symbols to print")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("profile.py creates network namespaces: run it as root")
+    classes = {c.key: c for c in SCENARIOS}
+    if args.scenario not in classes:
+        sys.exit(f"unknown scenario {args.scenario!r}; one of {', '.join(classes)}")
+    kinds = {k: (kind, prm) for k, _t, kind, prm in run.WORKLOADS if kind in ("wrk", "iperf3")}
+    if args.workload not in kinds and args.workload != "idle":
+        sys.exit(f"unknown workload {args.workload!r}; one of {', '.join(kinds)}, idle")
+
+    bench = run.Bench(argparse.Namespace(quick=False))
+    try:
+        bench.up()
+        scn = classes[args.scenario](bench)
+        if scn.missing():
+            sys.exit(scn.missing())
+        scn.start()
+        bench.first_requests(scn)
+        scn.verify()
+        bench.client("wrk", "-t1", "-c10", "-d1s", bench.url(scn), timeout=30)  # warm-up
+        pids = scn.pids_by_side() if hasattr(scn, "pids_by_side") else {}
+        targets = [p for s, ps in pids.items() if args.side in (s, "both") for p in ps]
+        data = bench.work / "perf.data"
+        perf = None
+        if not args.no_perf:
+            cmd = ["perf", "record", "-F", "2999", "-o", str(data)] + (["-g"] if args.callers else [])
+            cmd += ["-p", ",".join(map(str, targets))] if targets else ["-a"]
+            perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(args.repeat):
+            if args.workload == "idle":
+                print(bench.idle_flows(scn, 1000))
+                continue
+            kind, prm = kinds[args.workload]
+            dur = int(args.duration) if float(args.duration).is_integer() else args.duration
+            r = (bench.wrk(scn, prm["conns"], dur, prm.get("close", False)) if kind == "wrk"
+                 else bench.iperf3(scn, dur))
+            if "rps" in r:
+                print(f"{args.scenario} {args.workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
+                      f"errors {r['errors']} cpu/10k {r['cpu10k']:.3f} s" if r.get("cpu10k") is not None else r)
+            else:
+                print(f"{args.scenario} {args.workload}: {r['gbps']:.2f} Gbit/s cpu/GiB {r.get('cpu_gib')}")
+        if perf:
+            perf.send_signal(2)
+            perf.wait(timeout=60)
+            rep = ["perf", "report", "-i", str(data), "--stdio", "--percent-limit", "0.5"]
+            # --callers: inclusive time per function (where the time goes, by caller), flat otherwise.
+            rep += ["--children", "--sort", "sym", "-g", "none"] if args.callers else ["--sort", "comm,dso,sym"]
+            out = subprocess.run(rep, capture_output=True, text=True).stdout.splitlines()
+            lines = [l for l in out if l and not l.startswith("#")]
+            print("\n".join(lines[: args.top * (3 if args.callers else 1)]))
+        scn.stop()
+    finally:
+        bench.down()
+
+
+if __name__ == "__main__":
+    main()
