@@ -4,6 +4,7 @@
 //! setuid never inherits an identity).
 mod kmod;
 mod kmod_uapi;
+mod procdir;
 mod procfs;
 mod selector;
 mod sock_diag;

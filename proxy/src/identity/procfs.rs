@@ -1,6 +1,7 @@
 //! The userspace identity backend: sock_diag gives the client socket's inode, procfs gives the
-//! process holding it. Recent owners are searched first, so a busy workload costs one fd-table
-//! scan of its own process, not a walk of all of /proc.
+//! process holding it. Recent owners are searched first, and within them the fd numbers their
+//! last sockets had, so a busy workload costs a few readlinks, not a walk of all of /proc.
+use super::procdir::{FdTable, ProcDir};
 use super::{sock_diag, FlowIdentity, IdentityError, ProcessInfo};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -10,11 +11,21 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 const RECENT_OWNERS: usize = 64;
+const HOT_FDS: usize = 16;
+
+/// A process that recently owned an intercepted socket, with the fd numbers those sockets had:
+/// a process that opens one connection after another usually gets a just-freed fd number back,
+/// so probing these few first avoids listing (and reading every link of) its whole fd table.
+#[derive(Clone, Copy)]
+struct Owner {
+    pid: u32,
+    hot_fds: [u32; HOT_FDS], // most recent first; u32::MAX = empty
+}
 
 #[derive(Default)]
 pub struct ProcfsBackend {
-    /// Pids that recently owned intercepted sockets, most recent first.
-    recent: Mutex<VecDeque<u32>>,
+    /// Most recent first.
+    recent: Mutex<VecDeque<Owner>>,
 }
 
 impl FlowIdentity for ProcfsBackend {
@@ -34,21 +45,36 @@ impl FlowIdentity for ProcfsBackend {
 impl ProcfsBackend {
     fn owner_of(&self, inode: u32, uid: u32) -> Option<u32> {
         let needle = format!("socket:[{inode}]");
-        let recent: Vec<u32> = self.recent.lock().iter().copied().collect();
-        if let Some(pid) = recent.into_iter().find(|pid| holds(*pid, &needle)) {
-            return Some(pid);
-        }
+        let needle = needle.as_bytes();
+        // A copy: the fd-table reads below must not hold the lock other flows need.
+        let recent: Vec<Owner> = self.recent.lock().iter().copied().collect();
+        let found = recent.iter().find_map(|owner| {
+            let table = FdTable::open(owner.pid).ok()?;
+            let hot = owner.hot_fds.iter().take_while(|fd| **fd != u32::MAX);
+            let fd = hot.copied().find(|fd| table.points_at(*fd, needle)).or_else(|| table.find(needle))?;
+            Some((owner.pid, fd))
+        });
         // Full walk: first only processes of the socket's uid, then everyone (setuid after connect).
-        let pid = scan(&needle, Some(uid)).or_else(|| scan(&needle, None))?;
+        let (pid, fd) = found.or_else(|| scan(needle, Some(uid))).or_else(|| scan(needle, None))?;
         let mut recent = self.recent.lock();
-        recent.retain(|p| *p != pid);
-        recent.push_front(pid);
+        let mut owner = match recent.iter().position(|o| o.pid == pid) {
+            Some(i) => recent.remove(i).expect("index from position"),
+            None => Owner { pid, hot_fds: [u32::MAX; HOT_FDS] },
+        };
+        if let Some(i) = owner.hot_fds.iter().position(|f| *f == fd) {
+            owner.hot_fds[..=i].rotate_right(1);
+        } else {
+            owner.hot_fds.rotate_right(1);
+            owner.hot_fds[0] = fd;
+        }
+        recent.push_front(owner);
         recent.truncate(RECENT_OWNERS);
         Some(pid)
     }
 }
 
-fn scan(needle: &str, uid: Option<u32>) -> Option<u32> {
+/// (pid, fd) of the process holding `needle`, walking all of /proc.
+fn scan(needle: &[u8], uid: Option<u32>) -> Option<(u32, u32)> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         if let Some(uid) = uid {
@@ -56,55 +82,69 @@ fn scan(needle: &str, uid: Option<u32>) -> Option<u32> {
                 return None;
             }
         }
-        holds(pid, needle).then_some(pid)
+        Some((pid, FdTable::open(pid).ok()?.find(needle)?))
     })
 }
 
-/// Does process `pid` have an fd pointing at `needle` (`socket:[inode]`)?
-fn holds(pid: u32, needle: &str) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == needle))
+fn malformed(what: &str) -> io::Error {
+    io::Error::other(format!("malformed /proc/<pid>/{what}"))
 }
 
 /// `(comm, start_time)` from /proc/<pid>/stat.
-fn read_stat(pid: u32) -> io::Result<(String, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+fn parse_stat(stat: &str) -> io::Result<(String, u64)> {
     // comm may contain spaces and parentheses: it ends at the last ')'.
-    let open = stat.find('(').ok_or_else(|| io::Error::other("malformed stat"))?;
-    let close = stat.rfind(')').ok_or_else(|| io::Error::other("malformed stat"))?;
+    let open = stat.find('(').ok_or_else(|| malformed("stat"))?;
+    let close = stat.rfind(')').ok_or_else(|| malformed("stat"))?;
     let comm = stat[open + 1..close].to_string();
     // Fields after comm start at field 3 (state); starttime is field 22.
     let start = stat[close + 1..]
         .split_whitespace()
         .nth(19)
         .and_then(|f| f.parse().ok())
-        .ok_or_else(|| io::Error::other("malformed stat starttime"))?;
+        .ok_or_else(|| malformed("stat starttime"))?;
     Ok((comm, start))
 }
 
-/// Reads everything the workload rules can select on.
-pub fn read_process(pid: u32) -> io::Result<ProcessInfo> {
-    let (comm, start_time) = read_stat(pid)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let effective = |key: &str| -> io::Result<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no {key} in /proc/{pid}/status")))
-    };
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let cgroup = cgroup
+/// The effective id (second column) of a `Uid:`/`Gid:` line of /proc/<pid>/status.
+fn effective_id(status: &str, key: &str) -> io::Result<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no {key} in /proc/<pid>/status")))
+}
+
+/// The cgroup v2 path (`0::/path`), or the first hierarchy's path on a v1-only host.
+fn parse_cgroup(cgroup: &str) -> String {
+    cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .or_else(|| cgroup.lines().next().and_then(|l| l.splitn(3, ':').nth(2)))
         .unwrap_or("")
-        .to_string();
-    Ok(ProcessInfo { tgid: pid, uid: effective("Uid:")?, gid: effective("Gid:")?, exe, comm, cgroup, start_time })
+        .to_string()
+}
+
+/// Reads everything the workload rules can select on, all through one /proc/<pid> handle.
+pub fn read_process(pid: u32) -> io::Result<ProcessInfo> {
+    let dir = ProcDir::open(pid)?;
+    let mut buf = Vec::with_capacity(4096);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (comm, start_time) = parse_stat(&text(dir.read(c"stat", &mut buf)?))?;
+    let status = text(dir.read(c"status", &mut buf)?);
+    let mut link = [0u8; 4096];
+    // An exiting process has no exe any more; the rules then see an empty path.
+    let exe = dir.readlink(c"exe", &mut link).map(text).unwrap_or_default();
+    let cgroup = dir.read(c"cgroup", &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
+    Ok(ProcessInfo {
+        tgid: pid,
+        uid: effective_id(&status, "Uid:")?,
+        gid: effective_id(&status, "Gid:")?,
+        exe,
+        comm,
+        cgroup,
+        start_time,
+    })
 }
 
 #[cfg(test)]
@@ -127,8 +167,18 @@ mod tests {
         let backend = ProcfsBackend::default();
         let p = backend.process_of(client.local_addr().unwrap(), client.peer_addr().unwrap()).unwrap();
         assert_eq!(p.tgid, std::process::id());
-        // Second lookup hits the recent-owner list.
-        assert_eq!(backend.recent.lock().front(), Some(&std::process::id()));
+        // The owner and the socket's fd are remembered, and the second lookup finds it again.
+        let front = *backend.recent.lock().front().unwrap();
+        assert_eq!(front.pid, std::process::id());
+        assert_eq!(front.hot_fds[0], std::os::fd::AsRawFd::as_raw_fd(&client) as u32);
+        let again = backend.process_of(client.local_addr().unwrap(), client.peer_addr().unwrap()).unwrap();
+        assert_eq!(again.tgid, std::process::id());
+        // A second socket of the same process is found behind the remembered one.
+        let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(backend.process_of(other.local_addr().unwrap(), other.peer_addr().unwrap()).unwrap().tgid, std::process::id());
+        let front = *backend.recent.lock().front().unwrap();
+        assert_eq!(front.hot_fds[..2], [std::os::fd::AsRawFd::as_raw_fd(&other) as u32, std::os::fd::AsRawFd::as_raw_fd(&client) as u32]);
+        assert_eq!(backend.recent.lock().len(), 1);
         let missing = backend.process_of("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
         assert!(matches!(missing, Err(IdentityError::NoSocket { .. })), "{missing:?}");
     }

@@ -1,0 +1,178 @@
+//! Raw procfs access for the per-flow lookup: everything relative to an open directory, one
+//! read per file, no allocation per fd entry. Going through one `/proc/<pid>` handle also means
+//! that a pid which exits and is reused between two reads fails (ESRCH) instead of mixing two
+//! processes' attributes.
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; the returned fd is owned by exactly one OwnedFd.
+    let fd = cvt(unsafe { libc::openat(dir, path.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `readlinkat` into `buf`; the link's bytes (truncated links are reported as errors).
+pub fn readlink_at<'a>(dir: RawFd, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n == buf.len() {
+        return Err(io::Error::other("link target too long"));
+    }
+    Ok(&buf[..n])
+}
+
+/// An open `/proc/<pid>` directory.
+pub struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    pub fn open(pid: u32) -> io::Result<Self> {
+        let path = std::ffi::CString::new(format!("/proc/{pid}")).expect("no NUL in a number");
+        open_at(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY).map(ProcDir)
+    }
+
+    /// The whole file `name` (procfs files report size 0: read until EOF).
+    pub fn read<'a>(&self, name: &CStr, buf: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
+        let file = open_at(self.0.as_raw_fd(), name, libc::O_RDONLY)?;
+        buf.clear();
+        loop {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let spare = buf.spare_capacity_mut();
+            // SAFETY: reads at most spare.len() bytes into the vector's spare capacity.
+            let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(buf);
+            }
+            // SAFETY: the kernel initialised n bytes.
+            unsafe { buf.set_len(buf.len() + n as usize) };
+        }
+    }
+
+    pub fn readlink<'a>(&self, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        readlink_at(self.0.as_raw_fd(), name, buf)
+    }
+}
+
+/// The fd table of one process (`/proc/<pid>/fd`), to find which fd holds a socket.
+pub struct FdTable(OwnedFd);
+
+impl FdTable {
+    pub fn open(pid: u32) -> io::Result<Self> {
+        let path = std::ffi::CString::new(format!("/proc/{pid}/fd")).expect("no NUL in a number");
+        open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY).map(FdTable)
+    }
+
+    /// Does fd number `fd` point at `target` (e.g. `socket:[123]`)?
+    pub fn points_at(&self, fd: u32, target: &[u8]) -> bool {
+        let mut digits = [0u8; 11];
+        let mut buf = [0u8; 64];
+        readlink_at(self.0.as_raw_fd(), decimal(fd, &mut digits), &mut buf).is_ok_and(|t| t == target)
+    }
+
+    /// The first fd (in directory order) pointing at `target`.
+    pub fn find(&self, target: &[u8]) -> Option<u32> {
+        // fdopendir takes ownership of its fd: hand it a duplicate, closed by closedir.
+        let dup = cvt(unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) }).ok()?;
+        // SAFETY: dup is a directory fd we own; closedir below releases it.
+        let dir = unsafe { libc::fdopendir(dup) };
+        if dir.is_null() {
+            unsafe { libc::close(dup) };
+            return None;
+        }
+        // The duplicate shares the directory offset with our fd: start from the beginning.
+        unsafe { libc::rewinddir(dir) };
+        let mut found = None;
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: dir is a valid DIR*; the entry lives until the next readdir call.
+            let entry = unsafe { libc::readdir64(dir) };
+            if entry.is_null() {
+                break;
+            }
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            if name.to_bytes().first().is_some_and(u8::is_ascii_digit)
+                && readlink_at(self.0.as_raw_fd(), name, &mut buf).is_ok_and(|t| t == target)
+            {
+                found = std::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse().ok());
+                break;
+            }
+        }
+        unsafe { libc::closedir(dir) };
+        found
+    }
+}
+
+/// `n` as a NUL-terminated decimal string in `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 11]) -> &CStr {
+    let mut i = 10; // buf[10] stays NUL
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    CStr::from_bytes_with_nul(&buf[i..]).expect("digits then one NUL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_names() {
+        let mut b = [0u8; 11];
+        assert_eq!(decimal(0, &mut b).to_bytes(), b"0");
+        assert_eq!(decimal(7, &mut b).to_bytes(), b"7");
+        assert_eq!(decimal(u32::MAX, &mut b).to_bytes(), b"4294967295");
+    }
+
+    #[test]
+    fn finds_own_fd_by_target() {
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let fd = file.as_raw_fd() as u32;
+        let table = FdTable::open(std::process::id()).unwrap();
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let target = target.as_os_str().as_encoded_bytes();
+        assert!(table.points_at(fd, target));
+        assert!(!table.points_at(fd, b"socket:[1]"));
+        assert!(table.find(target).is_some());
+        assert_eq!(table.find(b"socket:[0]"), None);
+        // A second listing starts from the beginning again.
+        assert!(table.find(target).is_some());
+    }
+
+    #[test]
+    fn reads_whole_files_through_the_directory() {
+        let dir = ProcDir::open(std::process::id()).unwrap();
+        let mut buf = Vec::new();
+        let status = dir.read(c"status", &mut buf).unwrap().to_vec();
+        assert!(status.starts_with(b"Name:"), "{}", String::from_utf8_lossy(&status));
+        let mut link = [0u8; 4096];
+        let exe = dir.readlink(c"exe", &mut link).unwrap();
+        assert_eq!(exe, std::env::current_exe().unwrap().as_os_str().as_encoded_bytes());
+        assert!(dir.read(c"no-such-file", &mut buf).is_err());
+    }
+}
