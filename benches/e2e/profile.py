@@ -25,7 +25,7 @@ from peers import SCENARIOS  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario", help="scenario key, e.g. idgate, idgate_http, envoy")
-    ap.add_argument("workload", help="ka1 | ka10 | ka64 | close10 | bulk | idle")
+    ap.add_argument("workload", help="ka1 | ka10 | ka64 | close10 | bulk | idle, or several: bulk,idle")
     ap.add_argument("--duration", type=float, default=5, help="seconds of load (default 5)")
     ap.add_argument("--repeat", type=int, default=1, help="run the workload this many times, print each")
     ap.add_argument("--side", choices=["A", "B", "both"], default="both", help="whose proxy perf samples")
@@ -39,8 +39,10 @@ def main():
     if args.scenario not in classes:
         sys.exit(f"unknown scenario {args.scenario!r}; one of {', '.join(classes)}")
     kinds = {k: (kind, prm) for k, _t, kind, prm in run.WORKLOADS if kind in ("wrk", "iperf3")}
-    if args.workload not in kinds and args.workload != "idle":
-        sys.exit(f"unknown workload {args.workload!r}; one of {', '.join(kinds)}, idle")
+    workloads = args.workload.split(",")
+    for w in workloads:
+        if w not in kinds and w != "idle":
+            sys.exit(f"unknown workload {w!r}; one of {', '.join(kinds)}, idle")
 
     bench = run.Bench(argparse.Namespace(quick=False))
     try:
@@ -60,19 +62,19 @@ def main():
             cmd = ["perf", "record", "-F", "2999", "-o", str(data)] + (["-g"] if args.callers else [])
             cmd += ["-p", ",".join(map(str, targets))] if targets else ["-a"]
             perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(args.repeat):
-            if args.workload == "idle":
+        for workload in [w for _ in range(args.repeat) for w in workloads]:
+            if workload == "idle":
                 print(bench.idle_flows(scn, 1000))
                 continue
-            kind, prm = kinds[args.workload]
+            kind, prm = kinds[workload]
             dur = int(args.duration) if float(args.duration).is_integer() else args.duration
             r = (bench.wrk(scn, prm["conns"], dur, prm.get("close", False)) if kind == "wrk"
                  else bench.iperf3(scn, dur))
             if "rps" in r:
-                print(f"{args.scenario} {args.workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
+                print(f"{args.scenario} {workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
                       f"errors {r['errors']} cpu/10k {r['cpu10k']:.3f} s" if r.get("cpu10k") is not None else r)
             else:
-                print(f"{args.scenario} {args.workload}: {r['gbps']:.2f} Gbit/s cpu/GiB {r.get('cpu_gib')}")
+                print(f"{args.scenario} {workload}: {r['gbps']:.2f} Gbit/s cpu/GiB {r.get('cpu_gib')}")
         if perf:
             perf.send_signal(2)
             perf.wait(timeout=60)

@@ -39,7 +39,20 @@ fn worker_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
 }
 
+/// glibc's defaults hand every 256 KiB copy buffer and 1 MiB frame its own mmap, and trim freed
+/// heap tops at once: a bulk flow then page-faults its buffers in again on every read (9% of a
+/// host's CPU in `benches/e2e/profile.py idgate bulk`). Serve those sizes from the heap and keep
+/// a little free memory at the top instead. Fixed values also end glibc's dynamic threshold.
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

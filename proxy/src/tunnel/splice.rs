@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 
 const FIRST_READ: usize = 16 * 1024;
 const MAX_READ: usize = 256 * 1024;
+/// How long a busy flow keeps its grown read buffer while no bytes arrive.
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How a client-side splice ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +74,26 @@ pub(super) fn h2_err(e: h2::Error) -> io::Error {
 
 async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::Result<u64> {
     let mut want = FIRST_READ;
+    let mut buf = BytesMut::new();
     let mut total = 0u64;
     loop {
-        // An idle flow holds no buffer: wait for bytes, then allocate. Keeping one between reads
-        // would pin `want` bytes per open flow (16 MiB for 1,000 idle keep-alive connections).
-        rd.as_ref().readable().await?;
-        let mut buf = BytesMut::with_capacity(want);
+        if buf.capacity() == 0 {
+            // An idle flow holds no buffer: wait for bytes, then allocate. Keeping one would pin
+            // `want` bytes per open flow (16 MiB for 1,000 idle keep-alive connections).
+            rd.as_ref().readable().await?;
+        }
+        // Reuses the previous allocation once h2 has released the last chunk.
+        buf.reserve(want);
         let n = match rd.as_ref().try_read_buf(&mut buf) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if want > FIRST_READ && idle_within(rd, BUSY_GRACE).await? {
+                    continue; // a busy flow keeps its big buffer across short pauses
+                }
+                buf = BytesMut::new();
+                want = FIRST_READ;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if n == 0 {
@@ -91,7 +104,7 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
         if n >= want && want < MAX_READ {
             want *= 2; // the flow is busy: read bigger chunks
         }
-        let mut data = buf.freeze();
+        let mut data = buf.split().freeze();
         while !data.is_empty() {
             send.reserve_capacity(data.len());
             let granted = poll_fn(|cx| send.poll_capacity(cx))
@@ -101,6 +114,14 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
             let chunk = data.split_to(granted.min(data.len()));
             send.send_data(chunk, false).map_err(h2_err)?;
         }
+    }
+}
+
+/// Waits up to `grace` for the socket to become readable: true if it did.
+async fn idle_within(rd: &ReadHalf<'_>, grace: std::time::Duration) -> io::Result<bool> {
+    match tokio::time::timeout(grace, rd.as_ref().readable()).await {
+        Ok(ready) => ready.map(|()| true),
+        Err(_elapsed) => Ok(false),
     }
 }
 
