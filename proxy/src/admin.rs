@@ -18,7 +18,8 @@ pub struct Admin {
     pub identity_backend: &'static str,
     pub mode: crate::config::InboundMode,
     pub credentials: Arc<Credentials>,
-    pub pool: Arc<Pool>,
+    /// One per worker thread.
+    pub pools: Vec<Arc<Pool>>,
     /// Publishes the JWT-SVID signing key (JWKS) for verifiers.
     pub jwt: Arc<crate::http::JwtIssuer>,
     pub decisions: Arc<DecisionLog>,
@@ -69,8 +70,8 @@ impl Admin {
             "svids": self.credentials.summaries(),
             "svids_minted": self.credentials.minted.load(Ordering::Relaxed),
             "jwt_svids_minted": self.jwt.minted.load(Ordering::Relaxed),
-            "tunnel_connections": self.pool.connection_count(),
-            "tunnel_dials": self.pool.dials.load(Ordering::Relaxed),
+            "tunnel_connections": self.pools.iter().map(|p| p.connection_count()).sum::<usize>(),
+            "tunnel_dials": self.pools.iter().map(|p| p.dials.load(Ordering::Relaxed)).sum::<u64>(),
             "active_flows": self.metrics.active_flows.get(),
             "decisions": self.decisions.recent(),
         })

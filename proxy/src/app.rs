@@ -12,6 +12,7 @@ use crate::spiffe::SpiffeId;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use crate::tunnel::pool::Pool;
+use crate::workers;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
@@ -78,14 +79,38 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     Ok(sock.listen(4096)?)
 }
 
-pub async fn run(config: Config) -> Result<()> {
+/// Every worker's listeners, bound before anything is installed so that a taken port fails the
+/// start. IPv6 capture is skipped when the host has no IPv6 loopback.
+fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Result<Vec<workers::Listeners>> {
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
+    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
+    let mut all = Vec::with_capacity(workers);
+    let mut with_v6 = true;
+    for _ in 0..workers {
+        let mut outbound = vec![workers::bind_shared(v4, "outbound")?];
+        if with_v6 {
+            match workers::bind_shared(v6, "outbound") {
+                Ok(l) => outbound.push(l),
+                Err(_) if all.is_empty() => with_v6 = false, // no IPv6 loopback on this host
+                Err(e) => return Err(e),
+            }
+        }
+        all.push(workers::Listeners { outbound, inbound: workers::bind_shared(inbound, "inbound")? });
+    }
+    Ok(all)
+}
+
+/// Runs on the control thread (admin, rotation, signals); the data path runs on `workers`
+/// threads of its own (see `workers`).
+pub async fn run(workers: usize, config: Config) -> Result<()> {
     let host = hostname(&config);
     let credentials = Arc::new(load_credentials(&config, &host)?);
     let backend = identity_backend(&config)?;
     let backend_name = backend.name();
     let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
     let mark = config.intercept.bypass_mark;
-    let pool = Arc::new(Pool::new(mark));
+    // One pool per worker: a flow and its tunnel connection stay on one thread.
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let metrics = Arc::new(Metrics::new());
     let authorizer = Authorizer::new(config.inbound);
@@ -100,9 +125,7 @@ pub async fn run(config: Config) -> Result<()> {
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
-    let out_v4 = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "outbound").await?;
-    let out_v6 = bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)), "outbound").await.ok();
-    let inbound_listener = bind(config.listen.inbound, "inbound").await?;
+    let worker_listeners = bind_workers(workers, port, config.listen.inbound)?;
     let admin_listener = bind(config.listen.admin, "admin").await?;
 
     let redirect = if backend_name == "kmod" {
@@ -120,20 +143,24 @@ pub async fn run(config: Config) -> Result<()> {
     probe_conntrack()?;
     crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
 
-    let outbound = Arc::new(Outbound {
-        identities,
-        credentials: credentials.clone(),
-        pool: pool.clone(),
-        routes: config.outbound,
-        origins,
-        rewriter,
-        default_action: config.default_action,
-        mark,
-        host: host.clone(),
-        decisions: decisions.clone(),
-        metrics: metrics.clone(),
-        flows: AtomicU64::new(0),
-    });
+    let flows = Arc::new(AtomicU64::new(0));
+    let routes = Arc::new(config.outbound);
+    let outbound_for = |pool: &Arc<Pool>| {
+        Arc::new(Outbound {
+            identities: identities.clone(),
+            credentials: credentials.clone(),
+            pool: pool.clone(),
+            routes: routes.clone(),
+            origins: origins.clone(),
+            rewriter: rewriter.clone(),
+            default_action: config.default_action,
+            mark,
+            host: host.clone(),
+            decisions: decisions.clone(),
+            metrics: metrics.clone(),
+            flows: flows.clone(),
+        })
+    };
     let inbound = Arc::new(Inbound::new(credentials.clone(), identity_header, authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
     let admin = Arc::new(Admin {
         host: host.clone(),
@@ -141,22 +168,24 @@ pub async fn run(config: Config) -> Result<()> {
         identity_backend: backend_name,
         mode: config.mode,
         credentials: credentials.clone(),
-        pool: pool.clone(),
+        pools: pools.clone(),
         jwt,
-        decisions,
+        decisions: decisions.clone(),
         metrics: metrics.clone(),
     });
 
-    let mut tasks = vec![
-        tokio::spawn(outbound.clone().serve(out_v4)),
-        tokio::spawn(inbound.serve(inbound_listener)),
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for (i, (listeners, pool)) in worker_listeners.into_iter().zip(&pools).enumerate() {
+        if let Err(e) = workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone()) {
+            let _ = crate::intercept::remove(&ruleset.table);
+            return Err(e);
+        }
+    }
+    let tasks = [
         tokio::spawn(admin.serve(admin_listener)),
         tokio::spawn(rotate(credentials.clone())),
-        tokio::spawn(sweep(pool)),
+        tokio::spawn(sweep(pools)),
     ];
-    if let Some(l) = out_v6 {
-        tasks.push(tokio::spawn(outbound.serve(l)));
-    }
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -164,12 +193,14 @@ pub async fn run(config: Config) -> Result<()> {
         server_id = %credentials.server_id(),
         outbound = port,
         inbound = %config.listen.inbound,
+        workers,
         admin = %config.listen.admin,
         "idgate ready (identity backend: {backend_name})"
     );
 
     shutdown_signal().await;
     tracing::info!("shutting down: removing nftables table, draining flows");
+    let _ = stop.send(true);
     for t in &tasks {
         t.abort();
     }
@@ -203,11 +234,11 @@ async fn rotate(credentials: Arc<Credentials>) {
     }
 }
 
-async fn sweep(pool: Arc<Pool>) {
+async fn sweep(pools: Vec<Arc<Pool>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(15));
     loop {
         tick.tick().await;
-        pool.sweep();
+        pools.iter().for_each(|p| p.sweep());
     }
 }
 

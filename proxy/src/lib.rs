@@ -18,3 +18,4 @@ pub mod policy;
 pub mod socket;
 pub mod spiffe;
 pub mod tunnel;
+pub mod workers;

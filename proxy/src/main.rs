@@ -30,15 +30,6 @@ enum Command {
     },
 }
 
-/// One worker per core; IDGATE_WORKER_THREADS overrides (benchmarks, small containers).
-fn worker_threads() -> usize {
-    std::env::var("IDGATE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
-}
-
 /// glibc's defaults hand every 256 KiB copy buffer and 1 MiB frame its own mmap, and trim freed
 /// heap tops at once: a bulk flow then page-faults its buffers in again on every read (9% of a
 /// host's CPU in `benches/e2e/profile.py idgate bulk`). Serve those sizes from the heap and keep
@@ -64,12 +55,12 @@ fn main() -> ExitCode {
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
         Command::Run { config } => match idgate::config::load(&config) {
             Err(e) => Err(e.into()),
-            Ok(config) => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(worker_threads())
+            // This thread runs the control plane; the data path gets worker threads of its own.
+            Ok(config) => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(idgate::app::run(config))),
+                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), config))),
         },
     };
     match result {

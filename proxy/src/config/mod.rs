@@ -104,6 +104,9 @@ pub struct Listen {
     pub outbound_port: u16,
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
+    /// Data-path threads (each with its own listeners and tunnel pool). Default: a quarter of
+    /// the cores, at least one: idgate shares the host with the workloads it serves.
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for Listen {
@@ -112,6 +115,7 @@ impl Default for Listen {
             outbound_port: 15001,
             inbound: "0.0.0.0:15008".parse().unwrap(),
             admin: "127.0.0.1:15000".parse().unwrap(),
+            workers: None,
         }
     }
 }

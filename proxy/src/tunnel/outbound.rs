@@ -21,7 +21,7 @@ pub struct Outbound {
     pub identities: Arc<Identities>,
     pub credentials: Arc<Credentials>,
     pub pool: Arc<Pool>,
-    pub routes: Vec<OutboundRule>,
+    pub routes: Arc<Vec<OutboundRule>>,
     /// Per route: the TLS origination set up from its `tls` block, if any.
     pub origins: Vec<Option<Arc<crate::http::Origin>>>,
     pub rewriter: Arc<crate::http::Rewriter>,
@@ -30,7 +30,8 @@ pub struct Outbound {
     pub host: String,
     pub decisions: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
-    pub flows: AtomicU64,
+    /// Shared by every worker's Outbound: flow ids stay unique per host.
+    pub flows: Arc<AtomicU64>,
 }
 
 /// Why a flow did not go through; the workload sees a reset either way.
