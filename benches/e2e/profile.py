@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="run the workload this many times, print each")
     ap.add_argument("--side", choices=["A", "B", "both"], default="both", help="whose proxy perf samples")
     ap.add_argument("--no-perf", action="store_true", help="numbers only")
+    ap.add_argument("--stat", action="store_true", help="count syscalls and context switches per request instead of sampling")
     ap.add_argument("--callers", action="store_true", help="perf report with call graphs (slower)")
     ap.add_argument("--top", type=int, default=40, help="symbols to print")
     args = ap.parse_args()
@@ -51,14 +52,19 @@ def main():
         if scn.missing():
             sys.exit(scn.missing())
         scn.start()
-        bench.first_requests(scn)
+        first = bench.first_requests(scn)
+        print(f"{args.scenario} first request after start: {first['first_ms']:.2f} ms, warm new connection: {first['warm_ms']:.2f} ms")
         scn.verify()
         bench.client("wrk", "-t1", "-c10", "-d1s", bench.url(scn), timeout=30)  # warm-up
         pids = scn.pids_by_side() if hasattr(scn, "pids_by_side") else {}
         targets = [p for s, ps in pids.items() if args.side in (s, "both") for p in ps]
         data = bench.work / "perf.data"
         perf = None
-        if not args.no_perf:
+        if args.stat:
+            cmd = ["perf", "stat", "-x", ",", "-o", str(data), "-e", "raw_syscalls:sys_enter,context-switches,cpu-migrations"]
+            cmd += ["-p", ",".join(map(str, targets))] if targets else ["-a"]
+            perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif not args.no_perf:
             cmd = ["perf", "record", "-F", "2999", "-o", str(data)] + (["-g"] if args.callers else [])
             cmd += ["-p", ",".join(map(str, targets))] if targets else ["-a"]
             perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,12 +76,21 @@ def main():
             dur = int(args.duration) if float(args.duration).is_integer() else args.duration
             r = (bench.wrk(scn, prm["conns"], dur, prm.get("close", False)) if kind == "wrk"
                  else bench.iperf3(scn, dur))
+            requests = r.get("requests", 0)
             if "rps" in r:
                 print(f"{args.scenario} {workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
                       f"errors {r['errors']} cpu/10k {r['cpu10k']:.3f} s" if r.get("cpu10k") is not None else r)
             else:
                 print(f"{args.scenario} {workload}: {r['gbps']:.2f} Gbit/s cpu/GiB {r.get('cpu_gib')}")
-        if perf:
+        if perf and args.stat:
+            perf.send_signal(2)
+            perf.wait(timeout=60)
+            for line in data.read_text().splitlines():
+                f = line.split(",")
+                if len(f) > 2 and f[0].strip().isdigit():
+                    per = f" = {int(f[0]) / requests:.1f} per request" if requests else ""
+                    print(f"{f[2]}: {int(f[0])}{per} (side {args.side}, last workload)")
+        elif perf:
             perf.send_signal(2)
             perf.wait(timeout=60)
             rep = ["perf", "report", "-i", str(data), "--stdio", "--percent-limit", "0.5"]

@@ -41,3 +41,24 @@ pub const TLS_READ_BUFFER: usize = 64 * 1024;
 pub fn buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
+
+/// What the peer already sent, read without waiting: up to `max` bytes, or None when nothing
+/// is queued yet (or the peer already closed: the caller's next read sees that again).
+pub fn read_queued(stream: &TcpStream, max: usize) -> io::Result<Option<bytes::Bytes>> {
+    let mut buf = bytes::BytesMut::with_capacity(max);
+    // SAFETY: recv writes at most `max` bytes into the spare capacity we own.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.spare_capacity_mut().as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel initialised n bytes.
+    unsafe { buf.set_len(n as usize) };
+    Ok(Some(buf.freeze()))
+}

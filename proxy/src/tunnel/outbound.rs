@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
+/// At most this much of what the workload sent before its tunnel stream opened rides along
+/// with the CONNECT headers.
+const EARLY_READ: usize = 16 * 1024;
+
 pub struct Outbound {
     pub identities: Arc<Identities>,
     pub credentials: Arc<Credentials>,
@@ -55,6 +59,8 @@ pub(super) enum Refusal {
     Answer { peer: SocketAddr, source: std::io::Error },
     #[error("peer idgate {peer} answered {status}")]
     PeerStatus { peer: SocketAddr, status: http::StatusCode },
+    #[error("workload connection failed before it was tunneled: {0}")]
+    ClientGone(std::io::Error),
     #[error("passthrough connect to {dst}: {source}")]
     Passthrough { dst: SocketAddr, source: std::io::Error },
 }
@@ -67,6 +73,7 @@ impl Refusal {
                 "peer_unreachable"
             }
             Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
+            Refusal::ClientGone(_) => "client_gone",
             _ => "denied",
         }
     }
@@ -173,13 +180,19 @@ impl Outbound {
             Ok(i) => i,
             Err(e) => bail!(Refusal::Svid(e)),
         };
+        // Usually the workload's whole first request is already here: it then shares the
+        // CONNECT's TLS record and packet instead of following in its own.
+        let early = match crate::socket::read_queued(&stream, EARLY_READ) {
+            Ok(early) => early,
+            Err(e) => bail!(Refusal::ClientGone(e)),
+        };
         let key = PoolKey { peer, source: id };
         let (lease, send, response) = match Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)).await {
             Ok(s) => s,
             Err(e) => bail!(e),
         };
         let accepted = std::sync::atomic::AtomicBool::new(false);
-        let result = splice_connect(stream, send, response, || {
+        let result = splice_connect(stream, early, send, response, || {
             // Allowed by the peer: log now, so long-lived flows show up while they run.
             accepted.store(true, Ordering::Relaxed);
             self.metrics.outbound("tunneled");

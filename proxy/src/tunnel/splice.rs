@@ -25,9 +25,11 @@ pub enum ConnectSpliceError {
 /// The client side of a CONNECT stream: the workload's bytes start flowing right behind the
 /// request headers (no round trip spent waiting for the answer; the peer discards them unless
 /// it authorizes the flow), and the answer's body flows back once the peer said 200.
-/// `on_accept` runs when the 200 arrives.
+/// `early` is what the workload had sent before the stream opened: queued now, it leaves in
+/// the same write as the headers. `on_accept` runs when the 200 arrives.
 pub async fn splice_connect(
     mut tcp: TcpStream,
+    early: Option<Bytes>,
     mut send: SendStream<Bytes>,
     response: h2::client::ResponseFuture,
     on_accept: impl FnOnce(),
@@ -42,7 +44,13 @@ pub async fn splice_connect(
         let mut recv = response.into_body();
         Ok(h2_to_tcp(&mut recv, &mut wr).await?)
     };
-    let up = async { Ok(tcp_to_h2(&mut rd, &mut send).await?) };
+    let early_len = early.as_ref().map_or(0, |b| b.len() as u64);
+    let up = async {
+        if let Some(bytes) = early {
+            send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
+        }
+        Ok(tcp_to_h2(&mut rd, &mut send).await? + early_len)
+    };
     let result = tokio::try_join!(up, down);
     if result.is_err() {
         crate::socket::set_abortive_close(&tcp);
