@@ -73,10 +73,17 @@ impl ProcfsBackend {
     }
 }
 
-/// (pid, fd) of the process holding `needle`, walking all of /proc.
+/// (pid, fd) of the process holding `needle`, walking all of /proc. Newest processes first:
+/// a workload unknown to the recent-owner list has most likely just started, and its high pid
+/// is then found after a handful of entries instead of after every process on the host.
 fn scan(needle: &[u8], uid: Option<u32>) -> Option<(u32, u32)> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+    let mut entries: Vec<(u32, std::fs::DirEntry)> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e)))
+        .collect();
+    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    entries.into_iter().find_map(|(pid, entry)| {
         if let Some(uid) = uid {
             if entry.metadata().ok()?.uid() != uid {
                 return None;
