@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use std::future::poll_fn;
 use std::io;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
@@ -85,24 +85,19 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
     let mut buf = BytesMut::new();
     let mut total = 0u64;
     loop {
-        if buf.capacity() == 0 {
-            // An idle flow holds no buffer: wait for bytes, then allocate. Keeping one would pin
-            // `want` bytes per open flow (16 MiB for 1,000 idle keep-alive connections).
-            rd.as_ref().readable().await?;
-        }
-        // Reuses the previous allocation once h2 has released the last chunk.
-        buf.reserve(want);
-        let n = match rd.as_ref().try_read_buf(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if want > FIRST_READ && idle_within(rd, BUSY_GRACE).await? {
-                    continue; // a busy flow keeps its big buffer across short pauses
-                }
-                buf = BytesMut::new();
-                want = FIRST_READ;
-                continue;
-            }
-            Err(e) => return Err(e),
+        // Quiet flows read into a buffer that lives only inside one poll and copy out what
+        // came, so a flow waiting for its next request holds no buffer at all (1,000 idle
+        // keep-alive flows would otherwise pin 16 MiB). A flow that fills it is busy and
+        // switches to a growing buffer of its own, kept across short pauses.
+        let (mut data, n, drained) = if want <= FIRST_READ {
+            let data = poll_fn(|cx| poll_read_copy(rd, cx)).await?;
+            let n = data.len();
+            (data, n, n < FIRST_READ)
+        } else {
+            buf.reserve(want); // reuses the allocation once h2 released the last chunk
+            let room = buf.capacity() - buf.len();
+            let n = rd.read_buf(&mut buf).await?;
+            (buf.split().freeze(), n, n < room)
         };
         if n == 0 {
             send.send_data(Bytes::new(), true).map_err(h2_err)?;
@@ -110,9 +105,8 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
         }
         total += n as u64;
         if n >= want && want < MAX_READ {
-            want *= 2; // the flow is busy: read bigger chunks
+            want *= 2;
         }
-        let mut data = buf.split().freeze();
         while !data.is_empty() {
             send.reserve_capacity(data.len());
             let granted = poll_fn(|cx| send.poll_capacity(cx))
@@ -122,6 +116,23 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
             let chunk = data.split_to(granted.min(data.len()));
             send.send_data(chunk, false).map_err(h2_err)?;
         }
+        if drained && want > FIRST_READ && !idle_within(rd, BUSY_GRACE).await? {
+            buf = BytesMut::new(); // quiet for a while: back to the no-buffer mode
+            want = FIRST_READ;
+        }
+    }
+}
+
+/// One read of up to FIRST_READ bytes into a stack buffer, copied out. Through AsyncRead, so
+/// tokio treats a short read as "drained" and the next poll waits for the next edge instead of
+/// spending a recv on EAGAIN.
+fn poll_read_copy(rd: &mut ReadHalf<'_>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<Bytes>> {
+    let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+    let mut rb = tokio::io::ReadBuf::uninit(&mut stack);
+    match tokio::io::AsyncRead::poll_read(std::pin::Pin::new(rd), cx, &mut rb) {
+        std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(Bytes::copy_from_slice(rb.filled()))),
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+        std::task::Poll::Pending => std::task::Poll::Pending,
     }
 }
 
