@@ -43,7 +43,9 @@ impl ProcDir {
         open_at(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY).map(ProcDir)
     }
 
-    /// The whole file `name` (procfs files report size 0: read until EOF).
+    /// The whole file `name`. procfs files report size 0, so this reads until a read returns
+    /// less than it was offered: the per-process files read here (stat, status, cgroup) are
+    /// rendered in one piece, so a short read is their end, one read syscall instead of two.
     pub fn read<'a>(&self, name: &CStr, buf: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
         let file = open_at(self.0.as_raw_fd(), name, libc::O_RDONLY)?;
         buf.clear();
@@ -64,8 +66,12 @@ impl ProcDir {
             if n == 0 {
                 return Ok(buf);
             }
+            let offered = spare.len();
             // SAFETY: the kernel initialised n bytes.
             unsafe { buf.set_len(buf.len() + n as usize) };
+            if (n as usize) < offered {
+                return Ok(buf);
+            }
         }
     }
 
