@@ -105,6 +105,7 @@ fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Resu
 pub async fn run(workers: usize, config: Config) -> Result<()> {
     let host = hostname(&config);
     let credentials = Arc::new(load_credentials(&config, &host)?);
+    credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
     let backend = identity_backend(&config)?;
     let backend_name = backend.name();
     let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));

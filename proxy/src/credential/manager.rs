@@ -80,6 +80,22 @@ impl Credentials {
         Ok(creds)
     }
 
+    /// An in-memory mTLS handshake of this host with itself (see `selftest`): the client side
+    /// presents the host's own SVID to the host's server config. Checks that the peer
+    /// certificate the server saw names our SPIFFE ID.
+    pub fn self_test(&self) -> Result<()> {
+        let mut client = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_client_cert_resolver(Arc::new(FixedClientCert(self.server_cert.0.read().clone())));
+        client.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let leaf = super::selftest::handshake(Arc::new(client), self.server_config.clone())?;
+        let seen = super::spiffe_id_of_cert(&leaf)?;
+        anyhow::ensure!(seen == self.server_id, "the server saw {seen}, not {}", self.server_id);
+        Ok(())
+    }
+
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.server_config.clone()
     }

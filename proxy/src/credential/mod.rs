@@ -2,6 +2,7 @@
 //! configurations and verifiers built from them.
 mod ca;
 mod manager;
+mod selftest;
 mod svid;
 mod verify;
 
