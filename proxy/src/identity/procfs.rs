@@ -82,7 +82,7 @@ fn scan(needle: &[u8], uid: Option<u32>) -> Option<(u32, u32)> {
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e)))
         .collect();
-    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     entries.into_iter().find_map(|(pid, entry)| {
         if let Some(uid) = uid {
             if entry.metadata().ok()?.uid() != uid {
