@@ -79,21 +79,24 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     Ok(sock.listen(4096)?)
 }
 
-/// Every worker's listeners, bound before anything is installed so that a taken port fails the
-/// start. IPv6 capture is skipped when the host has no IPv6 loopback.
+/// Every worker's listeners, bound before anything is installed so that a taken port (also one
+/// taken by another idgate, which SO_REUSEPORT alone would let in) fails the start. IPv6 capture
+/// is skipped when the host has no IPv6 loopback.
 fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Result<Vec<workers::Listeners>> {
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
+    workers::ensure_free(v4, "outbound")?;
+    workers::ensure_free(inbound, "inbound")?;
+    let with_v6 = match workers::ensure_free(v6, "outbound") {
+        Ok(()) => true,
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) => return Err(e),
+        Err(_) => false, // no IPv6 loopback on this host
+    };
     let mut all = Vec::with_capacity(workers);
-    let mut with_v6 = true;
     for _ in 0..workers {
         let mut outbound = vec![workers::bind_shared(v4, "outbound")?];
         if with_v6 {
-            match workers::bind_shared(v6, "outbound") {
-                Ok(l) => outbound.push(l),
-                Err(_) if all.is_empty() => with_v6 = false, // no IPv6 loopback on this host
-                Err(e) => return Err(e),
-            }
+            outbound.push(workers::bind_shared(v6, "outbound")?);
         }
         all.push(workers::Listeners { outbound, inbound: workers::bind_shared(inbound, "inbound")? });
     }

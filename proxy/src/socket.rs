@@ -42,12 +42,13 @@ pub fn buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
 
-/// What the peer already sent, read without waiting: up to `max` bytes, or None when nothing
-/// is queued yet (or the peer already closed: the caller's next read sees that again).
-pub fn read_queued(stream: &TcpStream, max: usize) -> io::Result<Option<bytes::Bytes>> {
-    let mut buf = bytes::BytesMut::with_capacity(max);
-    // SAFETY: recv writes at most `max` bytes into the spare capacity we own.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.spare_capacity_mut().as_mut_ptr().cast(), max, libc::MSG_DONTWAIT) };
+/// What the peer already sent, read without waiting: up to `N` bytes, copied out of a stack
+/// buffer (a small request costs a small allocation, not N), or None when nothing is queued
+/// yet (or the peer already closed: the caller's next read sees that again).
+pub fn read_queued<const N: usize>(stream: &TcpStream) -> io::Result<Option<bytes::Bytes>> {
+    let mut buf = [0u8; N];
+    // SAFETY: recv writes at most N bytes into buf.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), N, libc::MSG_DONTWAIT) };
     if n < 0 {
         let e = io::Error::last_os_error();
         return match e.kind() {
@@ -55,10 +56,5 @@ pub fn read_queued(stream: &TcpStream, max: usize) -> io::Result<Option<bytes::B
             _ => Err(e),
         };
     }
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the kernel initialised n bytes.
-    unsafe { buf.set_len(n as usize) };
-    Ok(Some(buf.freeze()))
+    Ok((n > 0).then(|| bytes::Bytes::copy_from_slice(&buf[..n as usize])))
 }

@@ -24,6 +24,18 @@ pub fn count(configured: Option<std::num::NonZeroUsize>) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() / 4).unwrap_or(1).max(1))
 }
 
+/// Fails if anything already listens on `addr`. SO_REUSEPORT would otherwise let a second
+/// idgate of the same uid join our group silently and take a share of the flows; a socket
+/// without it cannot bind next to a listener, reuseport or not.
+pub fn ensure_free(addr: SocketAddr, what: &str) -> Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?; // TIME_WAIT leftovers of a previous run are not a conflict
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into()).with_context(|| format!("{what} address {addr} is in use (is another idgate running?)"))
+}
+
 /// A listening socket that other workers' sockets can share the address of.
 pub fn bind_shared(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;

@@ -252,3 +252,18 @@ def test_flows_spread_over_worker_threads_each_with_its_own_pool(net):
     assert st["tunnel_connections"] == st["tunnel_dials"]
     assert len(a.decisions(direction="outbound", verdict="tunneled")) == 24
     assert len({d["flow"] for d in a.decisions(direction="outbound")}) == 24, "flow ids must stay unique across workers"
+
+
+def test_a_second_idgate_cannot_join_the_running_ones_ports(net):
+    """Workers share their ports with SO_REUSEPORT, which another idgate of the same uid could
+    join silently and take flows from: a second instance must fail to start instead."""
+    a, _b = start_pair(net)
+    second = net.a.start_idgate(host_config("host-a", net.tmp / "state-a2", net.ca_dir,
+                                            extra='[listen]\nadmin = "127.0.0.1:15099"\n'),
+                                net.tmp, name="second", wait=False)
+    assert second.proc.wait(timeout=20) == 2
+    assert "is in use (is another idgate running?)" in second.log.read_text()
+    assert a.proc.poll() is None
+    r = client(net, 1001, n=64 * 1024)
+    assert r["echo_sha"] == r["sent_sha"], "the first idgate must keep serving"
+    assert len(a.decisions(direction="outbound", verdict="tunneled")) == 1

@@ -182,7 +182,7 @@ impl Outbound {
         };
         // Usually the workload's whole first request is already here: it then shares the
         // CONNECT's TLS record and packet instead of following in its own.
-        let early = match crate::socket::read_queued(&stream, EARLY_READ) {
+        let early = match crate::socket::read_queued::<EARLY_READ>(&stream) {
             Ok(early) => early,
             Err(e) => bail!(Refusal::ClientGone(e)),
         };
