@@ -4,6 +4,7 @@
 //!   pingpong connect ADDR N         N fresh connections, one 1-byte round trip each
 //!   pingpong fire ADDR MSG          connect, send MSG and exit at once (no close handshake wait)
 use std::io::{Read, Write};
+use std::fmt::Display;
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 
@@ -24,8 +25,25 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// A failed step ends the run with one line naming it (a tool in test scripts: no panic dump).
+fn die(what: &str, e: impl Display) -> ! {
+    eprintln!("pingpong: {what}: {e}");
+    std::process::exit(1)
+}
+
+/// Prints one result line; a reader that went away (`| head -1`) is not an error.
+fn say(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn connect_to(addr: &str) -> TcpStream {
+    let conn = TcpStream::connect(addr).unwrap_or_else(|e| die(&format!("connect {addr}"), e));
+    let _ = conn.set_nodelay(true);
+    conn
+}
+
 fn server(addr: &str) {
-    let listener = TcpListener::bind(addr).expect("bind");
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| die(&format!("bind {addr}"), e));
     for conn in listener.incoming().flatten() {
         std::thread::spawn(move || {
             let mut conn = conn;
@@ -41,24 +59,28 @@ fn server(addr: &str) {
 }
 
 fn round_trip(conn: &mut TcpStream, msg: &[u8], buf: &mut [u8]) {
-    conn.write_all(msg).expect("write");
+    conn.write_all(msg).unwrap_or_else(|e| die("write", e));
     let mut got = 0;
     while got < msg.len() {
-        let n = conn.read(&mut buf[got..msg.len()]).expect("read");
-        assert!(n > 0, "connection closed mid-reply");
-        got += n;
+        match conn.read(&mut buf[got..msg.len()]) {
+            Ok(0) => die("read", "connection closed mid-reply"),
+            Ok(n) => got += n,
+            Err(e) => die("read", e),
+        }
     }
 }
 
 fn report(mut samples: Vec<f64>) {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if samples.is_empty() {
+        die("report", "no samples (N was 0)");
+    }
+    samples.sort_by(f64::total_cmp);
     let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!("n={} p50={:.1} p90={:.1} p99={:.1} p99.9={:.1} (µs)", samples.len(), q(0.5), q(0.9), q(0.99), q(0.999));
+    say(format_args!("n={} p50={:.1} p90={:.1} p99={:.1} p99.9={:.1} (µs)", samples.len(), q(0.5), q(0.9), q(0.99), q(0.999)));
 }
 
 fn client(addr: &str, n: usize, size: usize) {
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_nodelay(true).unwrap();
+    let mut conn = connect_to(addr);
     let msg = vec![7u8; size];
     let mut buf = vec![0u8; size];
     for _ in 0..n.min(200) {
@@ -80,18 +102,17 @@ fn connect(addr: &str, n: usize) {
     let samples: Vec<f64> = (0..n)
         .map(|_| {
             let t = Instant::now();
-            let mut conn = TcpStream::connect(addr).expect("connect");
-            conn.set_nodelay(true).unwrap();
+            let mut conn = connect_to(addr);
             round_trip(&mut conn, &[1], &mut buf);
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    println!("{:.0} connections/s", n as f64 / started.elapsed().as_secs_f64());
+    say(format_args!("{:.0} connections/s", n as f64 / started.elapsed().as_secs_f64()));
     report(samples);
 }
 
 fn fire(addr: &str, msg: &str) {
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.write_all(msg.as_bytes()).expect("write");
+    let mut conn = connect_to(addr);
+    conn.write_all(msg.as_bytes()).unwrap_or_else(|e| die("write", e));
     std::process::exit(0); // the socket outlives us briefly; the process does not
 }
