@@ -63,6 +63,10 @@ impl Credentials {
             .with_client_cert_verifier(client_verifier)
             .with_cert_resolver(server_cert.clone());
         server_config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // No resumption: a resumed session skips certificate verification, so a ticket would let
+        // a rotated-out SVID back in, and pooled tunnel connections are long-lived anyway. It also
+        // spares every first handshake the ticket round (two encrypted tickets sent, stored).
+        server_config.send_tls13_tickets = 0;
         let creds = Credentials {
             ca,
             provider,
@@ -130,6 +134,7 @@ impl Credentials {
             .with_custom_certificate_verifier(self.verifier.clone())
             .with_client_cert_resolver(Arc::new(FixedClientCert(svid.certified.clone())));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        config.resumption = rustls::client::Resumption::disabled(); // see Credentials::new
         tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
         Ok(Issued { svid, client_config: Arc::new(config), last_used: AtomicU64::new(unix_secs(SystemTime::now())) })
     }

@@ -76,6 +76,28 @@ mod tests {
     }
 
     #[test]
+    fn workload_handshake_prefers_aes128_and_sends_no_session_tickets() {
+        use rustls::{ClientConnection, Connection, ServerConnection};
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = ca(dir.path());
+        let creds = credentials(ca(dir.path()), &trusted);
+        let issued = creds.workload(&SpiffeId::parse("spiffe://selftest.idgate/w").unwrap()).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut client = Connection::Client(ClientConnection::new(issued.client_config.clone(), name).unwrap());
+        let mut server = Connection::Server(ServerConnection::new(creds.server_config()).unwrap());
+        loop {
+            super::pump(&mut client, &mut server).unwrap();
+            if !server.is_handshaking() {
+                break; // the client's Finished was just processed
+            }
+            super::pump(&mut server, &mut client).unwrap();
+        }
+        assert_eq!(client.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        // Tickets would be queued right after the client's Finished; none may be.
+        assert!(!server.wants_write(), "the server queued post-handshake messages (session tickets)");
+    }
+
+    #[test]
     fn fails_when_the_bundle_does_not_trust_our_ca() {
         let (ours, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let err = credentials(ca(ours.path()), &ca(other.path())).self_test().unwrap_err();
