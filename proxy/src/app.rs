@@ -9,6 +9,7 @@ use crate::intercept::{RedirectMatch, Ruleset};
 use crate::metrics::Metrics;
 use crate::policy::Authorizer;
 use crate::spiffe::SpiffeId;
+use crate::supervise::Supervised;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use crate::tunnel::pool::Pool;
@@ -179,17 +180,17 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (fatal, mut faults) = tokio::sync::mpsc::unbounded_channel();
     for (i, (listeners, pool)) in worker_listeners.into_iter().zip(&pools).enumerate() {
-        if let Err(e) = workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone()) {
+        if let Err(e) = workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone()) {
             let _ = crate::intercept::remove(&ruleset.table);
             return Err(e);
         }
     }
-    let tasks = [
-        tokio::spawn(admin.serve(admin_listener)),
-        tokio::spawn(rotate(credentials.clone())),
-        tokio::spawn(sweep(pools)),
-    ];
+    let mut tasks = Supervised::default();
+    tasks.spawn("admin server", admin.serve(admin_listener));
+    tasks.spawn("SVID rotation", rotate(credentials.clone()));
+    tasks.spawn("pool sweep", sweep(pools));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -202,12 +203,20 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         "idgate ready (identity backend: {backend_name})"
     );
 
-    shutdown_signal().await;
+    let fault = tokio::select! {
+        _ = shutdown_signal() => None,
+        Some(fault) = faults.recv() => Some(fault),
+        fault = tasks.first_to_end() => Some(fault),
+    };
+    if let Some(fault) = fault {
+        // The table stays: until the service manager restarts us, intercepted flows are
+        // refused rather than sent around the proxy.
+        tracing::error!(%fault, "stopping: {fault}; nftables table inet {} left in place (flows fail closed until restart)", ruleset.table);
+        bail!("{fault}");
+    }
     tracing::info!("shutting down: removing nftables table, draining flows");
     let _ = stop.send(true);
-    for t in &tasks {
-        t.abort();
-    }
+    tasks.abort_all();
     if let Err(e) = crate::intercept::remove(&ruleset.table) {
         tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
     }

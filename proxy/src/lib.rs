@@ -17,5 +17,6 @@ mod netlink;
 pub mod policy;
 pub mod socket;
 pub mod spiffe;
+pub mod supervise;
 pub mod tunnel;
 pub mod workers;

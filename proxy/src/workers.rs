@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// `[listen] workers`, else a quarter of the cores (at least one): the proxy shares the host
 /// with its workloads, and on a busy 2-core host one worker did 21k req/s where two did 16k,
@@ -59,23 +59,95 @@ pub struct Listeners {
 
 /// Starts a worker thread serving `listeners` until `stop` turns true; flows already open keep
 /// running on it until the process exits (the caller drains them).
-pub fn spawn(index: usize, listeners: Listeners, outbound: Arc<Outbound>, inbound: Arc<Inbound>, mut stop: watch::Receiver<bool>) -> Result<()> {
+pub fn spawn(
+    index: usize,
+    listeners: Listeners,
+    outbound: Arc<Outbound>,
+    inbound: Arc<Inbound>,
+    stop: watch::Receiver<bool>,
+    fatal: mpsc::UnboundedSender<String>,
+) -> Result<()> {
+    spawn_serving(
+        index,
+        move || {
+            let adopt = |l: std::net::TcpListener| tokio::net::TcpListener::from_std(l).expect("a nonblocking listener inside a runtime");
+            let mut loops: Vec<ServeLoop> = listeners.outbound.into_iter().map(|l| Box::pin(outbound.clone().serve(adopt(l))) as ServeLoop).collect();
+            loops.push(Box::pin(inbound.serve(adopt(listeners.inbound))));
+            loops
+        },
+        stop,
+        fatal,
+    )
+}
+
+/// An accept loop: it runs until aborted, so its end is always a fault.
+pub type ServeLoop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The worker thread itself; `loops` builds the accept loops inside its runtime. An accept
+/// loop that ends (a panic) would otherwise close its listener unnoticed and shrink the
+/// SO_REUSEPORT group, with one worker to nothing: it is reported on `fatal` instead, and
+/// the control thread stops the process so that the service manager restarts it.
+pub fn spawn_serving(
+    index: usize,
+    loops: impl FnOnce() -> Vec<ServeLoop> + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+    fatal: mpsc::UnboundedSender<String>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("building a worker runtime")?;
     std::thread::Builder::new()
         .name(format!("idgate-worker-{index}"))
         .spawn(move || {
             runtime.block_on(async move {
                 let mut serving = tokio::task::JoinSet::new();
-                let adopt = |l: std::net::TcpListener| tokio::net::TcpListener::from_std(l).expect("a nonblocking listener inside a runtime");
-                for l in listeners.outbound {
-                    serving.spawn(outbound.clone().serve(adopt(l)));
+                for l in loops() {
+                    serving.spawn(l);
                 }
-                serving.spawn(inbound.serve(adopt(listeners.inbound)));
-                let _ = stop.wait_for(|stopped| *stopped).await;
-                serving.abort_all(); // closes this worker's listeners
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => serving.abort_all(), // closes this worker's listeners
+                    Some(ended) = serving.join_next() => {
+                        let _ = fatal.send(format!("worker {index}: an accept loop {}", crate::supervise::how_it_ended(ended)));
+                    }
+                }
                 std::future::pending::<()>().await
             })
         })
         .context("starting a worker thread")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accept_loop_that_panics_is_reported_as_fatal() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let (fatal, mut reports) = mpsc::unbounded_channel();
+        let loops = || {
+            vec![
+                Box::pin(std::future::pending::<()>()) as ServeLoop,
+                Box::pin(async { panic!("listener exploded") }) as ServeLoop,
+            ]
+        };
+        spawn_serving(3, loops, stop, fatal).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let why = loop {
+            match reports.try_recv() {
+                Ok(why) => break why,
+                Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(e) => panic!("no report within 5 s: {e}"),
+            }
+        };
+        assert!(why.contains("worker 3") && why.contains("panicked: listener exploded"), "{why}");
+    }
+
+    #[test]
+    fn a_stopped_worker_reports_nothing() {
+        let (stop_tx, stop) = watch::channel(false);
+        let (fatal, mut reports) = mpsc::unbounded_channel();
+        spawn_serving(0, || vec![Box::pin(std::future::pending::<()>()) as ServeLoop], stop, fatal).unwrap();
+        stop_tx.send(true).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(reports.try_recv().is_err(), "a worker stopped on purpose reported a fault");
+    }
 }

@@ -62,6 +62,18 @@ start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a 
 }
 srv_status() { in_srv wget -qO- http://127.0.0.1:15000/status; }
 count() { srv_status | grep -o "\"source_id\":\"$1\"" | wc -l; }
+# Polls a condition for up to 10 s (a TCG guest is slow, and slower still on a busy CI host).
+until_ok() {
+	i=0
+	while ! "$@"; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && return 1
+		sleep 0.1
+	done
+}
+a_grew() { [ "$(count spiffe://vm.idgate/a)" -gt "$before" ]; }
+denials() { grep -c denied_no_identity $W/cli.log; }
+a_decided() { a_grew || [ "$(denials)" -gt "$denied_before" ]; }
 
 nsenter --net=/run/netns/srv pingpong server 0.0.0.0:7000 &
 ECHO=$!
@@ -84,8 +96,7 @@ wait $A && wait $B && pass "two clients exchanged data through the tunnel" || fa
 # A process that exits right after connect(): the module recorded it at SYN time.
 before=$(count spiffe://vm.idgate/a)
 in_cli pingpong-a fire 10.77.0.2:7000 exited-client
-sleep 1
-[ "$(count spiffe://vm.idgate/a)" -gt "$before" ] && pass "exited process attributed with kmod" || fail "exited process not attributed with kmod"
+until_ok a_grew && pass "exited process attributed with kmod" || fail "exited process not attributed with kmod"
 
 # Lookup cost side by side: new connections per second with each backend, same client.
 kmod_rate=$(in_cli pingpong-a connect 10.77.0.2:7000 300 | head -1)
@@ -110,12 +121,13 @@ else
 fi
 procfs_rate=$(in_cli pingpong-a connect 10.77.0.2:7000 300 | head -1)
 before=$(count spiffe://vm.idgate/a)
+denied_before=$(denials)
 in_cli pingpong-a fire 10.77.0.2:7000 exited-client
-sleep 1
-if [ "$(count spiffe://vm.idgate/a)" -gt "$before" ]; then
+until_ok a_decided
+if a_grew; then
 	echo "proxy: note: procfs happened to attribute the exited process (race won)"
 else
-	grep -q denied_no_identity $W/cli.log && pass "procfs backend cannot attribute an exited process (denied, as expected)" \
+	[ "$(denials)" -gt "$denied_before" ] && pass "procfs backend cannot attribute an exited process (denied, as expected)" \
 		|| fail "procfs: exited process neither attributed nor denied"
 fi
 echo "proxy: new connections through idgate, kmod backend: $kmod_rate; procfs backend: $procfs_rate"
