@@ -46,7 +46,8 @@ pub fn buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
 /// buffer (a small request costs a small allocation, not N), or None when nothing is queued
 /// yet (or the peer already closed: the caller's next read sees that again).
 pub fn read_queued<const N: usize>(stream: &TcpStream) -> io::Result<Option<bytes::Bytes>> {
-    let mut buf = [0u8; N];
+    // Not zeroed: every new flow passes here, and recv overwrites what we keep.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); N];
     // SAFETY: recv writes at most N bytes into buf.
     let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), N, libc::MSG_DONTWAIT) };
     if n < 0 {
@@ -56,5 +57,6 @@ pub fn read_queued<const N: usize>(stream: &TcpStream) -> io::Result<Option<byte
             _ => Err(e),
         };
     }
-    Ok((n > 0).then(|| bytes::Bytes::copy_from_slice(&buf[..n as usize])))
+    // SAFETY: the kernel initialised the first n bytes.
+    Ok((n > 0).then(|| bytes::Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) })))
 }

@@ -5,7 +5,7 @@
 //! sent around the proxy (fail closed).
 
 /// "panicked: <message>" or "ended", for a task that was not supposed to end.
-pub fn how_it_ended(ended: Result<(), tokio::task::JoinError>) -> String {
+fn how_it_ended(ended: Result<(), tokio::task::JoinError>) -> String {
     match ended {
         Ok(()) => "ended".into(),
         Err(e) if e.is_panic() => {
@@ -21,7 +21,7 @@ pub fn how_it_ended(ended: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
-/// The control thread's never-ending tasks, by name.
+/// A thread's never-ending tasks, by name.
 #[derive(Default)]
 pub struct Supervised {
     tasks: tokio::task::JoinSet<()>,

@@ -3,6 +3,7 @@
 //! tunnel pool. A flow, its tunnel connection and both of its splice directions then live on
 //! one thread, so relaying a request wakes no other thread. With tokio's work-stealing runtime
 //! the same host spent twice the CPU per request on cross-thread wake-ups (see the #5 notes).
+use crate::supervise::Supervised;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use anyhow::{Context, Result};
@@ -71,8 +72,9 @@ pub fn spawn(
         index,
         move || {
             let adopt = |l: std::net::TcpListener| tokio::net::TcpListener::from_std(l).expect("a nonblocking listener inside a runtime");
-            let mut loops: Vec<ServeLoop> = listeners.outbound.into_iter().map(|l| Box::pin(outbound.clone().serve(adopt(l))) as ServeLoop).collect();
-            loops.push(Box::pin(inbound.serve(adopt(listeners.inbound))));
+            let mut loops: Vec<(&'static str, ServeLoop)> =
+                listeners.outbound.into_iter().map(|l| ("outbound accept loop", Box::pin(outbound.clone().serve(adopt(l))) as ServeLoop)).collect();
+            loops.push(("inbound accept loop", Box::pin(inbound.serve(adopt(listeners.inbound)))));
             loops
         },
         stop,
@@ -89,7 +91,7 @@ pub type ServeLoop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Se
 /// the control thread stops the process so that the service manager restarts it.
 pub fn spawn_serving(
     index: usize,
-    loops: impl FnOnce() -> Vec<ServeLoop> + Send + 'static,
+    loops: impl FnOnce() -> Vec<(&'static str, ServeLoop)> + Send + 'static,
     mut stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
 ) -> Result<()> {
@@ -98,14 +100,14 @@ pub fn spawn_serving(
         .name(format!("idgate-worker-{index}"))
         .spawn(move || {
             runtime.block_on(async move {
-                let mut serving = tokio::task::JoinSet::new();
-                for l in loops() {
-                    serving.spawn(l);
+                let mut serving = Supervised::default();
+                for (name, l) in loops() {
+                    serving.spawn(name, l);
                 }
                 tokio::select! {
                     _ = stop.wait_for(|stopped| *stopped) => serving.abort_all(), // closes this worker's listeners
-                    Some(ended) = serving.join_next() => {
-                        let _ = fatal.send(format!("worker {index}: an accept loop {}", crate::supervise::how_it_ended(ended)));
+                    why = serving.first_to_end() => {
+                        let _ = fatal.send(format!("worker {index}: {why}"));
                     }
                 }
                 std::future::pending::<()>().await
@@ -125,8 +127,8 @@ mod tests {
         let (fatal, mut reports) = mpsc::unbounded_channel();
         let loops = || {
             vec![
-                Box::pin(std::future::pending::<()>()) as ServeLoop,
-                Box::pin(async { panic!("listener exploded") }) as ServeLoop,
+                ("outbound accept loop", Box::pin(std::future::pending::<()>()) as ServeLoop),
+                ("inbound accept loop", Box::pin(async { panic!("listener exploded") }) as ServeLoop),
             ]
         };
         spawn_serving(3, loops, stop, fatal).unwrap();
@@ -138,14 +140,14 @@ mod tests {
                 Err(e) => panic!("no report within 5 s: {e}"),
             }
         };
-        assert!(why.contains("worker 3") && why.contains("panicked: listener exploded"), "{why}");
+        assert_eq!(why, "worker 3: inbound accept loop panicked: listener exploded");
     }
 
     #[test]
     fn a_stopped_worker_reports_nothing() {
         let (stop_tx, stop) = watch::channel(false);
         let (fatal, mut reports) = mpsc::unbounded_channel();
-        spawn_serving(0, || vec![Box::pin(std::future::pending::<()>()) as ServeLoop], stop, fatal).unwrap();
+        spawn_serving(0, || vec![("accept loop", Box::pin(std::future::pending::<()>()) as ServeLoop)], stop, fatal).unwrap();
         stop_tx.send(true).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(reports.try_recv().is_err(), "a worker stopped on purpose reported a fault");

@@ -88,12 +88,7 @@ impl Credentials {
     /// presents the host's own SVID to the host's server config. Checks that the peer
     /// certificate the server saw names our SPIFFE ID.
     pub fn self_test(&self) -> Result<()> {
-        let mut client = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(self.verifier.clone())
-            .with_client_cert_resolver(Arc::new(FixedClientCert(self.server_cert.0.read().clone())));
-        client.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let client = self.client_config(self.server_cert.0.read().clone())?;
         let leaf = super::selftest::handshake(Arc::new(client), self.server_config.clone())?;
         let seen = super::spiffe_id_of_cert(&leaf)?;
         anyhow::ensure!(seen == self.server_id, "the server saw {seen}, not {}", self.server_id);
@@ -128,15 +123,21 @@ impl Credentials {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let svid = Svid::mint(&self.ca, id, self.ttl, &self.provider, generation)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
+        let config = self.client_config(svid.certified.clone())?;
+        tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
+        Ok(Issued { svid, client_config: Arc::new(config), last_used: AtomicU64::new(unix_secs(SystemTime::now())) })
+    }
+
+    /// The tunnel's client side presenting `cert`: TLS 1.3, h2, peers checked by our verifier.
+    fn client_config(&self, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
             .with_custom_certificate_verifier(self.verifier.clone())
-            .with_client_cert_resolver(Arc::new(FixedClientCert(svid.certified.clone())));
+            .with_client_cert_resolver(Arc::new(FixedClientCert(cert)));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         config.resumption = rustls::client::Resumption::disabled(); // see Credentials::new
-        tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
-        Ok(Issued { svid, client_config: Arc::new(config), last_used: AtomicU64::new(unix_secs(SystemTime::now())) })
+        Ok(config)
     }
 
     /// Replaces SVIDs past half life; forgets workload SVIDs unused for a whole TTL.
