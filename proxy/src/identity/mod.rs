@@ -49,6 +49,9 @@ pub trait FlowIdentity: Send + Sync {
     fn name(&self) -> &'static str;
     /// `client` is the workload socket's address, `dst` the flow's original destination.
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError>;
+    /// The flow from `client` that `process_of` answered for has closed (a hint for the next
+    /// lookup; backends that keep nothing per flow ignore it). May come more than once.
+    fn flow_closed(&self, _client: SocketAddr) {}
 }
 
 /// A process with its resolved identity and the pre-rendered header telling the peer about it.
@@ -97,6 +100,30 @@ impl Identities {
         }
         cache.insert(key, workload.clone());
         Ok(workload)
+    }
+}
+
+impl Identities {
+    /// Held while the flow from `client` runs: its drop tells the backend that the flow is
+    /// over (see `FlowIdentity::flow_closed`).
+    pub fn open_flow(&self, client: SocketAddr) -> OpenFlow<'_> {
+        OpenFlow(self, client)
+    }
+}
+
+pub struct OpenFlow<'a>(&'a Identities, SocketAddr);
+
+impl OpenFlow<'_> {
+    /// The workload closed its end: as good as over for the backend, and the sooner it knows
+    /// the better (the workload's next connection may follow at once).
+    pub fn client_done(&self) {
+        self.0.backend.flow_closed(self.1);
+    }
+}
+
+impl Drop for OpenFlow<'_> {
+    fn drop(&mut self) {
+        self.0.backend.flow_closed(self.1);
     }
 }
 

@@ -20,6 +20,39 @@ fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The whole of an open procfs file, read from offset 0: procfs renders the file afresh for a
+/// read at 0, so one handle serves any number of reads. procfs files report size 0, so this
+/// reads until a read returns less than it was offered: the per-process files read here (stat,
+/// status, cgroup) are rendered in one piece, so a short read is their end, one syscall in all.
+pub fn read_whole<'a>(file: &OwnedFd, buf: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
+    buf.clear();
+    loop {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        let offset = buf.len() as libc::off_t;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: reads at most spare.len() bytes into the vector's spare capacity.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), offset) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(buf);
+        }
+        let offered = spare.len();
+        // SAFETY: the kernel initialised n bytes.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        if (n as usize) < offered {
+            return Ok(buf);
+        }
+    }
+}
+
 /// `readlinkat` into `buf`; the link's bytes (truncated links are reported as errors).
 pub fn readlink_at<'a>(dir: RawFd, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
     // SAFETY: the kernel writes at most buf.len() bytes into buf.
@@ -43,36 +76,25 @@ impl ProcDir {
         open_at(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY).map(ProcDir)
     }
 
-    /// The whole file `name`. procfs files report size 0, so this reads until a read returns
-    /// less than it was offered: the per-process files read here (stat, status, cgroup) are
-    /// rendered in one piece, so a short read is their end, one read syscall instead of two.
-    pub fn read<'a>(&self, name: &CStr, buf: &'a mut Vec<u8>) -> io::Result<&'a [u8]> {
-        let file = open_at(self.0.as_raw_fd(), name, libc::O_RDONLY)?;
-        buf.clear();
-        loop {
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(4096);
-            }
-            let spare = buf.spare_capacity_mut();
-            // SAFETY: reads at most spare.len() bytes into the vector's spare capacity.
-            let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Ok(buf);
-            }
-            let offered = spare.len();
-            // SAFETY: the kernel initialised n bytes.
-            unsafe { buf.set_len(buf.len() + n as usize) };
-            if (n as usize) < offered {
-                return Ok(buf);
-            }
-        }
+    /// `name` opened for reading, to be read again and again with `read_whole`.
+    pub fn open_file(&self, name: &CStr) -> io::Result<OwnedFd> {
+        open_at(self.0.as_raw_fd(), name, libc::O_RDONLY)
+    }
+
+    /// Where fd number `fd` of this process points (`socket:[123]`, a path, ...).
+    pub fn fd_target<'a>(&self, fd: u32, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        let mut name = [0u8; 14];
+        name[..3].copy_from_slice(b"fd/");
+        let mut digits = [0u8; 11];
+        let d = decimal(fd, &mut digits).to_bytes_with_nul();
+        name[3..3 + d.len()].copy_from_slice(d);
+        let name = CStr::from_bytes_until_nul(&name).expect("ends in the digits' NUL");
+        readlink_at(self.0.as_raw_fd(), name, buf)
+    }
+
+    /// This process's fd table.
+    pub fn fd_table(&self) -> io::Result<FdTable> {
+        open_at(self.0.as_raw_fd(), c"fd", libc::O_RDONLY | libc::O_DIRECTORY).map(FdTable)
     }
 
     pub fn readlink<'a>(&self, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
@@ -87,13 +109,6 @@ impl FdTable {
     pub fn open(pid: u32) -> io::Result<Self> {
         let path = std::ffi::CString::new(format!("/proc/{pid}/fd")).expect("no NUL in a number");
         open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY).map(FdTable)
-    }
-
-    /// Does fd number `fd` point at `target` (e.g. `socket:[123]`)?
-    pub fn points_at(&self, fd: u32, target: &[u8]) -> bool {
-        let mut digits = [0u8; 11];
-        let mut buf = [0u8; 64];
-        readlink_at(self.0.as_raw_fd(), decimal(fd, &mut digits), &mut buf).is_ok_and(|t| t == target)
     }
 
     /// The first fd (in directory order) pointing at `target`.
@@ -159,26 +174,42 @@ mod tests {
     fn finds_own_fd_by_target() {
         let file = std::fs::File::open("/proc/self/status").unwrap();
         let fd = file.as_raw_fd() as u32;
-        let table = FdTable::open(std::process::id()).unwrap();
+        let dir = ProcDir::open(std::process::id()).unwrap();
         let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         let target = target.as_os_str().as_encoded_bytes();
-        assert!(table.points_at(fd, target));
-        assert!(!table.points_at(fd, b"socket:[1]"));
-        assert!(table.find(target).is_some());
+        let mut buf = [0u8; 64];
+        assert_eq!(dir.fd_target(fd, &mut buf).unwrap(), target);
+        assert!(dir.fd_target(u32::MAX - 1, &mut buf).is_err(), "no such fd");
+        let table = dir.fd_table().unwrap();
+        assert_eq!(table.find(target), Some(fd));
         assert_eq!(table.find(b"socket:[0]"), None);
         // A second listing starts from the beginning again.
-        assert!(table.find(target).is_some());
+        assert_eq!(table.find(target), Some(fd));
     }
 
     #[test]
-    fn reads_whole_files_through_the_directory() {
-        let dir = ProcDir::open(std::process::id()).unwrap();
+    fn a_kept_file_is_rendered_afresh_on_every_read() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let status = ProcDir::open(child.id()).unwrap().open_file(c"status").unwrap();
+        let state = |s: &[u8]| String::from_utf8_lossy(s).lines().find_map(|l| l.strip_prefix("State:").map(|v| v.trim()[..1].to_string())).unwrap();
         let mut buf = Vec::new();
-        let status = dir.read(c"status", &mut buf).unwrap().to_vec();
-        assert!(status.starts_with(b"Name:"), "{}", String::from_utf8_lossy(&status));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state(read_whole(&status, &mut buf).unwrap()) != "S" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(state(read_whole(&status, &mut buf).unwrap()), "S");
+        // Stopped: the same handle must show it (a plain read would be at EOF by now).
+        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+        while state(read_whole(&status, &mut buf).unwrap()) != "T" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(state(read_whole(&status, &mut buf).unwrap()), "T");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let dir = ProcDir::open(std::process::id()).unwrap();
         let mut link = [0u8; 4096];
         let exe = dir.readlink(c"exe", &mut link).unwrap();
         assert_eq!(exe, std::env::current_exe().unwrap().as_os_str().as_encoded_bytes());
-        assert!(dir.read(c"no-such-file", &mut buf).is_err());
+        assert!(dir.open_file(c"no-such-file").is_err());
     }
 }

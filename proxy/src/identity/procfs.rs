@@ -1,31 +1,106 @@
 //! The userspace identity backend: sock_diag gives the client socket's inode, procfs gives the
-//! process holding it. Recent owners are searched first, and within them the fd numbers their
-//! last sockets had, so a busy workload costs a few readlinks, not a walk of all of /proc.
-use super::procdir::{FdTable, ProcDir};
+//! process holding it. Recent owners are searched first, through procfs handles kept open for
+//! them, and within them the fd numbers their sockets had, so a busy workload costs a few
+//! syscalls per flow, not a walk of all of /proc.
+use super::procdir::{read_whole, FdTable, ProcDir};
 use super::{sock_diag, FlowIdentity, IdentityError, ProcessInfo};
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 const RECENT_OWNERS: usize = 64;
+/// The most recent owners keep their procfs files open (4 fds each).
+const OWNERS_WITH_FILES: usize = 16;
 const HOT_FDS: usize = 16;
+/// Open flows whose fd is remembered for `flow_closed`; only a hint, so simply forgotten when full.
+const OPEN_FLOWS: usize = 65_536;
+
+/// One process's procfs files, kept open: a flow then costs one pread per file instead of
+/// open + read + close. They cannot show another process: a /proc handle pins the pid it was
+/// opened for and fails (ESRCH) once that process is gone, even if the number is reused.
+struct OwnerFiles {
+    dir: ProcDir,
+    stat: OwnedFd,
+    status: OwnedFd,
+    cgroup: OwnedFd,
+}
+
+impl OwnerFiles {
+    fn open(pid: u32) -> io::Result<Self> {
+        let dir = ProcDir::open(pid)?;
+        Ok(OwnerFiles { stat: dir.open_file(c"stat")?, status: dir.open_file(c"status")?, cgroup: dir.open_file(c"cgroup")?, dir })
+    }
+}
+
+const NO_FD: u32 = u32::MAX;
 
 /// A process that recently owned an intercepted socket, with the fd numbers those sockets had:
 /// a process that opens one connection after another usually gets a just-freed fd number back,
 /// so probing these few first avoids listing (and reading every link of) its whole fd table.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Owner {
     pid: u32,
-    hot_fds: [u32; HOT_FDS], // most recent first; u32::MAX = empty
+    /// Numbers its intercepted sockets had, most recently found first.
+    hot_fds: [u32; HOT_FDS],
+    /// Numbers of its flows that closed since, oldest first: Linux hands out the lowest free
+    /// number, and a client closing a batch of connections reopens them in the same order.
+    freed: [u32; HOT_FDS],
+    files: Option<Arc<OwnerFiles>>,
+}
+
+fn used(fds: &[u32]) -> impl Iterator<Item = u32> + '_ {
+    fds.iter().copied().take_while(|fd| *fd != NO_FD)
+}
+
+impl Owner {
+    fn new(pid: u32) -> Self {
+        Owner { pid, hot_fds: [NO_FD; HOT_FDS], freed: [NO_FD; HOT_FDS], files: None }
+    }
+
+    /// The fd numbers to try, the most likely first.
+    fn probe_order(&self) -> impl Iterator<Item = u32> + '_ {
+        used(&self.freed).chain(used(&self.hot_fds).filter(|fd| !self.freed.contains(fd)))
+    }
+
+    /// `fd` holds a new socket of this process now.
+    fn found(&mut self, fd: u32) {
+        if let Some(i) = self.hot_fds.iter().position(|f| *f == fd) {
+            self.hot_fds[..=i].rotate_right(1);
+        } else {
+            self.hot_fds.rotate_right(1);
+        }
+        self.hot_fds[0] = fd;
+        if let Some(i) = self.freed.iter().position(|f| *f == fd) {
+            self.freed[i..].rotate_left(1);
+            self.freed[HOT_FDS - 1] = NO_FD;
+        }
+    }
+
+    /// The flow that `fd` held has closed.
+    fn released(&mut self, fd: u32) {
+        if self.freed.contains(&fd) {
+            return;
+        }
+        let len = used(&self.freed).count();
+        if len == HOT_FDS {
+            self.freed.rotate_left(1); // forget the oldest
+            self.freed[HOT_FDS - 1] = fd;
+        } else {
+            self.freed[len] = fd;
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct ProcfsBackend {
     /// Most recent first.
     recent: Mutex<VecDeque<Owner>>,
+    /// Flow (workload socket address) → (pid, fd) that opened it, until the flow closes.
+    open_flows: Mutex<HashMap<SocketAddr, (u32, u32)>>,
 }
 
 impl FlowIdentity for ProcfsBackend {
@@ -35,41 +110,80 @@ impl FlowIdentity for ProcfsBackend {
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
         let (inode, uid) = sock_diag::lookup(client, dst)?.ok_or(IdentityError::NoSocket { client, dst })?;
-        let pid = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
+        let no_owner = || IdentityError::NoOwner { inode, client, dst };
+        let (pid, fd, files) = self.owner_of(inode, uid).ok_or_else(no_owner)?;
         // Read fresh for every flow: execve and setuid change exe and uid under the same pid
         // and start time, and the identity must be the one at connect time.
-        read_process(pid).map(Arc::new).map_err(|_| IdentityError::NoOwner { inode, client, dst })
+        match read_process_from(pid, &files) {
+            Ok(p) => {
+                let mut open = self.open_flows.lock();
+                if open.len() >= OPEN_FLOWS {
+                    open.clear();
+                }
+                open.insert(client, (pid, fd));
+                Ok(Arc::new(p))
+            }
+            Err(_) => {
+                self.forget(pid); // gone: its kept files would only fail again
+                Err(no_owner())
+            }
+        }
+    }
+
+    /// The fd of a closed flow is what its process most likely gets back for its next socket:
+    /// probe it first next time.
+    fn flow_closed(&self, client: SocketAddr) {
+        let Some((pid, fd)) = self.open_flows.lock().remove(&client) else { return };
+        if let Some(owner) = self.recent.lock().iter_mut().find(|o| o.pid == pid) {
+            owner.released(fd);
+        }
     }
 }
 
 impl ProcfsBackend {
-    fn owner_of(&self, inode: u32, uid: u32) -> Option<u32> {
+    /// The pid holding socket `inode`, the fd it holds it as, and its open procfs files.
+    fn owner_of(&self, inode: u32, uid: u32) -> Option<(u32, u32, Arc<OwnerFiles>)> {
         let needle = format!("socket:[{inode}]");
         let needle = needle.as_bytes();
-        // A copy: the fd-table reads below must not hold the lock other flows need.
-        let recent: Vec<Owner> = self.recent.lock().iter().copied().collect();
+        // A copy: the procfs reads below must not hold the lock other flows need.
+        let recent: Vec<Owner> = self.recent.lock().iter().cloned().collect();
+        let mut link = [0u8; 64];
         let found = recent.iter().find_map(|owner| {
-            let table = FdTable::open(owner.pid).ok()?;
-            let hot = owner.hot_fds.iter().take_while(|fd| **fd != u32::MAX);
-            let fd = hot.copied().find(|fd| table.points_at(*fd, needle)).or_else(|| table.find(needle))?;
-            Some((owner.pid, fd))
+            let files = match &owner.files {
+                Some(f) => f.clone(),
+                None => Arc::new(OwnerFiles::open(owner.pid).ok()?),
+            };
+            let fd = owner
+                .probe_order()
+                .find(|fd| files.dir.fd_target(*fd, &mut link).is_ok_and(|t| t == needle))
+                .or_else(|| files.dir.fd_table().ok()?.find(needle))?;
+            Some((owner.pid, fd, files))
         });
         // Full walk: first only processes of the socket's uid, then everyone (setuid after connect).
-        let (pid, fd) = found.or_else(|| scan(needle, Some(uid))).or_else(|| scan(needle, None))?;
+        let (pid, fd, files) = match found {
+            Some(f) => f,
+            None => {
+                let (pid, fd) = scan(needle, Some(uid)).or_else(|| scan(needle, None))?;
+                (pid, fd, Arc::new(OwnerFiles::open(pid).ok()?))
+            }
+        };
         let mut recent = self.recent.lock();
         let mut owner = match recent.iter().position(|o| o.pid == pid) {
             Some(i) => recent.remove(i).expect("index from position"),
-            None => Owner { pid, hot_fds: [u32::MAX; HOT_FDS] },
+            None => Owner::new(pid),
         };
-        if let Some(i) = owner.hot_fds.iter().position(|f| *f == fd) {
-            owner.hot_fds[..=i].rotate_right(1);
-        } else {
-            owner.hot_fds.rotate_right(1);
-            owner.hot_fds[0] = fd;
-        }
+        owner.found(fd);
+        owner.files = Some(files.clone());
         recent.push_front(owner);
         recent.truncate(RECENT_OWNERS);
-        Some(pid)
+        for older in recent.iter_mut().skip(OWNERS_WITH_FILES) {
+            older.files = None;
+        }
+        Some((pid, fd, files))
+    }
+
+    fn forget(&self, pid: u32) {
+        self.recent.lock().retain(|o| o.pid != pid);
     }
 }
 
@@ -134,15 +248,18 @@ fn parse_cgroup(cgroup: &str) -> String {
 
 /// Reads everything the workload rules can select on, all through one /proc/<pid> handle.
 pub fn read_process(pid: u32) -> io::Result<ProcessInfo> {
-    let dir = ProcDir::open(pid)?;
+    read_process_from(pid, &OwnerFiles::open(pid)?)
+}
+
+fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
     let mut buf = Vec::with_capacity(4096);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let (comm, start_time) = parse_stat(&text(dir.read(c"stat", &mut buf)?))?;
-    let status = text(dir.read(c"status", &mut buf)?);
+    let (comm, start_time) = parse_stat(&text(read_whole(&files.stat, &mut buf)?))?;
+    let status = text(read_whole(&files.status, &mut buf)?);
     let mut link = [0u8; 4096];
     // An exiting process has no exe any more; the rules then see an empty path.
-    let exe = dir.readlink(c"exe", &mut link).map(text).unwrap_or_default();
-    let cgroup = dir.read(c"cgroup", &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
+    let exe = files.dir.readlink(c"exe", &mut link).map(text).unwrap_or_default();
+    let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
     Ok(ProcessInfo {
         tgid: pid,
         uid: effective_id(&status, "Uid:")?,
@@ -175,7 +292,7 @@ mod tests {
         let p = backend.process_of(client.local_addr().unwrap(), client.peer_addr().unwrap()).unwrap();
         assert_eq!(p.tgid, std::process::id());
         // The owner and the socket's fd are remembered, and the second lookup finds it again.
-        let front = *backend.recent.lock().front().unwrap();
+        let front = backend.recent.lock().front().unwrap().clone();
         assert_eq!(front.pid, std::process::id());
         assert_eq!(front.hot_fds[0], std::os::fd::AsRawFd::as_raw_fd(&client) as u32);
         let again = backend.process_of(client.local_addr().unwrap(), client.peer_addr().unwrap()).unwrap();
@@ -183,10 +300,58 @@ mod tests {
         // A second socket of the same process is found behind the remembered one.
         let other = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(backend.process_of(other.local_addr().unwrap(), other.peer_addr().unwrap()).unwrap().tgid, std::process::id());
-        let front = *backend.recent.lock().front().unwrap();
+        let front = backend.recent.lock().front().unwrap().clone();
         assert_eq!(front.hot_fds[..2], [std::os::fd::AsRawFd::as_raw_fd(&other) as u32, std::os::fd::AsRawFd::as_raw_fd(&client) as u32]);
         assert_eq!(backend.recent.lock().len(), 1);
         let missing = backend.process_of("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
         assert!(matches!(missing, Err(IdentityError::NoSocket { .. })), "{missing:?}");
+        assert!(front.files.is_some(), "the most recent owner keeps its procfs files open");
+    }
+
+    #[test]
+    fn closed_flows_fds_are_probed_first_oldest_first() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = ProcfsBackend::default();
+        let socks: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap()).collect();
+        for s in &socks {
+            backend.process_of(s.local_addr().unwrap(), s.peer_addr().unwrap()).unwrap();
+        }
+        let fd = |i: usize| std::os::fd::AsRawFd::as_raw_fd(&socks[i]) as u32;
+        let order = |backend: &ProcfsBackend| backend.recent.lock().front().unwrap().probe_order().collect::<Vec<_>>();
+        assert_eq!(order(&backend), [fd(2), fd(1), fd(0)], "most recently found first");
+        // Flows 1 and then 0 end: a client reconnecting reuses their numbers in that order.
+        backend.flow_closed(socks[1].local_addr().unwrap());
+        backend.flow_closed(socks[0].local_addr().unwrap());
+        backend.flow_closed(socks[0].local_addr().unwrap()); // a second report changes nothing
+        backend.flow_closed("127.0.0.1:9".parse().unwrap()); // nor does an unknown flow
+        assert_eq!(order(&backend), [fd(1), fd(0), fd(2)]);
+        // Found again (as a new socket would be): no longer freed, and first among the found.
+        backend.process_of(socks[1].local_addr().unwrap(), socks[1].peer_addr().unwrap()).unwrap();
+        assert_eq!(order(&backend), [fd(0), fd(1), fd(2)]);
+    }
+
+    #[test]
+    fn freed_fds_keep_the_newest_when_full() {
+        let mut owner = Owner::new(1);
+        for fd in 0..(HOT_FDS as u32 + 2) {
+            owner.released(fd);
+        }
+        let order: Vec<u32> = owner.probe_order().collect();
+        assert_eq!(order, (2..HOT_FDS as u32 + 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_gone_owner_is_not_answered_from_its_kept_files() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let backend = ProcfsBackend::default();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        backend.process_of(client.local_addr().unwrap(), client.peer_addr().unwrap()).unwrap();
+        // A child process that has exited and been reaped: its files fail, nothing is read.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let files = OwnerFiles::open(pid).unwrap();
+        child.wait().unwrap();
+        let err = read_process_from(pid, &files).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH), "{err}");
     }
 }

@@ -161,6 +161,7 @@ impl Outbound {
             Ok(w) => w,
             Err(e) => bail!(e),
         };
+        let open = self.identities.open_flow(src);
         d.process = Some(format!("{}({})", workload.process.exe, workload.process.tgid));
         let Some(id) = workload.spiffe_id.clone() else {
             if self.default_action == DefaultAction::Passthrough {
@@ -192,13 +193,13 @@ impl Outbound {
             Err(e) => bail!(e),
         };
         let accepted = std::sync::atomic::AtomicBool::new(false);
-        let result = splice_connect(stream, early, send, response, || {
+        let on_accept = || {
             // Allowed by the peer: log now, so long-lived flows show up while they run.
             accepted.store(true, Ordering::Relaxed);
             self.metrics.outbound("tunneled");
             self.decisions.record(d.clone());
-        })
-        .await;
+        };
+        let result = splice_connect(stream, early, send, response, on_accept, || open.client_done()).await;
         drop(lease); // the stream slot is free only once the flow is over
         match result {
             Ok((up, down)) => {

@@ -26,13 +26,15 @@ pub enum ConnectSpliceError {
 /// request headers (no round trip spent waiting for the answer; the peer discards them unless
 /// it authorizes the flow), and the answer's body flows back once the peer said 200.
 /// `early` is what the workload had sent before the stream opened: queued now, it leaves in
-/// the same write as the headers. `on_accept` runs when the 200 arrives.
+/// the same write as the headers. `on_accept` runs when the 200 arrives, `on_client_eof` when
+/// the workload has closed its side (usually well before the peer's end of stream arrives).
 pub async fn splice_connect(
     mut tcp: TcpStream,
     early: Option<Bytes>,
     mut send: SendStream<Bytes>,
     response: h2::client::ResponseFuture,
     on_accept: impl FnOnce(),
+    on_client_eof: impl FnOnce(),
 ) -> Result<(u64, u64), ConnectSpliceError> {
     let (mut rd, mut wr) = tcp.split();
     let down = async {
@@ -49,7 +51,9 @@ pub async fn splice_connect(
         if let Some(bytes) = early {
             send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
         }
-        Ok(tcp_to_h2(&mut rd, &mut send).await? + early_len)
+        let sent = tcp_to_h2(&mut rd, &mut send).await?;
+        on_client_eof();
+        Ok(sent + early_len)
     };
     let result = tokio::try_join!(up, down);
     if result.is_err() {
