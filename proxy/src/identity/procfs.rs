@@ -31,7 +31,10 @@ struct OwnerFiles {
 
 impl OwnerFiles {
     fn open(pid: u32) -> io::Result<Self> {
-        let dir = ProcDir::open(pid)?;
+        Self::in_dir(ProcDir::open(pid)?)
+    }
+
+    fn in_dir(dir: ProcDir) -> io::Result<Self> {
         Ok(OwnerFiles { stat: dir.open_file(c"stat")?, status: dir.open_file(c"status")?, cgroup: dir.open_file(c"cgroup")?, dir })
     }
 }
@@ -148,17 +151,40 @@ impl ProcfsBackend {
         // A copy: the procfs reads below must not hold the lock other flows need.
         let recent: Vec<Owner> = self.recent.lock().iter().cloned().collect();
         let mut link = [0u8; 64];
+        let mut gone = Vec::new();
         let found = recent.iter().find_map(|owner| {
-            let files = match &owner.files {
-                Some(f) => f.clone(),
-                None => Arc::new(OwnerFiles::open(owner.pid).ok()?),
+            // Older owners have no kept files: their directory is opened for this search only.
+            let mut opened = None;
+            let dir = match &owner.files {
+                Some(files) => &files.dir,
+                None => match ProcDir::open(owner.pid) {
+                    Ok(dir) => opened.insert(dir),
+                    Err(_) => {
+                        gone.push(owner.pid);
+                        return None;
+                    }
+                },
             };
-            let fd = owner
-                .probe_order()
-                .find(|fd| files.dir.fd_target(*fd, &mut link).is_ok_and(|t| t == needle))
-                .or_else(|| files.dir.fd_table().ok()?.find(needle))?;
+            let fd = match owner.probe_order().find(|fd| dir.fd_target(*fd, &mut link).is_ok_and(|t| t == needle)) {
+                Some(fd) => fd,
+                None => match dir.fd_table() {
+                    Ok(table) => table.find(needle)?,
+                    Err(_) => {
+                        gone.push(owner.pid); // exited: searched in vain once, never again
+                        return None;
+                    }
+                },
+            };
+            let files = match (&owner.files, opened) {
+                (Some(files), _) => files.clone(),
+                (None, Some(dir)) => Arc::new(OwnerFiles::in_dir(dir).ok()?),
+                (None, None) => unreachable!("an owner without kept files had its directory opened"),
+            };
             Some((owner.pid, fd, files))
         });
+        if !gone.is_empty() {
+            self.recent.lock().retain(|o| !gone.contains(&o.pid));
+        }
         // Full walk: first only processes of the socket's uid, then everyone (setuid after connect).
         let (pid, fd, files) = match found {
             Some(f) => f,
@@ -338,6 +364,28 @@ mod tests {
         }
         let order: Vec<u32> = owner.probe_order().collect();
         assert_eq!(order, (2..HOT_FDS as u32 + 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_exited_owner_is_dropped_after_one_vain_search() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Another process holding a socket: bash's /dev/tcp.
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; exec sleep 30")])
+            .spawn()
+            .unwrap();
+        let (_conn, child_addr) = listener.accept().unwrap();
+        let backend = ProcfsBackend::default();
+        let theirs = backend.process_of(child_addr, listener.local_addr().unwrap()).unwrap();
+        assert_eq!(theirs.tgid, child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let me = backend.process_of(ours.local_addr().unwrap(), ours.peer_addr().unwrap()).unwrap();
+        assert_eq!(me.tgid, std::process::id());
+        let pids: Vec<u32> = backend.recent.lock().iter().map(|o| o.pid).collect();
+        assert_eq!(pids, [std::process::id()], "the exited owner is no longer searched");
     }
 
     #[test]
