@@ -1,4 +1,4 @@
-"""The Debian packages build and carry what an installation needs."""
+"""The .deb and .rpm packages build, install and carry what an installation needs."""
 import subprocess
 
 from netns import REPO
@@ -23,3 +23,44 @@ def test_debs_build_with_binary_unit_conffile_and_dkms_sources():
     src = [f for f in contents(dkms) if f.startswith("/usr/src/idgate-")]
     assert any(f.endswith("/dkms.conf") for f in src) and any(f.endswith("/include/uapi/idgate.h") for f in src)
     assert any(f.endswith("/hook.c") for f in src) and any(f.endswith("/Kbuild") for f in src)
+
+
+def rpm_tag(pkg, tag):
+    """One tag of a package; a list tag (REQUIRENAME, ...) one value per line."""
+    return subprocess.run(["rpm", "-qp", "--qf", f"[%{{{tag}}}\n]", str(pkg)], check=True, capture_output=True, text=True).stdout
+
+
+def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
+    subprocess.run(["bash", str(REPO / "packaging/rpm/build.sh")], check=True, capture_output=True)
+    out = REPO / "packaging/rpm/out"
+    proxy = next(out.glob("idgate-[0-9]*.rpm"))
+    dkms = next(out.glob("idgate-dkms-*.noarch.rpm"))
+    version = rpm_tag(proxy, "VERSION").strip()
+    requires = rpm_tag(proxy, "REQUIRENAME").split()
+    assert "nftables" in requires and "libnftnl.so.11()(64bit)" in requires, requires
+    assert rpm_tag(proxy, "RECOMMENDNAME").split() == ["idgate-dkms"]
+    assert "dkms" in rpm_tag(dkms, "REQUIRENAME").split()
+    # Into a root of its own: files only (its scriptlets would need a whole system there).
+    root = tmp_path / "root"
+    rpm = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run(rpm + ["--initdb"], check=True)
+    subprocess.run(rpm + ["-i", "--nodeps", "--noscripts", str(proxy), str(dkms)], check=True, capture_output=True)
+    conf = root / "etc/idgate/idgate.toml"
+    assert "ExecStart=/usr/bin/idgate" in (root / "usr/lib/systemd/system/idgate.service").read_text()
+    assert f'PACKAGE_VERSION="{version}"' in (root / f"usr/src/idgate-{version}/dkms.conf").read_text()
+    assert (root / f"usr/src/idgate-{version}/include/uapi/idgate.h").exists()
+    # The installed (stripped) binary runs and accepts the config it ships with.
+    subprocess.run([str(root / "usr/bin/idgate"), "check", "-c", str(conf)], check=True, capture_output=True)
+    # An operator's edits survive a reinstall, and removal keeps them as .rpmsave.
+    conf.write_text(conf.read_text() + "\n# edited by the operator\n")
+    subprocess.run(rpm + ["-U", "--replacepkgs", "--nodeps", "--noscripts", str(proxy)], check=True, capture_output=True)
+    assert "edited by the operator" in conf.read_text()
+    subprocess.run(rpm + ["-e", "--nodeps", "--noscripts", "idgate"], check=True, capture_output=True)
+    assert not (root / "usr/bin/idgate").exists()
+    assert "edited by the operator" in (root / "etc/idgate/idgate.toml.rpmsave").read_text()
+    # The scriptlets that did not run here are valid shell at least.
+    for pkg, tags in ((proxy, ("POSTIN", "PREUN", "POSTUN")), (dkms, ("POSTIN", "PREUN"))):
+        for tag in tags:
+            body = rpm_tag(pkg, tag)
+            assert "systemctl" in body or "dkms" in body, f"{pkg.name} {tag}: {body!r}"
+            subprocess.run(["sh", "-n"], input=body, text=True, check=True)
