@@ -7,6 +7,8 @@ perf's top symbols. Run as root, after `cargo build --release`:
     python3 benches/e2e/profile.py idgate ka10            # perf on host A's and B's idgate
     python3 benches/e2e/profile.py idgate close10 --side A --callers
     python3 benches/e2e/profile.py idgate ka1 --no-perf   # numbers only (repeatable A/B checks)
+    python3 benches/e2e/profile.py idgate close10 --syscalls --side A   # which syscalls, per request
+    python3 benches/e2e/profile.py idgate ka1 --dso --side A    # kernel vs idgate vs libc share
 
 Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle."""
 import argparse
@@ -31,6 +33,8 @@ def main():
     ap.add_argument("--side", choices=["A", "B", "both"], default="both", help="whose proxy perf samples")
     ap.add_argument("--no-perf", action="store_true", help="numbers only")
     ap.add_argument("--stat", action="store_true", help="count syscalls and context switches per request instead of sampling")
+    ap.add_argument("--syscalls", action="store_true", help="like --stat, but each syscall's count per request")
+    ap.add_argument("--dso", action="store_true", help="perf report by binary (kernel, idgate, libc) instead of by symbol")
     ap.add_argument("--callers", action="store_true", help="perf report with call graphs (slower)")
     ap.add_argument("--top", type=int, default=40, help="symbols to print")
     args = ap.parse_args()
@@ -60,8 +64,9 @@ def main():
         targets = [p for s, ps in pids.items() if args.side in (s, "both") for p in ps]
         data = bench.work / "perf.data"
         perf = None
-        if args.stat:
-            cmd = ["perf", "stat", "-x", ",", "-o", str(data), "-e", "raw_syscalls:sys_enter,context-switches,cpu-migrations"]
+        if args.stat or args.syscalls:
+            events = "syscalls:sys_enter_*" if args.syscalls else "raw_syscalls:sys_enter,context-switches,cpu-migrations"
+            cmd = ["perf", "stat", "-x", ",", "-o", str(data), "-e", events]
             cmd += ["-p", ",".join(map(str, targets))] if targets else ["-a"]
             perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif not args.no_perf:
@@ -82,20 +87,23 @@ def main():
                       f"errors {r['errors']} cpu/10k {r['cpu10k']:.3f} s" if r.get("cpu10k") is not None else r)
             else:
                 print(f"{args.scenario} {workload}: {r['gbps']:.2f} Gbit/s cpu/GiB {r.get('cpu_gib')}")
-        if perf and args.stat:
+        if perf and (args.stat or args.syscalls):
             perf.send_signal(2)
             perf.wait(timeout=60)
-            for line in data.read_text().splitlines():
-                f = line.split(",")
-                if len(f) > 2 and f[0].strip().isdigit():
-                    per = f" = {int(f[0]) / requests:.1f} per request" if requests else ""
-                    print(f"{f[2]}: {int(f[0])}{per} (side {args.side}, last workload)")
+            counts = [(int(f[0]), f[2]) for f in (l.split(",") for l in data.read_text().splitlines())
+                      if len(f) > 2 and f[0].strip().isdigit() and int(f[0]) > 0]
+            for n, event in sorted(counts, reverse=True) if args.syscalls else counts:
+                per = f" = {n / requests:.1f} per request" if requests else ""
+                print(f"{event.removeprefix('syscalls:sys_enter_')}: {n}{per} (side {args.side}, last workload)")
         elif perf:
             perf.send_signal(2)
             perf.wait(timeout=60)
             rep = ["perf", "report", "-i", str(data), "--stdio", "--percent-limit", "0.5"]
             # --callers: inclusive time per function (where the time goes, by caller), flat otherwise.
-            rep += ["--children", "--sort", "sym", "-g", "none"] if args.callers else ["--sort", "comm,dso,sym"]
+            if args.dso:
+                rep += ["--sort", "dso"]
+            else:
+                rep += ["--children", "--sort", "sym", "-g", "none"] if args.callers else ["--sort", "comm,dso,sym"]
             out = subprocess.run(rep, capture_output=True, text=True).stdout.splitlines()
             lines = [l for l in out if l and not l.startswith("#")]
             print("\n".join(lines[: args.top * (3 if args.callers else 1)]))
