@@ -61,9 +61,8 @@ dpkg-deb --root-owner-group --build "$root" "$out/idgate_${version}_${arch}.deb"
 dkms_root=$(mktemp -d)
 chmod 0755 "$dkms_root"
 src="$dkms_root/usr/src/idgate-$version"
-mkdir -p "$src" "$dkms_root/DEBIAN"
-cp -r kmod/Kbuild kmod/Makefile kmod/*.c kmod/*.h kmod/include "$src/"
-sed "s/@VERSION@/$version/" packaging/dkms/dkms.conf > "$src/dkms.conf"
+mkdir -p "$dkms_root/DEBIAN"
+bash packaging/dkms/stage.sh "$src" "$version"
 cat > "$dkms_root/DEBIAN/control" <<CTL
 Package: idgate-dkms
 Version: $version

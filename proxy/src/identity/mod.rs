@@ -17,6 +17,7 @@ use crate::spiffe::SpiffeId;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The process that opened a flow, as the identity rules see it.
@@ -50,7 +51,7 @@ pub trait FlowIdentity: Send + Sync {
     /// `client` is the workload socket's address, `dst` the flow's original destination.
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError>;
     /// The flow from `client` that `process_of` answered for has closed (a hint for the next
-    /// lookup; backends that keep nothing per flow ignore it). May come more than once.
+    /// lookup; backends that keep nothing per flow ignore it).
     fn flow_closed(&self, _client: SocketAddr) {}
 }
 
@@ -101,29 +102,33 @@ impl Identities {
         cache.insert(key, workload.clone());
         Ok(workload)
     }
-}
 
-impl Identities {
     /// Held while the flow from `client` runs: its drop tells the backend that the flow is
     /// over (see `FlowIdentity::flow_closed`).
     pub fn open_flow(&self, client: SocketAddr) -> OpenFlow<'_> {
-        OpenFlow(self, client)
+        OpenFlow { identities: self, client, told: AtomicBool::new(false) }
     }
 }
 
-pub struct OpenFlow<'a>(&'a Identities, SocketAddr);
+pub struct OpenFlow<'a> {
+    identities: &'a Identities,
+    client: SocketAddr,
+    told: AtomicBool,
+}
 
 impl OpenFlow<'_> {
     /// The workload closed its end: as good as over for the backend, and the sooner it knows
-    /// the better (the workload's next connection may follow at once).
+    /// the better (the workload's next connection may follow at once). Told once per flow.
     pub fn client_done(&self) {
-        self.0.backend.flow_closed(self.1);
+        if !self.told.swap(true, Ordering::Relaxed) {
+            self.identities.backend.flow_closed(self.client);
+        }
     }
 }
 
 impl Drop for OpenFlow<'_> {
     fn drop(&mut self) {
-        self.0.backend.flow_closed(self.1);
+        self.client_done();
     }
 }
 

@@ -127,7 +127,7 @@ impl FlowIdentity for ProcfsBackend {
                 Ok(Arc::new(p))
             }
             Err(_) => {
-                self.forget(pid); // gone: its kept files would only fail again
+                self.forget(&[pid]); // gone: its kept files would only fail again
                 Err(no_owner())
             }
         }
@@ -146,13 +146,20 @@ impl FlowIdentity for ProcfsBackend {
 impl ProcfsBackend {
     /// The pid holding socket `inode`, the fd it holds it as, and its open procfs files.
     fn owner_of(&self, inode: u32, uid: u32) -> Option<(u32, u32, Arc<OwnerFiles>)> {
-        let needle = format!("socket:[{inode}]");
-        let needle = needle.as_bytes();
-        // A copy: the procfs reads below must not hold the lock other flows need.
-        let recent: Vec<Owner> = self.recent.lock().iter().cloned().collect();
+        let mut needle_buf = [0u8; 32];
+        let needle = {
+            let mut w = &mut needle_buf[..];
+            std::io::Write::write_fmt(&mut w, format_args!("socket:[{inode}]")).expect("fits in 32 bytes");
+            let len = 32 - w.len();
+            &needle_buf[..len]
+        };
         let mut link = [0u8; 64];
         let mut gone = Vec::new();
-        let found = recent.iter().find_map(|owner| {
+        // One owner copied out at a time: the procfs reads must not hold the lock other flows
+        // need, and the first owner usually is the one. (A concurrent reorder may skip one;
+        // the full walk below still finds it.)
+        let nth = |i: usize| self.recent.lock().get(i).cloned();
+        let found = (0..RECENT_OWNERS).map_while(nth).find_map(|owner| {
             // Older owners have no kept files: their directory is opened for this search only.
             let mut opened = None;
             let dir = match &owner.files {
@@ -183,7 +190,7 @@ impl ProcfsBackend {
             Some((owner.pid, fd, files))
         });
         if !gone.is_empty() {
-            self.recent.lock().retain(|o| !gone.contains(&o.pid));
+            self.forget(&gone);
         }
         // Full walk: first only processes of the socket's uid, then everyone (setuid after connect).
         let (pid, fd, files) = match found {
@@ -208,8 +215,8 @@ impl ProcfsBackend {
         Some((pid, fd, files))
     }
 
-    fn forget(&self, pid: u32) {
-        self.recent.lock().retain(|o| o.pid != pid);
+    fn forget(&self, pids: &[u32]) {
+        self.recent.lock().retain(|o| !pids.contains(&o.pid));
     }
 }
 
@@ -278,18 +285,22 @@ pub fn read_process(pid: u32) -> io::Result<ProcessInfo> {
 }
 
 fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
+    // One buffer for the three files; each is parsed before the next read reuses it.
     let mut buf = Vec::with_capacity(4096);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let text = String::from_utf8_lossy;
     let (comm, start_time) = parse_stat(&text(read_whole(&files.stat, &mut buf)?))?;
-    let status = text(read_whole(&files.status, &mut buf)?);
+    let (uid, gid) = {
+        let status = text(read_whole(&files.status, &mut buf)?);
+        (effective_id(&status, "Uid:")?, effective_id(&status, "Gid:")?)
+    };
     let mut link = [0u8; 4096];
     // An exiting process has no exe any more; the rules then see an empty path.
-    let exe = files.dir.readlink(c"exe", &mut link).map(text).unwrap_or_default();
+    let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).unwrap_or_default();
     let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
     Ok(ProcessInfo {
         tgid: pid,
-        uid: effective_id(&status, "Uid:")?,
-        gid: effective_id(&status, "Gid:")?,
+        uid,
+        gid,
         exe,
         comm,
         cgroup,

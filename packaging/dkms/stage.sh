@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Copies the kernel module sources and a versioned dkms.conf into DEST (the package's
+# /usr/src/idgate-<v>): shared by the .deb and .rpm builds.
+# Usage: packaging/dkms/stage.sh DEST VERSION
+set -euo pipefail
+dest=$1 version=$2
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$dest"
+cp -r "$repo/kmod/Kbuild" "$repo/kmod/Makefile" "$repo"/kmod/*.c "$repo"/kmod/*.h "$repo/kmod/include" "$dest/"
+sed "s/@VERSION@/$version/" "$repo/packaging/dkms/dkms.conf" > "$dest/dkms.conf"
