@@ -16,7 +16,10 @@ pub fn credentials(dir: &std::path::Path) -> Credentials {
     Credentials::new(ca, bundle, server, Duration::from_secs(3600)).unwrap()
 }
 
-fn pump(from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>, to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>) {
+fn pump(
+    from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
+    to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
+) {
     let mut buf = Vec::new();
     while from.wants_write() {
         from.write_tls(&mut buf).unwrap();

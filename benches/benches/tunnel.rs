@@ -62,7 +62,14 @@ fn bench(c: &mut Criterion) {
             &format!("trust_domain = \"bench.idgate\"\n[[inbound]]\nports = [{}]\nallow = [\"spiffe://bench.idgate/w/*\"]\n", echo.port()),
         )
         .unwrap();
-        let inbound = Arc::new(Inbound::new(creds.clone(), Authorizer::new(config.inbound), MARK, "b".into(), Arc::new(DecisionLog::new()), Arc::new(Metrics::new())));
+        let inbound = Arc::new(Inbound::new(
+            creds.clone(),
+            Authorizer::new(config.inbound),
+            MARK,
+            "b".into(),
+            Arc::new(DecisionLog::new()),
+            Arc::new(Metrics::new()),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = listener.local_addr().unwrap();
         tokio::spawn(inbound.serve(listener));

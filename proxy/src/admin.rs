@@ -53,11 +53,7 @@ impl Admin {
             }
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
         };
-        Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("static response parts")
+        Response::builder().status(status).header("content-type", content_type).body(Full::new(Bytes::from(body))).expect("static response parts")
     }
 
     fn status_json(&self) -> String {

@@ -24,9 +24,10 @@ use tokio::net::TcpListener;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 pub fn hostname(config: &Config) -> String {
-    config.hostname.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
-    })
+    config
+        .hostname
+        .clone()
+        .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into()))
 }
 
 /// Everything that can fail before touching the network: CA, trust bundle, first SVID.

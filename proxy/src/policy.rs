@@ -13,10 +13,7 @@ impl Authorizer {
 
     /// Allowed if any rule covering `port` lists a pattern matching `id`.
     pub fn allows(&self, port: u16, id: &SpiffeId) -> bool {
-        self.rules
-            .iter()
-            .filter(|r| r.ports.iter().any(|p| p.contains(port)))
-            .any(|r| r.allow.iter().any(|a| a.matches(id)))
+        self.rules.iter().filter(|r| r.ports.iter().any(|p| p.contains(port))).any(|r| r.allow.iter().any(|a| a.matches(id)))
     }
 
     /// How the inbound side treats flows to `port`: HTTP if any rule covering it says so.

@@ -8,9 +8,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 fn setsockopt_u32(fd: i32, level: i32, name: i32, value: u32) -> io::Result<()> {
     // SAFETY: plain setsockopt with a u32 value of the declared length.
-    let rc = unsafe {
-        libc::setsockopt(fd, level, name, &value as *const u32 as *const libc::c_void, 4)
-    };
+    let rc = unsafe { libc::setsockopt(fd, level, name, &value as *const u32 as *const libc::c_void, 4) };
     if rc == 0 {
         Ok(())
     } else {

@@ -16,9 +16,7 @@ pub enum SpiffeIdError {
 }
 
 pub fn valid_trust_domain(td: &str) -> bool {
-    !td.is_empty()
-        && td.len() <= 255
-        && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+    !td.is_empty() && td.len() <= 255 && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
 }
 
 impl SpiffeId {
@@ -32,12 +30,9 @@ impl SpiffeId {
             return Err(SpiffeIdError::TrustDomain(s.into()));
         }
         if !path.is_empty() {
-            let ok = path[1..].split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-            });
+            let ok = path[1..]
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)));
             if !ok {
                 return Err(SpiffeIdError::Path(s.into()));
             }

@@ -3,8 +3,8 @@
 //!   pingpong client ADDR N SIZE     N round trips of SIZE bytes; prints p50/p90/p99/p99.9 in µs
 //!   pingpong connect ADDR N         N fresh connections, one 1-byte round trip each
 //!   pingpong fire ADDR MSG          connect, send MSG and exit at once (no close handshake wait)
-use std::io::{Read, Write};
 use std::fmt::Display;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
 

@@ -20,7 +20,8 @@ impl Upstream for InMemory {
     async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) });
+            let service =
+                hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) });
             let io = hyper_util::rt::TokioIo::new(theirs);
             if version == Version::HTTP_2 {
                 let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new()).serve_connection(io, service).await;

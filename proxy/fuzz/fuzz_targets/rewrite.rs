@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let mut builder = http::Request::builder().uri(uri);
     for line in lines {
         let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
-        let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(&line[..colon]), http::HeaderValue::from_bytes(&line[colon + 1..])) else { continue };
+        let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(&line[..colon]), http::HeaderValue::from_bytes(&line[colon + 1..])) else {
+            continue;
+        };
         builder = builder.header(name, value);
     }
     let Ok(request) = builder.body(()) else { return };

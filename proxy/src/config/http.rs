@@ -41,9 +41,7 @@ pub struct ServerNameValue(pub rustls::pki_types::ServerName<'static>);
 impl TryFrom<String> for ServerNameValue {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        rustls::pki_types::ServerName::try_from(s.clone())
-            .map(ServerNameValue)
-            .map_err(|_| format!("`{s}` is not a valid TLS server name"))
+        rustls::pki_types::ServerName::try_from(s.clone()).map(ServerNameValue).map_err(|_| format!("`{s}` is not a valid TLS server name"))
     }
 }
 
@@ -153,7 +151,9 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
-            HostPattern::Suffix(s) => host.len() > s.len() && host.is_char_boundary(host.len() - s.len()) && host[host.len() - s.len()..].eq_ignore_ascii_case(s),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len() && host.is_char_boundary(host.len() - s.len()) && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
         }
     }
 }
@@ -243,7 +243,11 @@ impl Template {
             "spiffe_id" if arg.is_empty() => Ok(Part::SpiffeId),
             "file" if arg.starts_with('/') => Ok(Part::File(PathBuf::from(arg))),
             "file" => Err(format!("`${{file:{arg}}}` needs an absolute path")),
-            "env" if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !arg.starts_with(|c: char| c.is_ascii_digit()) => {
+            "env"
+                if !arg.is_empty()
+                    && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !arg.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
                 Ok(Part::Env(arg.to_string()))
             }
             "env" => Err(format!("`${{env:{arg}}}` needs a variable name")),

@@ -39,11 +39,7 @@ fn key_at(text: &str, offset: usize) -> Option<&str> {
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.into(),
-        position: None,
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
     parse(path, &text)
 }
 
@@ -103,7 +99,10 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if o.tls.is_some() && o.protocol != super::Protocol::Http {
-            return Err((Place::Nth("[[outbound]]", i), format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)")));
+            return Err((
+                Place::Nth("[[outbound]]", i),
+                format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)"),
+            ));
         }
     }
     if c.http.jwt_ttl.0 < std::time::Duration::from_secs(10) {
@@ -114,7 +113,10 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
             return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
         }
         if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
-            return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0)));
+            return Err((
+                Place::Nth("[[http_rule]]", i),
+                format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0),
+            ));
         }
     }
     for (i, r) in c.inbound.iter().enumerate() {

@@ -111,12 +111,7 @@ pub struct Listen {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen {
-            outbound_port: 15001,
-            inbound: "0.0.0.0:15008".parse().unwrap(),
-            admin: "127.0.0.1:15000".parse().unwrap(),
-            workers: None,
-        }
+        Listen { outbound_port: 15001, inbound: "0.0.0.0:15008".parse().unwrap(), admin: "127.0.0.1:15000".parse().unwrap(), workers: None }
     }
 }
 
@@ -231,9 +226,7 @@ impl TryFrom<String> for PeerChoice {
         if s == "same-ip" {
             return Ok(PeerChoice::SameIp);
         }
-        s.parse()
-            .map(PeerChoice::Fixed)
-            .map_err(|_| format!("peer `{s}` is neither \"same-ip\" nor an address:port"))
+        s.parse().map(PeerChoice::Fixed).map_err(|_| format!("peer `{s}` is neither \"same-ip\" nor an address:port"))
     }
 }
 

@@ -17,9 +17,7 @@ impl TryFrom<String> for Cidr {
             }
             return Ok(Cidr(net));
         }
-        s.parse::<IpAddr>()
-            .map(|ip| Cidr(ipnet::IpNet::from(ip)))
-            .map_err(|_| format!("invalid CIDR `{s}` (expected e.g. 10.0.0.0/24 or fd00::/64)"))
+        s.parse::<IpAddr>().map(|ip| Cidr(ipnet::IpNet::from(ip))).map_err(|_| format!("invalid CIDR `{s}` (expected e.g. 10.0.0.0/24 or fd00::/64)"))
     }
 }
 
@@ -87,10 +85,7 @@ pub struct Glob {
 impl TryFrom<String> for Glob {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let glob = globset::GlobBuilder::new(&s)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| format!("invalid glob `{s}`: {e}"))?;
+        let glob = globset::GlobBuilder::new(&s).literal_separator(true).build().map_err(|e| format!("invalid glob `{s}`: {e}"))?;
         Ok(Glob { matcher: glob.compile_matcher(), pattern: s })
     }
 }

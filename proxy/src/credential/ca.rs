@@ -43,12 +43,7 @@ pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
     f.write_all(data)?;
     Ok(())
 }
@@ -62,11 +57,10 @@ impl CertificateAuthority {
         let key_pem = fs::read_to_string(key_path).with_context(|| format!("reading {}", key_path.display()))?;
         let cert_pem = fs::read_to_string(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
         let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{}: not a PEM private key", key_path.display()))?;
-        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .next()
-            .with_context(|| format!("{}: no PEM certificate", cert_path.display()))??;
-        let params = CertificateParams::from_ca_cert_pem(&cert_pem)
-            .with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
+        let cert_der =
+            rustls_pemfile::certs(&mut cert_pem.as_bytes()).next().with_context(|| format!("{}: no PEM certificate", cert_path.display()))??;
+        let params =
+            CertificateParams::from_ca_cert_pem(&cert_pem).with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
         // Re-signing the parsed params gives rcgen an issuer with the same name and key; the
         // distributed certificate stays the one on disk.
         let cert = params.self_signed(&key).context("CA key does not fit the CA certificate")?;

@@ -33,7 +33,8 @@ struct Cached {
 impl JwtIssuer {
     pub fn new(ttl: Duration) -> anyhow::Result<Self> {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| anyhow::anyhow!("generating the JWT signing key"))?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| anyhow::anyhow!("generating the JWT signing key"))?;
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .map_err(|_| anyhow::anyhow!("loading the JWT signing key"))?;
         // Uncompressed point: 0x04 || x || y.

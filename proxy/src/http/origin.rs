@@ -76,7 +76,10 @@ fn roots(tls: &TlsOrigin) -> anyhow::Result<RootCertStore> {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                bail!("no system CA certificates found for TLS origination to {} (install ca-certificates or set ca_bundle)", tls.server_name.0.to_str());
+                bail!(
+                    "no system CA certificates found for TLS origination to {} (install ca-certificates or set ca_bundle)",
+                    tls.server_name.0.to_str()
+                );
             }
         }
     }

@@ -44,9 +44,48 @@ fn table() -> Vec<(String, String, u64)> {
     fields!(v, "idgate_version", Version, [api_version, reserved, module_version]);
     fields!(v, "idgate_rule", Rule, [family, prefix_len, port_min, port_max, pad, addr]);
     fields!(v, "idgate_config", Config, [mark, mark_mask, proxy_tgid, rule_count, flags, pad, rules]);
-    fields!(v, "idgate_lookup", Lookup, [family, flags, src_port, dst_port, pad0, src_addr, dst_addr, tgid, pid, uid, gid, result_flags, pad1, start_time_ns, cgroup_id, record_time_ns, comm, exe, cgroup]);
-    fields!(v, "idgate_stats", Stats, [entries, peak_entries, max_entries, recorded, lookups, hits, misses, evictions, expired, flushed, dropped, skipped_proxy, reserved]);
-    for (name, value) in [("IDGATE_IOC_VERSION", IOC_VERSION), ("IDGATE_IOC_CONFIG", IOC_CONFIG), ("IDGATE_IOC_GET_CONFIG", IOC_GET_CONFIG), ("IDGATE_IOC_LOOKUP", IOC_LOOKUP), ("IDGATE_IOC_STATS", IOC_STATS), ("IDGATE_API_VERSION", API_VERSION as u64), ("IDGATE_MAX_RULES", MAX_RULES as u64), ("IDGATE_PATH_LEN", PATH_LEN as u64)] {
+    fields!(
+        v,
+        "idgate_lookup",
+        Lookup,
+        [
+            family,
+            flags,
+            src_port,
+            dst_port,
+            pad0,
+            src_addr,
+            dst_addr,
+            tgid,
+            pid,
+            uid,
+            gid,
+            result_flags,
+            pad1,
+            start_time_ns,
+            cgroup_id,
+            record_time_ns,
+            comm,
+            exe,
+            cgroup
+        ]
+    );
+    fields!(
+        v,
+        "idgate_stats",
+        Stats,
+        [entries, peak_entries, max_entries, recorded, lookups, hits, misses, evictions, expired, flushed, dropped, skipped_proxy, reserved]
+    );
+    for (name, value) in [
+        ("IDGATE_IOC_VERSION", IOC_VERSION),
+        ("IDGATE_IOC_CONFIG", IOC_CONFIG),
+        ("IDGATE_IOC_GET_CONFIG", IOC_GET_CONFIG),
+        ("IDGATE_IOC_LOOKUP", IOC_LOOKUP),
+        ("IDGATE_IOC_STATS", IOC_STATS),
+        ("IDGATE_API_VERSION", API_VERSION as u64),
+        ("IDGATE_MAX_RULES", MAX_RULES as u64),
+        ("IDGATE_PATH_LEN", PATH_LEN as u64),
+    ] {
         v.push((name.to_string(), name.to_string(), value));
     }
     v

@@ -90,11 +90,7 @@ impl Identities {
                 return Ok(w.clone());
             }
         }
-        let workload = Arc::new(Workload {
-            spiffe_id: self.selector.select(&process),
-            process_header: process_header(&process),
-            process,
-        });
+        let workload = Arc::new(Workload { spiffe_id: self.selector.select(&process), process_header: process_header(&process), process });
         let mut cache = self.cache.write();
         if cache.len() >= CACHE_LIMIT {
             cache.clear(); // rare; recomputing is cheap and keeps memory bounded

@@ -132,9 +132,7 @@ impl FdTable {
                 break;
             }
             let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
-            if name.to_bytes().first().is_some_and(u8::is_ascii_digit)
-                && readlink_at(self.0.as_raw_fd(), name, &mut buf).is_ok_and(|t| t == target)
-            {
+            if name.to_bytes().first().is_some_and(u8::is_ascii_digit) && readlink_at(self.0.as_raw_fd(), name, &mut buf).is_ok_and(|t| t == target) {
                 found = std::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse().ok());
                 break;
             }

@@ -224,11 +224,8 @@ impl ProcfsBackend {
 /// a workload unknown to the recent-owner list has most likely just started, and its high pid
 /// is then found after a handful of entries instead of after every process on the host.
 fn scan(needle: &[u8], uid: Option<u32>) -> Option<(u32, u32)> {
-    let mut entries: Vec<(u32, std::fs::DirEntry)> = std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e)))
-        .collect();
+    let mut entries: Vec<(u32, std::fs::DirEntry)> =
+        std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e))).collect();
     entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     entries.into_iter().find_map(|(pid, entry)| {
         if let Some(uid) = uid {
@@ -251,11 +248,7 @@ fn parse_stat(stat: &str) -> io::Result<(String, u64)> {
     let close = stat.rfind(')').ok_or_else(|| malformed("stat"))?;
     let comm = stat[open + 1..close].to_string();
     // Fields after comm start at field 3 (state); starttime is field 22.
-    let start = stat[close + 1..]
-        .split_whitespace()
-        .nth(19)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| malformed("stat starttime"))?;
+    let start = stat[close + 1..].split_whitespace().nth(19).and_then(|f| f.parse().ok()).ok_or_else(|| malformed("stat starttime"))?;
     Ok((comm, start))
 }
 
@@ -297,15 +290,7 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
     // An exiting process has no exe any more; the rules then see an empty path.
     let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).unwrap_or_default();
     let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
-    Ok(ProcessInfo {
-        tgid: pid,
-        uid,
-        gid,
-        exe,
-        comm,
-        cgroup,
-        start_time,
-    })
+    Ok(ProcessInfo { tgid: pid, uid, gid, exe, comm, cgroup, start_time })
 }
 
 #[cfg(test)]
@@ -382,10 +367,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         // Another process holding a socket: bash's /dev/tcp.
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; exec sleep 30")])
-            .spawn()
-            .unwrap();
+        let mut child =
+            std::process::Command::new("bash").args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}; exec sleep 30")]).spawn().unwrap();
         let (_conn, child_addr) = listener.accept().unwrap();
         let backend = ProcfsBackend::default();
         let theirs = backend.process_of(child_addr, listener.local_addr().unwrap()).unwrap();

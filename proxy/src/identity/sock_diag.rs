@@ -1,8 +1,8 @@
 //! NETLINK_SOCK_DIAG exact lookup of one TCP socket by its 4-tuple: returns inode and uid.
+use crate::netlink;
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};
-use crate::netlink;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_NOCOOKIE: u32 = !0;

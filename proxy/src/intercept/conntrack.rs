@@ -4,8 +4,8 @@
 //! the reply side (every redirected flow ends at our one listener) it also rewrites the
 //! *source port*. The accepted socket's peer address is then not the workload's real address,
 //! so identity lookups must use the original tuple that conntrack remembers.
-use std::io;
 use crate::netlink;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -64,11 +64,8 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 }
 
 fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
-    let (src_kind, dst_kind, family) = if local.is_ipv4() {
-        (CTA_IP_V4_SRC, CTA_IP_V4_DST, libc::AF_INET)
-    } else {
-        (CTA_IP_V6_SRC, CTA_IP_V6_DST, libc::AF_INET6)
-    };
+    let (src_kind, dst_kind, family) =
+        if local.is_ipv4() { (CTA_IP_V4_SRC, CTA_IP_V4_DST, libc::AF_INET) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST, libc::AF_INET6) };
     let tuple = nested(CTA_TUPLE_REPLY, |t| {
         t.extend(nested(CTA_TUPLE_IP, |ip| {
             put_attr(ip, src_kind, &ip_bytes(local.ip()));
@@ -120,10 +117,8 @@ fn parse_reply(buf: &[u8]) -> io::Result<OriginalTuple> {
     if buf.len() < hdr + 4 {
         return Err(io::Error::other("short ctnetlink reply"));
     }
-    let orig = attrs(&buf[hdr + 4..])
-        .find(|(k, _)| *k == CTA_TUPLE_ORIG)
-        .ok_or_else(|| io::Error::other("ctnetlink reply without CTA_TUPLE_ORIG"))?
-        .1;
+    let orig =
+        attrs(&buf[hdr + 4..]).find(|(k, _)| *k == CTA_TUPLE_ORIG).ok_or_else(|| io::Error::other("ctnetlink reply without CTA_TUPLE_ORIG"))?.1;
     let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
     for (k, v) in attrs(orig) {
         match k {

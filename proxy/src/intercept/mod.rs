@@ -4,5 +4,5 @@ mod conntrack;
 mod nftables;
 mod redirect_expr;
 
-pub use nftables::{install, remove, RedirectMatch, Ruleset};
 pub use conntrack::{original_tuple, OriginalTuple};
+pub use nftables::{install, remove, RedirectMatch, Ruleset};

@@ -175,8 +175,7 @@ fn send(batch: &FinalizedBatch) -> io::Result<()> {
         for message in socket.recv(&mut buffer[..])? {
             let message = message?;
             let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink ACK"))?;
-            mnl::cb_run(message, seq, portid)
-                .map_err(|e| io::Error::new(e.kind(), format!("nftables rejected the idgate table: {e}")))?;
+            mnl::cb_run(message, seq, portid).map_err(|e| io::Error::new(e.kind(), format!("nftables rejected the idgate table: {e}")))?;
         }
     }
     Ok(())

@@ -15,11 +15,7 @@ impl Expression for Redirect {
         unsafe {
             let expr = sys::nftnl_expr_alloc(c"redir".as_ptr());
             let expr = NonNull::new(expr).expect("libnftnl out of memory");
-            sys::nftnl_expr_set_u32(
-                expr.as_ptr(),
-                sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN as u16,
-                self.port_register.to_raw(),
-            );
+            sys::nftnl_expr_set_u32(expr.as_ptr(), sys::NFTNL_EXPR_REDIR_REG_PROTO_MIN as u16, self.port_register.to_raw());
             expr
         }
     }

@@ -145,9 +145,8 @@ impl Inbound {
             verdict: "allowed",
             detail: Some(format!("client certificate serial {serial}")),
         };
-        let dst: Option<SocketAddr> = (request.method() == Method::CONNECT)
-            .then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok()))
-            .flatten();
+        let dst: Option<SocketAddr> =
+            (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
         let (status, detail) = match dst {
             None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
             Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),

@@ -1,12 +1,12 @@
 //! The data path: outbound capture → pooled HTTP/2 CONNECT over mTLS → inbound → local service.
 pub mod inbound;
+mod inbound_http;
 mod local_addrs;
 pub mod outbound;
+mod outbound_http;
 pub mod pool;
 mod splice;
 mod stream_io;
-mod inbound_http;
-mod outbound_http;
 
 pub use splice::{splice, splice_connect, ConnectSpliceError};
 pub use stream_io::{PeerRefused, StreamIo};

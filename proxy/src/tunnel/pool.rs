@@ -111,9 +111,7 @@ impl Pool {
     async fn dial(&self, key: &PoolKey, issued: &Issued) -> Result<Conn, DialError> {
         let peer = key.peer;
         self.dials.fetch_add(1, Ordering::Relaxed);
-        let tcp = crate::socket::connect_marked(peer, self.mark, CONNECT_TIMEOUT)
-            .await
-            .map_err(|source| DialError::Connect { peer, source })?;
+        let tcp = crate::socket::connect_marked(peer, self.mark, CONNECT_TIMEOUT).await.map_err(|source| DialError::Connect { peer, source })?;
         let connector = TlsConnector::from(issued.client_config.clone());
         let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, crate::socket::buffered(tcp)))
@@ -139,13 +137,7 @@ impl Pool {
             flag.store(true, Ordering::Release);
         });
         tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
-        Ok(Conn {
-            sender,
-            svid_generation: issued.svid.generation,
-            active: AtomicU32::new(0),
-            closed,
-            idle_since: Mutex::new(Instant::now()),
-        })
+        Ok(Conn { sender, svid_generation: issued.svid.generation, active: AtomicU32::new(0), closed, idle_since: Mutex::new(Instant::now()) })
     }
 
     /// Drops closed connections and ones idle for longer than `IDLE_TIMEOUT`.

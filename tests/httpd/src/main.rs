@@ -46,9 +46,7 @@ fn parse_args() -> Result<Args, String> {
 fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<TlsAcceptor, String> {
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let cert_pem = read(cert)?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<Vec<_>, _>>().map_err(|e| format!("{}: {e}", cert.display()))?;
     let key_pem = read(key)?;
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| format!("{}: {e}", key.display()))?

@@ -36,11 +36,7 @@ pub struct ConnInfo {
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     println!("request {} {} {:?} from {}", req.method(), path, req.version(), conn.peer);
-    let is_ws = req
-        .headers()
-        .get_all(UPGRADE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("websocket")));
+    let is_ws = req.headers().get_all(UPGRADE).iter().any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("websocket")));
     let route = |p: &str| path == p || path.starts_with(&format!("{p}/"));
     let resp = if is_ws {
         websocket(req)
@@ -99,11 +95,8 @@ async fn inspect(req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
             _ => unreachable!("only arrays are inserted"),
         }
     }
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| parts.headers.get(HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()));
+    let authority =
+        parts.uri.authority().map(|a| a.to_string()).or_else(|| parts.headers.get(HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()));
     let doc = json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
