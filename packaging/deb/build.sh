@@ -20,6 +20,7 @@ install -D -m 0755 "$bin" "$root/usr/bin/idgate"
 strip --strip-debug "$root/usr/bin/idgate"   # the release profile keeps symbols for profiling
 install -D -m 0644 configs/idgate.toml "$root/etc/idgate/idgate.toml"
 install -D -m 0644 packaging/systemd/idgate.service "$root/lib/systemd/system/idgate.service"
+install -D -m 0644 packaging/systemd/idgate-guard.service "$root/lib/systemd/system/idgate-guard.service"
 install -D -m 0644 README.md "$root/usr/share/doc/idgate/README.md"
 mkdir -p "$root/DEBIAN"
 cat > "$root/DEBIAN/control" <<CTL
@@ -42,7 +43,7 @@ cat > "$root/DEBIAN/postinst" <<'SH'
 set -e
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
-	systemctl enable idgate.service >/dev/null
+	systemctl enable idgate-guard.service idgate.service >/dev/null
 	echo "idgate: edit /etc/idgate/idgate.toml, then: systemctl start idgate"
 fi
 SH
@@ -51,7 +52,12 @@ cat > "$root/DEBIAN/prerm" <<'SH'
 set -e
 if [ -d /run/systemd/system ]; then
 	systemctl stop idgate.service || true
-	[ "$1" = remove ] && systemctl disable idgate.service >/dev/null || true
+	[ "$1" = remove ] && systemctl disable idgate.service idgate-guard.service >/dev/null || true
+fi
+# The table outlives idgate on purpose (flows refused, never plaintext) until the package
+# goes: then, and only then, the redirect is removed.
+if [ "$1" = remove ]; then
+	/usr/bin/idgate uninstall -c /etc/idgate/idgate.toml || true
 fi
 SH
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm"

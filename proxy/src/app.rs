@@ -1,11 +1,12 @@
 //! Wires one host's idgate together: credentials, identity backend, listeners, nftables,
-//! background rotation, and graceful shutdown (remove the table, drain flows, exit).
+//! background rotation, and graceful shutdown (stop accepting, drain flows, exit; the table
+//! stays unless `on_stop = "release"`).
 use crate::admin::Admin;
-use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode};
+use crate::config::{CaSource, Config, IdentityBackendChoice, OnStop};
 use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, TrustBundle};
 use crate::decisions::DecisionLog;
 use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
-use crate::intercept::{RedirectMatch, Ruleset};
+use crate::intercept::guard::{self, Redirect};
 use crate::metrics::Metrics;
 use crate::policy::Authorizer;
 use crate::spiffe::SpiffeId;
@@ -84,7 +85,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// Every worker's listeners, bound before anything is installed so that a taken port (also one
 /// taken by another idgate, which SO_REUSEPORT alone would let in) fails the start. IPv6 capture
 /// is skipped when the host has no IPv6 loopback.
-fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Result<Vec<workers::Listeners>> {
+fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u32) -> Result<Vec<workers::Listeners>> {
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
     workers::ensure_free(v4, "outbound")?;
@@ -96,11 +97,11 @@ fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Resu
     };
     let mut all = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let mut outbound = vec![workers::bind_shared(v4, "outbound")?];
+        let mut outbound = vec![workers::bind_shared(v4, "outbound", mark)?];
         if with_v6 {
-            outbound.push(workers::bind_shared(v6, "outbound")?);
+            outbound.push(workers::bind_shared(v6, "outbound", mark)?);
         }
-        all.push(workers::Listeners { outbound, inbound: workers::bind_shared(inbound, "inbound")? });
+        all.push(workers::Listeners { outbound, inbound: workers::bind_shared(inbound, "inbound", mark)? });
     }
     Ok(all)
 }
@@ -108,11 +109,20 @@ fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr) -> Resu
 /// Runs on the control thread (admin, rotation, signals); the data path runs on `workers`
 /// threads of its own (see `workers`).
 pub async fn run(workers: usize, config: Config) -> Result<()> {
+    // Before anything that can fail: if no table is in place yet, one that refuses every flow
+    // either backend would intercept. A start that fails below then leaves flows refused.
+    let early = guard::ruleset(&config, Redirect::Either);
+    if guard::ensure(&early).with_context(|| format!("installing nftables table inet {}", early.table))? {
+        tracing::info!("nftables table inet {} installed: intercepted flows are refused until idgate is ready", early.table);
+    }
     let host = hostname(&config);
     let credentials = Arc::new(load_credentials(&config, &host)?);
     credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
     let backend = identity_backend(&config)?;
     let backend_name = backend.name();
+    let ruleset = guard::ruleset(&config, if backend_name == "kmod" { Redirect::TagMark } else { Redirect::Destinations });
+    let on_stop = config.intercept.on_stop;
+    let state_dir = config.state_dir.clone();
     let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
@@ -131,23 +141,14 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
-    let worker_listeners = bind_workers(workers, port, config.listen.inbound)?;
+    let worker_listeners = bind_workers(workers, port, config.listen.inbound, mark)?;
     let admin_listener = bind(config.listen.admin, "admin").await?;
 
-    let redirect = if backend_name == "kmod" {
-        RedirectMatch::TagMark(config.intercept.tag_mark)
-    } else {
-        RedirectMatch::Destinations(config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect())
-    };
-    let ruleset = Ruleset {
-        table: config.intercept.table.clone(),
-        bypass_mark: mark,
-        redirect_port: port,
-        redirect,
-        protected_ports: if config.mode == InboundMode::Strict { authorizer.protected_ports() } else { vec![] },
-    };
     probe_conntrack()?;
     crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
+    if let Err(e) = guard::save_snapshot(&state_dir, &ruleset) {
+        tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
+    }
 
     let flows = Arc::new(AtomicU64::new(0));
     let routes = Arc::new(config.outbound);
@@ -183,10 +184,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (fatal, mut faults) = tokio::sync::mpsc::unbounded_channel();
     for (i, (listeners, pool)) in worker_listeners.into_iter().zip(&pools).enumerate() {
-        if let Err(e) = workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone()) {
-            let _ = crate::intercept::remove(&ruleset.table);
-            return Err(e);
-        }
+        // On failure the table stays: flows are refused until a start succeeds.
+        workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone())?;
     }
     let mut tasks = Supervised::default();
     tasks.spawn("admin server", admin.serve(admin_listener));
@@ -215,11 +214,22 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         tracing::error!(%fault, "stopping: {fault}; nftables table inet {} left in place (flows fail closed until restart)", ruleset.table);
         bail!("{fault}");
     }
-    tracing::info!("shutting down: removing nftables table, draining flows");
     let _ = stop.send(true);
     tasks.abort_all();
-    if let Err(e) = crate::intercept::remove(&ruleset.table) {
-        tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
+    match on_stop {
+        OnStop::Keep => tracing::info!(
+            "shutting down: draining flows; nftables table inet {} stays, so intercepted flows are refused until idgate runs again",
+            ruleset.table
+        ),
+        OnStop::Release => {
+            tracing::warn!(
+                "shutting down: removing nftables table inet {} (on_stop = \"release\"): intercepted flows now go out directly, in plaintext",
+                ruleset.table
+            );
+            if let Err(e) = crate::intercept::remove(&ruleset.table) {
+                tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
+            }
+        }
     }
     let started = Instant::now();
     while metrics.active_flows.get() > 0 && started.elapsed() < DRAIN_DEADLINE {
@@ -236,7 +246,9 @@ fn probe_conntrack() -> Result<()> {
     match crate::intercept::original_tuple(nowhere, nowhere) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Ok(_) => Ok(()),
-        Err(e) => bail!("conntrack netlink (ctnetlink) is not usable: {e}; load nf_conntrack_netlink"),
+        Err(e) => {
+            bail!("conntrack netlink (ctnetlink) is not usable: {e}; load nf_conntrack_netlink")
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! peer's `tunnel::inbound` → `policy` → local service.
 pub mod admin;
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod credential;
 pub mod decisions;

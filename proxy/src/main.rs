@@ -21,6 +21,19 @@ enum Command {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
+    /// Install the nftables table (if none is in place) so that intercepted flows are refused
+    /// until idgate runs; run at boot before the network comes up. Falls back to the table
+    /// idgate last installed when the config is broken.
+    Guard {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+    },
+    /// Remove the nftables table: intercepted destinations are then reached directly, in
+    /// plaintext. For package removal or taking idgate off a host (stop idgate first).
+    Uninstall {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+    },
     /// Create a CA (ca.pem, ca-key.pem 0600) in DIR to share between hosts.
     CaInit {
         #[arg(long)]
@@ -52,6 +65,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check { config } => idgate::config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(anyhow::Error::from),
+        Command::Guard { config } => idgate::commands::guard::guard(&config),
+        Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
         Command::Run { config } => match idgate::config::load(&config) {
             Err(e) => Err(e.into()),

@@ -1,5 +1,5 @@
 //! Inbound authorization: which SPIFFE IDs may reach which local ports. Default deny.
-use crate::config::{InboundRule, PortRange, Protocol};
+use crate::config::{InboundRule, Protocol};
 use crate::spiffe::SpiffeId;
 
 pub struct Authorizer {
@@ -24,11 +24,6 @@ impl Authorizer {
         } else {
             Protocol::Tcp
         }
-    }
-
-    /// Ports only idgate may reach in strict mode.
-    pub fn protected_ports(&self) -> Vec<PortRange> {
-        self.rules.iter().flat_map(|r| r.ports.iter().copied()).collect()
     }
 }
 

@@ -37,9 +37,11 @@ pub fn ensure_free(addr: SocketAddr, what: &str) -> Result<()> {
     probe.bind(&addr.into()).with_context(|| format!("{what} address {addr} is in use (is another idgate running?)"))
 }
 
-/// A listening socket that other workers' sockets can share the address of.
-pub fn bind_shared(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener> {
+/// A listening socket that other workers' sockets can share the address of. It carries the
+/// bypass `mark`: the table lets only marked listeners take redirected flows.
+pub fn bind_shared(addr: SocketAddr, what: &str, mark: u32) -> Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    sock.set_mark(mark).with_context(|| format!("marking the {what} listener (needs CAP_NET_ADMIN)"))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {

@@ -1,4 +1,5 @@
 """The .deb and .rpm packages build, install and carry what an installation needs."""
+import shutil
 import subprocess
 
 from netns import REPO
@@ -15,7 +16,13 @@ def test_debs_build_with_binary_unit_conffile_and_dkms_sources():
     proxy = next(out.glob("idgate_*.deb"))
     dkms = next(out.glob("idgate-dkms_*.deb"))
     files = contents(proxy)
-    assert {"/usr/bin/idgate", "/etc/idgate/idgate.toml", "/lib/systemd/system/idgate.service"} <= files
+    assert {"/usr/bin/idgate", "/etc/idgate/idgate.toml", "/lib/systemd/system/idgate.service",
+            "/lib/systemd/system/idgate-guard.service"} <= files
+    info = lambda part: subprocess.run(["dpkg-deb", "--info", str(proxy), part], check=True, capture_output=True, text=True).stdout
+    # The boot guard is enabled with the service, and only removal takes the table away.
+    assert "enable idgate-guard.service idgate.service" in info("postinst")
+    prerm = info("prerm")
+    assert 'if [ "$1" = remove ]; then\n\t/usr/bin/idgate uninstall' in prerm, prerm
     conffiles = subprocess.run(["dpkg-deb", "--info", str(proxy), "conffiles"], check=True, capture_output=True, text=True).stdout
     assert "/etc/idgate/idgate.toml" in conffiles
     # The packaged config is valid as shipped.
@@ -46,7 +53,16 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     subprocess.run(rpm + ["--initdb"], check=True)
     subprocess.run(rpm + ["-i", "--nodeps", "--noscripts", str(proxy), str(dkms)], check=True, capture_output=True)
     conf = root / "etc/idgate/idgate.toml"
-    assert "ExecStart=/usr/bin/idgate" in (root / "usr/lib/systemd/system/idgate.service").read_text()
+    units = root / "usr/lib/systemd/system"
+    assert "ExecStart=/usr/bin/idgate" in (units / "idgate.service").read_text()
+    guard = (units / "idgate-guard.service").read_text()
+    assert "ExecStart=/usr/bin/idgate guard" in guard and "Before=network-pre.target idgate.service" in guard
+    # Both units are valid as installed: systemd-analyze resolves their commands in the root,
+    # which gets the host's own units (targets) beside them.
+    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True, dirs_exist_ok=True)
+    verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", str(units / "idgate-guard.service"),
+                             str(units / "idgate.service")], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     assert f'PACKAGE_VERSION="{version}"' in (root / f"usr/src/idgate-{version}/dkms.conf").read_text()
     assert (root / f"usr/src/idgate-{version}/include/uapi/idgate.h").exists()
     # The installed (stripped) binary runs and accepts the config it ships with.
@@ -59,6 +75,7 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     assert not (root / "usr/bin/idgate").exists()
     assert "edited by the operator" in (root / "etc/idgate/idgate.toml.rpmsave").read_text()
     # The scriptlets that did not run here are valid shell at least.
+    assert "idgate uninstall" in rpm_tag(proxy, "PREUN")
     for pkg, tags in ((proxy, ("POSTIN", "PREUN", "POSTUN")), (dkms, ("POSTIN", "PREUN"))):
         for tag in tags:
             body = rpm_tag(pkg, tag)

@@ -124,12 +124,26 @@ pub struct Intercept {
     pub bypass_mark: u32,
     /// Mark the kernel module puts on flows it tagged (kmod backend only).
     pub tag_mark: u32,
+    /// What a stopping idgate does with its table.
+    pub on_stop: OnStop,
 }
 
 impl Default for Intercept {
     fn default() -> Self {
-        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x1d6a_0002 }
+        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x1d6a_0002, on_stop: OnStop::Keep }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// The table stays: intercepted flows are refused until idgate runs again (never sent
+    /// around the proxy in plaintext), and strict mode keeps protected ports closed.
+    #[default]
+    Keep,
+    /// Remove the table on a clean stop (unsafe: flows then go out directly, in plaintext,
+    /// and protected ports accept plaintext, until idgate or `idgate guard` installs it again).
+    Release,
 }
 
 #[derive(Debug, Default, Deserialize)]

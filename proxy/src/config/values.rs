@@ -21,6 +21,12 @@ impl TryFrom<String> for Cidr {
     }
 }
 
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 impl Cidr {
     pub fn contains(&self, ip: &IpAddr) -> bool {
         self.0.contains(ip)
@@ -65,6 +71,12 @@ impl TryFrom<PortSpec> for PortRange {
             return Err(format!("port range {min}-{max} is empty"));
         }
         Ok(PortRange { min, max })
+    }
+}
+
+impl serde::Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}-{}", self.min, self.max))
     }
 }
 

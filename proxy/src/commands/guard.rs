@@ -1,0 +1,59 @@
+//! `idgate guard` puts the table in place before idgate runs (at boot, from a oneshot unit
+//! ordered before the network comes up), so that intercepted flows are refused, never sent in
+//! plaintext, until idgate is ready. `idgate uninstall` removes it (package removal, or an
+//! operator taking idgate off a host); nothing else does unless `on_stop = "release"`.
+use crate::intercept::guard::{self, Redirect};
+use crate::intercept::Ruleset;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/idgate";
+
+/// The table to guard with: the config's, else (a broken config) the last one idgate
+/// installed on this host.
+fn ruleset_for(config_path: &Path) -> Result<Ruleset> {
+    match crate::config::load(config_path) {
+        Ok(config) => Ok(guard::ruleset(&config, Redirect::Either)),
+        Err(config_error) => {
+            eprintln!("idgate guard: {config_error}");
+            let state_dir = state_dir_of(config_path);
+            let rs = guard::load_snapshot(&state_dir)
+                .with_context(|| format!("the config is unusable and there is no table snapshot to fall back on ({config_error})"))?;
+            eprintln!("idgate guard: using the table idgate last installed ({})", guard::snapshot_path(&state_dir).display());
+            Ok(rs)
+        }
+    }
+}
+
+/// `state_dir` from a config that may not validate (or parse at all).
+fn state_dir_of(config_path: &Path) -> PathBuf {
+    std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("state_dir").and_then(|v| v.as_str()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+pub fn guard(config_path: &Path) -> Result<()> {
+    let rs = ruleset_for(config_path)?;
+    if guard::ensure(&rs).with_context(|| format!("installing nftables table inet {}", rs.table))? {
+        println!("nftables table inet {} installed: intercepted flows are refused until idgate runs", rs.table);
+    } else {
+        println!("nftables table inet {} already in place; left as it is", rs.table);
+    }
+    Ok(())
+}
+
+pub fn uninstall(config_path: &Path) -> Result<()> {
+    let table = match crate::config::load(config_path) {
+        Ok(config) => config.intercept.table,
+        Err(_) => guard::load_snapshot(&state_dir_of(config_path)).map(|rs| rs.table).unwrap_or_else(|_| "idgate".into()),
+    };
+    if !crate::intercept::exists(&table)? {
+        println!("nftables table inet {table} is not installed");
+        return Ok(());
+    }
+    crate::intercept::remove(&table).with_context(|| format!("removing nftables table inet {table}"))?;
+    println!("removed nftables table inet {table}: intercepted destinations are now reached directly, without idgate");
+    Ok(())
+}

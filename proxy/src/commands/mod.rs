@@ -1,0 +1,2 @@
+//! The command-line subcommands other than `run` (see `main.rs`).
+pub mod guard;

@@ -1,0 +1,72 @@
+//! The table's life beyond one process: which rules a config asks for, the last table idgate
+//! installed (kept in the state directory so that a host whose config broke still boots with
+//! its flows refused), and installing a refusing table before anything at start-up can fail.
+use super::nftables::{self, Ruleset};
+use crate::config::{Config, InboundMode};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Which redirect rules a ruleset holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirect {
+    /// Destinations by address and port: the userspace identity backend.
+    Destinations,
+    /// Flows idgate.ko tagged: the kernel-module backend.
+    TagMark,
+    /// Both: used before the backend is known (boot, early start-up). Every flow either
+    /// backend would intercept is refused until idgate listens.
+    Either,
+}
+
+/// The table `config` asks for.
+pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
+    let destinations = match redirect {
+        Redirect::TagMark => vec![],
+        _ => config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect(),
+    };
+    let protected_ports = match config.mode {
+        InboundMode::Strict => config.inbound.iter().flat_map(|r| r.ports.iter().copied()).collect(),
+        InboundMode::Permissive => vec![],
+    };
+    Ruleset {
+        table: config.intercept.table.clone(),
+        bypass_mark: config.intercept.bypass_mark,
+        redirect_port: config.listen.outbound_port,
+        destinations,
+        tag_mark: (redirect != Redirect::Destinations).then_some(config.intercept.tag_mark),
+        protected_ports,
+    }
+}
+
+pub const SNAPSHOT_FILE: &str = "intercept.json";
+
+pub fn snapshot_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SNAPSHOT_FILE)
+}
+
+/// Records the table just installed (written atomically: a torn file would lose the guard).
+pub fn save_snapshot(state_dir: &Path, rs: &Ruleset) -> Result<()> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = snapshot_path(state_dir);
+    let tmp = path.with_extension("json.new");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(rs)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(())
+}
+
+pub fn load_snapshot(state_dir: &Path) -> Result<Ruleset> {
+    let path = snapshot_path(state_dir);
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{}: not an idgate table snapshot", path.display()))
+}
+
+/// Installs `rs` unless a table of its name is already in place (one left by a previous run,
+/// by `idgate guard` at boot, or by an idgate that is running now, which must not be
+/// disturbed by a second one that is about to fail). True if it installed.
+pub fn ensure(rs: &Ruleset) -> std::io::Result<bool> {
+    if nftables::exists(&rs.table)? {
+        return Ok(false);
+    }
+    nftables::install(rs)?;
+    Ok(true)
+}
