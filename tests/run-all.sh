@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
 cargo build --release --locked
-cargo test --release --locked
+cargo test --release --locked --all-targets   # benches run once each in test mode
 bash tests/fuzz.sh
 python3 -m pytest -q tests/e2e
 python3 benches/e2e/run.py --quick

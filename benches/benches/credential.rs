@@ -13,7 +13,8 @@ pub fn credentials(dir: &std::path::Path) -> Credentials {
     roots.add(ca.cert_der.clone()).unwrap();
     let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "bench.idgate".into() };
     let server = SpiffeId::parse("spiffe://bench.idgate/idgate/host/b").unwrap();
-    Credentials::new(ca, bundle, server, Duration::from_secs(3600)).unwrap()
+    let addresses = idgate::credential::HostAddresses::Configured(vec![[127, 0, 0, 1].into()]);
+    Credentials::new(ca, bundle, server, addresses, Duration::from_secs(3600)).unwrap()
 }
 
 fn pump(
@@ -46,7 +47,7 @@ fn bench(c: &mut Criterion) {
     let server_config = creds.server_config();
     g.bench_function("mtls13_handshake_in_memory", |b| {
         b.iter(|| {
-            let mut client = rustls::ClientConnection::new(client_config.clone(), ServerName::try_from("10.0.0.1").unwrap()).unwrap();
+            let mut client = rustls::ClientConnection::new(client_config.clone(), ServerName::try_from("127.0.0.1").unwrap()).unwrap();
             let mut server = rustls::ServerConnection::new(server_config.clone()).unwrap();
             while client.is_handshaking() || server.is_handshaking() {
                 pump(&mut client, &mut server);

@@ -42,7 +42,7 @@ async fn echo_server() -> SocketAddr {
 }
 
 async fn open(pool: &Pool, key: &PoolKey, issued: &idgate::credential::Issued, dst: SocketAddr) -> (h2::SendStream<Bytes>, h2::RecvStream) {
-    let lease = pool.lease(key, issued).await.unwrap();
+    let lease = pool.lease(key, issued, dst.ip()).await.unwrap();
     let req = http::Request::builder().method(http::Method::CONNECT).uri(dst.to_string()).body(()).unwrap();
     let mut sender = lease.sender.clone().ready().await.unwrap();
     let (resp, send) = sender.send_request(req, false).unwrap();
@@ -62,8 +62,13 @@ fn bench(c: &mut Criterion) {
             &format!("trust_domain = \"bench.idgate\"\n[[inbound]]\nports = [{}]\nallow = [\"spiffe://bench.idgate/w/*\"]\n", echo.port()),
         )
         .unwrap();
+        let identity_header = idgate::http::IdentityHeader {
+            name: http::HeaderName::from_static("x-forwarded-client-cert"),
+            format: idgate::config::IdentityFormat::Xfcc,
+        };
         let inbound = Arc::new(Inbound::new(
             creds.clone(),
+            identity_header,
             Authorizer::new(config.inbound),
             MARK,
             "b".into(),

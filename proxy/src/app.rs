@@ -3,7 +3,7 @@
 //! stays unless `on_stop = "release"`).
 use crate::admin::Admin;
 use crate::config::{CaSource, Config, IdentityBackendChoice, OnStop};
-use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, TrustBundle};
+use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle};
 use crate::decisions::DecisionLog;
 use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
 use crate::intercept::guard::{self, Redirect};
@@ -59,7 +59,11 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
         }
     };
     let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: td.clone() };
-    Credentials::new(ca, bundle, server_id, config.svid.ttl.0)
+    let addresses = match &config.svid.addresses {
+        Some(list) => HostAddresses::Configured(list.clone()),
+        None => HostAddresses::Interfaces,
+    };
+    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0)
 }
 
 fn identity_backend(config: &Config) -> Result<Box<dyn FlowIdentity>> {

@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod intercept;
 pub mod metrics;
+pub mod netif;
 mod netlink;
 pub mod policy;
 pub mod socket;

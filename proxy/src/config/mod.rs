@@ -174,11 +174,15 @@ pub struct SvidConfig {
     pub ttl: HumanDuration,
     /// SPIFFE ID of this host's inbound side; default spiffe://<td>/idgate/host/<hostname>.
     pub server_id: Option<toml::Spanned<SpiffeIdValue>>,
+    /// Addresses this host's inbound SVID names (IP SANs); peers accept it only for flows to
+    /// these addresses. Default: the host's interface addresses (not loopback or link-local),
+    /// re-read as they change.
+    pub addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 impl Default for SvidConfig {
     fn default() -> Self {
-        SvidConfig { ttl: HumanDuration(std::time::Duration::from_secs(3600)), server_id: None }
+        SvidConfig { ttl: HumanDuration(std::time::Duration::from_secs(3600)), server_id: None, addresses: None }
     }
 }
 

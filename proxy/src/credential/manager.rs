@@ -13,6 +13,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,34 @@ pub struct SvidSummary {
     pub spiffe_id: String,
     pub serial: String,
     pub not_after_unix: u64,
+    /// IP SANs: the addresses a host SVID may be dialled on (empty for workloads).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Which addresses this host's inbound SVID names.
+pub enum HostAddresses {
+    /// `[svid] addresses`, as configured.
+    Configured(Vec<IpAddr>),
+    /// The host's reachable interface addresses, re-read at every rotation check: the SVID is
+    /// re-minted when they change.
+    Interfaces,
+}
+
+impl HostAddresses {
+    /// Never empty: a host without a reachable address is dialled on loopback only.
+    pub fn current(&self) -> Vec<IpAddr> {
+        let mut v = match self {
+            HostAddresses::Configured(v) => v.clone(),
+            HostAddresses::Interfaces => crate::netif::reachable(),
+        };
+        v.sort();
+        v.dedup();
+        if v.is_empty() {
+            v.push(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        }
+        v
+    }
 }
 
 pub struct Credentials {
@@ -39,7 +68,8 @@ pub struct Credentials {
     verifier: Arc<IdgateServerVerifier>,
     workloads: RwLock<HashMap<SpiffeId, Arc<Issued>>>,
     server_id: SpiffeId,
-    server_cert: Arc<ServerCertSlot>,
+    server_addresses: HostAddresses,
+    pub(super) server_cert: Arc<ServerCertSlot>,
     server_svid_meta: RwLock<SvidSummary>,
     server_config: Arc<ServerConfig>,
     generation: AtomicU64,
@@ -51,11 +81,11 @@ fn unix_secs(t: SystemTime) -> u64 {
 }
 
 impl Credentials {
-    pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, ttl: Duration) -> Result<Self> {
+    pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, server_addresses: HostAddresses, ttl: Duration) -> Result<Self> {
         let provider = super::crypto_provider();
         let bundle = Arc::new(bundle);
         let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
-        let server_svid = Svid::mint(&ca, &server_id, ttl, &provider, 0)?;
+        let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, &provider, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
         let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
         let mut server_config = ServerConfig::builder_with_provider(provider.clone())
@@ -75,6 +105,7 @@ impl Credentials {
             verifier,
             workloads: RwLock::new(HashMap::new()),
             server_id,
+            server_addresses,
             server_cert,
             server_svid_meta: RwLock::new(summary(&server_svid)),
             server_config: Arc::new(server_config),
@@ -85,11 +116,13 @@ impl Credentials {
     }
 
     /// An in-memory mTLS handshake of this host with itself (see `selftest`): the client side
-    /// presents the host's own SVID to the host's server config. Checks that the peer
-    /// certificate the server saw names our SPIFFE ID.
+    /// presents the host's own SVID to the host's server config, dialling one of the
+    /// addresses that SVID names. Checks that the peer certificate the server saw names our
+    /// SPIFFE ID.
     pub fn self_test(&self) -> Result<()> {
         let client = self.client_config(self.server_cert.0.read().clone())?;
-        let leaf = super::selftest::handshake(Arc::new(client), self.server_config.clone())?;
+        let dialled = self.server_svid_meta.read().addresses[0];
+        let leaf = super::selftest::handshake(Arc::new(client), self.server_config.clone(), dialled)?;
         let seen = super::spiffe_id_of_cert(&leaf)?;
         anyhow::ensure!(seen == self.server_id, "the server saw {seen}, not {}", self.server_id);
         Ok(())
@@ -121,7 +154,7 @@ impl Credentials {
 
     fn issue(&self, id: &SpiffeId) -> Result<Issued> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let svid = Svid::mint(&self.ca, id, self.ttl, &self.provider, generation)?;
+        let svid = Svid::mint(&self.ca, id, &[], self.ttl, &self.provider, generation)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
         let config = self.client_config(svid.certified.clone())?;
         tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
@@ -129,7 +162,7 @@ impl Credentials {
     }
 
     /// The tunnel's client side presenting `cert`: TLS 1.3, h2, peers checked by our verifier.
-    fn client_config(&self, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
+    pub(super) fn client_config(&self, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -166,13 +199,14 @@ impl Credentials {
                 Err(e) => tracing::error!(spiffe_id = %id, error = %e, "SVID rotation failed; keeping the current one"),
             }
         }
+        let addresses = self.server_addresses.current();
         let server_due = {
             let meta = self.server_svid_meta.read();
-            meta.not_after_unix.saturating_sub(unix_secs(now)) <= self.ttl.as_secs() / 2
+            meta.not_after_unix.saturating_sub(unix_secs(now)) <= self.ttl.as_secs() / 2 || meta.addresses != addresses
         };
         if server_due {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-            match Svid::mint(&self.ca, &self.server_id, self.ttl, &self.provider, generation) {
+            match Svid::mint(&self.ca, &self.server_id, &addresses, self.ttl, &self.provider, generation) {
                 Ok(svid) => {
                     self.minted.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "rotated inbound X.509-SVID");
@@ -197,12 +231,17 @@ impl Credentials {
 }
 
 fn summary(svid: &Svid) -> SvidSummary {
-    SvidSummary { spiffe_id: svid.id.to_string(), serial: svid.serial.clone(), not_after_unix: unix_secs(svid.not_after) }
+    SvidSummary {
+        spiffe_id: svid.id.to_string(),
+        serial: svid.serial.clone(),
+        not_after_unix: unix_secs(svid.not_after),
+        addresses: svid.addresses.clone(),
+    }
 }
 
 /// The inbound certificate, swapped in place on rotation.
 #[derive(Debug)]
-struct ServerCertSlot(RwLock<Arc<CertifiedKey>>);
+pub(super) struct ServerCertSlot(pub(super) RwLock<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for ServerCertSlot {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {

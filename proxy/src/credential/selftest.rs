@@ -7,11 +7,12 @@ use anyhow::{bail, Context, Result};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The leaf certificate the server side received from the client.
-pub fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> Result<Vec<u8>> {
-    let name = ServerName::try_from("127.0.0.1").expect("an IP address is a server name");
+/// The leaf certificate the server side received from the client, which dialled `dialled`.
+pub fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>, dialled: IpAddr) -> Result<Vec<u8>> {
+    let name = ServerName::IpAddress(dialled.into());
     let mut client = Connection::Client(ClientConnection::new(client, name).context("starting the client side")?);
     let mut server = Connection::Server(ServerConnection::new(server).context("starting the server side")?);
     // TLS 1.3 with client certificates finishes in two flights each way; allow a few more.
@@ -43,14 +44,14 @@ fn pump(from: &mut Connection, to: &mut Connection) -> Result<()> {
     let mut slice = wire.as_slice();
     while !slice.is_empty() {
         to.read_tls(&mut slice)?;
-        to.process_new_packets()?;
+        to.process_new_packets().map_err(|e| anyhow::anyhow!(super::describe_tls_error(&e)))?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, TrustBundle, CA_KEY_FILE};
+    use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle, CA_KEY_FILE};
     use crate::spiffe::SpiffeId;
     use std::sync::Arc;
     use std::time::Duration;
@@ -65,7 +66,7 @@ mod tests {
         roots.add(trusted.cert_der.clone()).unwrap();
         let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "selftest.idgate".into() };
         let id = SpiffeId::parse("spiffe://selftest.idgate/idgate/host/a").unwrap();
-        Credentials::new(ca, bundle, id, Duration::from_secs(600)).unwrap()
+        Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(600)).unwrap()
     }
 
     #[test]
@@ -95,6 +96,19 @@ mod tests {
         assert_eq!(client.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
         // Tickets would be queued right after the client's Finished; none may be.
         assert!(!server.wants_write(), "the server queued post-handshake messages (session tickets)");
+    }
+
+    #[test]
+    fn a_host_certificate_is_refused_for_an_address_it_does_not_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = ca(dir.path());
+        let creds = credentials(ca(dir.path()), &trusted);
+        let client = creds.client_config(creds.server_cert.0.read().clone()).unwrap();
+        let err = super::handshake(std::sync::Arc::new(client), creds.server_config(), [10, 9, 9, 9].into()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("spiffe://selftest.idgate/idgate/host/a is not the host of 10.9.9.9: its certificate names 127.0.0.1"),
+            "{err:#}"
+        );
     }
 
     #[test]

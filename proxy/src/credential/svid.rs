@@ -5,11 +5,14 @@ use anyhow::{Context, Result};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub struct Svid {
     pub id: SpiffeId,
+    /// IP SANs (host SVIDs only).
+    pub addresses: Vec<IpAddr>,
     pub certified: Arc<CertifiedKey>,
     pub serial: String,
     pub not_before: SystemTime,
@@ -22,10 +25,20 @@ pub struct Svid {
 const BACKDATE: Duration = Duration::from_secs(60);
 
 impl Svid {
-    pub fn mint(ca: &CertificateAuthority, id: &SpiffeId, ttl: Duration, provider: &rustls::crypto::CryptoProvider, generation: u64) -> Result<Svid> {
+    /// `addresses` go in as IP SANs: a host SVID names the addresses it may be dialled on, and
+    /// clients accept it only for those destinations (workload SVIDs carry none).
+    pub fn mint(
+        ca: &CertificateAuthority,
+        id: &SpiffeId,
+        addresses: &[IpAddr],
+        ttl: Duration,
+        provider: &rustls::crypto::CryptoProvider,
+        generation: u64,
+    ) -> Result<Svid> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
+        params.subject_alt_names.extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -43,6 +56,7 @@ impl Svid {
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         Ok(Svid {
             id: id.clone(),
+            addresses: addresses.to_vec(),
             certified: Arc::new(CertifiedKey::new(chain, signing_key)),
             serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
             not_before,

@@ -7,6 +7,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub struct TrustBundle {
@@ -26,6 +27,26 @@ pub enum SpiffeCertError {
     WrongTrustDomain { id: SpiffeId, expected: String },
     #[error("SPIFFE ID {0} is not an idgate host identity")]
     NotIdgate(SpiffeId),
+    #[error("peer {id} is not the host of {dialled}: its certificate names {named}")]
+    NotDestinationHost { id: SpiffeId, dialled: IpAddr, named: String },
+    #[error("peer idgates are dialled by address, not by name ({0})")]
+    NotAnAddress(String),
+}
+
+/// The IP SANs of a certificate.
+pub fn addresses_of_cert(der: &[u8]) -> Result<Vec<IpAddr>, SpiffeCertError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
+    let san = cert.subject_alternative_name().map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
+    let mut out = Vec::new();
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        match name {
+            GeneralName::IPAddress(b) if b.len() == 4 => out.push(IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes"))),
+            GeneralName::IPAddress(b) if b.len() == 16 => out.push(IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes"))),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Hex serial number of a certificate (for logs: which SVID a peer presented).
@@ -59,11 +80,22 @@ impl TrustBundle {
     }
 }
 
+/// A TLS error in words: rustls shows our verifiers' reasons in their Debug form.
+pub fn describe_tls_error(e: &Error) -> String {
+    match e {
+        Error::InvalidCertificate(CertificateError::Other(OtherError(why))) => format!("invalid peer certificate: {why}"),
+        other => other.to_string(),
+    }
+}
+
 fn reject(e: SpiffeCertError) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
 
-/// Client-side check of the peer idgate: chain to the bundle, then `spiffe://<td>/idgate/...`.
+/// Client-side check of the peer idgate: chain to the bundle, `spiffe://<td>/idgate/...`, and
+/// an IP SAN equal to the address the flow was going to (the server name the pool dials
+/// with). Without the last check any host of the trust domain could terminate every other
+/// host's flows once a route or DNS pointed them at it.
 #[derive(Debug)]
 pub struct IdgateServerVerifier {
     roots: Arc<RootCertStore>,
@@ -82,7 +114,7 @@ impl ServerCertVerifier for IdgateServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
@@ -100,6 +132,15 @@ impl ServerCertVerifier for IdgateServerVerifier {
         }
         if !id.path().starts_with("/idgate/") {
             return Err(reject(SpiffeCertError::NotIdgate(id)));
+        }
+        let dialled = match server_name {
+            ServerName::IpAddress(ip) => IpAddr::from(*ip),
+            other => return Err(reject(SpiffeCertError::NotAnAddress(other.to_str().into_owned()))),
+        };
+        let named = addresses_of_cert(end_entity).map_err(reject)?;
+        if !named.contains(&dialled) {
+            let named = if named.is_empty() { "no address".into() } else { named.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ") };
+            return Err(reject(SpiffeCertError::NotDestinationHost { id, dialled, named }));
         }
         Ok(ServerCertVerified::assertion())
     }

@@ -69,6 +69,7 @@ impl Refusal {
     fn verdict(&self) -> &'static str {
         match self {
             Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
+            Refusal::Dial(e) if e.is_unverified() => "peer_unverified",
             Refusal::PeerStatus { .. } | Refusal::Answer { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => {
                 "peer_unreachable"
             }
@@ -228,7 +229,7 @@ impl Outbound {
         // A pooled connection may have died since it was last used: retry once on a fresh one.
         let mut attempt = 0;
         loop {
-            let lease = self.pool.lease(key, issued).await?;
+            let lease = self.pool.lease(key, issued, dst.ip()).await?;
             match self.connect_request(&lease, key.peer, dst, workload, flow).await {
                 Ok((send, response)) => return Ok((lease, send, response)),
                 Err(Refusal::Stream { peer, source }) if attempt == 0 && !lease.fresh => {

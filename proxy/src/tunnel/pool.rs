@@ -4,13 +4,13 @@
 //! A connection made with an SVID that has since rotated takes no new streams and closes when
 //! its last stream ends.
 use super::h2_settings::*;
-use crate::credential::{spiffe_id_of_cert, Issued};
+use crate::credential::{addresses_of_cert, spiffe_id_of_cert, Issued};
 use crate::spiffe::SpiffeId;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,9 @@ pub struct PoolKey {
 
 struct Conn {
     sender: SendRequest<Bytes>,
+    /// The destination addresses the peer's certificate names: streams to others need a
+    /// connection of their own (verified for them).
+    covers: Vec<IpAddr>,
     svid_generation: u64,
     active: AtomicU32,
     closed: Arc<AtomicBool>,
@@ -49,10 +52,26 @@ impl Drop for Lease {
 pub enum DialError {
     #[error("connecting to peer idgate {peer}: {source}")]
     Connect { peer: SocketAddr, source: std::io::Error },
-    #[error("TLS with peer idgate {peer}: {source}")]
+    #[error("TLS with peer idgate {peer}: {}", tls_reason(source))]
     Tls { peer: SocketAddr, source: std::io::Error },
     #[error("HTTP/2 with peer idgate {peer}: {source}")]
     H2 { peer: SocketAddr, source: h2::Error },
+}
+
+fn tls_reason(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(tls) => crate::credential::describe_tls_error(tls),
+        None => e.to_string(),
+    }
+}
+
+impl DialError {
+    /// The peer answered but its certificate was refused: not the destination's host, not an
+    /// idgate, or not chaining to the trust bundle.
+    pub fn is_unverified(&self) -> bool {
+        let DialError::Tls { source, .. } = self else { return false };
+        matches!(source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()), Some(rustls::Error::InvalidCertificate(_)))
+    }
 }
 
 pub struct Pool {
@@ -74,17 +93,18 @@ impl Pool {
         self.conns.read().values().map(Vec::len).sum()
     }
 
-    /// A stream slot on a live connection for `key` made with `issued`'s current SVID.
-    pub async fn lease(&self, key: &PoolKey, issued: &Issued) -> Result<Lease, DialError> {
-        if let Some(lease) = self.try_lease(key, issued.svid.generation) {
+    /// A stream slot for a flow to `dst` on a live connection for `key` made with `issued`'s
+    /// current SVID, to a peer whose certificate names `dst`.
+    pub async fn lease(&self, key: &PoolKey, issued: &Issued, dst: IpAddr) -> Result<Lease, DialError> {
+        if let Some(lease) = self.try_lease(key, issued.svid.generation, dst) {
             return Ok(lease);
         }
         let gate = self.dialing.lock().entry(key.clone()).or_default().clone();
         let _dialing = gate.lock().await;
-        if let Some(lease) = self.try_lease(key, issued.svid.generation) {
+        if let Some(lease) = self.try_lease(key, issued.svid.generation, dst) {
             return Ok(lease); // a concurrent flow finished the handshake for us
         }
-        let conn = Arc::new(self.dial(key, issued).await?);
+        let conn = Arc::new(self.dial(key, issued, dst).await?);
         conn.active.store(1, Ordering::Release);
         let mut conns = self.conns.write();
         let list = conns.entry(key.clone()).or_default();
@@ -93,10 +113,10 @@ impl Pool {
         Ok(Lease { sender: conn.sender.clone(), conn, fresh: true })
     }
 
-    fn try_lease(&self, key: &PoolKey, generation: u64) -> Option<Lease> {
+    fn try_lease(&self, key: &PoolKey, generation: u64, dst: IpAddr) -> Option<Lease> {
         let conns = self.conns.read();
         for conn in conns.get(key)? {
-            if conn.svid_generation != generation || conn.closed.load(Ordering::Acquire) {
+            if conn.svid_generation != generation || conn.closed.load(Ordering::Acquire) || !conn.covers.contains(&dst) {
                 continue;
             }
             let prev = conn.active.fetch_add(1, Ordering::AcqRel);
@@ -108,17 +128,20 @@ impl Pool {
         None
     }
 
-    async fn dial(&self, key: &PoolKey, issued: &Issued) -> Result<Conn, DialError> {
+    /// Dials `key.peer` and accepts it only as the host of `dst` (see IdgateServerVerifier).
+    async fn dial(&self, key: &PoolKey, issued: &Issued, dst: IpAddr) -> Result<Conn, DialError> {
         let peer = key.peer;
         self.dials.fetch_add(1, Ordering::Relaxed);
         let tcp = crate::socket::connect_marked(peer, self.mark, CONNECT_TIMEOUT).await.map_err(|source| DialError::Connect { peer, source })?;
         let connector = TlsConnector::from(issued.client_config.clone());
-        let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
+        let name = rustls::pki_types::ServerName::IpAddress(dst.into());
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, crate::socket::buffered(tcp)))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
-        let peer_id = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| spiffe_id_of_cert(c).ok());
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        let peer_id = leaf.and_then(|c| spiffe_id_of_cert(c).ok());
+        let covers = leaf.and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -137,7 +160,14 @@ impl Pool {
             flag.store(true, Ordering::Release);
         });
         tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
-        Ok(Conn { sender, svid_generation: issued.svid.generation, active: AtomicU32::new(0), closed, idle_since: Mutex::new(Instant::now()) })
+        Ok(Conn {
+            sender,
+            covers,
+            svid_generation: issued.svid.generation,
+            active: AtomicU32::new(0),
+            closed,
+            idle_since: Mutex::new(Instant::now()),
+        })
     }
 
     /// Drops closed connections and ones idle for longer than `IDLE_TIMEOUT`.
