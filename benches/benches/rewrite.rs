@@ -2,6 +2,7 @@
 //! 10 headers) through `Rewriter::apply`, with one rule per case: a bearer token from the
 //! environment, from a 0600 file, a JWT-SVID (cached token), and a rule that does not match.
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use idgate::config::HostPattern;
 use idgate::http::jwt::JwtIssuer;
 use idgate::http::{Flow, Rewriter};
 use idgate::spiffe::SpiffeId;
@@ -15,8 +16,12 @@ use std::time::Duration;
 const ENV_VAR: &str = "IDGATE_BENCH_REWRITE_TOKEN";
 const SOURCE: &str = "spiffe://bench.idgate/app/alice";
 
+/// The destination the request goes to: known as api.example.com and other.example.com.
+const OUTBOUND: &str =
+    "[[outbound]]\ncidrs = [\"10.77.0.2/32\"]\nports = [8080]\nprotocol = \"http\"\nhosts = [\"api.example.com\", \"other.example.com\"]\n";
+
 fn rewriter(rule: &str) -> Rewriter {
-    let text = format!("trust_domain = \"bench.idgate\"\n{rule}");
+    let text = format!("trust_domain = \"bench.idgate\"\n{OUTBOUND}{rule}");
     let config = idgate::config::parse(Path::new("bench.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
     let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(300)).unwrap());
     Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
@@ -57,7 +62,8 @@ fn bench(c: &mut Criterion) {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let source = SpiffeId::parse(SOURCE).unwrap();
-    let flow = Flow { source: &source, dst: SocketAddr::from(([10, 77, 0, 2], 8080)) };
+    let names: Vec<HostPattern> = ["api.example.com", "other.example.com"].iter().map(|h| HostPattern::try_from(h.to_string()).unwrap()).collect();
+    let flow = Flow { source: &source, dst: SocketAddr::from(([10, 77, 0, 2], 8080)), names: &names };
     let template = request();
     let cases = [
         ("env_bearer", rule(&format!("Bearer ${{env:{ENV_VAR}}}"), "api.example.com"), 1),

@@ -136,6 +136,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let authorizer = Authorizer::new(config.inbound);
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0)?);
     let rewriter = Arc::new(crate::http::Rewriter::new(config.http_rules, config.http.identity_header.0.clone(), jwt.clone())?);
+    let names: Vec<Arc<[crate::config::HostPattern]>> = config.outbound.iter().map(|r| r.names().into()).collect();
     let origins = config
         .outbound
         .iter()
@@ -163,6 +164,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
             pool: pool.clone(),
             routes: routes.clone(),
             origins: origins.clone(),
+            names: names.clone(),
             rewriter: rewriter.clone(),
             default_action: config.default_action,
             mark,

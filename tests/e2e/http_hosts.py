@@ -100,6 +100,13 @@ set = {{ authorization = "Bearer ${{jwt_svid:{JWT_AUDIENCE}}}" }}
 source = "{ALICE}"
 ports = [80, 81]
 set = {{ authorization = "Bearer ${{file:{secrets_dir}/api-token}}" }}
+
+# Bound by name: only flows to the destination known as api.example.com (c:80, by its TLS
+# server name) carry it, whatever Host header a workload writes on other flows.
+[[http_rule]]
+source = "{ALICE}"
+host = "api.example.com"
+set = {{ "x-api-key" = "${{file:{secrets_dir}/api-token}}" }}
 """
 
 

@@ -204,6 +204,20 @@ def test_tls_origination_verifies_the_external_server(hx):
     assert "TLS handshake from 10.77.0.1" in hx.c8443.log.with_suffix(".err").read_text()
 
 
+def test_a_credential_follows_the_destination_not_the_host_header(hx):
+    # c:80 is api.example.com (its TLS server name, verified): the rule bound to that name applies.
+    doc = inspect(hx, ALICE, "/inspect/api-by-name", {"Host": "api.example.com"}, host=C, port=80)
+    assert doc["headers"].get("x-api-key") == [hx.tokens["api"]], doc["headers"]
+    # The same Host header on a flow to another destination the workload can reach (b:8080,
+    # whose server it might control) gets no credential: the request goes nowhere.
+    for headers in ({"Host": "api.example.com"}, {"Host": "API.example.com:443"}):
+        r = request(hx, ALICE, B, 8080, "/inspect/host-spoof", headers)
+        assert hx.tokens["api"] not in r["body"], f"b received the API's credential: {r['body']}"
+        assert r["status"] == 421, r
+    assert "/inspect/host-spoof" not in hx.b8080.paths(), "a misdirected request reached b"
+    assert hx.idgate_a.decisions(direction="outbound", verdict="misdirected")
+
+
 def test_keepalive_many_requests_on_one_connection(hx):
     r = run_json(hx, KEEPALIVE, B, 8080, 200, uid=UIDS[ALICE])
     assert r == {"statuses": [200], "count": 200, "auths": [[f"Bearer {hx.tokens['alice']}"]], "sockets": 1}, r

@@ -1,5 +1,6 @@
 // Shared by the fuzz targets: one rule set that exercises every value source but files
 // (which need a 0600 file on disk) and a request built from fuzz bytes.
+use idgate::config::HostPattern;
 use idgate::http::{JwtIssuer, Rewriter};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -7,6 +8,12 @@ use std::time::Duration;
 pub const TOKEN: &str = "fuzz-token-value";
 
 const CONFIG: &str = r#"trust_domain = "td"
+[[outbound]]
+cidrs = ["10.0.0.1/32"]
+ports = ["1-65535"]
+protocol = "http"
+hosts = ["*.example.com"]
+
 [[http_rule]]
 source = "spiffe://td/app/a"
 host = "*.example.com"
@@ -19,6 +26,17 @@ path_prefix = "/v2/"
 ports = ["1-32767"]
 set = { x-jwt = "${jwt_svid:fuzz}" }
 "#;
+
+/// The names of CONFIG's destination, 10.0.0.1.
+pub fn names() -> Vec<HostPattern> {
+    vec![HostPattern::Suffix(".example.com".into())]
+}
+
+/// Whether `host` (lower case, no port) is a name of that destination.
+#[allow(dead_code)] // one target uses it
+pub fn named(host: &str) -> bool {
+    host == "10.0.0.1" || (host.len() > ".example.com".len() && host.ends_with(".example.com"))
+}
 
 pub fn rewriter() -> &'static Rewriter {
     static R: OnceLock<Rewriter> = OnceLock::new();

@@ -33,7 +33,8 @@ impl Upstream for InMemory {
     }
 
     fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
-        let flow = Flow { source: &self.source, dst: "10.0.0.1:80".parse().unwrap() };
+        let names = common::names();
+        let flow = Flow { source: &self.source, dst: "10.0.0.1:80".parse().unwrap(), names: &names };
         common::rewriter().apply(&flow, parts).map(|_| ()).map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
     }
 }

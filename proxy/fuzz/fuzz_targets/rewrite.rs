@@ -1,10 +1,11 @@
-//! Arbitrary request heads through the rule engine: it must never panic, never leave a
-//! forged identity header, and never duplicate a header a rule sets.
+//! Arbitrary request heads through the rule engine: it must never panic, never let a request
+//! that names another host than its destination through, never leave a forged identity
+//! header, and never duplicate a header a rule sets.
 #![no_main]
 mod common;
 
-use idgate::http::rules::request_host;
-use idgate::http::Flow;
+use idgate::http::rules::{request_host, request_hosts};
+use idgate::http::{Flow, RewriteError};
 use idgate::spiffe::SpiffeId;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +24,16 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = request.into_parts().0;
     let source = SpiffeId::parse(if data.len() % 2 == 0 { "spiffe://td/app/a" } else { "spiffe://td/app/b" }).unwrap();
     let dst = std::net::SocketAddr::from(([10, 0, 0, 1], (data.len() as u16).max(1)));
-    common::rewriter().apply(&Flow { source: &source, dst }, &mut parts).expect("env, JWT and spiffe_id sources cannot fail");
+    let names = common::names();
+    let hosts = request_hosts(&parts);
+    match common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts) {
+        Err(RewriteError::Misdirected { .. }) => {
+            assert!(hosts.iter().any(|h| !common::named(h)), "refused a request naming only its own destination: {hosts:?}");
+            return;
+        }
+        Err(e) => panic!("env, JWT and spiffe_id sources cannot fail: {e}"),
+        Ok(_) => assert!(hosts.iter().all(|h| common::named(h)), "a request naming another host went through: {hosts:?}"),
+    }
 
     assert!(parts.headers.get("x-forwarded-client-cert").is_none(), "forged identity header survived");
     // Headers a rule for this destination sets appear at most once; others are the workload's.

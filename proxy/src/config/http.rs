@@ -82,8 +82,13 @@ impl Default for HttpConfig {
 pub struct HttpRule {
     /// Source workload: an exact SPIFFE ID or a prefix ending in `/*`; absent = any.
     pub source: Option<AllowPattern>,
-    /// Host header / :authority without port: exact, or `*.example.com`.
+    /// Host header / :authority without port: exact, or `*.example.com`. It must be a name of
+    /// an HTTP-aware destination (its `hosts`, or its `tls.server_name`): the rule then applies
+    /// only on flows to that destination, whatever Host header a workload writes elsewhere.
     pub host: Option<HostPattern>,
+    /// Original destination addresses.
+    #[serde(default)]
+    pub cidrs: Vec<super::Cidr>,
     /// Original destination ports.
     #[serde(default)]
     pub ports: Vec<PortRange>,
@@ -148,6 +153,22 @@ impl TryFrom<String> for HostPattern {
 }
 
 impl HostPattern {
+    /// As written in the config.
+    pub fn text(&self) -> String {
+        match self {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Suffix(s) => format!("*{s}"),
+        }
+    }
+
+    /// Whether some host both patterns match (a rule's `host` against a destination's names).
+    pub fn overlaps(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::Exact(a), b) | (b, HostPattern::Exact(a)) => b.matches(a),
+            (HostPattern::Suffix(a), HostPattern::Suffix(b)) => a.ends_with(b.as_str()) || b.ends_with(a.as_str()),
+        }
+    }
+
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),

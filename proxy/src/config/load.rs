@@ -98,6 +98,12 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
+        if !o.hosts.is_empty() && o.protocol != super::Protocol::Http {
+            return Err((
+                Place::Nth("[[outbound]]", i),
+                format!("outbound[{i}].hosts needs protocol = \"http\" (idgate checks each request's Host against them)"),
+            ));
+        }
         if o.tls.is_some() && o.protocol != super::Protocol::Http {
             return Err((
                 Place::Nth("[[outbound]]", i),
@@ -111,6 +117,17 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
     for (i, r) in c.http_rules.iter().enumerate() {
         if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
             return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
+        }
+        if let Some(host) = &r.host {
+            if !c.outbound.iter().any(|o| o.protocol == super::Protocol::Http && o.is_named_by(host)) {
+                return Err((
+                    Place::Nth("[[http_rule]]", i),
+                    format!(
+                        "http_rule[{i}].host `{}` names no protocol = \"http\" [[outbound]] destination: add it to that destination's hosts (or tls.server_name), so that the rule applies only on flows to it",
+                        host.text()
+                    ),
+                ));
+            }
         }
         if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
             return Err((

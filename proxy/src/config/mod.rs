@@ -224,6 +224,33 @@ pub struct OutboundRule {
     pub protocol: Protocol,
     /// Originate TLS to the original destination instead of tunnelling to a peer idgate.
     pub tls: Option<TlsOrigin>,
+    /// Names this destination is known by (`protocol = "http"`): a request on a flow to it
+    /// must carry one of them, the TLS server name or the destination's address as its Host,
+    /// or it is answered 421 and goes nowhere (credentials follow the destination, not a header
+    /// the workload writes).
+    #[serde(default)]
+    pub hosts: Vec<HostPattern>,
+}
+
+impl OutboundRule {
+    /// `hosts` and the TLS server name.
+    pub fn names(&self) -> Vec<HostPattern> {
+        let mut names = self.hosts.clone();
+        if let Some(tls) = &self.tls {
+            names.push(HostPattern::Exact(tls.server_name.0.to_str().to_ascii_lowercase()));
+        }
+        names
+    }
+
+    /// Whether `pattern` names this destination: one of its names, or an address in its cidrs.
+    pub fn is_named_by(&self, pattern: &HostPattern) -> bool {
+        if let HostPattern::Exact(h) = pattern {
+            if let Ok(ip) = h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+                return self.cidrs.iter().any(|c| c.contains(&ip));
+            }
+        }
+        self.names().iter().any(|n| n.overlaps(pattern))
+    }
 }
 
 fn default_peer_port() -> u16 {

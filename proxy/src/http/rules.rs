@@ -2,7 +2,7 @@
 //! then set/append/remove headers with values rendered from templates.
 use super::jwt::JwtIssuer;
 use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
-use crate::config::{HttpRule, Part, Template};
+use crate::config::{HostPattern, HttpRule, Part, Template};
 use crate::spiffe::SpiffeId;
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue, HOST};
@@ -12,11 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-#[error("http_rule[{rule}] header `{header}`: {why}")]
-pub struct RewriteError {
-    pub rule: usize,
-    pub header: HeaderName,
-    pub why: String,
+pub enum RewriteError {
+    /// The request names a host the flow is not going to: it must not leave (and would get
+    /// credentials meant for that host's rules if it did).
+    #[error("Host `{host}` is not a name of destination {dst} (list it in that [[outbound]]'s hosts)")]
+    Misdirected { host: String, dst: SocketAddr },
+    /// A credential could not be rendered: the request must not leave without it.
+    #[error("http_rule[{rule}] header `{header}`: {why}")]
+    Credential { rule: usize, header: HeaderName, why: String },
 }
 
 pub struct Rewriter {
@@ -32,6 +35,17 @@ pub struct Rewriter {
 pub struct Flow<'a> {
     pub source: &'a SpiffeId,
     pub dst: SocketAddr,
+    /// The names the destination is known by (its [[outbound]] `hosts` and TLS server name;
+    /// see `OutboundRule::names`). Its address is always one.
+    pub names: &'a [HostPattern],
+}
+
+impl Flow<'_> {
+    /// Whether `host` (lower case, no port) is the destination's address or one of its names.
+    fn is_named(&self, host: &str) -> bool {
+        let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        literal.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == self.dst.ip()) || self.names.iter().any(|n| n.matches(host))
+    }
 }
 
 impl Rewriter {
@@ -64,8 +78,16 @@ impl Rewriter {
     }
 
     /// Rewrites `parts` in place; returns how many rules applied. On error the request must
-    /// not be forwarded (it would leave without the credential it is meant to carry).
+    /// not be forwarded: it names another destination than the flow's, or it would leave
+    /// without the credential it is meant to carry.
     pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<usize, RewriteError> {
+        // Every host the request names (request target and Host header, which HTTP/1.1 lets
+        // disagree) must be this destination's: rules select on it below.
+        for host in request_hosts(parts) {
+            if !flow.is_named(&host) {
+                return Err(RewriteError::Misdirected { host, dst: flow.dst });
+            }
+        }
         let host = request_host(parts);
         let path = parts.uri.path();
         let for_destination: Vec<(usize, &HttpRule)> =
@@ -100,7 +122,7 @@ impl Rewriter {
     }
 
     fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
-        let fail = |why: String| RewriteError { rule, header: header.clone(), why };
+        let fail = |why: String| RewriteError::Credential { rule, header: header.clone(), why };
         let mut out = BytesMut::new();
         let mut sensitive = false;
         for part in &template.parts {
@@ -132,6 +154,25 @@ impl Rewriter {
     }
 }
 
+/// Every host a request names, without port, lower case: its target's authority (HTTP/2's
+/// :authority, HTTP/1's absolute form) and each Host header. An unparsable Host header is
+/// returned as it is, so that it can never pass for the destination's name.
+pub fn request_hosts(parts: &Parts) -> Vec<String> {
+    let mut out: Vec<String> = parts.uri.host().map(|h| h.to_ascii_lowercase()).into_iter().collect();
+    for value in parts.headers.get_all(HOST) {
+        let host = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<http::uri::Authority>().ok())
+            .map(|a| a.host().to_ascii_lowercase())
+            .unwrap_or_else(|| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
+        if !out.contains(&host) {
+            out.push(host);
+        }
+    }
+    out
+}
+
 /// Host of the request without port, lower case: :authority for HTTP/2, Host for HTTP/1.
 pub fn request_host(parts: &Parts) -> Option<String> {
     if let Some(host) = parts.uri.host() {
@@ -149,8 +190,9 @@ fn destination_matches(rule: &HttpRule, flow: &Flow<'_>, host: Option<&str>, pat
         (Some(_), None) => false,
     };
     let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(flow.dst.port()));
+    let addr_ok = rule.cidrs.is_empty() || rule.cidrs.iter().any(|c| c.contains(&flow.dst.ip()));
     let path_ok = rule.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.0.as_str()));
-    host_ok && port_ok && path_ok
+    host_ok && port_ok && addr_ok && path_ok
 }
 
 #[cfg(test)]

@@ -18,11 +18,27 @@ fn request(lines: &[(&str, &str)], uri: &str) -> Parts {
     b.body(()).unwrap().into_parts().0
 }
 
+/// The names of RULES' first destination (10.0.0.2).
+fn names() -> Vec<HostPattern> {
+    ["api.example.com", "other.example.com"].iter().map(|h| HostPattern::try_from(h.to_string()).unwrap()).collect()
+}
+
 fn values(parts: &Parts, name: &str) -> Vec<String> {
     parts.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect()
 }
 
 const RULES: &str = r#"
+[[outbound]]
+cidrs = ["10.0.0.2/32"]
+ports = [80, 8080, 9090]
+protocol = "http"
+hosts = ["api.example.com", "other.example.com"]
+
+[[outbound]]
+cidrs = ["10.0.0.3/32"]
+ports = [80]
+protocol = "http"
+
 [[http_rule]]
 source = "spiffe://td/app/alice"
 host = "api.example.com"
@@ -52,8 +68,9 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
         ("via", "1.1 lb"),
     ];
 
+    let names = names();
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst }, &mut parts).unwrap(), 1);
+    assert_eq!(r.apply(&Flow { source: &alice, dst, names: &names }, &mut parts).unwrap(), 1);
     assert_eq!(values(&parts, "authorization"), ["Bearer env-secret-value"]);
     assert!(parts.headers.get("authorization").unwrap().is_sensitive());
     assert_eq!(values(&parts, "x-caller"), ["spiffe://td/app/alice"]);
@@ -63,7 +80,7 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 
     // Bob gets no credential, and cannot smuggle one that would look injected.
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &bob, dst }, &mut parts).unwrap(), 0);
+    assert_eq!(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts).unwrap(), 0);
     assert!(values(&parts, "authorization").is_empty());
     assert_eq!(values(&parts, "cookie"), ["a=b"]);
 }
@@ -72,10 +89,11 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 fn host_path_and_port_select_rules() {
     let r = rewriter(RULES);
     let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
+    let names = names();
     let on = |uri: &str, port: u16| {
         let mut parts = request(&[("host", "other.example.com")], uri);
         let dst = SocketAddr::from(([10, 0, 0, 2], port));
-        let n = r.apply(&Flow { source: &bob, dst }, &mut parts).unwrap();
+        let n = r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts).unwrap();
         (n, values(&parts, "x-tier"))
     };
     assert_eq!(on("/v2/items", 8080), (1, vec!["v2".to_string()]));
@@ -84,7 +102,51 @@ fn host_path_and_port_select_rules() {
     // HTTP/2 requests carry the host in the URI.
     let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
     let mut parts = request(&[], "http://api.example.com/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap() }, &mut parts).unwrap(), 1);
+    assert_eq!(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap(), names: &names }, &mut parts).unwrap(), 1);
+}
+
+#[test]
+fn a_host_the_flow_is_not_going_to_gets_nothing_and_is_refused() {
+    let r = rewriter(RULES);
+    let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
+    // 10.0.0.3 is another HTTP-aware destination, with no names: the workload claims the API's.
+    let other: SocketAddr = "10.0.0.3:80".parse().unwrap();
+    for (headers, uri) in [
+        (vec![("host", "api.example.com")], "/v1/x"),
+        (vec![], "http://api.example.com/v1/x"),
+        // Request target and Host header may disagree in HTTP/1.1: both must be the destination's.
+        (vec![("host", "10.0.0.3")], "http://api.example.com/v1/x"),
+        (vec![("host", "api.example.com")], "http://10.0.0.3/v1/x"),
+        (vec![("host", "10.0.0.3"), ("host", "api.example.com")], "/v1/x"),
+        (vec![("host", "bad host")], "/v1/x"),
+    ] {
+        let mut parts = request(&headers, uri);
+        match r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts) {
+            Err(RewriteError::Misdirected { dst, .. }) => assert_eq!(dst, other),
+            x => panic!("{headers:?} {uri}: {x:?}"),
+        }
+        assert!(values(&parts, "authorization").is_empty(), "{headers:?} {uri}");
+    }
+    // Its own address is always a name of a destination; no rule applies there.
+    let mut parts = request(&[("host", "10.0.0.3:80")], "/v1/x");
+    assert_eq!(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts).unwrap(), 0);
+    let v6: SocketAddr = "[fd00::3]:80".parse().unwrap();
+    let mut parts = request(&[("host", "[fd00::3]:80")], "/v1/x");
+    assert_eq!(r.apply(&Flow { source: &alice, dst: v6, names: &[] }, &mut parts).unwrap(), 0);
+}
+
+#[test]
+fn a_rule_host_must_name_an_http_destination() {
+    let text = "trust_domain = \"td\"\n[[outbound]]\ncidrs = [\"10.0.0.2/32\"]\nports = [80]\nprotocol = \"http\"\n\n[[http_rule]]\nhost = \"api.example.com\"\nset = { x = \"y\" }\n";
+    let e = crate::config::parse(Path::new("t.toml"), text).err().unwrap().to_string();
+    assert!(e.starts_with("t.toml:7:") && e.contains("names no protocol = \"http\" [[outbound]] destination"), "{e}");
+    for ok in ["hosts = [\"*.example.com\"]", "tls = { server_name = \"api.example.com\" }"] {
+        let text = text.replace("protocol = \"http\"\n", &format!("protocol = \"http\"\n{ok}\n"));
+        crate::config::parse(Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // An address is a name of the destinations whose cidrs hold it.
+    crate::config::parse(Path::new("t.toml"), &text.replace("api.example.com", "10.0.0.2")).unwrap();
+    assert!(crate::config::parse(Path::new("t.toml"), &text.replace("api.example.com", "10.0.0.9")).is_err());
 }
 
 #[test]

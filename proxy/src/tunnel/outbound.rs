@@ -28,6 +28,8 @@ pub struct Outbound {
     pub routes: Arc<Vec<OutboundRule>>,
     /// Per route: the TLS origination set up from its `tls` block, if any.
     pub origins: Vec<Option<Arc<crate::http::Origin>>>,
+    /// Per route: the names its destination is known by (`OutboundRule::names`).
+    pub names: Vec<Arc<[crate::config::HostPattern]>>,
     pub rewriter: Arc<crate::http::Rewriter>,
     pub default_action: DefaultAction,
     pub mark: u32,
@@ -173,9 +175,9 @@ impl Outbound {
         d.source_id = Some(id.to_string());
         if self.routes[route].protocol == Protocol::Http {
             d.detail = Some("http".into());
-            let origin = self.origins[route].clone();
+            let route = super::outbound_http::HttpRoute { dst, names: self.names[route].clone(), peer, origin: self.origins[route].clone() };
             // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
-            Box::pin(self.forward_http(stream, dst, (peer, origin), workload, id, d.clone())).await;
+            Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
             return Ok(());
         }
         let issued = match self.credentials.workload(&id) {

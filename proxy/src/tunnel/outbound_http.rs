@@ -4,8 +4,9 @@
 use super::outbound::Outbound;
 use super::pool::PoolKey;
 use super::StreamIo;
+use crate::config::HostPattern;
 use crate::decisions::Decision;
-use crate::http::{BoxIo, Failure, Flow, Origin, Upstream};
+use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Upstream};
 use crate::identity::Workload;
 use crate::spiffe::SpiffeId;
 use http::{request, StatusCode, Version};
@@ -19,6 +20,7 @@ struct Common {
     outbound: Arc<Outbound>,
     source: SpiffeId,
     dst: SocketAddr,
+    names: Arc<[HostPattern]>,
     decision: Decision,
     /// The flow's decision is logged once, when the first upstream accepts it.
     logged: AtomicBool,
@@ -26,12 +28,13 @@ struct Common {
 
 impl Common {
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
-        let flow = Flow { source: &self.source, dst: self.dst };
+        let flow = Flow { source: &self.source, dst: self.dst, names: &self.names };
         match self.outbound.rewriter.apply(&flow, parts) {
             Ok(applied) => {
                 tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied, "http request rewritten");
                 Ok(())
             }
+            Err(e @ RewriteError::Misdirected { .. }) => Err(Failure::new(StatusCode::MISDIRECTED_REQUEST, e.to_string())),
             // Fail closed: the request would leave without the credential it must carry.
             Err(e) => {
                 tracing::warn!(flow = %self.decision.flow, source = %self.source, error = %e, "credential unavailable; request refused");
@@ -56,6 +59,7 @@ impl Common {
             d.verdict = match f.status {
                 StatusCode::FORBIDDEN => "denied_by_peer",
                 StatusCode::SERVICE_UNAVAILABLE => "credential_unavailable",
+                StatusCode::MISDIRECTED_REQUEST => "misdirected",
                 _ => "peer_unreachable",
             };
             d.detail = Some(f.why.clone());
@@ -124,23 +128,33 @@ impl Upstream for Tls {
     }
 }
 
+/// Where an HTTP-aware flow goes.
+pub(super) struct HttpRoute {
+    /// The flow's original destination.
+    pub dst: SocketAddr,
+    /// The names it is known by (`OutboundRule::names`).
+    pub names: Arc<[HostPattern]>,
+    /// The peer idgate that serves it, unless `origin` says idgate originates TLS itself.
+    pub peer: SocketAddr,
+    pub origin: Option<Arc<Origin>>,
+}
+
 impl Outbound {
-    /// Serves an intercepted HTTP connection until it closes. `peer` is the peer idgate, or
-    /// None when `origin` says idgate originates TLS itself.
+    /// Serves an intercepted HTTP connection until it closes.
     pub(super) async fn forward_http(
         self: &Arc<Self>,
         stream: TcpStream,
-        dst: SocketAddr,
-        route: (SocketAddr, Option<Arc<Origin>>),
+        route: HttpRoute,
         workload: Arc<Workload>,
         source: SpiffeId,
         decision: Decision,
     ) {
         let flow = decision.flow.clone();
-        let common = Arc::new(Common { outbound: self.clone(), source, dst, decision, logged: AtomicBool::new(false) });
-        let result = match route {
-            (_, Some(origin)) => crate::http::serve(stream, Tls { common, origin }).await,
-            (peer, None) => crate::http::serve(stream, Tunnel { common, peer, workload }).await,
+        let HttpRoute { dst, names, peer, origin } = route;
+        let common = Arc::new(Common { outbound: self.clone(), source, dst, names, decision, logged: AtomicBool::new(false) });
+        let result = match origin {
+            Some(origin) => crate::http::serve(stream, Tls { common, origin }).await,
+            None => crate::http::serve(stream, Tunnel { common, peer, workload }).await,
         };
         if let Err(e) = result {
             tracing::debug!(%flow, error = %e, "http flow ended with an error");
