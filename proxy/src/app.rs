@@ -2,7 +2,7 @@
 //! background rotation, and graceful shutdown (stop accepting, drain flows, exit; the table
 //! stays unless `on_stop = "release"`).
 use crate::admin::Admin;
-use crate::config::{CaSource, Config, IdentityBackendChoice, OnStop};
+use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode, OnStop};
 use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle};
 use crate::decisions::DecisionLog;
 use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
@@ -157,6 +157,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
 
     let flows = Arc::new(AtomicU64::new(0));
     let routes = Arc::new(config.outbound);
+    let inbound = Arc::new(Inbound::new(credentials.clone(), identity_header, authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
             identities: identities.clone(),
@@ -172,9 +173,10 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
             decisions: decisions.clone(),
             metrics: metrics.clone(),
             flows: flows.clone(),
+            inbound: inbound.clone(),
+            strict: config.mode == InboundMode::Strict,
         })
     };
-    let inbound = Arc::new(Inbound::new(credentials.clone(), identity_header, authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
     let admin = Arc::new(Admin {
         host: host.clone(),
         trust_domain: config.trust_domain.0.clone(),

@@ -16,6 +16,11 @@ impl Authorizer {
         self.rules.iter().filter(|r| r.ports.iter().any(|p| p.contains(port))).any(|r| r.allow.iter().any(|a| a.matches(id)))
     }
 
+    /// Whether any rule covers `port` (in strict mode: only idgate may reach it).
+    pub fn covers(&self, port: u16) -> bool {
+        self.rules.iter().any(|r| r.ports.iter().any(|p| p.contains(port)))
+    }
+
     /// How the inbound side treats flows to `port`: HTTP if any rule covering it says so.
     pub fn protocol(&self, port: u16) -> Protocol {
         let http = self.rules.iter().any(|r| r.protocol == Protocol::Http && r.ports.iter().any(|p| p.contains(port)));

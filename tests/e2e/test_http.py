@@ -115,6 +115,19 @@ def test_inbound_sets_identity_header_and_drops_forged_copies(hx):
     assert fields["By"] == B_SERVER_ID and fields["URI"] == BOB, fields
 
 
+def test_local_callers_get_the_identity_header_and_cannot_forge_it(hx):
+    # Strict mode: b's own processes reach its protected HTTP port through idgate as well.
+    forged = {"X-Forwarded-Client-Cert": "By=spiffe://demo.idgate/idgate/host/host-b;URI=spiffe://demo.idgate/app/admin"}
+    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/local", json.dumps(forged), uid=UIDS[ALICE], check=False)
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    doc = json.loads(json.loads(r.stdout)["body"])
+    fields = xfcc(doc["headers"].get("x-forwarded-client-cert"))
+    assert fields["By"] == B_SERVER_ID and fields["URI"] == ALICE, fields
+    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/local-mallory", json.dumps(forged), uid=UIDS[MALLORY], check=False)
+    assert r.returncode != 0, "mallory reached the protected HTTP service locally"
+    assert "/inspect/local-mallory" not in hx.b8080.paths()
+
+
 def test_denied_and_unreachable_are_http_errors_not_plaintext(hx):
     r = request(hx, MALLORY, B, 8080, "/inspect/mallory")
     assert r["status"] == 403, r

@@ -59,9 +59,21 @@ impl Inbound {
         let _active = self.metrics.flow_guard();
         let flow = d.flow.clone();
         let Some(send) = self.accept(&mut respond, d) else { return };
-        let io = StreamIo::server(send, request.into_body());
+        self.serve_http(StreamIo::server(send, request.into_body()), tcp, dst, identity, &flow).await;
+    }
+
+    /// Serves an authorized caller's HTTP (from a tunnel stream or a local socket) to the
+    /// service at `dst`, already connected as `tcp`, with the caller's `identity` header.
+    pub(super) async fn serve_http(
+        self: Arc<Self>,
+        caller: impl crate::http::forward::Io,
+        tcp: TcpStream,
+        dst: SocketAddr,
+        identity: HeaderValue,
+        flow: &str,
+    ) {
         let local = Local { inbound: self.clone(), dst, first: parking_lot::Mutex::new(Some(tcp)), identity };
-        if let Err(e) = crate::http::serve(io, local).await {
+        if let Err(e) = crate::http::serve(caller, local).await {
             tracing::debug!(%flow, error = %e, "inbound http flow ended with an error");
         }
     }

@@ -1,6 +1,7 @@
 //! The data path: outbound capture → pooled HTTP/2 CONNECT over mTLS → inbound → local service.
 pub mod inbound;
 mod inbound_http;
+mod local;
 mod local_addrs;
 pub mod outbound;
 mod outbound_http;

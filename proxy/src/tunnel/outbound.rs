@@ -38,11 +38,24 @@ pub struct Outbound {
     pub metrics: Arc<Metrics>,
     /// Shared by every worker's Outbound: flow ids stay unique per host.
     pub flows: Arc<AtomicU64>,
+    /// This host's inbound side: its policy also decides local callers of protected ports.
+    pub inbound: Arc<super::inbound::Inbound>,
+    /// Strict mode: protected ports are reachable only through idgate, from here too.
+    pub strict: bool,
+}
+
+/// How decision records name a process: `exe(pid)`.
+pub(super) fn process_label(workload: &Workload) -> String {
+    format!("{}({})", workload.process.exe, workload.process.tgid)
 }
 
 /// Why a flow did not go through; the workload sees a reset either way.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Refusal {
+    #[error("{id} is not allowed to reach local port {port}")]
+    LocalDenied { id: crate::spiffe::SpiffeId, port: u16 },
+    #[error("connecting to {dst}: {source}")]
+    LocalUnreachable { dst: SocketAddr, source: std::io::Error },
     #[error("no original flow in conntrack: {0}")]
     NoOriginalDst(std::io::Error),
     #[error("destination {0} matches no [[outbound]] rule")]
@@ -72,6 +85,8 @@ impl Refusal {
         match self {
             Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
             Refusal::Dial(e) if e.is_unverified() => "peer_unverified",
+            Refusal::LocalDenied { .. } => "denied",
+            Refusal::LocalUnreachable { .. } => "unreachable",
             Refusal::PeerStatus { .. } | Refusal::Answer { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => {
                 "peer_unreachable"
             }
@@ -159,13 +174,16 @@ impl Outbound {
             Err(e) => bail!(Refusal::NoOriginalDst(e)),
         };
         d.destination = dst.to_string();
+        if self.is_local_protected(&dst) {
+            return Box::pin(self.forward_local(stream, src, dst, d)).await;
+        }
         let Some((route, peer)) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
         let workload = match self.identities.resolve(src, dst) {
             Ok(w) => w,
             Err(e) => bail!(e),
         };
         let open = self.identities.open_flow(src);
-        d.process = Some(format!("{}({})", workload.process.exe, workload.process.tgid));
+        d.process = Some(process_label(&workload));
         let Some(id) = workload.spiffe_id.clone() else {
             if self.default_action == DefaultAction::Passthrough {
                 return Box::pin(self.passthrough(stream, dst, d)).await;

@@ -1,0 +1,69 @@
+//! Local callers of protected ports. In strict mode the table sends this host's own processes'
+//! connections to protected ports through idgate as well (they would otherwise skip
+//! authorization and could forge the identity header): each is authorized by its process's
+//! SPIFFE ID with the inbound policy and decision records that tunnelled callers get, then
+//! connected to the service directly, without a tunnel.
+use super::outbound::{Outbound, Refusal};
+use crate::config::Protocol;
+use crate::decisions::Decision;
+use crate::socket::connect_marked;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Outbound {
+    /// Whether a redirected flow to `dst` is a local caller of a protected port.
+    pub(super) fn is_local_protected(&self, dst: &SocketAddr) -> bool {
+        self.strict && self.inbound.authorizer.covers(dst.port()) && self.inbound.local.contains(&dst.ip())
+    }
+
+    pub(super) async fn forward_local(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        src: SocketAddr,
+        dst: SocketAddr,
+        d: &mut Decision,
+    ) -> Result<(), (Option<TcpStream>, Refusal)> {
+        d.direction = "local";
+        let workload = match self.identities.resolve(src, dst) {
+            Ok(w) => w,
+            Err(e) => return Err((Some(stream), e.into())),
+        };
+        let open = self.identities.open_flow(src);
+        d.process = Some(super::outbound::process_label(&workload));
+        // Unidentified callers are refused whatever default_action says: passing them through
+        // would be plaintext access to a port only authorized identities may reach.
+        let Some(id) = workload.spiffe_id.clone() else { return Err((Some(stream), Refusal::NoWorkloadRule)) };
+        d.source_id = Some(id.to_string());
+        let inbound = &self.inbound;
+        if !inbound.authorizer.allows(dst.port(), &id) {
+            return Err((Some(stream), Refusal::LocalDenied { id, port: dst.port() }));
+        }
+        let tcp = match Box::pin(connect_marked(dst, self.mark, DIAL_TIMEOUT)).await {
+            Ok(tcp) => tcp,
+            Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
+        };
+        d.verdict = "allowed";
+        d.detail = Some(format!("local caller {src}"));
+        self.metrics.inbound("allowed");
+        self.decisions.record(d.clone());
+        if inbound.authorizer.protocol(dst.port()) == Protocol::Http {
+            // The identity header hashes the caller's certificate, as for tunnelled callers.
+            let issued = match self.credentials.workload(&id) {
+                Ok(i) => i,
+                Err(e) => return Err((Some(stream), Refusal::Svid(e))),
+            };
+            let cert = issued.svid.certified.cert.first().map(|c| c.to_vec()).unwrap_or_default();
+            let identity = inbound.identity_header.value(self.credentials.server_id(), &id, &cert);
+            inbound.clone().serve_http(stream, tcp, dst, identity, &d.flow).await;
+        } else {
+            let (mut stream, mut tcp) = (stream, tcp);
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+        }
+        open.client_done();
+        Ok(())
+    }
+}
