@@ -66,21 +66,28 @@ fn bench(c: &mut Criterion) {
             name: http::HeaderName::from_static("x-forwarded-client-cert"),
             format: idgate::config::IdentityFormat::Xfcc,
         };
-        let inbound = Arc::new(Inbound::new(
-            creds.clone(),
+        let limits = idgate::config::TunnelConfig::default();
+        let metrics = Arc::new(Metrics::new());
+        let inbound = Arc::new(Inbound {
+            credentials: creds.clone(),
             identity_header,
-            Authorizer::new(config.inbound),
-            MARK,
-            "b".into(),
-            Arc::new(DecisionLog::new()),
-            Arc::new(Metrics::new()),
-        ));
+            authorizer: Authorizer::new(config.inbound),
+            mark: MARK,
+            host: "b".into(),
+            limits,
+            decisions: Arc::new(DecisionLog::new()),
+            metrics: metrics.clone(),
+            handshakes: idgate::tunnel::handshake_gate::HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
+            refusals: Arc::new(idgate::tunnel::refusals::HandshakeRefusals::new(metrics)),
+            local: Default::default(),
+            flows: Default::default(),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = listener.local_addr().unwrap();
         tokio::spawn(inbound.serve(listener));
         let id = SpiffeId::parse("spiffe://bench.idgate/w/client").unwrap();
         let issued = creds.workload(&id).unwrap();
-        (Arc::new(Pool::new(MARK)), PoolKey { peer, source: id }, issued, echo)
+        (Arc::new(Pool::new(MARK, idgate::config::TunnelConfig::default())), PoolKey { peer, source: id }, issued, echo)
     });
     let mut g = c.benchmark_group("tunnel");
     g.bench_function("connect_stream_warm", |b| {

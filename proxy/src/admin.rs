@@ -24,6 +24,8 @@ pub struct Admin {
     pub jwt: Arc<crate::http::JwtIssuer>,
     pub decisions: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
+    /// For its handshake counts and refusals.
+    pub inbound: Arc<crate::tunnel::inbound::Inbound>,
 }
 
 impl Admin {
@@ -69,6 +71,8 @@ impl Admin {
             "tunnel_connections": self.pools.iter().map(|p| p.connection_count()).sum::<usize>(),
             "tunnel_dials": self.pools.iter().map(|p| p.dials.load(Ordering::Relaxed)).sum::<u64>(),
             "active_flows": self.metrics.active_flows.get(),
+            "handshakes_in_progress": self.inbound.handshakes.in_progress(),
+            "refused_connections": self.inbound.refusals.recent(),
             "decisions": self.decisions.recent(),
         })
         .to_string()

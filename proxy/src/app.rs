@@ -11,9 +11,11 @@ use crate::metrics::Metrics;
 use crate::policy::Authorizer;
 use crate::spiffe::SpiffeId;
 use crate::supervise::Supervised;
+use crate::tunnel::handshake_gate::HandshakeGate;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use crate::tunnel::pool::Pool;
+use crate::tunnel::refusals::HandshakeRefusals;
 use crate::workers;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -130,7 +132,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
-    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark))).collect();
+    let limits = config.tunnel;
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let metrics = Arc::new(Metrics::new());
     let authorizer = Authorizer::new(config.inbound);
@@ -157,7 +160,21 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
 
     let flows = Arc::new(AtomicU64::new(0));
     let routes = Arc::new(config.outbound);
-    let inbound = Arc::new(Inbound::new(credentials.clone(), identity_header, authorizer, mark, host.clone(), decisions.clone(), metrics.clone()));
+    let refusals = Arc::new(HandshakeRefusals::new(metrics.clone()));
+    let inbound = Arc::new(Inbound {
+        credentials: credentials.clone(),
+        identity_header,
+        authorizer,
+        mark,
+        host: host.clone(),
+        limits,
+        decisions: decisions.clone(),
+        metrics: metrics.clone(),
+        handshakes: HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
+        refusals: refusals.clone(),
+        local: Default::default(),
+        flows: Default::default(),
+    });
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
             identities: identities.clone(),
@@ -187,6 +204,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         jwt,
         decisions: decisions.clone(),
         metrics: metrics.clone(),
+        inbound: inbound.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -199,6 +217,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     tasks.spawn("admin server", admin.serve(admin_listener));
     tasks.spawn("SVID rotation", rotate(credentials.clone()));
     tasks.spawn("pool sweep", sweep(pools));
+    tasks.spawn("refusal summary", summarize_refusals(refusals));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -273,6 +292,22 @@ async fn sweep(pools: Vec<Arc<Pool>>) {
     loop {
         tick.tick().await;
         pools.iter().for_each(|p| p.sweep());
+    }
+}
+
+/// One log line per interval for refused tunnel connections, however many there were. After
+/// a burst of them, the memory their tasks held goes back to the system: glibc keeps freed
+/// memory of its per-thread arenas otherwise, and a flood would leave the process large.
+async fn summarize_refusals(refusals: Arc<HandshakeRefusals>) {
+    const EVERY: Duration = Duration::from_secs(10);
+    const BURST: u64 = 256;
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        if refusals.log_summary(EVERY.as_secs()) >= BURST {
+            // SAFETY: malloc_trim only returns free memory to the system; any thread may call it.
+            unsafe { libc::malloc_trim(0) };
+        }
     }
 }
 

@@ -16,7 +16,13 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
+    pub handshakes_refused: Family<ReasonLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub outbound_flows: Family<VerdictLabels, Counter>,
     pub inbound_flows: Family<VerdictLabels, Counter>,
@@ -35,13 +41,19 @@ impl Metrics {
         let bytes_in = Counter::default();
         let active_flows = Gauge::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
+        let handshakes_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tunnel_handshakes_refused",
+            "Tunnel connections refused before or during their handshake, by reason",
+            handshakes_refused.clone(),
+        );
         registry.register("http_requests", "Requests on the HTTP-aware path by direction and answer status", http_requests.clone());
         registry.register("active_flows", "Flows being forwarded now, both directions", active_flows.clone());
         registry.register("outbound_flows", "Intercepted outbound flows by verdict", outbound_flows.clone());
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        Metrics { handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
@@ -56,6 +68,10 @@ impl Metrics {
 
     pub fn http_request(&self, direction: &'static str, status: http::StatusCode) {
         self.http_requests.get_or_create(&HttpLabels { direction, status: status.as_u16() }).inc();
+    }
+
+    pub fn handshake_refused(&self, reason: &'static str) {
+        self.handshakes_refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn inbound(&self, verdict: &'static str) {

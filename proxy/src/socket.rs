@@ -27,6 +27,12 @@ pub async fn connect_marked(addr: SocketAddr, mark: u32, timeout: Duration) -> i
     }
 }
 
+/// Tunnel sockets: data unacknowledged for this long ends the connection (TCP_USER_TIMEOUT),
+/// so a peer that vanished mid-transfer is noticed even while PINGs wait behind the data.
+pub fn set_peer_timeout(stream: &TcpStream, timeout: Duration) {
+    let _ = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout));
+}
+
 /// Makes the next close send a TCP RST instead of FIN: how a stream reset reaches the app.
 pub fn set_abortive_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));

@@ -33,8 +33,9 @@ def test_peer_with_certificate_from_another_ca_is_refused(net):
     net.c.start_idgate(host_config("host-c", net.tmp / "state-c"), net.tmp)
     r = net.c.python(CLIENT, net.b.ip, SERVER_PORT, 100, "x", uid=1001, check=False)
     assert r.returncode != 0, "a foreign CA's SVID was accepted"
-    refused = b.decisions(direction="inbound", verdict="tls_refused")
-    assert refused and net.c.ip in refused[0]["detail"]
+    refused = b.status()["refused_connections"]
+    assert refused and refused[0]["remote"].startswith(net.c.ip + ":") and refused[0]["reason"] == "tls", refused
+    assert "mTLS handshake failed" in refused[0]["detail"], refused
     assert net.server_connections() == []
 
 

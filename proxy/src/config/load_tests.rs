@@ -45,3 +45,12 @@ fn port_ranges_and_durations() {
     assert!(err("trust_domain = \"t\"\n[svid]\nttl = \"5 parsecs\"\n").contains(":3:"));
     assert!(err("trust_domain = \"t\"\n[[inbound]]\nports = [\"90-80\"]\nallow = []\n").contains("empty"));
 }
+
+#[test]
+fn tunnel_defaults_notice_a_dead_peer_within_15s() {
+    let c = parse(Path::new("t.toml"), "trust_domain = \"t\"\n").unwrap();
+    assert!(c.tunnel.peer_timeout.0 <= std::time::Duration::from_secs(15));
+    assert!(c.tunnel.ping_interval() < c.tunnel.peer_timeout.0);
+    assert!(c.tunnel.dial_timeout.0 <= std::time::Duration::from_secs(5));
+    assert!(c.tunnel.handshake_timeout.0 <= std::time::Duration::from_secs(10));
+}

@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub intercept: Intercept,
     #[serde(default)]
+    pub tunnel: TunnelConfig,
+    #[serde(default)]
     pub ca: CaConfig,
     #[serde(default)]
     pub svid: SvidConfig,
@@ -112,6 +114,49 @@ pub struct Listen {
 impl Default for Listen {
     fn default() -> Self {
         Listen { outbound_port: 15001, inbound: "0.0.0.0:15008".parse().unwrap(), admin: "127.0.0.1:15000".parse().unwrap(), workers: None }
+    }
+}
+
+/// Time limits of the data path: how fast a dead peer or a stalled dial is noticed.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelConfig {
+    /// Connecting to a peer or a local service, a TLS handshake, and a peer's answer to a
+    /// CONNECT: each gets this long.
+    pub dial_timeout: HumanDuration,
+    /// A peer that answers no keepalive PING (and acknowledges no sent data) for this long is
+    /// taken for dead: its connection and every flow on it are closed, new flows dial afresh.
+    pub peer_timeout: HumanDuration,
+    /// A tunnel connection takes no new flows after this (the next one verifies certificates
+    /// and policy afresh); open flows finish on it.
+    pub max_connection_age: HumanDuration,
+    /// Inbound: an unauthenticated connection gets this long to complete its TLS handshake.
+    pub handshake_timeout: HumanDuration,
+    /// Inbound: handshakes in progress at once (more connections are closed at once).
+    pub max_handshakes: usize,
+    /// Inbound: handshakes in progress at once from one source address.
+    pub max_handshakes_per_source: usize,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        let secs = |s| HumanDuration(std::time::Duration::from_secs(s));
+        TunnelConfig {
+            dial_timeout: secs(5),
+            peer_timeout: secs(15),
+            max_connection_age: secs(3600),
+            handshake_timeout: secs(5),
+            max_handshakes: 1024,
+            max_handshakes_per_source: 64,
+        }
+    }
+}
+
+impl TunnelConfig {
+    /// Keepalive PINGs go out this often; one unanswered for the rest of `peer_timeout` ends
+    /// the connection, so a dead peer is noticed within `peer_timeout`.
+    pub fn ping_interval(&self) -> std::time::Duration {
+        self.peer_timeout.0 / 3
     }
 }
 

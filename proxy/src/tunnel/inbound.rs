@@ -1,9 +1,11 @@
 //! Inbound: terminate mTLS from peer idgates (client certificate required), read the caller's
 //! SPIFFE ID, authorize each CONNECT stream for its local destination, then splice.
 //! Answers: 200 (forwarding), 400 (malformed), 403 (denied), 502 (destination unreachable).
-use super::h2_settings::*;
+use super::handshake_gate::HandshakeGate;
 use super::local_addrs::LocalAddrs;
+use super::refusals::HandshakeRefusals;
 use super::{splice, FLOW_HEADER, PROCESS_HEADER};
+use crate::config::TunnelConfig;
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
 use crate::metrics::Metrics;
@@ -16,19 +18,21 @@ use http::{Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpStream;
 
 pub struct Inbound {
     pub credentials: Arc<Credentials>,
     pub identity_header: crate::http::IdentityHeader,
     pub authorizer: Authorizer,
-    pub local: LocalAddrs,
     pub mark: u32,
     pub host: String,
+    pub limits: TunnelConfig,
     pub decisions: Arc<DecisionLog>,
     pub metrics: Arc<Metrics>,
+    /// Shared by every worker: the bound on handshakes in progress is per host.
+    pub handshakes: Arc<HandshakeGate>,
+    pub refusals: Arc<HandshakeRefusals>,
+    pub local: LocalAddrs,
     pub flows: AtomicU64,
 }
 
@@ -41,98 +45,9 @@ pub(super) struct Peer {
     pub cert: Arc<[u8]>,
 }
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Inbound {
-    pub fn new(
-        credentials: Arc<Credentials>,
-        identity_header: crate::http::IdentityHeader,
-        authorizer: Authorizer,
-        mark: u32,
-        host: String,
-        decisions: Arc<DecisionLog>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Inbound { credentials, identity_header, authorizer, local: LocalAddrs::new(), mark, host, decisions, metrics, flows: AtomicU64::new(0) }
-    }
-
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let acceptor = TlsAcceptor::from(self.credentials.server_config());
-        loop {
-            match listener.accept().await {
-                Ok((tcp, remote)) => {
-                    let this = self.clone();
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move { this.connection(acceptor, tcp, remote).await });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbound accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    async fn connection(self: Arc<Self>, acceptor: TlsAcceptor, tcp: TcpStream, remote: SocketAddr) {
-        let _ = tcp.set_nodelay(true);
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(crate::socket::buffered(tcp))).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return self.refuse_connection(remote, format!("mTLS handshake failed: {e}")),
-            Err(_) => return self.refuse_connection(remote, "mTLS handshake timed out".into()),
-        };
-        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-        let peer_id = match leaf.as_deref().map(|l| self.credentials.bundle.peer_id(l)) {
-            Some(Ok(id)) => id,
-            Some(Err(e)) => return self.refuse_connection(remote, e.to_string()),
-            None => return self.refuse_connection(remote, "no client certificate".into()),
-        };
-        let handshake = h2::server::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME)
-            .max_send_buffer_size(MAX_SEND_BUFFER)
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .handshake::<_, Bytes>(tls)
-            .await;
-        let mut conn = match handshake {
-            Ok(c) => c,
-            Err(e) => return self.refuse_connection(remote, format!("HTTP/2 handshake: {e}")),
-        };
-        let serial: Arc<str> = leaf.as_deref().and_then(crate::credential::serial_of_cert).unwrap_or_default().into();
-        let cert: Arc<[u8]> = leaf.unwrap_or_default().into();
-        tracing::debug!(%remote, %peer_id, %serial, "inbound tunnel connection");
-        while let Some(next) = conn.accept().await {
-            match next {
-                Ok((request, respond)) => {
-                    let this = self.clone();
-                    let peer = Peer { id: peer_id.clone(), serial: serial.clone(), remote, cert: cert.clone() };
-                    tokio::spawn(async move { this.stream(request, respond, peer).await });
-                }
-                Err(e) => {
-                    tracing::debug!(%remote, error = %e, "inbound tunnel connection ended");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn refuse_connection(&self, remote: SocketAddr, why: String) {
-        self.metrics.inbound("tls_refused");
-        self.decisions.record(Decision {
-            unix_ms: 0,
-            direction: "inbound",
-            flow: format!("{}-in-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed)),
-            source_id: None,
-            process: None,
-            destination: String::new(),
-            verdict: "tls_refused",
-            detail: Some(format!("peer {remote}: {why}")),
-        });
-    }
-
-    async fn stream(self: Arc<Self>, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: Peer) {
-        let Peer { id: peer_id, serial, remote, cert } = &peer;
+    pub(super) async fn stream(self: Arc<Self>, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: &Peer) {
+        let Peer { id: peer_id, serial, remote, cert } = peer;
         let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut d = Decision {
@@ -153,7 +68,7 @@ impl Inbound {
             Some(dst) if !self.authorizer.allows(dst.port(), &peer_id) => {
                 (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
             }
-            Some(dst) => match Box::pin(connect_marked(dst, self.mark, DIAL_TIMEOUT)).await {
+            Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
                 Ok(tcp) if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http => {
                     let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
                     // Boxed: the HTTP engine's state is large, and a plain TCP flow should not

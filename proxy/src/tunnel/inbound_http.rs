@@ -10,10 +10,7 @@ use h2::server::SendResponse;
 use http::{request, HeaderValue, Request, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
-
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Local {
     inbound: Arc<Inbound>,
@@ -28,7 +25,7 @@ impl Upstream for Local {
         if let Some(tcp) = self.first.lock().take() {
             return Ok(Box::new(tcp));
         }
-        let tcp = crate::socket::connect_marked(self.dst, self.inbound.mark, DIAL_TIMEOUT)
+        let tcp = crate::socket::connect_marked(self.dst, self.inbound.mark, self.inbound.limits.dial_timeout.0)
             .await
             .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, format!("connecting to {}: {e}", self.dst)))?;
         Ok(Box::new(tcp))

@@ -9,10 +9,7 @@ use crate::decisions::Decision;
 use crate::socket::connect_marked;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
-
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Outbound {
     /// Whether a redirected flow to `dst` is a local caller of a protected port.
@@ -42,7 +39,7 @@ impl Outbound {
         if !inbound.authorizer.allows(dst.port(), &id) {
             return Err((Some(stream), Refusal::LocalDenied { id, port: dst.port() }));
         }
-        let tcp = match Box::pin(connect_marked(dst, self.mark, DIAL_TIMEOUT)).await {
+        let tcp = match Box::pin(connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0)).await {
             Ok(tcp) => tcp,
             Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
         };

@@ -1,11 +1,16 @@
 //! The data path: outbound capture → pooled HTTP/2 CONNECT over mTLS → inbound → local service.
+pub mod handshake_gate;
 pub mod inbound;
+mod inbound_conn;
 mod inbound_http;
+mod keepalive;
+mod lazy_buffer;
 mod local;
 mod local_addrs;
 pub mod outbound;
 mod outbound_http;
 pub mod pool;
+pub mod refusals;
 mod splice;
 mod stream_io;
 

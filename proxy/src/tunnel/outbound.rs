@@ -220,7 +220,8 @@ impl Outbound {
             self.metrics.outbound("tunneled");
             self.decisions.record(d.clone());
         };
-        let result = splice_connect(stream, early, send, response, on_accept, || open.client_done()).await;
+        let answer_timeout = self.pool.limits().dial_timeout.0;
+        let result = splice_connect(stream, early, (send, response), answer_timeout, on_accept, || open.client_done()).await;
         drop(lease); // the stream slot is free only once the flow is over
         match result {
             Ok((up, down)) => {
@@ -285,7 +286,7 @@ impl Outbound {
     }
 
     async fn passthrough(&self, stream: TcpStream, dst: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
-        let mut upstream = match connect_marked(dst, self.mark, Duration::from_secs(5)).await {
+        let mut upstream = match connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0).await {
             Ok(s) => s,
             Err(source) => return Err((Some(stream), Refusal::Passthrough { dst, source })),
         };

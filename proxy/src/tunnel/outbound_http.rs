@@ -86,7 +86,8 @@ impl Upstream for Tunnel {
         let (lease, send, answer) =
             c.outbound.open_stream(&key, &issued, c.dst, &self.workload, &c.decision.flow).await.map_err(|e| unreachable(e.to_string()))?;
         let common = self.common.clone();
-        Ok(Box::new(StreamIo::client(send, answer, move || common.accepted("tunneled"), lease)))
+        let answer_timeout = c.outbound.pool.limits().dial_timeout.0;
+        Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted("tunneled"), lease)))
     }
 
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {

@@ -1,9 +1,11 @@
 //! Pooled mTLS + HTTP/2 connections to peer idgates, keyed by (peer, source SPIFFE ID).
 //! A warm flow takes a read lock and an atomic increment; only the first flow of a key (or a
 //! full connection) pays for a handshake, and concurrent first flows share that one handshake.
-//! A connection made with an SVID that has since rotated takes no new streams and closes when
-//! its last stream ends.
+//! A connection made with an SVID that has since rotated, or older than `max_connection_age`,
+//! takes no new streams and closes when its last stream ends. A peer that stops answering
+//! keepalive PINGs has its connection, and every flow on it, closed within `peer_timeout`.
 use super::h2_settings::*;
+use crate::config::TunnelConfig;
 use crate::credential::{addresses_of_cert, spiffe_id_of_cert, Issued};
 use crate::spiffe::SpiffeId;
 use bytes::Bytes;
@@ -31,6 +33,14 @@ struct Conn {
     active: AtomicU32,
     closed: Arc<AtomicBool>,
     idle_since: Mutex<Instant>,
+    born: Instant,
+}
+
+impl Conn {
+    /// Whether a new stream to `dst` with SVID `generation` may use this connection.
+    fn usable(&self, generation: u64, dst: IpAddr, max_age: Duration) -> bool {
+        self.svid_generation == generation && !self.closed.load(Ordering::Acquire) && self.covers.contains(&dst) && self.born.elapsed() < max_age
+    }
 }
 
 /// One stream's claim on a pooled connection; releases the slot when dropped.
@@ -78,19 +88,24 @@ pub struct Pool {
     conns: RwLock<HashMap<PoolKey, Vec<Arc<Conn>>>>,
     dialing: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
     mark: u32,
+    limits: TunnelConfig,
     pub dials: AtomicU64,
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Pool {
-    pub fn new(mark: u32) -> Self {
-        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, dials: AtomicU64::new(0) }
+    pub fn new(mark: u32, limits: TunnelConfig) -> Self {
+        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, dials: AtomicU64::new(0) }
     }
 
+    pub fn limits(&self) -> TunnelConfig {
+        self.limits
+    }
+
+    /// Live connections (a dead or closed one leaves the pool at the next sweep).
     pub fn connection_count(&self) -> usize {
-        self.conns.read().values().map(Vec::len).sum()
+        self.conns.read().values().flatten().filter(|c| !c.closed.load(Ordering::Acquire)).count()
     }
 
     /// A stream slot for a flow to `dst` on a live connection for `key` made with `issued`'s
@@ -108,7 +123,8 @@ impl Pool {
         conn.active.store(1, Ordering::Release);
         let mut conns = self.conns.write();
         let list = conns.entry(key.clone()).or_default();
-        list.retain(|c| !c.closed.load(Ordering::Acquire) && c.svid_generation == issued.svid.generation);
+        let max_age = self.limits.max_connection_age.0;
+        list.retain(|c| !c.closed.load(Ordering::Acquire) && c.svid_generation == issued.svid.generation && c.born.elapsed() < max_age);
         list.push(conn.clone());
         Ok(Lease { sender: conn.sender.clone(), conn, fresh: true })
     }
@@ -116,7 +132,7 @@ impl Pool {
     fn try_lease(&self, key: &PoolKey, generation: u64, dst: IpAddr) -> Option<Lease> {
         let conns = self.conns.read();
         for conn in conns.get(key)? {
-            if conn.svid_generation != generation || conn.closed.load(Ordering::Acquire) || !conn.covers.contains(&dst) {
+            if !conn.usable(generation, dst, self.limits.max_connection_age.0) {
                 continue;
             }
             let prev = conn.active.fetch_add(1, Ordering::AcqRel);
@@ -132,17 +148,19 @@ impl Pool {
     async fn dial(&self, key: &PoolKey, issued: &Issued, dst: IpAddr) -> Result<Conn, DialError> {
         let peer = key.peer;
         self.dials.fetch_add(1, Ordering::Relaxed);
-        let tcp = crate::socket::connect_marked(peer, self.mark, CONNECT_TIMEOUT).await.map_err(|source| DialError::Connect { peer, source })?;
+        let dial_timeout = self.limits.dial_timeout.0;
+        let tcp = crate::socket::connect_marked(peer, self.mark, dial_timeout).await.map_err(|source| DialError::Connect { peer, source })?;
+        crate::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
         let connector = TlsConnector::from(issued.client_config.clone());
         let name = rustls::pki_types::ServerName::IpAddress(dst.into());
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, crate::socket::buffered(tcp)))
+        let tls = tokio::time::timeout(dial_timeout, connector.connect(name, crate::socket::buffered(tcp)))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let peer_id = leaf.and_then(|c| spiffe_id_of_cert(c).ok());
         let covers = leaf.and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
-        let (sender, connection) = h2::client::Builder::new()
+        let (sender, mut connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
@@ -153,9 +171,17 @@ impl Pool {
             .map_err(|source| DialError::H2 { peer, source })?;
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
+        let ping_pong = connection.ping_pong().expect("a new connection hands out its PingPong");
+        let (interval, peer_timeout) = (self.limits.ping_interval(), self.limits.peer_timeout.0);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "tunnel connection ended");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "tunnel connection ended");
+                },
+                // Dropping the connection here resets every stream on it.
+                why = super::keepalive::watch(ping_pong, interval, peer_timeout) => {
+                    tracing::warn!(%peer, "peer idgate taken for dead, closing its tunnel connection and flows: {why}");
+                }
             }
             flag.store(true, Ordering::Release);
         });
@@ -167,16 +193,20 @@ impl Pool {
             active: AtomicU32::new(0),
             closed,
             idle_since: Mutex::new(Instant::now()),
+            born: Instant::now(),
         })
     }
 
-    /// Drops closed connections and ones idle for longer than `IDLE_TIMEOUT`.
+    /// Drops closed connections, and unused ones idle for longer than `IDLE_TIMEOUT` or older
+    /// than `max_connection_age` (in use, they close after their last stream).
     pub fn sweep(&self) {
+        let max_age = self.limits.max_connection_age.0;
         let mut conns = self.conns.write();
         for list in conns.values_mut() {
             list.retain(|c| {
-                let idle = c.active.load(Ordering::Acquire) == 0 && c.idle_since.lock().elapsed() > IDLE_TIMEOUT;
-                !c.closed.load(Ordering::Acquire) && !idle
+                let unused = c.active.load(Ordering::Acquire) == 0;
+                let expired = unused && (c.idle_since.lock().elapsed() > IDLE_TIMEOUT || c.born.elapsed() >= max_age);
+                !c.closed.load(Ordering::Acquire) && !expired
             });
         }
         conns.retain(|_, list| !list.is_empty());

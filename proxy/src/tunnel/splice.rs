@@ -28,17 +28,18 @@ pub enum ConnectSpliceError {
 /// `early` is what the workload had sent before the stream opened: queued now, it leaves in
 /// the same write as the headers. `on_accept` runs when the 200 arrives, `on_client_eof` when
 /// the workload has closed its side (usually well before the peer's end of stream arrives).
+/// An answer that takes longer than `answer_timeout` fails the flow.
 pub async fn splice_connect(
     mut tcp: TcpStream,
     early: Option<Bytes>,
-    mut send: SendStream<Bytes>,
-    response: h2::client::ResponseFuture,
+    (mut send, response): (SendStream<Bytes>, h2::client::ResponseFuture),
+    answer_timeout: std::time::Duration,
     on_accept: impl FnOnce(),
     on_client_eof: impl FnOnce(),
 ) -> Result<(u64, u64), ConnectSpliceError> {
     let (mut rd, mut wr) = tcp.split();
     let down = async {
-        let response = response.await.map_err(h2_err)?;
+        let response = tokio::time::timeout(answer_timeout, response).await.map_err(|_| no_answer(answer_timeout))?.map_err(h2_err)?;
         if response.status() != http::StatusCode::OK {
             return Err(ConnectSpliceError::Refused(response.status()));
         }
@@ -73,6 +74,11 @@ pub async fn splice(mut tcp: TcpStream, mut send: SendStream<Bytes>, mut recv: R
         send.send_reset(h2::Reason::CANCEL);
     }
     result
+}
+
+/// The peer did not answer a CONNECT in time (its host may be gone without a word).
+pub(super) fn no_answer(after: std::time::Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("no answer to CONNECT within {:.1}s", after.as_secs_f64()))
 }
 
 /// An h2 error as the io::Error a byte stream reports (I/O errors keep their kind).

@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct PeerRefused(pub http::StatusCode);
 
 enum Recv {
-    Answer(h2::client::ResponseFuture, Option<Box<dyn FnOnce() + Send>>),
+    /// Waiting for the peer's answer, at most until the deadline.
+    Answer(h2::client::ResponseFuture, Pin<Box<tokio::time::Sleep>>, std::time::Duration, Option<Box<dyn FnOnce() + Send>>),
     Body(RecvStream),
     Done,
 }
@@ -31,14 +32,15 @@ pub struct StreamIo {
 }
 
 impl StreamIo {
-    /// Client side: `on_accept` runs once when the peer answers 200.
+    /// Client side: `on_accept` runs once when the peer answers 200; no answer within
+    /// `answer_timeout` is an error.
     pub fn client(
-        send: SendStream<Bytes>,
-        answer: h2::client::ResponseFuture,
+        (send, answer): (SendStream<Bytes>, h2::client::ResponseFuture),
+        answer_timeout: std::time::Duration,
         on_accept: impl FnOnce() + Send + 'static,
         hold: impl std::any::Any + Send,
     ) -> Self {
-        let recv = Recv::Answer(answer, Some(Box::new(on_accept)));
+        let recv = Recv::Answer(answer, Box::pin(tokio::time::sleep(answer_timeout)), answer_timeout, Some(Box::new(on_accept)));
         StreamIo { send, recv, pending: Bytes::new(), shut: false, _hold: Some(Box::new(hold)) }
     }
 
@@ -59,8 +61,16 @@ impl AsyncRead for StreamIo {
                 return Poll::Ready(Ok(()));
             }
             match &mut this.recv {
-                Recv::Answer(answer, on_accept) => {
-                    let response = ready!(Pin::new(answer).poll(cx)).map_err(h2_err)?;
+                Recv::Answer(answer, deadline, timeout, on_accept) => {
+                    let response = match Pin::new(answer).poll(cx) {
+                        Poll::Ready(r) => r.map_err(h2_err)?,
+                        Poll::Pending => {
+                            ready!(deadline.as_mut().poll(cx));
+                            let err = super::splice::no_answer(*timeout);
+                            this.recv = Recv::Done;
+                            return Poll::Ready(Err(err));
+                        }
+                    };
                     if response.status() != http::StatusCode::OK {
                         this.recv = Recv::Done;
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::PermissionDenied, PeerRefused(response.status()))));

@@ -1,0 +1,82 @@
+"""Unauthenticated connections to the tunnel port are cheap to hold and bounded: no TLS state
+or read buffer before a handshake, a bound on handshakes in progress (per source too), a
+deadline, and refusals counted in a metric and summed up in the log, not one line and one
+decision record each. Prints the RSS figures it measures."""
+import re
+import subprocess
+import time
+
+from hosts import host_config
+from test_tunnel import client, start_pair
+
+# Opens N idle connections to host:port (nothing sent), reports, holds them until stdin closes.
+IDLE = r"""
+import resource, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, n + 100))
+conns = []
+for _ in range(n):
+    s = socket.socket(); s.settimeout(5); s.connect((host, port)); conns.append(s)
+print(len(conns), flush=True)
+sys.stdin.read()
+for s in conns: s.close()
+"""
+
+
+def rss_mb(pid):
+    text = open(f"/proc/{pid}/status").read()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
+
+
+def wait_for(pred, timeout=30, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def refused_total(host):
+    text = host.run("curl", "-sf", "http://127.0.0.1:15000/metrics").stdout.decode()
+    return sum(float(m) for m in re.findall(r'^idgate_tunnel_handshakes_refused_total\{reason="[a-z_]+"\} (\S+)$', text, re.M))
+
+
+def test_five_thousand_idle_connections_cost_little_and_leave_nothing(net):
+    held = '[tunnel]\nhandshake_timeout = "120s"\nmax_handshakes = 10000\nmax_handshakes_per_source = 10000\n'
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=held), net.tmp)
+    time.sleep(0.5)
+    before = rss_mb(b.proc.pid)
+    idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert idle.stdout.readline().strip() == "5000"
+    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 5000), b.status()["handshakes_in_progress"]
+    holding = rss_mb(b.proc.pid)
+    idle.stdin.close()
+    idle.wait(timeout=30)
+    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 0)
+    # Freed memory goes back after the next refusal summary (every 10 s).
+    wait_for(lambda: rss_mb(b.proc.pid) <= before + 8, timeout=15, step=0.5)
+    after = rss_mb(b.proc.pid)
+    print(f"\nidgate RSS: {before:.1f} MB before, {holding:.1f} MB holding 5,000 idle pre-handshake connections, {after:.1f} MB after they closed")
+    assert holding <= 40, f"{holding:.1f} MB with 5,000 idle connections"
+    assert after <= before + 8, f"memory stayed after the connections closed: {before:.1f} -> {after:.1f} MB"
+    assert refused_total(net.b) >= 5000
+    status = b.status()
+    assert status["decisions"] == [], "refused handshakes must not fill the decision ring"
+    assert len(status["refused_connections"]) == 16 and status["refused_connections"][-1]["remote"].startswith(net.c.ip)
+    lines = [l for l in b.log.read_text().splitlines() if "refused" in l and "tunnel connections" in l]
+    assert len(lines) <= 3, f"{len(lines)} log lines for 5,000 refusals"
+
+
+def test_a_flood_from_one_source_does_not_lock_out_other_peers(net):
+    a, b = start_pair(net)
+    idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 2000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert idle.stdout.readline().strip() == "2000"
+    # At most max_handshakes_per_source (64) of them wait; the rest were closed at once.
+    assert wait_for(lambda: refused_total(net.b) >= 2000 - 64)
+    assert b.status()["handshakes_in_progress"] <= 64
+    r = client(net, 1001, n=1000)
+    assert r["echo_sha"] == r["sent_sha"], "a legitimate peer was locked out by another source's flood"
+    assert any(x["reason"] == "source_limit" for x in b.status()["refused_connections"])
+    idle.stdin.close()
+    idle.wait(timeout=30)
