@@ -66,3 +66,29 @@ def test_a_silent_peer_is_detected_and_its_flows_closed(net):
     r = client(net, 1001, n=100)
     assert r["echo_sha"] == r["sent_sha"]
     assert a.status()["tunnel_dials"] == dials + 1, "the next flow must dial afresh"
+
+
+# Sends a byte every 100 ms for `seconds`, then half-closes and reads the answer.
+TICKER = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    s.sendall(b"t"); time.sleep(0.1)
+s.shutdown(socket.SHUT_WR)
+print(len(s.recv(200)))
+"""
+
+
+def test_old_connections_take_no_new_flows_and_open_flows_finish(net):
+    age = '[tunnel]\nmax_connection_age = "2s"\n'
+    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=age), net.tmp)
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=age), net.tmp)
+    ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, SERVER_PORT, 4, uid=1001, stdout=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # past the connection's maximum age (and B's GOAWAY)
+    r = client(net, 1001, n=100)
+    assert r["echo_sha"] == r["sent_sha"]
+    assert a.status()["tunnel_dials"] == 2, "a connection past its maximum age took a new flow"
+    out, _ = ticker.communicate(timeout=20)
+    assert ticker.returncode == 0 and int(out) > 64, "the open flow broke when its connection retired"
+    assert len(b.decisions(direction="inbound", verdict="allowed")) == 2

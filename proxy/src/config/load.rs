@@ -114,8 +114,8 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
     if c.tunnel.peer_timeout.0 < std::time::Duration::from_secs(1) {
         return Err((Place::Nth("peer_timeout", 0), "tunnel.peer_timeout must be at least 1s".into()));
     }
-    if c.tunnel.max_connection_age.0 < std::time::Duration::from_secs(10) {
-        return Err((Place::Nth("max_connection_age", 0), "tunnel.max_connection_age must be at least 10s".into()));
+    if c.tunnel.max_connection_age.0 < std::time::Duration::from_secs(1) {
+        return Err((Place::Nth("max_connection_age", 0), "tunnel.max_connection_age must be at least 1s".into()));
     }
     if c.tunnel.max_handshakes == 0 || c.tunnel.max_handshakes_per_source == 0 {
         return Err((Place::Nth("max_handshakes", 0), "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into()));
