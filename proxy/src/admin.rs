@@ -1,4 +1,8 @@
-//! Admin listener (loopback by default): /status (JSON), /metrics (Prometheus), /healthz.
+//! What idgate tells about itself, on two listeners. The TCP admin port (loopback by default)
+//! serves what anyone may read: /metrics (Prometheus), /healthz and /jwks.json (the public
+//! half of the JWT-SVID key); it may be bound wider so that verifiers on other hosts fetch the
+//! JWKS. The control socket (a Unix socket, mode 0600, root only) serves /status: identities,
+//! processes and flows, which a local user must not see.
 use crate::credential::Credentials;
 use crate::decisions::DecisionLog;
 use crate::metrics::Metrics;
@@ -10,12 +14,20 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
+
+/// Status, content type, body.
+type Answer = (StatusCode, &'static str, String);
+
+fn response((status, content_type, body): Answer) -> Response<Full<Bytes>> {
+    Response::builder().status(status).header("content-type", content_type).body(Full::new(Bytes::from(body))).expect("static response parts")
+}
 
 pub struct Admin {
     pub host: String,
     pub trust_domain: String,
     pub identity_backend: &'static str,
+    pub identity_backend_reason: String,
     pub mode: crate::config::InboundMode,
     pub credentials: Arc<Credentials>,
     /// One per worker thread.
@@ -28,34 +40,86 @@ pub struct Admin {
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
 }
 
+/// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
+/// file left by a previous run is replaced; one that an idgate still answers on is not.
+pub fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("control socket {} is in use (is another idgate running?)", path.display());
+    }
+    let _ = std::fs::remove_file(path);
+    // Created without group or other permission from the start, not chmod-ed after a window.
+    // SAFETY: umask only changes this process's file creation mask; restored right after.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
 impl Admin {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve_public(self: Arc<Self>, listener: TcpListener) {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let this = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.respond(req)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
-            });
+            match listener.accept().await {
+                Ok((tcp, _)) => self.clone().serve_one(tcp, Self::respond_public),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
         }
     }
 
-    fn respond(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        let (status, content_type, body) = match req.uri().path() {
+    pub async fn serve_control(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => self.clone().serve_one(stream, Self::respond_control),
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn serve_one<S>(self: Arc<Self>, stream: S, respond: fn(&Self, &str) -> Answer)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let answer = respond(&self, req.uri().path());
+                async move { Ok::<_, Infallible>(response(answer)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+
+    fn respond_public(&self, path: &str) -> Answer {
+        match path {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
             "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
-            "/status" => (StatusCode::OK, "application/json", self.status_json()),
             "/metrics" => {
                 let mut text = String::new();
                 let _ = prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry);
                 (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text)
             }
+            "/status" => (StatusCode::NOT_FOUND, "text/plain", "not here: `idgate status` reads it from the control socket\n".to_string()),
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
-        };
-        Response::builder().status(status).header("content-type", content_type).body(Full::new(Bytes::from(body))).expect("static response parts")
+        }
+    }
+
+    fn respond_control(&self, path: &str) -> Answer {
+        match path {
+            "/status" => (StatusCode::OK, "application/json", self.status_json()),
+            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+        }
     }
 
     fn status_json(&self) -> String {
@@ -63,6 +127,7 @@ impl Admin {
             "host": self.host,
             "trust_domain": self.trust_domain,
             "identity_backend": self.identity_backend,
+            "identity_backend_reason": self.identity_backend_reason,
             "mode": self.mode,
             "server_id": self.credentials.server_id().to_string(),
             "svids": self.credentials.summaries(),

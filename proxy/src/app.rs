@@ -68,16 +68,29 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
     Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0)
 }
 
-fn identity_backend(config: &Config) -> Result<Box<dyn FlowIdentity>> {
-    let choice = config.identity_backend;
-    let device = std::path::Path::new(crate::identity::KMOD_DEVICE);
-    match choice {
-        IdentityBackendChoice::Procfs => Ok(Box::new(ProcfsBackend::default())),
-        IdentityBackendChoice::Kmod | IdentityBackendChoice::Auto if device.exists() => {
-            Ok(Box::new(crate::identity::KmodBackend::open(device, &config.outbound, config.intercept.tag_mark)?))
+/// The identity backend, and why it is the one: an operator must be able to tell a host that
+/// fell back to procfs (module absent, or one whose API this idgate does not speak) from one
+/// that never had the module. Only an explicit `identity_backend = "kmod"` refuses to start.
+fn identity_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> {
+    let device = crate::identity::kmod_device();
+    let open = || crate::identity::KmodBackend::open(&device, &config.outbound, config.intercept.tag_mark);
+    match config.identity_backend {
+        IdentityBackendChoice::Procfs => Ok((Box::new(ProcfsBackend::default()), "identity_backend = \"procfs\" in the config".into())),
+        IdentityBackendChoice::Kmod => match open() {
+            Ok(kmod) => Ok((Box::new(kmod), "identity_backend = \"kmod\" in the config".into())),
+            Err(e) => Err(e.context(format!("identity_backend = \"kmod\" but the kernel module at {} is not usable", device.display()))),
+        },
+        IdentityBackendChoice::Auto if !device.exists() => {
+            Ok((Box::new(ProcfsBackend::default()), format!("{} does not exist (idgate.ko is not loaded)", device.display())))
         }
-        IdentityBackendChoice::Kmod => bail!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()),
-        IdentityBackendChoice::Auto => Ok(Box::new(ProcfsBackend::default())),
+        IdentityBackendChoice::Auto => match open() {
+            Ok(kmod) => Ok((Box::new(kmod), format!("{} is usable", device.display()))),
+            Err(e) => {
+                let why = format!("the kernel module at {} is not usable ({e:#}); falling back to procfs", device.display());
+                tracing::warn!("{why}");
+                Ok((Box::new(ProcfsBackend::default()), why))
+            }
+        },
     }
 }
 
@@ -124,18 +137,20 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let host = hostname(&config);
     let credentials = Arc::new(load_credentials(&config, &host)?);
     credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
-    let backend = identity_backend(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let (backend, backend_reason) = identity_backend(&config)?;
     let backend_name = backend.name();
+    metrics.identity_backend(backend_name, &backend_reason);
     let ruleset = guard::ruleset(&config, if backend_name == "kmod" { Redirect::TagMark } else { Redirect::Destinations });
     let on_stop = config.intercept.on_stop;
     let state_dir = config.state_dir.clone();
+    let control_path = config.control_socket();
     let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
     let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
     let decisions = Arc::new(DecisionLog::new());
-    let metrics = Arc::new(Metrics::new());
     let authorizer = Authorizer::new(config.inbound);
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0)?);
     let rewriter = Arc::new(crate::http::Rewriter::new(config.http_rules, config.http.identity_header.0.clone(), jwt.clone())?);
@@ -151,6 +166,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let port = config.listen.outbound_port;
     let worker_listeners = bind_workers(workers, port, config.listen.inbound, mark)?;
     let admin_listener = bind(config.listen.admin, "admin").await?;
+    let control_listener = crate::admin::bind_control(&control_path)?;
 
     probe_conntrack()?;
     crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
@@ -198,6 +214,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         host: host.clone(),
         trust_domain: config.trust_domain.0.clone(),
         identity_backend: backend_name,
+        identity_backend_reason: backend_reason.clone(),
         mode: config.mode,
         credentials: credentials.clone(),
         pools: pools.clone(),
@@ -214,7 +231,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone())?;
     }
     let mut tasks = Supervised::default();
-    tasks.spawn("admin server", admin.serve(admin_listener));
+    tasks.spawn("admin server", admin.clone().serve_public(admin_listener));
+    tasks.spawn("control socket", admin.serve_control(control_listener));
     tasks.spawn("SVID rotation", rotate(credentials.clone()));
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
@@ -227,7 +245,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         inbound = %config.listen.inbound,
         workers,
         admin = %config.listen.admin,
-        "idgate ready (identity backend: {backend_name})"
+        "idgate ready (identity backend: {backend_name}: {backend_reason})"
     );
 
     let fault = tokio::select! {

@@ -34,6 +34,18 @@ enum Command {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
+    /// Show what the running idgate reports: identity backend, SVIDs, pools, recent decisions
+    /// and refused connections (from its control socket; root only).
+    Status {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+        /// The control socket, if not the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The whole status document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a CA (ca.pem, ca-key.pem 0600) in DIR to share between hosts.
     CaInit {
         #[arg(long)]
@@ -79,6 +91,9 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check { config } => idgate::config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(anyhow::Error::from),
+        Command::Status { config, socket, json } => {
+            idgate::commands::status::status(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
+        }
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),

@@ -21,7 +21,15 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: &'static str,
+    pub reason: String,
+}
+
 pub struct Metrics {
+    /// 1 for the identity backend in use, labelled with why (a fleet alerts on fallbacks).
+    pub identity_backend: Family<BackendLabels, Gauge>,
     pub handshakes_refused: Family<ReasonLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub outbound_flows: Family<VerdictLabels, Counter>,
@@ -42,6 +50,8 @@ impl Metrics {
         let active_flows = Gauge::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let handshakes_refused = Family::<ReasonLabels, Counter>::default();
+        let identity_backend = Family::<BackendLabels, Gauge>::default();
+        registry.register("identity_backend", "The identity backend in use (1), and why it is the one", identity_backend.clone());
         registry.register(
             "tunnel_handshakes_refused",
             "Tunnel connections refused before or during their handshake, by reason",
@@ -53,7 +63,7 @@ impl Metrics {
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        Metrics { identity_backend, handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
@@ -68,6 +78,10 @@ impl Metrics {
 
     pub fn http_request(&self, direction: &'static str, status: http::StatusCode) {
         self.http_requests.get_or_create(&HttpLabels { direction, status: status.as_u16() }).inc();
+    }
+
+    pub fn identity_backend(&self, backend: &'static str, reason: &str) {
+        self.identity_backend.get_or_create(&BackendLabels { backend, reason: reason.to_string() }).set(1);
     }
 
     pub fn handshake_refused(&self, reason: &'static str) {

@@ -90,17 +90,17 @@ class Host:
     def python(self, code, *args, uid=None, timeout=60, check=True, input=None):
         return self.run(WORKLOAD_PYTHON, "-c", code, *args, uid=uid, timeout=timeout, check=check, input=input)
 
-    def start_idgate(self, config_text, workdir, name="idgate", wait=True):
+    def start_idgate(self, config_text, workdir, name="idgate", wait=True, env=None):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         cfg = workdir / f"{self.name}-{name}.toml"
         cfg.write_text(config_text)
         log = workdir / f"{self.name}-{name}.log"
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1", **(env or {}))
         logf = open(log, "w")
         p = subprocess.Popen(self.cmd(IDGATE, "run", "-c", cfg), stdout=logf, stderr=subprocess.STDOUT, env=env)
         self.procs.append(p)
-        self.idgate = Idgate(self, p, log)
+        self.idgate = Idgate(self, p, log, cfg)
         if wait:
             self.idgate.wait_ready()
         return self.idgate
@@ -118,8 +118,8 @@ class Host:
 
 
 class Idgate:
-    def __init__(self, host, proc, log):
-        self.host, self.proc, self.log = host, proc, log
+    def __init__(self, host, proc, log, config):
+        self.host, self.proc, self.log, self.config = host, proc, log, config
 
     def wait_ready(self, timeout=20):
         deadline = time.time() + timeout
@@ -133,7 +133,8 @@ class Idgate:
         raise TimeoutError(f"idgate on {self.host.name} not ready:\n{self.log.read_text()}")
 
     def status(self):
-        out = self.host.run("curl", "-sf", "http://127.0.0.1:15000/status").stdout
+        """The status document, read from the control socket with `idgate status --json`."""
+        out = self.host.run(IDGATE, "status", "--json", "-c", self.config).stdout
         return json.loads(out)
 
     def decisions(self, **match):

@@ -26,7 +26,7 @@ fn ruleset_for(config_path: &Path) -> Result<Ruleset> {
 }
 
 /// `state_dir` from a config that may not validate (or parse at all).
-fn state_dir_of(config_path: &Path) -> PathBuf {
+pub(super) fn state_dir_of(config_path: &Path) -> PathBuf {
     std::fs::read_to_string(config_path)
         .ok()
         .and_then(|text| text.parse::<toml::Table>().ok())

@@ -1,2 +1,3 @@
 //! The command-line subcommands other than `run` (see `main.rs`).
 pub mod guard;
+pub mod status;

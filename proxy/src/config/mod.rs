@@ -50,6 +50,12 @@ pub struct Config {
     pub http_rules: Vec<HttpRule>,
 }
 
+impl Config {
+    pub fn control_socket(&self) -> PathBuf {
+        self.listen.control.clone().unwrap_or_else(|| self.state_dir.join("control.sock"))
+    }
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/idgate")
 }
@@ -106,6 +112,9 @@ pub struct Listen {
     pub outbound_port: u16,
     pub inbound: SocketAddr,
     pub admin: SocketAddr,
+    /// The control socket (Unix, mode 0600) that `idgate status` talks to; default
+    /// `<state_dir>/control.sock`.
+    pub control: Option<PathBuf>,
     /// Data-path threads (each with its own listeners and tunnel pool). Default: a quarter of
     /// the cores, at least one: idgate shares the host with the workloads it serves.
     pub workers: Option<std::num::NonZeroUsize>,
@@ -113,7 +122,13 @@ pub struct Listen {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { outbound_port: 15001, inbound: "0.0.0.0:15008".parse().unwrap(), admin: "127.0.0.1:15000".parse().unwrap(), workers: None }
+        Listen {
+            outbound_port: 15001,
+            inbound: "0.0.0.0:15008".parse().unwrap(),
+            admin: "127.0.0.1:15000".parse().unwrap(),
+            control: None,
+            workers: None,
+        }
     }
 }
 

@@ -13,6 +13,12 @@ use std::sync::Arc;
 
 pub const KMOD_DEVICE: &str = "/dev/idgate";
 
+/// The module's device: `/dev/idgate`, or `IDGATE_KMOD_DEVICE` where devtmpfs is elsewhere
+/// (containers) and in tests.
+pub fn kmod_device() -> std::path::PathBuf {
+    std::env::var_os("IDGATE_KMOD_DEVICE").map(Into::into).unwrap_or_else(|| KMOD_DEVICE.into())
+}
+
 pub struct KmodBackend {
     device: File,
 }

@@ -9,7 +9,7 @@ mod procfs;
 mod selector;
 mod sock_diag;
 
-pub use kmod::{KmodBackend, KMOD_DEVICE};
+pub use kmod::{kmod_device, KmodBackend, KMOD_DEVICE};
 pub use procfs::{read_process, ProcfsBackend};
 pub use selector::Selector;
 

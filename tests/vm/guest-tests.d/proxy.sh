@@ -60,7 +60,7 @@ start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a 
 		sleep 0.1
 	done
 }
-srv_status() { in_srv wget -qO- http://127.0.0.1:15000/status; }
+srv_status() { idgate status --json -c $W/srv.toml; }  # the control socket, as root
 count() { srv_status | grep -o "\"source_id\":\"$1\"" | wc -l; }
 # Polls a condition for up to 10 s (a TCG guest is slow, and slower still on a busy CI host).
 until_ok() {

@@ -1,0 +1,122 @@
+//! `idgate status`: what the running idgate reports on its control socket, as a summary with
+//! tables, or the JSON document itself (`--json`) for scripts.
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The control socket a config names (its state_dir's when the file does not validate).
+pub fn control_socket(config_path: &Path) -> PathBuf {
+    match crate::config::load(config_path) {
+        Ok(config) => config.control_socket(),
+        Err(_) => super::guard::state_dir_of(config_path).join("control.sock"),
+    }
+}
+
+/// GET `path` on the control socket; the body of a 200 answer.
+pub fn get(socket: &Path, path: &str) -> Result<String> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to the control socket {} (is idgate running? are you root?)", socket.display()))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: idgate\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).context("reading the control socket's answer")?;
+    let text = String::from_utf8(answer).context("the control socket answered with something that is not text")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("the control socket answered without an HTTP head")?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.1 200") {
+        bail!("{}: {status}: {}", socket.display(), body.trim());
+    }
+    Ok(body.to_string())
+}
+
+pub fn status(socket: &Path, json: bool) -> Result<()> {
+    let body = get(socket, "/status")?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let st: Value = serde_json::from_str(&body).context("the status document is not JSON")?;
+    print!("{}", render(&st));
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("  {}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+pub fn render(st: &Value) -> String {
+    let mut out = format!(
+        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
+        s(&st["host"]),
+        s(&st["server_id"]),
+        s(&st["mode"]),
+        s(&st["identity_backend"]),
+        s(&st["identity_backend_reason"]),
+        s(&st["active_flows"]),
+        s(&st["tunnel_connections"]),
+        s(&st["tunnel_dials"]),
+        s(&st["handshakes_in_progress"]),
+    );
+    let now = now_unix();
+    let svids = st["svids"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!("\nSVIDs ({}):\n", svids.len()));
+    out.push_str(&table(
+        &["SPIFFE ID", "SERIAL", "EXPIRES IN", "ADDRESSES"],
+        svids
+            .iter()
+            .map(|v| {
+                let left = v["not_after_unix"].as_u64().unwrap_or(0).saturating_sub(now);
+                let addrs = v["addresses"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default();
+                vec![s(&v["spiffe_id"]), s(&v["serial"]), format!("{}m{:02}s", left / 60, left % 60), addrs]
+            })
+            .collect(),
+    ));
+    let decisions = st["decisions"].as_array().cloned().unwrap_or_default();
+    let shown: Vec<&Value> = decisions.iter().rev().take(10).collect();
+    out.push_str(&format!("\nrecent decisions ({} of {}, newest first):\n", shown.len(), decisions.len()));
+    out.push_str(&table(
+        &["FLOW", "DIRECTION", "VERDICT", "SOURCE", "PROCESS", "DESTINATION"],
+        shown
+            .iter()
+            .map(|d| vec![s(&d["flow"]), s(&d["direction"]), s(&d["verdict"]), s(&d["source_id"]), s(&d["process"]), s(&d["destination"])])
+            .collect(),
+    ));
+    let refused = st["refused_connections"].as_array().cloned().unwrap_or_default();
+    if !refused.is_empty() {
+        out.push_str(&format!("\nrefused tunnel connections (last {}):\n", refused.len()));
+        out.push_str(&table(
+            &["REMOTE", "REASON", "DETAIL"],
+            refused.iter().rev().map(|r| vec![s(&r["remote"]), s(&r["reason"]), s(&r["detail"])]).collect(),
+        ));
+    }
+    out
+}
