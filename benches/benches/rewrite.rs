@@ -23,7 +23,7 @@ const OUTBOUND: &str =
 fn rewriter(rule: &str) -> Rewriter {
     let text = format!("trust_domain = \"bench.idgate\"\n{OUTBOUND}{rule}");
     let config = idgate::config::parse(Path::new("bench.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(300)).unwrap());
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(300), "spiffe://bench.idgate/idgate/host/b".into()).unwrap());
     Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
 }
 

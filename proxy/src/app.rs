@@ -135,6 +135,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         tracing::info!("nftables table inet {} installed: intercepted flows are refused until idgate is ready", early.table);
     }
     let host = hostname(&config);
+    crate::credential::keep_keys_out_of_core_dumps()?;
     let credentials = Arc::new(load_credentials(&config, &host)?);
     credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
     let metrics = Arc::new(Metrics::new());
@@ -152,7 +153,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let authorizer = Authorizer::new(config.inbound);
-    let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0)?);
+    let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
+    let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
     let rewriter = Arc::new(crate::http::Rewriter::new(config.http_rules, config.http.identity_header.0.clone(), jwt.clone())?);
     let names: Vec<Arc<[crate::config::HostPattern]>> = config.outbound.iter().map(|r| r.names().into()).collect();
     let origins = config

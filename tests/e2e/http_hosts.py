@@ -44,6 +44,9 @@ source = "files"
 cert = "{ca_dir}/ca.pem"
 key = "{ca_dir}/ca-key.pem"
 
+[listen]
+admin = "0.0.0.0:15000"  # verifiers on other hosts fetch the JWKS
+
 [http]
 identity_header = "x-forwarded-client-cert"
 identity_format = "xfcc"

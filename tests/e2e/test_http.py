@@ -174,10 +174,13 @@ def jwt_of(hx, sid, path):
 
 
 def jwks(hx):
-    return json.loads(hx.a.run("curl", "-sf", "--max-time", "5", "http://127.0.0.1:15000/jwks.json").stdout)
+    # As a verifier on another host would: host a's admin port is open to the network, and
+    # serves only what anyone may read.
+    return json.loads(hx.b.run("curl", "-sf", "--max-time", "5", "http://10.77.0.1:15000/jwks.json").stdout)
 
 
 def check_claims(claims, sid):
+    assert claims.get("iss") == "spiffe://demo.idgate/idgate/host/host-a", claims  # whose JWKS verifies it
     aud = claims.get("aud")
     assert claims.get("sub") == sid, claims
     assert aud == JWT_AUDIENCE or aud == [JWT_AUDIENCE], claims

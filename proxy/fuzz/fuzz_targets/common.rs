@@ -43,7 +43,7 @@ pub fn rewriter() -> &'static Rewriter {
     R.get_or_init(|| {
         std::env::set_var("IDGATE_FUZZ_TOKEN", TOKEN);
         let config = idgate::config::parse(std::path::Path::new("fuzz.toml"), CONFIG).expect("fuzz config parses");
-        let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).expect("jwt key"));
+        let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/fuzz".into()).expect("jwt key"));
         Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).expect("rewriter")
     })
 }

@@ -64,6 +64,9 @@ pub struct HttpConfig {
     pub identity_format: IdentityFormat,
     /// Lifetime of JWT-SVIDs minted for `${jwt_svid:...}`; re-minted at half life.
     pub jwt_ttl: HumanDuration,
+    /// `iss` of JWT-SVIDs: how verifiers find the JWKS that verifies them (each host signs with
+    /// its own key). Default: this host's SPIFFE ID.
+    pub jwt_issuer: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +75,7 @@ impl Default for HttpConfig {
             identity_header: HeaderKey(http::HeaderName::from_static("x-forwarded-client-cert")),
             identity_format: IdentityFormat::Xfcc,
             jwt_ttl: HumanDuration(Duration::from_secs(300)),
+            jwt_issuer: None,
         }
     }
 }

@@ -2,16 +2,25 @@
 //! key file 0600) or loaded from existing files.
 use anyhow::{bail, Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::CertificateDer;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use zeroize::Zeroizing;
 
 pub struct CertificateAuthority {
     pub(super) cert: rcgen::Certificate,
     pub(super) key: KeyPair,
-    /// The CA certificate as distributed (DER), the root of the trust bundle.
-    pub cert_der: rustls::pki_types::CertificateDer<'static>,
+    /// The CA certificate as distributed (DER).
+    pub cert_der: CertificateDer<'static>,
+    /// Sent after every leaf so that peers can verify it through a shared root: the CA itself
+    /// when it is an intermediate, then any further intermediates its file holds (roots,
+    /// self-signed, are left out: peers have them or must not trust them).
+    pub(super) chain: Vec<CertificateDer<'static>>,
+    /// No SVID outlives its issuer.
+    pub(super) not_after: SystemTime,
 }
 
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -37,9 +46,13 @@ pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(3650);
     let cert = params.self_signed(&key)?;
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_private(&key_path, Zeroizing::new(key.serialize_pem()).as_bytes())?;
     fs::write(&cert_path, cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
     Ok(cert_path)
+}
+
+fn is_self_signed(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| c.subject() == c.issuer())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
@@ -54,11 +67,17 @@ impl CertificateAuthority {
         if mode & 0o077 != 0 {
             bail!("CA key {} is readable by group or others (mode {:o}); chmod 600 it", key_path.display(), mode & 0o777);
         }
-        let key_pem = fs::read_to_string(key_path).with_context(|| format!("reading {}", key_path.display()))?;
+        let key_pem = Zeroizing::new(fs::read_to_string(key_path).with_context(|| format!("reading {}", key_path.display()))?);
         let cert_pem = fs::read_to_string(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
-        let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{}: not a PEM private key", key_path.display()))?;
-        let cert_der =
-            rustls_pemfile::certs(&mut cert_pem.as_bytes()).next().with_context(|| format!("{}: no PEM certificate", cert_path.display()))??;
+        let key = super::key_pem::key_pair_from_pem(&key_pem).with_context(|| key_path.display().to_string())?;
+        let certs: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>().with_context(|| format!("{}: bad PEM", cert_path.display()))?;
+        let cert_der = certs.first().cloned().with_context(|| format!("{}: no PEM certificate", cert_path.display()))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
+        if parsed.public_key().raw != key.public_key_der().as_slice() {
+            bail!("{} does not belong to the certificate in {} (their public keys differ)", key_path.display(), cert_path.display());
+        }
+        let not_after = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(parsed.validity().not_after.timestamp().max(0) as u64);
         let params =
             CertificateParams::from_ca_cert_pem(&cert_pem).with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
         // Re-signing the parsed params gives rcgen an issuer with the same name and key; the
@@ -67,6 +86,7 @@ impl CertificateAuthority {
         if cert.params().is_ca == IsCa::NoCa {
             bail!("{} is not a CA certificate", cert_path.display());
         }
-        Ok(CertificateAuthority { cert, key, cert_der })
+        let chain = certs.into_iter().filter(|c| !is_self_signed(c)).collect();
+        Ok(CertificateAuthority { cert, key, cert_der, chain, not_after })
     }
 }

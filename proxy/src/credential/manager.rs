@@ -85,7 +85,7 @@ impl Credentials {
         let provider = super::crypto_provider();
         let bundle = Arc::new(bundle);
         let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
-        let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, &provider, 0)?;
+        let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
         let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
         let mut server_config = ServerConfig::builder_with_provider(provider.clone())
@@ -154,7 +154,7 @@ impl Credentials {
 
     fn issue(&self, id: &SpiffeId) -> Result<Issued> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let svid = Svid::mint(&self.ca, id, &[], self.ttl, &self.provider, generation)?;
+        let svid = Svid::mint(&self.ca, id, &[], self.ttl, generation)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
         let config = self.client_config(svid.certified.clone())?;
         tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
@@ -206,7 +206,7 @@ impl Credentials {
         };
         if server_due {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-            match Svid::mint(&self.ca, &self.server_id, &addresses, self.ttl, &self.provider, generation) {
+            match Svid::mint(&self.ca, &self.server_id, &addresses, self.ttl, generation) {
                 Ok(svid) => {
                     self.minted.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "rotated inbound X.509-SVID");

@@ -1,6 +1,7 @@
 //! Credentials: the CA, X.509-SVIDs minted just in time, their rotation, and the TLS
 //! configurations and verifiers built from them.
 mod ca;
+mod key_pem;
 mod manager;
 mod selftest;
 mod svid;
@@ -25,11 +26,32 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(provider)
 }
 
+/// Private keys live in this process's memory only: a core dump (or a debugger attached by the
+/// same user) must not carry them off. The service unit adds LimitCORE=0.
+pub fn keep_keys_out_of_core_dumps() -> anyhow::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and changes only this process's flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        anyhow::bail!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// ALPN for the tunnel protocol: HTTP/2 CONNECT over mTLS.
 pub const ALPN_H2: &[u8] = b"h2";
 
 #[cfg(test)]
+#[path = "ca_tests.rs"]
+mod ca_tests;
+
+#[cfg(test)]
 mod tests {
+    #[test]
+    fn the_process_is_not_dumpable_once_keys_are_protected() {
+        super::keep_keys_out_of_core_dumps().unwrap();
+        // SAFETY: PR_GET_DUMPABLE takes no argument and returns the flag.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
     #[test]
     fn tunnel_prefers_aes128_gcm_sha256() {
         let p = super::crypto_provider();

@@ -1,13 +1,15 @@
 //! One X.509-SVID: ECDSA P-256 key made in memory, URI SAN = SPIFFE ID, short lifetime.
 use super::ca::CertificateAuthority;
 use crate::spiffe::SpiffeId;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
+use rustls::crypto::ring::sign::any_ecdsa_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use zeroize::Zeroizing;
 
 pub struct Svid {
     pub id: SpiffeId,
@@ -27,14 +29,7 @@ const BACKDATE: Duration = Duration::from_secs(60);
 impl Svid {
     /// `addresses` go in as IP SANs: a host SVID names the addresses it may be dialled on, and
     /// clients accept it only for those destinations (workload SVIDs carry none).
-    pub fn mint(
-        ca: &CertificateAuthority,
-        id: &SpiffeId,
-        addresses: &[IpAddr],
-        ttl: Duration,
-        provider: &rustls::crypto::CryptoProvider,
-        generation: u64,
-    ) -> Result<Svid> {
+    pub fn mint(ca: &CertificateAuthority, id: &SpiffeId, addresses: &[IpAddr], ttl: Duration, generation: u64) -> Result<Svid> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
@@ -43,17 +38,23 @@ impl Svid {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        let serial = random_serial();
+        let serial = random_serial()?;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let now = SystemTime::now();
         let not_before = now - BACKDATE;
-        let not_after = now + ttl;
+        if ca.not_after <= now {
+            bail!("the CA certificate expired at {}: no SVID can be minted under it", humantime(ca.not_after));
+        }
+        let not_after = (now + ttl).min(ca.not_after);
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing_key = provider.key_provider.load_private_key(key_der).context("loading SVID key")?;
-        let chain = vec![CertificateDer::from(cert.der().to_vec())];
+        // Our copy of the key is wiped once loaded (the key objects of rcgen and ring, which we
+        // cannot wipe, live in memory only and the process is not dumpable).
+        let key_der = Zeroizing::new(key.serialize_der());
+        let signing_key = any_ecdsa_type(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.as_slice()))).context("loading SVID key")?;
+        let mut chain = vec![CertificateDer::from(cert.der().to_vec())];
+        chain.extend(ca.chain.iter().cloned());
         Ok(Svid {
             id: id.clone(),
             addresses: addresses.to_vec(),
@@ -72,11 +73,15 @@ impl Svid {
     }
 }
 
-fn random_serial() -> [u8; 16] {
+fn random_serial() -> Result<[u8; 16]> {
+    use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
-    // SAFETY: getrandom fills our buffer; it cannot fail for 16 bytes once the pool is ready.
-    unsafe { libc::getrandom(b.as_mut_ptr() as *mut _, b.len(), 0) };
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("the system's random number generator failed"))?;
     b[0] &= 0x7f; // positive serial
     b[0] |= 0x01;
-    b
+    Ok(b)
+}
+
+fn humantime(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
 }

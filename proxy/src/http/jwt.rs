@@ -1,6 +1,7 @@
 //! JWT-SVIDs (ES256) minted just in time for a workload's SPIFFE ID and one audience, cached
 //! until half their lifetime has passed. The signing key lives in memory only; verifiers get
-//! its public half as a JWKS document from the admin listener.
+//! its public half as a JWKS document from the admin listener, which they find by each token's
+//! `iss` (this host's SPIFFE ID, or `http.jwt_issuer`).
 use super::secrets::Secret;
 use crate::spiffe::SpiffeId;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -20,6 +21,8 @@ pub struct JwtIssuer {
     rng: SystemRandom,
     kid: String,
     jwk: serde_json::Value,
+    /// `iss` of every token: which host's JWKS verifies it.
+    issuer: String,
     ttl: Duration,
     cache: Mutex<HashMap<(SpiffeId, String), Cached>>,
     pub minted: std::sync::atomic::AtomicU64,
@@ -31,7 +34,7 @@ struct Cached {
 }
 
 impl JwtIssuer {
-    pub fn new(ttl: Duration) -> anyhow::Result<Self> {
+    pub fn new(ttl: Duration, issuer: String) -> anyhow::Result<Self> {
         let rng = SystemRandom::new();
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| anyhow::anyhow!("generating the JWT signing key"))?;
@@ -44,7 +47,7 @@ impl JwtIssuer {
         let thumbprint = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let kid = B64.encode(ring::digest::digest(&ring::digest::SHA256, thumbprint.as_bytes()));
         let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
-        Ok(JwtIssuer { key, rng, kid, jwk, ttl, cache: Mutex::new(HashMap::new()), minted: Default::default() })
+        Ok(JwtIssuer { key, rng, kid, jwk, issuer, ttl, cache: Mutex::new(HashMap::new()), minted: Default::default() })
     }
 
     /// The JWKS document (`{"keys": [...]}`) verifiers fetch.
@@ -73,7 +76,7 @@ impl JwtIssuer {
     fn mint(&self, subject: &SpiffeId, audience: &str, now: SystemTime) -> anyhow::Result<Secret> {
         let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let claims = serde_json::json!({"sub": subject.as_str(), "aud": [audience], "iat": iat, "exp": iat + self.ttl.as_secs()});
+        let claims = serde_json::json!({"iss": self.issuer, "sub": subject.as_str(), "aud": [audience], "iat": iat, "exp": iat + self.ttl.as_secs()});
         let mut jws = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let sig = self.key.sign(&self.rng, jws.as_bytes()).map_err(|_| anyhow::anyhow!("signing a JWT-SVID for {subject}"))?;
         jws.push('.');
@@ -90,7 +93,7 @@ mod tests {
 
     #[test]
     fn token_verifies_with_the_published_key_and_is_cached() {
-        let issuer = JwtIssuer::new(Duration::from_secs(60)).unwrap();
+        let issuer = JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/a".into()).unwrap();
         let id = SpiffeId::parse("spiffe://td/app/a").unwrap();
         let token = issuer.token(&id, "billing").unwrap();
         let text = std::str::from_utf8(token.expose()).unwrap().to_string();
@@ -103,6 +106,7 @@ mod tests {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).verify(signed.as_bytes(), &B64.decode(sig).unwrap()).unwrap();
         let claims: serde_json::Value = serde_json::from_slice(&B64.decode(signed.split('.').nth(1).unwrap()).unwrap()).unwrap();
         assert_eq!(claims["sub"], "spiffe://td/app/a");
+        assert_eq!(claims["iss"], "spiffe://td/idgate/host/a");
         assert_eq!(claims["aud"][0], "billing");
         assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 60);
         assert_eq!(issuer.token(&id, "billing").unwrap(), token);

@@ -6,7 +6,7 @@ fn rewriter(rules: &str) -> Rewriter {
     std::env::set_var("IDGATE_RULES_TEST_TOKEN", "env-secret-value");
     let text = format!("trust_domain = \"td\"\n{rules}");
     let config = crate::config::parse(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).unwrap());
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/t".into()).unwrap());
     Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
 }
 
@@ -153,7 +153,7 @@ fn a_rule_host_must_name_an_http_destination() {
 fn missing_secret_file_fails_at_start_without_leaking() {
     let text = "trust_domain = \"td\"\n[[http_rule]]\nset = { authorization = \"Bearer ${file:/nonexistent/idgate-token}\" }\n";
     let config = crate::config::parse(Path::new("t.toml"), text).unwrap();
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60)).unwrap());
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/t".into()).unwrap());
     let e = Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).err().unwrap().to_string();
     assert!(e.contains("http_rule[0] header `authorization`") && e.contains("/nonexistent/idgate-token"), "{e}");
 }
