@@ -17,6 +17,7 @@
 #include <net/net_namespace.h>
 #include <uapi/idgate.h>
 
+#include "compat.h"
 #include "config.h"
 #include "dev.h"
 #include "flowtable.h"
@@ -170,7 +171,7 @@ static const struct file_operations idgate_fops = {
 	.open = nonseekable_open,
 	.unlocked_ioctl = idgate_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
+	IDGATE_NO_LLSEEK
 };
 
 static struct miscdevice idgate_misc = {

@@ -14,6 +14,7 @@
 #include <linux/timekeeping.h>
 #include <linux/user_namespace.h>
 
+#include "compat.h"
 #include "identity.h"
 
 /* Path of current's executable, relative to current's root. */
@@ -24,13 +25,8 @@ static void capture_exe(struct idgate_identity *id)
 	char *p;
 
 	id->exe[0] = '\0';
-	if (mm) {
-		rcu_read_lock();
-		exe = rcu_dereference(mm->exe_file);
-		if (exe && !get_file_rcu(exe))
-			exe = NULL;
-		rcu_read_unlock();
-	}
+	if (mm)
+		exe = idgate_mm_exe_file(mm);
 	if (!exe) {
 		id->flags |= IDGATE_RESULT_EXE_TRUNC;
 		return;
