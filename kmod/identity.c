@@ -71,7 +71,10 @@ void idgate_identity_capture(struct idgate_identity *id)
 	id->gid = cred->egid;
 	id->start_time_ns = current->group_leader->start_boottime;
 	id->record_time_ns = ktime_get_boottime_ns();
-	get_task_comm(id->comm, current);
+	/* The process's name, as /proc/<tgid>/comm has it (a thread's own
+	 * name, e.g. a worker pool's, would not select the same workload
+	 * as the procfs backend does). */
+	get_task_comm(id->comm, current->group_leader);
 	capture_exe(id);
 	capture_cgroup(id);
 }
