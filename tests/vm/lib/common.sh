@@ -28,7 +28,7 @@ apt_install_safe() {
 		die "installing $* would remove $removals; install it by hand in a way that keeps them (see README, Kernel support)"
 	fi
 	log "installing $*"
-	apt-get install -y -qq --no-install-recommends "$@" >&2
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # The Debian mirrors the host already uses (URIs: of debian.sources, or deb
