@@ -93,7 +93,7 @@ build_one() {
 }
 
 main() {
-	local t0 src line id tc arch rel cc pkgs fp new=0 changed=0 same=0 failed=() built=0 ids=()
+	local t0 src line id tc arch rel cc pkgs fp new=0 changed=0 same=0 failed=() built=0 ids=() only=("$@")
 	t0=$(now)
 	PAPT_SUITES=$(sed -n 's/^suites=//p' "$HERE/window.conf")
 	src=$(src_hash)
@@ -106,7 +106,7 @@ main() {
 		FP[$id]=$fp
 		ids+=("$id")
 		if [ ! -e "$STATE/$id" ]; then new=$((new + 1)); elif [ "$(cat "$STATE/$id")" != "$fp" ] || [ ! -e "$OUT/idgate-$id.ko" ]; then changed=$((changed + 1)); else same=$((same + 1)); fi
-	done < <(targets "$@")
+	done < <(targets "${only[@]}")
 	log "${#ids[@]} targets: $new new, $changed changed (packages, module sources or toolchain), $same unchanged"
 	local todo=() 
 	for id in "${ids[@]}"; do
@@ -129,10 +129,10 @@ main() {
 	for ko in "$OUT"/idgate-*.ko; do
 		[ -e "$ko" ] || continue
 		id=${ko##*/idgate-}; id=${id%.ko}
-		[ -n "${FP[$id]:-}" ] || [ $# -gt 0 ] || { log "removed from the manifest: $id"; rm -f "$ko" "$STATE/$id"; }
+		[ -n "${FP[$id]:-}" ] || [ ${#only[@]} -gt 0 ] || { log "removed from the manifest: $id"; rm -f "$ko" "$STATE/$id"; }
 	done
 	(cd "$OUT" && for f in idgate-*.ko; do if [ -e "$f" ]; then sha256sum "$f"; fi; done > SHA256SUMS)
-	[ $# -gt 0 ] || cp "$MANIFEST" "$M/last-built.json"
+	[ ${#only[@]} -gt 0 ] || cp "$MANIFEST" "$M/last-built.json"
 	log "built $built, failed ${#failed[@]}, reused $(( ${#ids[@]} - ${#todo[@]} )) in $(since "$t0")s; outputs: $OUT"
 	if [ ${#failed[@]} -gt 0 ]; then
 		log "failed targets: ${failed[*]}"
