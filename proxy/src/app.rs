@@ -66,7 +66,7 @@ fn identity_backend(config: &Config) -> Result<Box<dyn FlowIdentity>> {
     match choice {
         IdentityBackendChoice::Procfs => Ok(Box::new(ProcfsBackend::default())),
         IdentityBackendChoice::Kmod | IdentityBackendChoice::Auto if device.exists() => {
-            Ok(Box::new(crate::identity::KmodBackend::open(device, &config.outbound, config.intercept.tag_mark)?))
+            Ok(Box::new(crate::identity::KmodBackend::open(device, &config.outbound, &config.intercept)?))
         }
         IdentityBackendChoice::Kmod => bail!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()),
         IdentityBackendChoice::Auto => Ok(Box::new(ProcfsBackend::default())),

@@ -5,7 +5,7 @@
 //!   chain outbound { type nat hook output priority -100;
 //!     meta mark == <bypass> return                       # idgate's own sockets
 //!     [procfs] meta l4proto tcp ip daddr <cidr> tcp dport <a>-<b> redirect to :15001
-//!     [kmod]   meta l4proto tcp meta mark == <tag> redirect to :15001
+//!     [kmod]   meta l4proto tcp meta mark & <tag> == <tag> redirect to :15001
 //!   }
 //!   chain inbound { type filter hook input priority 0;   # strict mode only
 //!     meta l4proto tcp tcp dport <protected> meta iif != lo drop
@@ -24,7 +24,7 @@ use std::net::IpAddr;
 pub enum RedirectMatch {
     /// Destinations by address and port (userspace identity backend).
     Destinations(Vec<(Cidr, PortRange)>),
-    /// Flows the kernel module tagged with this mark.
+    /// Flows the kernel module tagged: every bit of this tag set (other mark bits are not idgate's).
     TagMark(u32),
 }
 
@@ -106,6 +106,7 @@ fn add_outbound_rules(batch: &mut Batch, chain: &Chain, rs: &Ruleset) -> io::Res
             rule.add_expr(&nft_expr!(meta l4proto));
             rule.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
             rule.add_expr(&nft_expr!(meta mark));
+            rule.add_expr(&nft_expr!(bitwise mask *mark, xor 0u32));
             rule.add_expr(&nft_expr!(cmp == *mark));
             add_redirect(&mut rule, rs.redirect_port);
             batch.add(&rule, MsgType::Add);
