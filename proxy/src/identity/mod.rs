@@ -3,6 +3,7 @@
 //! and reused only while every selected attribute is unchanged (a reused pid, an execve or a
 //! setuid never inherits an identity).
 mod kmod;
+pub mod kmod_envelope;
 mod kmod_uapi;
 mod procdir;
 mod procfs;
