@@ -19,7 +19,7 @@
 #                                name (debug kernels: "failclosed agree")
 #   IDGATE_VM_FLOOD=PxN          flood test: P processes x N connections (8x12500)
 #   IDGATE_VM_APPEND=args        extra kernel command line (slub_debug=FZP on the slabs idgate allocates from)
-#   IDGATE_VM_TIMEOUT=seconds    limit for the VM run (900)
+#   IDGATE_VM_TIMEOUT=seconds    limit for the VM run (900; debug kernels 1800)
 #   IDGATE_VM_CACHE=dir          cache directory (/var/cache/idgate-vm)
 #   IDGATE_VM_SMP=n              guest CPUs (2)
 #   IDGATE_KERNEL_PKG=name       kernel image package (default: what
@@ -42,7 +42,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib/common.sh"
 . "$HERE/lib/detect.sh"
-TIMEOUT=${IDGATE_VM_TIMEOUT:-900}
+TIMEOUT=${IDGATE_VM_TIMEOUT:-}
 FLOOD=${IDGATE_VM_FLOOD:-8x12500}
 KERNEL=${IDGATE_VM_KERNEL:-stock}
 FAULT=${IDGATE_VM_FAULT:-}
@@ -53,6 +53,7 @@ case "$KERNEL" in
 debug | kcsan)
 	# Everything is built in; the flood is smaller, the kernel being many times slower.
 	CHURN=${IDGATE_VM_CHURN:-90}
+	TIMEOUT=${TIMEOUT:-1800}
 	FLOOD=${IDGATE_VM_FLOOD:-4x500}
 	BENCH=20
 	# The churn runs the proxy already; of the hooks, the ones about the module.
@@ -61,6 +62,7 @@ debug | kcsan)
 	;;
 *)
 	CHURN=${IDGATE_VM_CHURN:-0}
+	TIMEOUT=${TIMEOUT:-900}
 	BENCH=200
 	HOOKS=${IDGATE_VM_HOOKS:-1}
 	# Debian's kernel has no KASAN/lockdep: slab poisoning and red zones catch
@@ -343,6 +345,7 @@ build_initramfs() {
 	install -m 0755 "$HERE/guest/init" "$IR/init"
 	install -m 0755 "$HERE/guest/churn.sh" "$IR/etc/idgate/churn.sh"
 	install -m 0644 "$HERE/guest/proxy-lib.sh" "$IR/etc/idgate/proxy-lib.sh"
+	install -m 0644 "$ROOT/kmod/debug/kmemleak.supp" "$IR/etc/idgate/kmemleak.supp"
 	install -m 0755 "$BUILD/idgate-test" "$IR/bin/idgate-test"
 	# Separate files, so flows come from distinct executables.
 	install -m 0755 "$BUILD/idgate-test" "$IR/bin/idg-client-a"

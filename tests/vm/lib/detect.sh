@@ -4,7 +4,7 @@
 # kmod/debug/kcsan.supp) suppresses KCSAN reports naming one of its functions.
 detect_reports() {
 	local console=$1
-	tr -d '\r' < "$console" | grep -vE '^(PASS|FAIL|vm|dmesg): ' | awk -v supp="${DETECT_IGNORE:-/dev/null}" '
+	tr -d '\r' < "$console" | grep -vE '^(PASS|FAIL|vm|dmesg|kmemleak-suppressed): ' | awk -v supp="${DETECT_IGNORE:-/dev/null}" '
 		BEGIN {
 			while ((getline l < supp) > 0) if (l !~ /^#/ && split(l, f, " ") >= 2) sup[f[1]] = l
 			n = 0
