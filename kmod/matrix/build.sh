@@ -140,4 +140,4 @@ main() {
 	fi
 }
 
-main "$@"
+main "$@"; exit $?

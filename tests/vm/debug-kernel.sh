@@ -110,4 +110,4 @@ main() {
 	echo "$out"
 }
 
-main "$@"
+main "$@"; exit $?

@@ -32,7 +32,8 @@
 #   IDGATE_VM_CHURN=seconds      churn phase (guest/churn.sh); default 90 on the
 #                                debug kernels, 0 (none) otherwise
 #   IDGATE_VM_FAULT=name         build the module with a planted fault (kmod/fault.h:
-#                                uaf, lock, leak); the VM stops soon after the first report
+#                                uaf, lock, leak); uaf and lock stop the VM soon after the
+#                                first report
 #   IDGATE_VM_TAG=name           console log name (console-<tag>.log), for parallel runs
 # Guest hooks: tests/vm/guest-tests.d/*.sh run inside the guest after the
 # module tests (see guest-tests.d/README).
@@ -217,6 +218,11 @@ for t in json.load(open(sys.argv[1]))["targets"]:
 		log "downloading $3"
 		(cd "$KCACHE/debs" && papt_download "$3")
 		dpkg-deb -x "$KCACHE"/debs/*.deb "$KROOT"
+		# trixie's packages put modules under /usr/lib (merged /usr).
+		if [ ! -d "$KROOT/lib/modules" ] && [ -d "$KROOT/usr/lib/modules" ]; then
+			mkdir -p "$KROOT/lib"
+			ln -s ../usr/lib/modules "$KROOT/lib/modules"
+		fi
 		depmod -b "$KROOT" "$KREL"
 		rm -rf "$KCACHE/debs"
 		touch "$KCACHE/.unpacked"
@@ -440,12 +446,21 @@ run_vm() {
 	else
 		tail -n +1 -f --pid=$qpid "$CONSOLE" &
 	fi
-	# With a planted fault, stop 20 s after the first report (a held lock would
-	# otherwise hang the suite until the timeout).
+	# A report before the suite starts is the kernel's own (the module is not
+	# loaded yet, and lockdep turns itself off after one): boot again. With a
+	# planted use-after-free or lock, stop 20 s after the first report (a held
+	# lock hangs the suite; a use-after-free repeats on every lookup). A leak
+	# runs to the end, where kmemleak scans.
 	local seen=
+	BOOT_REPORT=
 	while kill -0 $qpid 2>/dev/null; do
 		sleep 2
-		if [ -n "$FAULT" ] && [ -z "$seen" ] && ! detect_reports "$CONSOLE" >/dev/null; then
+		if ! grep -q '^vm: booted' "$CONSOLE" && ! detect_boot_reports "$CONSOLE" >/dev/null; then
+			BOOT_REPORT=1
+			kill $qpid 2>/dev/null || true
+			break
+		fi
+		if [ "$FAULT" = uaf -o "$FAULT" = lock ] && [ -z "$seen" ] && ! detect_reports "$CONSOLE" >/dev/null; then
 			seen=$(now)
 			log "planted fault reported; stopping the VM in 20 s"
 		fi
@@ -499,11 +514,20 @@ main() {
 	build_initramfs
 	log "tests and initramfs built in $(since "$t0")s"
 	choose_accel
-	run_vm || rc=$?
+	local attempt=1
+	while :; do
+		rc=0
+		run_vm || rc=$?
+		[ -n "$BOOT_REPORT" ] && [ $attempt -lt 3 ] || break
+		log "kernel report while booting, before the suite (idgate not loaded yet): $(detect_boot_reports "$CONSOLE" | head -n1)"
+		cp "$CONSOLE" "$CONSOLE.boot-report-$attempt"
+		log "booting again (attempt $((attempt + 1)) of 3; that console is kept as $CONSOLE.boot-report-$attempt)"
+		attempt=$((attempt + 1))
+	done
 	[ "$rc" = 124 ] && log "qemu timed out after ${TIMEOUT}s"
 	check_console || rc=1
 	[ "$rc" = 0 ] && log "PASS" || log "FAIL"
 	return $rc
 }
 
-main "$@"
+main "$@"; exit $?
