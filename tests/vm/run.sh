@@ -78,9 +78,11 @@ case "$FAULT" in "" | uaf | lock | leak) ;; *) die "IDGATE_VM_FAULT must be uaf,
 # configuration that holds bookworm's suites only, so the host cannot move to
 # another release. Stops with a message rather than remove anything.
 install_qemu() {
-	local pkg=$1 removals
+	local pkg=$1 removals sim
 	apt_update
-	removals=$(apt-get install -s --no-install-recommends "$pkg" 2>/dev/null | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+	# A simulation that fails (qemu's common parts already from backports) counts as a removal.
+	sim=$(apt-get install -s --no-install-recommends "$pkg" 2>/dev/null) || sim="Remv (cannot install from bookworm)"
+	removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
 	if [ -z "$removals" ]; then
 		apt_install_safe "$pkg"
 		return
@@ -99,7 +101,9 @@ SRC
 	local o=(-o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists="$d/lists"
 		-o Acquire::PDiffs=false -o Acquire::Languages=none)
 	apt-get "${o[@]}" update -qq >&2
-	removals=$(apt-get "${o[@]}" install -s -t bookworm-backports --no-install-recommends "$pkg" 2>/dev/null | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+	sim=$(apt-get "${o[@]}" install -s -t bookworm-backports --no-install-recommends "$pkg" 2>/dev/null) ||
+		die "$pkg cannot be installed from bookworm-backports either: install qemu by hand"
+	removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
 	[ -z "$removals" ] || die "installing $pkg would remove $removals even from bookworm-backports: install qemu by hand"
 	apt-get "${o[@]}" install -y -qq -t bookworm-backports --no-install-recommends "$pkg" >/dev/null
 }
