@@ -95,6 +95,7 @@ build_one() {
 main() {
 	local t0 src line id tc arch rel cc pkgs fp new=0 changed=0 same=0 failed=() built=0 ids=() only=("$@")
 	t0=$(now)
+	command -v modinfo >/dev/null || apt_install_safe kmod
 	PAPT_SUITES=$(sed -n 's/^suites=//p' "$HERE/window.conf")
 	src=$(src_hash)
 	declare -A FP
