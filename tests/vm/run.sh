@@ -81,13 +81,16 @@ install_qemu() {
 	local pkg=$1 removals sim
 	apt_update
 	# A simulation that fails (qemu's common parts already from backports) counts as a removal.
-	sim=$(apt-get install -s --no-install-recommends "$pkg" 2>/dev/null) || sim="Remv (cannot install from bookworm)"
-	removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
-	if [ -z "$removals" ]; then
-		apt_install_safe "$pkg"
-		return
+	if sim=$(apt-get install -s --no-install-recommends "$pkg" 2>/dev/null); then
+		removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+		if [ -z "$removals" ]; then
+			apt_install_safe "$pkg"
+			return
+		fi
+		log "installing $pkg from bookworm would remove $removals: trying bookworm-backports"
+	else
+		log "$pkg does not install from bookworm (qemu's common parts are from bookworm-backports here): trying bookworm-backports"
 	fi
-	log "installing $pkg from bookworm would remove $removals: trying bookworm-backports"
 	local d=$CACHE/apt-host mirror security
 	mirror=$(debian_mirror)
 	security=$(debian_mirror security)
