@@ -57,7 +57,7 @@ ev=$(( $(stat_of evictions) - ev0 )) den=$(( $(verdicts denied_no_identity) - de
 echo 512 > /sys/module/idgate/parameters/max_entries
 # Entries older than these five (left by earlier tests) may be evicted first.
 [ $den -ge 3 ] && [ $tun -eq $((5 - den)) ] && [ $ev -ge $den ] &&
-	pass "table full: $ev evicted flows refused, $tun attributed" ||
+	pass "table full: $den flows whose entries were evicted refused, $tun attributed ($ev evictions)" ||
 	fail "table full: evictions $ev, refused $den, tunneled $tun (of 5)"
 
 # ioctl errors: every lookup fails, so every flow is refused, and none reaches the peer.
