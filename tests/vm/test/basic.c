@@ -115,3 +115,39 @@ int test_skip(void)
 	close(fd);
 	return 0;
 }
+
+/* The module owns only the mark bits of its mask: a socket's other mark bits
+ * (WireGuard, policy routing) survive the tag, bits inside the mask are
+ * replaced by the tag. */
+int test_markbits(void)
+{
+	struct sockaddr_storage ss;
+	struct idgate_lookup l;
+	struct tuple t;
+	unsigned int preset = 0x10201, mark = 0;
+	socklen_t len, slen = sizeof(mark);
+	int fd = dev_open(), s;
+
+	set_config(fd, 0, 2);
+	memset(&t, 0, sizeof(t));
+	memset(&ss, 0, sizeof(ss));
+	((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+	((struct sockaddr_in *)&ss)->sin_port = htons(PORT_IN);
+	inet_pton(AF_INET, SRV4, &((struct sockaddr_in *)&ss)->sin_addr);
+	len = sizeof(struct sockaddr_in);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_MARK, &preset, sizeof(preset)))
+		die("socket with SO_MARK");
+	CHECK(connect(s, (void *)&ss, len) == 0, "markbits: connected with mark %#x preset", preset);
+	getsockopt(s, SOL_SOCKET, SO_MARK, &mark, &slen);
+	CHECK(mark == ((preset & ~MARK_MASK) | MARK), "markbits: mark %#x == %#x (bits outside %#x kept, inside replaced by %#x)",
+	      mark, (preset & ~MARK_MASK) | MARK, MARK_MASK, MARK);
+	t.family = AF_INET;
+	slen = sizeof(t.src);
+	getsockname(s, (void *)&t.src, &slen);
+	t.dst = ss;
+	CHECK(do_lookup(fd, &t, 0, &l) == 0 && l.tgid == (uint32_t)getpid(), "markbits: the flow was recorded");
+	close(s);
+	close(fd);
+	return 0;
+}

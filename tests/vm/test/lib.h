@@ -86,6 +86,7 @@ long long proc_start_ns(pid_t pid);
 int test_version(void);
 int test_config(void);
 int test_skip(void);
+int test_markbits(void);
 int test_attrib(void);
 int test_exited(void);
 int test_thread(void);

@@ -24,7 +24,7 @@ int main(int argc, char **argv)
 	if (!strncmp(base, "idg-client-", 11))
 		return client_main(argc, argv);
 	if (argc < 2) {
-		fprintf(stderr, "usage: idgate-test version|config|attrib|exited|thread|skip|flood P N T|hold S|churn S|storm S P|redirect PORT|serve PORT...\n");
+		fprintf(stderr, "usage: idgate-test version|config|attrib|exited|thread|markbits|skip|flood P N T|hold S|churn S|storm S P|redirect PORT|serve PORT...\n");
 		return 2;
 	}
 	const char *t = argv[1];
@@ -40,6 +40,8 @@ int main(int argc, char **argv)
 		test_config();
 	else if (!strcmp(t, "attrib"))
 		test_attrib();
+	else if (!strcmp(t, "markbits"))
+		test_markbits();
 	else if (!strcmp(t, "thread"))
 		test_thread();
 	else if (!strcmp(t, "exited"))
