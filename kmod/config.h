@@ -29,5 +29,8 @@ void idgate_cfg_get(struct idgate_net *in, struct idgate_config *u);
 void idgate_cfg_clear(struct idgate_net *in);
 /* Is the destination of @key in the intercept set? Caller holds RCU. */
 bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key);
+#ifdef IDGATE_FAULT_LOCK
+void idgate_cfg_mutex_lock(void);	/* planted fault only */
+#endif
 
 #endif

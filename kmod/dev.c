@@ -17,8 +17,10 @@
 #include <net/net_namespace.h>
 #include <uapi/idgate.h>
 
+#include "compat.h"
 #include "config.h"
 #include "dev.h"
+#include "fault.h"
 #include "flowtable.h"
 #include "netns.h"
 #include "stats.h"
@@ -104,6 +106,8 @@ static long lookup(struct idgate_lookup *req)
 	/* Clear the "out" part: it starts at tgid. */
 	memset((u8 *)req + offsetof(struct idgate_lookup, tgid), 0,
 	       sizeof(*req) - offsetof(struct idgate_lookup, tgid));
+	if (IDGATE_FAULT_LOOKUP_ERROR)
+		return IDGATE_FAULT_LOOKUP_ERROR;
 	if (req->flags & IDGATE_LOOKUP_PEEK)
 		return idgate_table_peek(t, &key, req);
 
@@ -111,13 +115,16 @@ static long lookup(struct idgate_lookup *req)
 	flow = idgate_table_take(t, &key);
 	if (!flow) {
 		idgate_stat_inc(misses);
+		idgate_fault_hold_cfg_mutex();
 		return -ENOENT;
 	}
 	idgate_stat_inc(hits);
+	idgate_fault_free_now(flow);
 	rcu_read_lock();
 	idgate_identity_fill(&flow->id, req);
 	rcu_read_unlock();
-	idgate_flow_free(flow);
+	if (!IDGATE_FAULT_SKIP_FREE)
+		idgate_flow_free(flow);
 	return 0;
 }
 
@@ -170,7 +177,7 @@ static const struct file_operations idgate_fops = {
 	.open = nonseekable_open,
 	.unlocked_ioctl = idgate_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
+	IDGATE_NO_LLSEEK
 };
 
 static struct miscdevice idgate_misc = {

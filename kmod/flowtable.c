@@ -57,6 +57,14 @@ void idgate_flow_free(struct idgate_flow *flow)
 	call_rcu(&flow->rcu, flow_free_rcu);
 }
 
+#ifdef IDGATE_FAULT_UAF
+void idgate_flow_free_sync(struct idgate_flow *flow)
+{
+	idgate_identity_release(&flow->id);
+	kmem_cache_free(idgate_flow_cache, flow);
+}
+#endif
+
 static struct hlist_head *bucket(struct idgate_table *t, const struct idgate_flow_key *key)
 {
 	u32 h = jhash2((const u32 *)key, sizeof(*key) / sizeof(u32), t->seed);

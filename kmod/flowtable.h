@@ -53,6 +53,9 @@ void idgate_flow_cache_exit(void);	/* after rcu_barrier() */
 struct idgate_flow *idgate_flow_new(const struct idgate_flow_key *key);
 /* Free an entry that is not (or no longer) in a table; RCU-deferred. */
 void idgate_flow_free(struct idgate_flow *flow);
+#ifdef IDGATE_FAULT_UAF
+void idgate_flow_free_sync(struct idgate_flow *flow);	/* planted fault only */
+#endif
 
 int idgate_table_init(struct idgate_table *t);
 /* Flush every entry and stop the gc; no insert may run concurrently. */

@@ -14,6 +14,7 @@
 #include <linux/timekeeping.h>
 #include <linux/user_namespace.h>
 
+#include "compat.h"
 #include "identity.h"
 
 /* Path of current's executable, relative to current's root. */
@@ -24,13 +25,8 @@ static void capture_exe(struct idgate_identity *id)
 	char *p;
 
 	id->exe[0] = '\0';
-	if (mm) {
-		rcu_read_lock();
-		exe = rcu_dereference(mm->exe_file);
-		if (exe && !get_file_rcu(exe))
-			exe = NULL;
-		rcu_read_unlock();
-	}
+	if (mm)
+		exe = idgate_mm_exe_file(mm);
 	if (!exe) {
 		id->flags |= IDGATE_RESULT_EXE_TRUNC;
 		return;
@@ -75,7 +71,10 @@ void idgate_identity_capture(struct idgate_identity *id)
 	id->gid = cred->egid;
 	id->start_time_ns = current->group_leader->start_boottime;
 	id->record_time_ns = ktime_get_boottime_ns();
-	get_task_comm(id->comm, current);
+	/* The process's name, as /proc/<tgid>/comm has it (a thread's own
+	 * name, e.g. a worker pool's, would not select the same workload
+	 * as the procfs backend does). */
+	get_task_comm(id->comm, current->group_leader);
 	capture_exe(id);
 	capture_cgroup(id);
 }

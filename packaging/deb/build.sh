@@ -68,28 +68,24 @@ dkms_root=$(mktemp -d)
 chmod 0755 "$dkms_root"
 src="$dkms_root/usr/src/idgate-$version"
 mkdir -p "$dkms_root/DEBIAN"
-bash packaging/dkms/stage.sh "$src" "$version"
+bash packaging/dkms/stage.sh "$src" "$version" "$dkms_root"
 cat > "$dkms_root/DEBIAN/control" <<CTL
 Package: idgate-dkms
 Version: $version
 Architecture: all
 Maintainer: idgate developers <dev@idgate.invalid>
-Depends: dkms
+Depends: dkms, kmod
 Section: kernel
 Priority: optional
 Description: idgate kernel module (DKMS)
  idgate.ko records the process that opened each outbound TCP flow at SYN time and
  tags the flow for idgate's redirect; /dev/idgate answers the proxy's lookups.
 CTL
-cat > "$dkms_root/DEBIAN/postinst" <<SH
-#!/bin/sh
-set -e
-if [ "\$1" = configure ]; then
-	dkms add -m idgate -v $version || true
-	dkms build -m idgate -v $version && dkms install -m idgate -v $version || \
-		echo "idgate-dkms: module build failed for this kernel; idgate falls back to the procfs backend"
-fi
-SH
+{
+	echo '#!/bin/sh'
+	echo '[ "$1" = configure ] || exit 0'
+	sed "s/@VERSION@/$version/" packaging/dkms/postinst.sh
+} > "$dkms_root/DEBIAN/postinst"
 cat > "$dkms_root/DEBIAN/prerm" <<SH
 #!/bin/sh
 set -e

@@ -69,24 +69,32 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
 }
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
-/// fell back to procfs (module absent, or one whose API this idgate does not speak) from one
-/// that never had the module. Only an explicit `identity_backend = "kmod"` refuses to start.
+/// fell back to procfs (module absent, one whose API this idgate does not speak, or a kernel
+/// outside the module's support window) from one that never had the module. Only an explicit
+/// `identity_backend = "kmod"` refuses to start.
 fn identity_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> {
     let device = crate::identity::kmod_device();
-    let open = || crate::identity::KmodBackend::open(&device, &config.outbound, config.intercept.tag_mark);
+    // The module's API first (a device that does not speak it is no module of ours), then the
+    // kernel it runs on.
+    let open = || -> Result<(crate::identity::KmodBackend, String)> {
+        let kmod = crate::identity::KmodBackend::open(&device, &config.outbound, &config.intercept)
+            .with_context(|| format!("the kernel module at {} is not usable", device.display()))?;
+        let note = crate::identity::kmod_envelope::check_running().map_err(anyhow::Error::msg)?;
+        Ok((kmod, note))
+    };
     match config.identity_backend {
         IdentityBackendChoice::Procfs => Ok((Box::new(ProcfsBackend::default()), "identity_backend = \"procfs\" in the config".into())),
         IdentityBackendChoice::Kmod => match open() {
-            Ok(kmod) => Ok((Box::new(kmod), "identity_backend = \"kmod\" in the config".into())),
-            Err(e) => Err(e.context(format!("identity_backend = \"kmod\" but the kernel module at {} is not usable", device.display()))),
+            Ok((kmod, note)) => Ok((Box::new(kmod), format!("identity_backend = \"kmod\" in the config; {note}"))),
+            Err(e) => Err(e.context("identity_backend = \"kmod\" but the kernel module cannot be trusted")),
         },
         IdentityBackendChoice::Auto if !device.exists() => {
             Ok((Box::new(ProcfsBackend::default()), format!("{} does not exist (idgate.ko is not loaded)", device.display())))
         }
         IdentityBackendChoice::Auto => match open() {
-            Ok(kmod) => Ok((Box::new(kmod), format!("{} is usable", device.display()))),
+            Ok((kmod, note)) => Ok((Box::new(kmod), format!("{} is usable; {note}", device.display()))),
             Err(e) => {
-                let why = format!("the kernel module at {} is not usable ({e:#}); falling back to procfs", device.display());
+                let why = format!("{e:#}; falling back to procfs");
                 tracing::warn!("{why}");
                 Ok((Box::new(ProcfsBackend::default()), why))
             }
@@ -142,7 +150,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let (backend, backend_reason) = identity_backend(&config)?;
     let backend_name = backend.name();
     metrics.identity_backend(backend_name, &backend_reason);
-    let ruleset = guard::ruleset(&config, if backend_name == "kmod" { Redirect::TagMark } else { Redirect::Destinations });
+    let ruleset = guard::ruleset(&config, if backend_name == "kmod" { Redirect::Either } else { Redirect::Destinations });
     let on_stop = config.intercept.on_stop;
     let state_dir = config.state_dir.clone();
     let control_path = config.control_socket();

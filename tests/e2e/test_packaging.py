@@ -30,6 +30,11 @@ def test_debs_build_with_binary_unit_conffile_and_dkms_sources():
     src = [f for f in contents(dkms) if f.startswith("/usr/src/idgate-")]
     assert any(f.endswith("/dkms.conf") for f in src) and any(f.endswith("/include/uapi/idgate.h") for f in src)
     assert any(f.endswith("/hook.c") for f in src) and any(f.endswith("/Kbuild") for f in src)
+    # Installing the module package makes the module load at boot (the kmod backend then).
+    assert "/usr/lib/modules-load.d/idgate.conf" in contents(dkms)
+    postinst = subprocess.run(["dpkg-deb", "--info", str(dkms), "postinst"], check=True, capture_output=True, text=True).stdout
+    assert "modprobe idgate" in postinst and "dkms build" in postinst
+    subprocess.run(["sh", "-n"], input=postinst, text=True, check=True)
 
 
 def rpm_tag(pkg, tag):
@@ -65,6 +70,7 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     assert f'PACKAGE_VERSION="{version}"' in (root / f"usr/src/idgate-{version}/dkms.conf").read_text()
     assert (root / f"usr/src/idgate-{version}/include/uapi/idgate.h").exists()
+    assert (root / "usr/lib/modules-load.d/idgate.conf").read_text().split("\n")[-2] == "idgate"
     # The installed (stripped) binary runs and accepts the config it ships with.
     subprocess.run([str(root / "usr/bin/idgate"), "check", "-c", str(conf)], check=True, capture_output=True)
     # An operator's edits survive a reinstall, and removal keeps them as .rpmsave.

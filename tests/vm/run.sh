@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# tests/vm/run.sh - build kmod/idgate.ko against Debian 12's kernel, boot that
-# kernel under qemu with an initramfs holding the module and the tests, and
-# report. Exit status 0 only if every test passed, the VM finished in time and
-# the console shows no kernel WARNING/BUG/Oops.
+# tests/vm/run.sh - build kmod/idgate.ko for a kernel, boot that kernel under
+# qemu with an initramfs holding the module and the tests, and report. Exit
+# status 0 only if every test passed, the VM finished in time and the console
+# shows no kernel report (each one is named by its detector: KASAN, KFENCE,
+# lockdep, KCSAN, kmemleak, hung task, BUG/WARNING/Oops; lib/detect.sh).
 #
 # Everything downloaded or built goes to $IDGATE_VM_CACHE (default
 # /var/cache/idgate-vm), never into the work tree. Needs root for apt-get
@@ -14,65 +15,135 @@
 #                                needs) into the guest as /bin/idgate
 #   IDGATE_EXTRA_BINS="a b"      more binaries (space or colon separated) for the
 #                                guest, each copied to /bin/<name> with its libraries
-#   IDGATE_VM_HOOKS=0            leave guest-tests.d/*.sh out (module tests only)
+#   IDGATE_VM_HOOKS=0|1|"a b"    guest-tests.d hooks: none, all (default), or these by
+#                                name (debug kernels: "failclosed agree")
 #   IDGATE_VM_FLOOD=PxN          flood test: P processes x N connections (8x12500)
 #   IDGATE_VM_APPEND=args        extra kernel command line (slub_debug=FZP on the slabs idgate allocates from)
-#   IDGATE_VM_TIMEOUT=seconds    limit for the VM run (900)
+#   IDGATE_VM_TIMEOUT=seconds    limit for the VM run (900; debug kernels 1800)
 #   IDGATE_VM_CACHE=dir          cache directory (/var/cache/idgate-vm)
 #   IDGATE_VM_SMP=n              guest CPUs (2)
 #   IDGATE_KERNEL_PKG=name       kernel image package (default: what
 #                                linux-image-amd64 depends on)
+#   IDGATE_VM_KERNEL=which       stock (default): Debian 12's current kernel;
+#                                debug: tinyconfig + KASAN/KFENCE/lockdep/kmemleak
+#                                (debug-kernel.sh kasan); kcsan: the KCSAN kernel;
+#                                target:ID: a support-matrix target (kmod/matrix),
+#                                its image booted with the module the matrix built
+#   IDGATE_VM_CHURN=seconds      churn phase (guest/churn.sh); default 90 on the
+#                                debug kernels, 0 (none) otherwise
+#   IDGATE_VM_FAULT=name         build the module with a planted fault (kmod/fault.h:
+#                                uaf, lock, leak); uaf and lock stop the VM soon after the
+#                                first report
+#   IDGATE_VM_TAG=name           console log name (console-<tag>.log), for parallel runs
 # Guest hooks: tests/vm/guest-tests.d/*.sh run inside the guest after the
 # module tests (see guest-tests.d/README).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-CACHE=${IDGATE_VM_CACHE:-/var/cache/idgate-vm}
-TIMEOUT=${IDGATE_VM_TIMEOUT:-900}
+. "$HERE/lib/common.sh"
+. "$HERE/lib/detect.sh"
+TIMEOUT=${IDGATE_VM_TIMEOUT:-}
 FLOOD=${IDGATE_VM_FLOOD:-8x12500}
-# Debian's kernel has no KASAN/lockdep: slab poisoning and red zones catch
-# use-after-free writes and overruns in the slabs idgate uses.
-APPEND=${IDGATE_VM_APPEND:-slub_debug=FZP,idgate_flow,pid,kmalloc-1k}
+KERNEL=${IDGATE_VM_KERNEL:-stock}
+FAULT=${IDGATE_VM_FAULT:-}
 SMP=${IDGATE_VM_SMP:-2}
-BUILD=$CACHE/build
-export DEBIAN_FRONTEND=noninteractive
+TAG=${IDGATE_VM_TAG:-${KERNEL//[:\/]/_}${FAULT:+-$FAULT}}
+BUILD=$CACHE/build/$TAG
+case "$KERNEL" in
+debug | kcsan)
+	# Everything is built in; the flood is smaller, the kernel being many times slower.
+	CHURN=${IDGATE_VM_CHURN:-90}
+	TIMEOUT=${TIMEOUT:-1800}
+	FLOOD=${IDGATE_VM_FLOOD:-4x500}
+	BENCH=20
+	# The churn runs the proxy already; of the hooks, the ones about the module.
+	HOOKS=${IDGATE_VM_HOOKS:-failclosed agree}
+	APPEND=${IDGATE_VM_APPEND:-kasan.fault=report}
+	;;
+*)
+	CHURN=${IDGATE_VM_CHURN:-0}
+	TIMEOUT=${TIMEOUT:-900}
+	BENCH=200
+	HOOKS=${IDGATE_VM_HOOKS:-1}
+	# Debian's kernel has no KASAN/lockdep: slab poisoning and red zones catch
+	# use-after-free writes and overruns in the slabs idgate uses.
+	APPEND=${IDGATE_VM_APPEND:-slub_debug=FZP,idgate_flow,pid,kmalloc-1k}
+	;;
+esac
+case "$FAULT" in "" | uaf | lock | leak) ;; *) die "IDGATE_VM_FAULT must be uaf, lock or leak" ;; esac
 
-log() { echo "vm-harness: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-APT_UPDATED=
-apt_update() {
-	[ -n "$APT_UPDATED" ] && return
-	log "apt-get update"
-	apt-get update -qq >&2
-	APT_UPDATED=1
+# qemu from the host's suites; if that would remove a package (qemu-utils from
+# bookworm-backports, say), from bookworm-backports through a private apt
+# configuration that holds bookworm's suites only, so the host cannot move to
+# another release. Stops with a message rather than remove anything.
+install_qemu() {
+	local pkg=$1 removals sim
+	apt_update
+	# A simulation that fails (qemu's common parts already from backports) counts as a removal.
+	if sim=$(apt-get install -s --no-install-recommends "$pkg" 2>/dev/null); then
+		removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+		if [ -z "$removals" ]; then
+			apt_install_safe "$pkg"
+			return
+		fi
+		log "installing $pkg from bookworm would remove $removals: trying bookworm-backports"
+	else
+		log "$pkg does not install from bookworm (qemu's common parts are from bookworm-backports here): trying bookworm-backports"
+	fi
+	local d=$CACHE/apt-host mirror security
+	mirror=$(debian_mirror)
+	security=$(debian_mirror security)
+	mkdir -p "$d/lists/partial"
+	cat > "$d/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm-updates main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $security bookworm-security main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm-backports main
+SRC
+	local o=(-o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists="$d/lists"
+		-o Acquire::PDiffs=false -o Acquire::Languages=none)
+	apt-get "${o[@]}" update -qq >&2
+	sim=$(apt-get "${o[@]}" install -s -t bookworm-backports --no-install-recommends "$pkg" 2>/dev/null) ||
+		die "$pkg cannot be installed from bookworm-backports either: install qemu by hand"
+	removals=$(echo "$sim" | awk '/^Remv / { print $2 }' | tr '\n' ' ')
+	[ -z "$removals" ] || die "installing $pkg would remove $removals even from bookworm-backports: install qemu by hand"
+	apt-get "${o[@]}" install -y -qq -t bookworm-backports --no-install-recommends "$pkg" >/dev/null
 }
 
 # Host tools: command -> Debian package.
 ensure_tools() {
 	local missing=() pair cmd pkg
-	for pair in qemu-system-x86_64:qemu-system-x86 cpio:cpio gcc:gcc make:make \
-		depmod:kmod ip:iproute2 nft:nftables dpkg-deb:dpkg gzip:gzip timeout:coreutils; do
+	for pair in cpio:cpio gcc:gcc make:make depmod:kmod ip:iproute2 nft:nftables dpkg-deb:dpkg gzip:gzip \
+		timeout:coreutils xz:xz-utils; do
 		cmd=${pair%%:*}
 		pkg=${pair#*:}
-		command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
 	command -v gcc-12 >/dev/null 2>&1 || missing+=(gcc-12)	# the headers' CC
 	[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)	# gcc -static
 	[ -e /usr/lib/x86_64-linux-gnu/libelf.so.1 ] || missing+=(libelf1)	# kbuild's objtool
-	if [ ${#missing[@]} -gt 0 ]; then
-		apt_update
-		log "installing ${missing[*]}"
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	[ ${#missing[@]} -eq 0 ] || apt_install_safe "${missing[@]}"
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || install_qemu qemu-system-x86
+	if [ "$ARCH" = arm64 ]; then
+		command -v qemu-system-aarch64 >/dev/null 2>&1 || install_qemu qemu-system-arm
 	fi
-	export PATH=$PATH:/usr/sbin:/sbin
 }
 
-# Kernel image package and release, e.g. linux-image-6.1.0-56-amd64 / 6.1.0-56-amd64.
+# Sets ARCH, KREL, KIMG (the image to boot), KROOT (its /lib/modules root, or
+# empty when everything is built in), and KO (the module to test).
 resolve_kernel() {
+	ARCH=amd64
+	case "$KERNEL" in
+	stock) resolve_stock ;;
+	debug) resolve_debug kasan ;;
+	kcsan) resolve_debug kcsan ;;
+	target:*) resolve_target "${KERNEL#target:}" ;;
+	*) die "IDGATE_VM_KERNEL=$KERNEL: expected stock, debug, kcsan or target:ID" ;;
+	esac
+}
+
+resolve_stock() {
 	KPKG=${IDGATE_KERNEL_PKG:-}
 	if [ -z "$KPKG" ]; then
 		KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -87,10 +158,13 @@ resolve_kernel() {
 	KCACHE=$CACHE/kernel/$KREL
 	KROOT=$KCACHE/root
 	KDIR=$KROOT/usr/src/linux-headers-$KREL
+	fetch_stock
+	KIMG=$KROOT/boot/vmlinuz-$KREL
+	build_module "$KDIR"
 }
 
 # Download and unpack image, headers and kbuild packages (once per release).
-fetch_kernel() {
+fetch_stock() {
 	[ -e "$KCACHE/.unpacked" ] && return
 	local kbuild common pkgs deb
 	common=linux-headers-${KREL%-amd64}-common
@@ -118,8 +192,75 @@ fetch_kernel() {
 	touch "$KCACHE/.unpacked"
 }
 
+resolve_debug() {
+	local out
+	out=$(bash "$HERE/debug-kernel.sh" "$1")
+	KREL=$(cat "$out/include/config/kernel.release")
+	KIMG=$out/arch/x86/boot/bzImage
+	KROOT=
+	build_module "$out"
+}
+
+# A support-matrix target: its module from kmod/matrix/build.sh (incremental),
+# its image package unpacked (once) for the kernel and the modules the tests load.
+resolve_target() {
+	local id=$1 line
+	line=$(python3 -c '
+import json, sys
+for t in json.load(open(sys.argv[1]))["targets"]:
+    if t["id"] == sys.argv[2]:
+        print(t["arch"], t["release"], t["image"])' "$ROOT/kmod/matrix/targets.json" "$id")
+	[ -n "$line" ] || die "no target $id in kmod/matrix/targets.json"
+	set -- $line
+	ARCH=$1 KREL=$2
+	bash "$ROOT/kmod/matrix/build.sh" "$id" >&2
+	KO=$CACHE/matrix/out/idgate-$id.ko
+	KCACHE=$CACHE/kernel/$KREL
+	KROOT=$KCACHE/root
+	if [ ! -e "$KCACHE/.unpacked" ]; then
+		PAPT_SUITES=$(sed -n 's/^suites=//p' "$ROOT/kmod/matrix/window.conf")
+		papt_setup
+		rm -rf "$KCACHE"
+		mkdir -p "$KCACHE/debs"
+		log "downloading $3"
+		(cd "$KCACHE/debs" && papt_download "$3")
+		dpkg-deb -x "$KCACHE"/debs/*.deb "$KROOT"
+		# trixie's packages put modules under /usr/lib (merged /usr).
+		if [ ! -d "$KROOT/lib/modules" ] && [ -d "$KROOT/usr/lib/modules" ]; then
+			mkdir -p "$KROOT/lib"
+			ln -s ../usr/lib/modules "$KROOT/lib/modules"
+		fi
+		depmod -b "$KROOT" "$KREL"
+		rm -rf "$KCACHE/debs"
+		touch "$KCACHE/.unpacked"
+	fi
+	KIMG=$KROOT/boot/vmlinuz-$KREL
+}
+
+# Build the module (with the planted fault, if asked) against kernel tree $1.
+build_module() {
+	local kdir=$1 vermagic
+	rm -rf "$BUILD/kmod"
+	mkdir -p "$BUILD/kmod"
+	(cd "$ROOT/kmod" && cp -r Kbuild Makefile ./*.c ./*.h include "$BUILD/kmod/")
+	make -s -C "$BUILD/kmod" KDIR="$kdir" CC=gcc-12 ${FAULT:+IDGATE_FAULT=$FAULT} >&2
+	KO=$BUILD/kmod/idgate.ko
+	vermagic=$(modinfo -F vermagic "$KO")
+	case "$vermagic" in "$KREL "*) ;; *) die "vermagic '$vermagic' does not match $KREL" ;; esac
+	# A lookup-error build, loaded by guest-tests.d/failclosed.sh in place of
+	# the real one to show that the proxy refuses what the module cannot vouch for.
+	rm -rf "$BUILD/kmod-eio"
+	cp -r "$BUILD/kmod" "$BUILD/kmod-eio"
+	make -s -C "$BUILD/kmod-eio" KDIR="$kdir" CC=gcc-12 clean >&2
+	make -s -C "$BUILD/kmod-eio" KDIR="$kdir" CC=gcc-12 IDGATE_FAULT=eio >&2
+}
+
 # busybox-static, unpacked into the cache (the host's busybox is left alone).
 fetch_busybox() {
+	if [ "$ARCH" = arm64 ]; then
+		fetch_arm64_userland
+		return
+	fi
 	BUSYBOX=$CACHE/busybox/bin/busybox
 	[ -x "$BUSYBOX" ] && return
 	local d=$CACHE/busybox.tmp
@@ -135,20 +276,46 @@ fetch_busybox() {
 	rm -rf "$d"
 }
 
-build_module() {
-	rm -rf "$BUILD/kmod"
-	mkdir -p "$BUILD/kmod"
-	(cd "$ROOT/kmod" && tar --exclude='*.o' --exclude='*.ko' --exclude='*.mod*' --exclude='.*.cmd' \
-		--exclude=Module.symvers --exclude=modules.order -cf - .) | tar -xf - -C "$BUILD/kmod"
-	make -s -C "$BUILD/kmod" KDIR="$KDIR" >&2
-	local vermagic
-	vermagic=$(modinfo -F vermagic "$BUILD/kmod/idgate.ko")
-	case "$vermagic" in "$KREL "*) ;; *) die "vermagic '$vermagic' does not match $KREL" ;; esac
+# arm64 guests: busybox, iproute2 and nftables with their libraries, from
+# bookworm's arm64 packages (dependency closure as apt resolves it on an empty
+# system), unpacked into $CACHE/arm64-userland once.
+fetch_arm64_userland() {
+	local d=$CACHE/arm64-userland
+	BUSYBOX=$d/root/bin/busybox
+	USERLAND=$d/root
+	[ -e "$d/.ready" ] && return
+	PAPT_SUITES=$(sed -n 's/^suites=//p' "$ROOT/kmod/matrix/window.conf")
+	papt_setup
+	rm -rf "$d"
+	mkdir -p "$d/debs" "$d/root"
+	local pkgs
+	pkgs=$(APT_CONFIG=$PAPT_DIR/apt.conf apt-get install -s -t bookworm --no-install-recommends \
+		busybox-static:arm64 iproute2:arm64 nftables:arm64 2>/dev/null |
+		awk '/^Inst / && $2 ~ /:arm64$/ { v = $3; gsub(/[()]/, "", v); print $2 "=" v }')
+	[ -n "$pkgs" ] || die "cannot resolve arm64 iproute2/nftables"
+	log "downloading $(echo "$pkgs" | wc -l) arm64 packages (busybox, iproute2, nftables and libraries)"
+	(cd "$d/debs" && papt_download $pkgs)
+	local deb
+	for deb in "$d"/debs/*.deb; do dpkg-deb -x "$deb" "$d/root"; done
+	rm -rf "$d/debs" "$d/root/usr/share"
+	touch "$d/.ready"
 }
 
 build_tests() {
+	if [ "$ARCH" = arm64 ]; then
+		# Cross-compiled in the bookworm chroot (its aarch64 gcc and libc).
+		. "$HERE/lib/chroot.sh"
+		ensure_chroot bookworm
+		rm -rf "$CHROOT/build/vm-test"
+		mkdir -p "$CHROOT/build/vm-test"
+		cp -r "$HERE/test" "$ROOT/kmod/include/uapi" "$CHROOT/build/vm-test/"
+		in_chroot "$CHROOT" sh -c 'cd /build/vm-test && aarch64-linux-gnu-gcc-12 -static -O2 -Wall -Wextra -Werror \
+			-Wno-unused-parameter -Iuapi test/*.c -o idgate-test' >&2
+		cp "$CHROOT/build/vm-test/idgate-test" "$BUILD/idgate-test"
+		return
+	fi
 	gcc -static -O2 -Wall -Wextra -Werror -Wno-unused-parameter -I"$ROOT/kmod/include/uapi" \
-		"$HERE/idgate-test.c" -o "$BUILD/idgate-test"
+		"$HERE"/test/*.c -o "$BUILD/idgate-test"
 }
 
 # Copy an ELF binary and the shared libraries it needs (plus the loader).
@@ -189,13 +356,30 @@ build_initramfs() {
 	cp "$BUSYBOX" "$IR/bin/busybox"
 	ln -s busybox "$IR/bin/sh"
 	install -m 0755 "$HERE/guest/init" "$IR/init"
+	install -m 0755 "$HERE/guest/churn.sh" "$IR/etc/idgate/churn.sh"
+	install -m 0644 "$HERE/guest/proxy-lib.sh" "$IR/etc/idgate/proxy-lib.sh"
+	install -m 0644 "$ROOT/kmod/debug/kmemleak.supp" "$IR/etc/idgate/kmemleak.supp"
 	install -m 0755 "$BUILD/idgate-test" "$IR/bin/idgate-test"
 	# Separate files, so flows come from distinct executables.
 	install -m 0755 "$BUILD/idgate-test" "$IR/bin/idg-client-a"
 	install -m 0755 "$BUILD/idgate-test" "$IR/bin/idg-client-b"
-	install -m 0644 "$BUILD/kmod/idgate.ko" "$IR/lib/modules/idgate.ko"
-	copy_with_libs "$(command -v ip)" /usr/sbin/ip
-	copy_with_libs "$(command -v nft)" /usr/sbin/nft
+	install -m 0644 "$KO" "$IR/lib/modules/idgate.ko"
+	[ -e "$BUILD/kmod-eio/idgate.ko" ] && [ "${KO#"$BUILD"}" != "$KO" ] &&
+		install -m 0644 "$BUILD/kmod-eio/idgate.ko" "$IR/lib/modules/idgate-eio.ko"
+	if [ "$ARCH" = arm64 ]; then
+		# The arm64 packages' libraries and loader, and their ip and nft.
+		local dir
+		for dir in lib usr/lib; do
+			[ -d "$USERLAND/$dir" ] && mkdir -p "$IR/$dir" && cp -a "$USERLAND/$dir/." "$IR/$dir/"
+		done
+		install -m 0755 "$(ls "$USERLAND"/bin/ip "$USERLAND"/sbin/ip "$USERLAND"/usr/bin/ip "$USERLAND"/usr/sbin/ip 2>/dev/null | head -n1)" "$IR/usr/sbin/ip"
+		install -m 0755 "$(ls "$USERLAND"/usr/sbin/nft "$USERLAND"/sbin/nft 2>/dev/null | head -n1)" "$IR/usr/sbin/nft"
+	else
+		copy_with_libs "$(command -v ip)" /usr/sbin/ip
+		copy_with_libs "$(command -v nft)" /usr/sbin/nft
+	fi
+	# The proxy binaries are the host's (amd64): not for an arm64 guest.
+	[ "$ARCH" = arm64 ] && unset IDGATE_BIN IDGATE_EXTRA_BINS
 	if [ -n "${IDGATE_BIN:-}" ]; then
 		[ -x "$IDGATE_BIN" ] || die "IDGATE_BIN=$IDGATE_BIN is not an executable"
 		copy_with_libs "$IDGATE_BIN" /bin/idgate
@@ -209,16 +393,25 @@ build_initramfs() {
 		command -v strip >/dev/null && strip --strip-debug "$IR/bin/$(basename "$extra")"
 	done
 	local t m
-	if [ "${IDGATE_VM_HOOKS:-1}" = 1 ]; then
-		for t in "$HERE"/guest-tests.d/*.sh; do
-			[ -e "$t" ] && install -m 0755 "$t" "$IR/etc/idgate/guest-tests.d/"
+	case "$HOOKS" in
+	0) ;;
+	1) for t in "$HERE"/guest-tests.d/*.sh; do install -m 0755 "$t" "$IR/etc/idgate/guest-tests.d/"; done ;;
+	*) for t in $HOOKS; do install -m 0755 "$HERE/guest-tests.d/$t.sh" "$IR/etc/idgate/guest-tests.d/"; done ;;
+	esac
+	: > "$IR/lib/modules/load.list"
+	if [ -n "$KROOT" ]; then
+		for m in $(module_order); do
+			# Compressed modules (6.12) are unpacked: busybox insmod reads plain ELF.
+			case "$m" in
+			*.ko.xz) mkdir -p "$(dirname "$IR/lib/modules/$KREL/${m%.xz}")"
+				xz -dc "$KROOT/lib/modules/$KREL/$m" > "$IR/lib/modules/$KREL/${m%.xz}"; m=${m%.xz} ;;
+			*.ko.zst) mkdir -p "$(dirname "$IR/lib/modules/$KREL/${m%.zst}")"
+				zstd -qdc "$KROOT/lib/modules/$KREL/$m" > "$IR/lib/modules/$KREL/${m%.zst}"; m=${m%.zst} ;;
+			*) install -D -m 0644 "$KROOT/lib/modules/$KREL/$m" "$IR/lib/modules/$KREL/$m" ;;
+			esac
+			echo "/lib/modules/$KREL/$m" >> "$IR/lib/modules/load.list"
 		done
 	fi
-	: > "$IR/lib/modules/load.list"
-	for m in $(module_order); do
-		install -D -m 0644 "$KROOT/lib/modules/$KREL/$m" "$IR/lib/modules/$KREL/$m"
-		echo "/lib/modules/$KREL/$m" >> "$IR/lib/modules/load.list"
-	done
 	echo "root:x:0:0:root:/:/bin/sh" > "$IR/etc/passwd"
 	(cd "$IR" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 > "$BUILD/initramfs.gz"
 }
@@ -230,43 +423,83 @@ build_initramfs() {
 # SMP semantics (IPIs, preemption) without that emulator race.
 choose_accel() {
 	ACCEL=tcg,thread=single
-	[ -w /dev/kvm ] || return 0
+	[ -w /dev/kvm ] && [ "$ARCH" = amd64 ] || return 0
 	if timeout 15 qemu-system-x86_64 -accel kvm -cpu host -m 256 -nographic -no-reboot \
-		-kernel "$KROOT/boot/vmlinuz-$KREL" -append "console=ttyS0 panic=-1 rdinit=/none init=/none" \
+		-kernel "$KIMG" -append "console=ttyS0 panic=-1 rdinit=/none init=/none" \
 		</dev/null 2>&1 | grep -q 'Kernel panic'; then
 		ACCEL=kvm
 	fi
 }
 
 run_vm() {
-	local console=$BUILD/console.log cpu=max rc=0
+	local cpu=max rc=0 qpid
+	CONSOLE=$CACHE/build/console-$TAG.log
 	[ "${ACCEL%%,*}" = kvm ] && cpu=host
-	log "booting $KREL under qemu ($ACCEL, $SMP cpus, timeout ${TIMEOUT}s); console log: $console"
+	log "booting $KREL under qemu ($ACCEL, $SMP cpus, timeout ${TIMEOUT}s); console log: $CONSOLE"
 	VM_START=$(now)
-	timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$cpu" -smp "$SMP" -m 1G \
+	: > "$CONSOLE"
+	local qemu=(qemu-system-x86_64 -cpu "$cpu") tty=ttyS0
+	# arm64: the virt board, its PL011 serial, a Cortex-A57 (TCG).
+	[ "$ARCH" = arm64 ] && qemu=(qemu-system-aarch64 -M virt -cpu cortex-a57) tty=ttyAMA0
+	timeout --foreground -k 10 "$TIMEOUT" "${qemu[@]}" -accel "$ACCEL" -smp "$SMP" -m 1G \
 		-nodefaults -display none -serial stdio -no-reboot \
-		-kernel "$KROOT/boot/vmlinuz-$KREL" -initrd "$BUILD/initramfs.gz" \
-		-append "console=ttyS0 panic=-1 loglevel=5 $APPEND idgtest_flood=$FLOOD" \
-		</dev/null 2>&1 | tee "$console" || rc=$?
+		-kernel "$KIMG" -initrd "$BUILD/initramfs.gz" \
+		-append "console=$tty panic=-1 loglevel=5 $APPEND idgtest_flood=$FLOOD idgtest_churn=$CHURN idgtest_bench=$BENCH" \
+		</dev/null > "$CONSOLE" 2>&1 &
+	qpid=$!
+	# The console as it comes (PASS/FAIL and result lines only with IDGATE_VM_QUIET=1).
+	if [ "${IDGATE_VM_QUIET:-0}" = 1 ]; then
+		tail -n +1 -f --pid=$qpid "$CONSOLE" | sed -u 's/\r$//' | grep --line-buffered -E '^(PASS|FAIL|vm|churn|storm|flood|proxy|bench): ' &
+	else
+		tail -n +1 -f --pid=$qpid "$CONSOLE" &
+	fi
+	# A report before the suite starts is the kernel's own (the module is not
+	# loaded yet, and lockdep turns itself off after one): boot again. With a
+	# planted use-after-free or lock, stop 20 s after the first report (a held
+	# lock hangs the suite; a use-after-free repeats on every lookup). A leak
+	# runs to the end, where kmemleak scans.
+	local seen=
+	BOOT_REPORT=
+	while kill -0 $qpid 2>/dev/null; do
+		sleep 2
+		if ! grep -q '^vm: booted' "$CONSOLE" && ! detect_boot_reports "$CONSOLE" >/dev/null; then
+			BOOT_REPORT=1
+			kill $qpid 2>/dev/null || true
+			break
+		fi
+		if [ "$FAULT" = uaf -o "$FAULT" = lock ] && [ -z "$seen" ] && ! detect_reports "$CONSOLE" >/dev/null; then
+			seen=$(now)
+			log "planted fault reported; stopping the VM in 20 s"
+		fi
+		if [ -n "$seen" ] && [ "$(since "$seen" | cut -d. -f1)" -ge 20 ]; then
+			kill $qpid 2>/dev/null || true
+			break
+		fi
+	done
+	wait $qpid || rc=$?
+	wait || true
 	VM_SECS=$(since "$VM_START")
+	[ -n "$seen" ] && rc=0
 	return $rc
 }
 
+# Returns 0 only for a clean run; prints each kernel report with its detector.
 check_console() {
-	local console=$BUILD/console.log bad=0 summary
-	if tr -d '\r' < "$console" | grep -vE '^(PASS|FAIL|dmesg): ' |
-		grep -E 'WARNING:|BUG:|Oops|KASAN|Kernel panic|general protection fault' >&2; then
-		log "kernel warnings on the console"
+	local bad=0 summary reports
+	reports=$(DETECT_IGNORE=$ROOT/kmod/debug/kcsan.supp detect_reports "$CONSOLE" || true)
+	if [ -n "$reports" ]; then
+		echo "$reports" | sed 's/^/vm-harness: report: /' >&2
+		log "kernel reports by detector: $(echo "$reports" | cut -d: -f1 | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
 		bad=1
 	fi
-	summary=$(tr -d '\r' < "$console" | grep -E '^vm: [0-9]+ passed, [0-9]+ failed' | tail -n1 || true)
+	summary=$(tr -d '\r' < "$CONSOLE" | grep -E '^vm: [0-9]+ passed, [0-9]+ failed' | tail -n1 || true)
 	if [ -z "$summary" ]; then
-		log "no summary line: the VM did not finish (timeout or crash)"
+		log "no summary line: the VM did not finish (timeout, crash or stopped after a report)"
 		bad=1
 	elif ! echo "$summary" | grep -q ', 0 failed'; then
 		bad=1
 	fi
-	tr -d '\r' < "$console" | grep '^FAIL:' >&2 || true
+	tr -d '\r' < "$CONSOLE" | grep '^FAIL:' >&2 || true
 	log "${summary:-no result}; VM ran ${VM_SECS}s ($ACCEL)"
 	return $bad
 }
@@ -275,22 +508,33 @@ main() {
 	local t0 rc=0
 	t0=$(now)
 	mkdir -p "$CACHE" "$BUILD"
+	ARCH=amd64
 	ensure_tools
 	resolve_kernel
-	fetch_kernel
+	[ "$ARCH" = amd64 ] || ensure_tools
 	fetch_busybox
-	log "kernel $KREL; preparing took $(since "$t0")s"
+	# A planted fault must never reach a normal run, and only a fault run has one.
+	if [ -n "$(modinfo -F planted_fault "$KO")" ] && [ -z "$FAULT" ]; then die "$KO has a planted fault"; fi
+	log "kernel $KREL ($KERNEL${FAULT:+, planted fault $FAULT}); preparing took $(since "$t0")s"
 	t0=$(now)
-	build_module
 	build_tests
 	build_initramfs
-	log "module, tests and initramfs built in $(since "$t0")s"
+	log "tests and initramfs built in $(since "$t0")s"
 	choose_accel
-	run_vm || rc=$?
+	local attempt=1
+	while :; do
+		rc=0
+		run_vm || rc=$?
+		[ -n "$BOOT_REPORT" ] && [ $attempt -lt 3 ] || break
+		log "kernel report while booting, before the suite (idgate not loaded yet): $(detect_boot_reports "$CONSOLE" | head -n1)"
+		cp "$CONSOLE" "$CONSOLE.boot-report-$attempt"
+		log "booting again (attempt $((attempt + 1)) of 3; that console is kept as $CONSOLE.boot-report-$attempt)"
+		attempt=$((attempt + 1))
+	done
 	[ "$rc" = 124 ] && log "qemu timed out after ${TIMEOUT}s"
 	check_console || rc=1
 	[ "$rc" = 0 ] && log "PASS" || log "FAIL"
 	return $rc
 }
 
-main "$@"
+main "$@"; exit $?

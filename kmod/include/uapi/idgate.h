@@ -86,8 +86,10 @@ struct idgate_config {
 
 /* idgate_lookup.result_flags (out) */
 #define IDGATE_RESULT_EXITED	0x01	/* the process (tgid) has exited by the time of the lookup */
-#define IDGATE_RESULT_EXE_TRUNC	0x02	/* exe did not fit and is truncated (or unavailable: empty) */
-#define IDGATE_RESULT_CG_TRUNC	0x04	/* cgroup did not fit and is truncated (or unavailable: empty) */
+#define IDGATE_RESULT_EXE_TRUNC	0x02	/* exe did not fit and is truncated (or unavailable: empty);
+					 * callers must not match it against exe selectors */
+#define IDGATE_RESULT_CG_TRUNC	0x04	/* cgroup did not fit and is truncated (or unavailable: empty);
+					 * callers must not match it against cgroup selectors */
 
 /* Argument of IDGATE_IOC_LOOKUP (616 bytes). The flow is looked up in the
  * caller's network namespace by its 4-tuple as the connecting task saw it
@@ -114,7 +116,8 @@ struct idgate_lookup {
 				 * same origin as /proc/<pid>/stat field 22 (which is in clock ticks) */
 	__u64 cgroup_id;	/* out: id of the process' cgroup v2 (the inode number of its cgroupfs directory) */
 	__u64 record_time_ns;	/* out: when the SYN was recorded, CLOCK_BOOTTIME ns */
-	__u8 comm[IDGATE_COMM_LEN];	/* out: comm of the connecting thread, NUL-terminated */
+	__u8 comm[IDGATE_COMM_LEN];	/* out: comm of the process (its thread group leader, as in
+					 * /proc/<tgid>/comm), NUL-terminated */
 	__u8 exe[IDGATE_PATH_LEN];	/* out: path of the process' executable as seen from its own root
 					 * (chroot/mount namespace), NUL-terminated ("" if none) */
 	__u8 cgroup[IDGATE_PATH_LEN];	/* out: cgroup v2 path from the hierarchy root, e.g. "/system.slice/x.service" */

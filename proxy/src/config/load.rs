@@ -159,8 +159,12 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
             return Err((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
         }
     }
-    if c.intercept.bypass_mark == 0 || c.intercept.bypass_mark == c.intercept.tag_mark {
-        return Err((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and differ from tag_mark".into()));
+    let i = &c.intercept;
+    if i.tag_mark == 0 || i.tag_mark & !i.tag_mask != 0 {
+        return Err((Place::Nth("tag_mark", 0), "intercept.tag_mark must be non-zero and within tag_mask".into()));
+    }
+    if i.bypass_mark == 0 || i.bypass_mark & i.tag_mark == i.tag_mark {
+        return Err((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into()));
     }
     Ok(())
 }

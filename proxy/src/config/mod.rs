@@ -182,15 +182,18 @@ pub struct Intercept {
     pub table: String,
     /// Mark on idgate's own sockets; the redirect rule skips marked traffic.
     pub bypass_mark: u32,
-    /// Mark the kernel module puts on flows it tagged (kmod backend only).
+    /// Mark bits the kernel module sets on flows it tagged (kmod backend only), within tag_mask.
     pub tag_mark: u32,
+    /// The mark bits idgate owns on tagged flows; the module leaves the others alone (WireGuard,
+    /// Cilium or policy routing marks on the same host).
+    pub tag_mask: u32,
     /// What a stopping idgate does with its table.
     pub on_stop: OnStop,
 }
 
 impl Default for Intercept {
     fn default() -> Self {
-        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x1d6a_0002, on_stop: OnStop::Keep }
+        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x2000_0000, tag_mask: 0x2000_0000, on_stop: OnStop::Keep }
     }
 }
 

@@ -3,7 +3,7 @@
 //! through /dev/idgate.
 use super::kmod_uapi as uapi;
 use super::{FlowIdentity, IdentityError, ProcessInfo};
-use crate::config::OutboundRule;
+use crate::config::{Intercept, OutboundRule};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
@@ -48,8 +48,9 @@ fn put_addr(out: &mut [u8; 16], ip: IpAddr) -> u8 {
 
 impl KmodBackend {
     /// Opens the device, checks the API version and installs the intercept set for this
-    /// network namespace, tagging with `tag_mark` and exempting this process.
-    pub fn open(device: &Path, routes: &[OutboundRule], tag_mark: u32) -> Result<Self> {
+    /// network namespace, tagging with `intercept.tag_mark` within `intercept.tag_mask` (the
+    /// module leaves the socket's other mark bits alone) and exempting this process.
+    pub fn open(device: &Path, routes: &[OutboundRule], intercept: &Intercept) -> Result<Self> {
         let file = File::options().read(true).write(true).open(device).with_context(|| format!("opening {}", device.display()))?;
         let mut version: uapi::Version = uapi::zeroed();
         ioctl(&file, uapi::IOC_VERSION, &mut version).context("idgate.ko version query")?;
@@ -57,8 +58,8 @@ impl KmodBackend {
             bail!("idgate.ko speaks API version {}, this idgate needs {}", version.api_version, uapi::API_VERSION);
         }
         let mut config: uapi::Config = uapi::zeroed();
-        config.mark = tag_mark;
-        config.mark_mask = u32::MAX;
+        config.mark = intercept.tag_mark;
+        config.mark_mask = intercept.tag_mask;
         config.proxy_tgid = std::process::id();
         let rules: Vec<uapi::Rule> = routes
             .iter()
@@ -109,6 +110,8 @@ impl FlowIdentity for KmodBackend {
                 comm: uapi::c_string(&q.comm),
                 cgroup: uapi::c_string(&q.cgroup),
                 start_time: q.start_time_ns,
+                exe_unknown: q.result_flags & uapi::RESULT_EXE_TRUNC != 0,
+                cgroup_unknown: q.result_flags & uapi::RESULT_CG_TRUNC != 0,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(IdentityError::NoSocket { client, dst }),
             Err(e) => Err(e.into()),

@@ -9,6 +9,8 @@ pub const PATH_LEN: usize = 256;
 pub const MAX_RULES: usize = 32;
 
 pub const RESULT_EXITED: u32 = 0x01;
+pub const RESULT_EXE_TRUNC: u32 = 0x02;
+pub const RESULT_CG_TRUNC: u32 = 0x04;
 
 #[repr(C)]
 #[derive(Clone, Copy)]

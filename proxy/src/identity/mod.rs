@@ -3,6 +3,7 @@
 //! and reused only while every selected attribute is unchanged (a reused pid, an execve or a
 //! setuid never inherits an identity).
 mod kmod;
+pub mod kmod_envelope;
 mod kmod_uapi;
 mod procdir;
 mod procfs;
@@ -32,6 +33,10 @@ pub struct ProcessInfo {
     pub cgroup: String,
     /// Start time in clock ticks since boot (procfs) or nanoseconds (kmod): identity of a pid.
     pub start_time: u64,
+    /// `exe` is truncated or could not be read: no `exe` selector matches it.
+    pub exe_unknown: bool,
+    /// `cgroup` is truncated or could not be read: no `cgroup` selector matches it.
+    pub cgroup_unknown: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

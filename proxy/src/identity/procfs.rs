@@ -287,10 +287,20 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
         (effective_id(&status, "Uid:")?, effective_id(&status, "Gid:")?)
     };
     let mut link = [0u8; 4096];
-    // An exiting process has no exe any more; the rules then see an empty path.
-    let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).unwrap_or_default();
-    let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).unwrap_or_default();
-    Ok(ProcessInfo { tgid: pid, uid, gid, exe, comm, cgroup, start_time })
+    // An exiting process has no exe any more: unknown, so no exe selector matches it.
+    let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).ok();
+    let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).ok();
+    Ok(ProcessInfo {
+        tgid: pid,
+        uid,
+        gid,
+        exe_unknown: exe.is_none(),
+        cgroup_unknown: cgroup.is_none(),
+        exe: exe.unwrap_or_default(),
+        comm,
+        cgroup: cgroup.unwrap_or_default(),
+        start_time,
+    })
 }
 
 #[cfg(test)]

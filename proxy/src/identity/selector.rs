@@ -18,12 +18,14 @@ impl Selector {
     }
 }
 
+/// A truncated or unreadable path never matches a selector on it: a prefix of a path (or an
+/// empty one) could otherwise match a glob written for another executable or cgroup.
 fn matches(r: &WorkloadRule, p: &ProcessInfo) -> bool {
     r.uid.is_none_or(|u| u == p.uid)
         && r.gid.is_none_or(|g| g == p.gid)
-        && r.exe.as_ref().is_none_or(|g| g.is_match(&p.exe))
+        && r.exe.as_ref().is_none_or(|g| !p.exe_unknown && g.is_match(&p.exe))
         && r.comm.as_ref().is_none_or(|g| g.is_match(&p.comm))
-        && r.cgroup.as_ref().is_none_or(|g| g.is_match(&p.cgroup))
+        && r.cgroup.as_ref().is_none_or(|g| !p.cgroup_unknown && g.is_match(&p.cgroup))
 }
 
 #[cfg(test)]
@@ -37,7 +39,42 @@ mod tests {
     }
 
     fn proc(uid: u32, exe: &str) -> ProcessInfo {
-        ProcessInfo { tgid: 1, uid, gid: 0, exe: exe.into(), comm: "x".into(), cgroup: "/a.slice/b".into(), start_time: 1 }
+        ProcessInfo {
+            tgid: 1,
+            uid,
+            gid: 0,
+            exe: exe.into(),
+            comm: "x".into(),
+            cgroup: "/a.slice/b".into(),
+            start_time: 1,
+            exe_unknown: false,
+            cgroup_unknown: false,
+        }
+    }
+
+    #[test]
+    fn truncated_or_unknown_paths_match_no_selector_on_them() {
+        let s = selector(
+            "trust_domain = \"t\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/exe\"\nexe = \"/usr/**\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/cg\"\ncgroup = \"/a.slice/**\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/uid\"\nuid = 7\n",
+        );
+        // The module cut a long path to a prefix that the first glob would match.
+        let mut p = proc(7, "/usr/lib/very/long/pa");
+        p.exe_unknown = true;
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/cg");
+        p.cgroup_unknown = true;
+        // Rules that do not look at the unknown paths still apply.
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/uid");
+        p.uid = 8;
+        assert!(s.select(&p).is_none());
+        // An empty, unknown exe does not match a glob that matches anything.
+        let any = selector("trust_domain = \"t\"\n[[workload]]\nspiffe_id = \"spiffe://t/any\"\nexe = \"**\"\n");
+        let mut gone = proc(1, "");
+        assert!(any.select(&gone).is_some());
+        gone.exe_unknown = true;
+        assert!(any.select(&gone).is_none());
     }
 
     #[test]

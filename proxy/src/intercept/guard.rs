@@ -11,19 +11,16 @@ use std::path::{Path, PathBuf};
 pub enum Redirect {
     /// Destinations by address and port: the userspace identity backend.
     Destinations,
-    /// Flows idgate.ko tagged: the kernel-module backend.
-    TagMark,
-    /// Both: used before the backend is known (boot, early start-up). Every flow either
-    /// backend would intercept is refused until idgate listens.
+    /// Destinations and flows idgate.ko tagged: the kernel-module backend, and before the
+    /// backend is known (boot, early start-up). The destination rules stay with the module: a
+    /// flow it did not tag (unloaded while idgate was down, say) is then redirected and
+    /// refused by the lookup instead of leaving in plaintext.
     Either,
 }
 
 /// The table `config` asks for.
 pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
-    let destinations = match redirect {
-        Redirect::TagMark => vec![],
-        _ => config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect(),
-    };
+    let destinations = config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect();
     let protected_ports = match config.mode {
         InboundMode::Strict => config.inbound.iter().flat_map(|r| r.ports.iter().copied()).collect(),
         InboundMode::Permissive => vec![],
@@ -33,7 +30,7 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         bypass_mark: config.intercept.bypass_mark,
         redirect_port: config.listen.outbound_port,
         destinations,
-        tag_mark: (redirect != Redirect::Destinations).then_some(config.intercept.tag_mark),
+        tag_mark: (redirect == Redirect::Either).then_some(config.intercept.tag_mark),
         protected_ports,
     }
 }

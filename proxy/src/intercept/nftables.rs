@@ -5,7 +5,9 @@
 //!   chain outbound { type nat hook output priority -100;
 //!     meta mark == <bypass> return                       # idgate's own sockets
 //!     [procfs] meta l4proto tcp ip daddr <cidr> tcp dport <a>-<b> redirect to :15001
-//!     [kmod]   meta l4proto tcp meta mark == <tag> redirect to :15001
+//!     [kmod]   meta l4proto tcp meta mark & <tag> == <tag> redirect to :15001
+//!     [kmod]   the destination rules too: a flow the module did not tag (unloaded) is
+//!              refused by the lookup instead of leaving in plaintext
 //!     [strict] oif lo tcp dport <protected> redirect to :15001   # local callers go through idgate
 //!   }
 //!   chain capture { type filter hook input priority -150;  # only idgate may take redirected flows
@@ -38,7 +40,8 @@ pub struct Ruleset {
     pub redirect_port: u16,
     /// Redirect flows to these destinations (userspace identity backend).
     pub destinations: Vec<(Cidr, PortRange)>,
-    /// Redirect flows the kernel module tagged with this mark.
+    /// Redirect flows the kernel module tagged: every bit of this tag set (other mark bits
+    /// belong to others: WireGuard, Cilium, policy routing).
     pub tag_mark: Option<u32>,
     /// Local ports that only idgate's inbound side may reach from the network, and that local
     /// callers reach only through idgate (empty in permissive mode).
@@ -146,6 +149,7 @@ fn add_outbound_rules(batch: &mut Batch, chain: &Chain, rs: &Ruleset) -> io::Res
         rule.add_expr(&nft_expr!(meta l4proto));
         rule.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
         rule.add_expr(&nft_expr!(meta mark));
+        rule.add_expr(&nft_expr!(bitwise mask mark, xor 0u32));
         rule.add_expr(&nft_expr!(cmp == mark));
         add_redirect(&mut rule, rs.redirect_port);
         batch.add(&rule, MsgType::Add);

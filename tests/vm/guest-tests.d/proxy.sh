@@ -2,79 +2,15 @@
 # The proxy on a real kernel with idgate.ko: identity from the module end to end, the
 # exited-process case that procfs cannot handle, fail closed, and lookup cost kmod vs procfs.
 # Needs /bin/idgate and /bin/pingpong (run.sh: IDGATE_BIN and IDGATE_EXTRA_BINS).
-IP=/usr/sbin/ip
-in_cli() { nsenter --net=/run/netns/cli "$@"; }
-in_srv() { nsenter --net=/run/netns/srv "$@"; }
 pass() { echo "PASS: proxy: $*"; }
 fail() { echo "FAIL: proxy: $*"; }
-if [ ! -x /bin/idgate ] || [ ! -x /bin/pingpong ]; then
+. /etc/idgate/proxy-lib.sh
+if ! have_proxy; then
 	echo "proxy: skipped: /bin/idgate or /bin/pingpong missing (run.sh needs IDGATE_BIN and IDGATE_EXTRA_BINS)"
 	exit 0
 fi
-W=/tmp/proxy
-mkdir -p $W
-cp /bin/pingpong /bin/pingpong-a
-cp /bin/pingpong /bin/pingpong-b
-idgate ca-init --dir $W/ca --trust-domain vm.idgate > /dev/null || { fail "ca-init"; exit 1; }
-
-config() { # $1 = host name, $2 = identity backend
-	cat <<CFG
-trust_domain = "vm.idgate"
-hostname = "$1"
-state_dir = "$W/state-$1"
-identity_backend = "$2"
-[ca]
-source = "files"
-cert = "$W/ca/ca.pem"
-key = "$W/ca/ca-key.pem"
-[[workload]]
-spiffe_id = "spiffe://vm.idgate/a"
-exe = "/bin/pingpong-a"
-[[workload]]
-spiffe_id = "spiffe://vm.idgate/b"
-exe = "/bin/pingpong-b"
-[[outbound]]
-cidrs = ["10.77.0.0/24"]
-ports = [7000]
-[[inbound]]
-ports = [7000]
-allow = ["spiffe://vm.idgate/*"]
-CFG
-}
-
-start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a subshell)
-	config "$2" "$3" > $W/$2.toml
-	# A fresh, empty log before the start: the background job opens it later than this shell
-	# greps, and a previous instance's "idgate ready" must not pass for this one's.
-	: > $W/$2.log
-	nsenter --net=/run/netns/$1 idgate run -c $W/$2.toml >> $W/$2.log 2>&1 &
-	PID=$!
-	i=0
-	while ! grep -q "idgate ready" $W/$2.log; do
-		i=$((i + 1))
-		if [ $i -gt 300 ] || ! kill -0 $PID 2>/dev/null; then
-			cat $W/$2.log
-			fail "idgate on $2 did not start"
-			return 1
-		fi
-		sleep 0.1
-	done
-}
-srv_status() { idgate status --json -c $W/srv.toml; }  # the control socket, as root
+proxy_setup || { fail "ca-init"; exit 1; }
 count() { srv_status | grep -o "\"source_id\":\"$1\"" | wc -l; }
-# Polls a condition for up to 10 s (a TCG guest is slow, and slower still on a busy CI host).
-until_ok() {
-	i=0
-	while ! "$@"; do
-		i=$((i + 1))
-		[ $i -gt 100 ] && return 1
-		sleep 0.1
-	done
-}
-# The client host's own decision log: complete, where /status keeps only the last 512 flows
-# (the peer's ring is full of pingpong flows by the procfs part, so counts there stop growing).
-outbound_decisions() { grep -c 'flow decision direction="outbound"' $W/cli.log; }
-last_outbound() { grep 'flow decision direction="outbound"' $W/cli.log | tail -1; }
 new_outbound() { [ "$(outbound_decisions)" -gt "$decided_before" ]; }
 
 nsenter --net=/run/netns/srv pingpong server 0.0.0.0:7000 &

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Version, configuration validation, and what is not intercepted. */
+#include "lib.h"
+
+int test_version(void)
+{
+	struct idgate_version v;
+	int fd = dev_open();
+
+	memset(&v, 0xff, sizeof(v));
+	CHECK(ioctl(fd, IDGATE_IOC_VERSION, &v) == 0, "version: ioctl succeeds");
+	CHECK(v.api_version == IDGATE_API_VERSION, "version: api %u == IDGATE_API_VERSION %d",
+	      v.api_version, IDGATE_API_VERSION);
+	CHECK(memchr(v.module_version, 0, sizeof(v.module_version)) && v.module_version[0],
+	      "version: module version '%s'", v.module_version);
+	CHECK(ioctl(fd, _IO(IDGATE_IOC_MAGIC, 0x7f)) == -1 && errno == ENOTTY, "version: unknown ioctl -> ENOTTY");
+	close(fd);
+	return 0;
+}
+
+int test_config(void)
+{
+	struct idgate_config c, g;
+	struct idgate_lookup l;
+	int fd = dev_open();
+
+#define BAD(desc, mutate) do {						\
+		memset(&c, 0, sizeof(c));				\
+		c.mark = MARK; c.mark_mask = MARK_MASK; c.rule_count = 1; \
+		c.rules[0].family = AF_INET; c.rules[0].prefix_len = 8;	\
+		c.rules[0].addr[0] = 10; c.rules[0].port_max = 65535;	\
+		mutate;							\
+		CHECK(ioctl(fd, IDGATE_IOC_CONFIG, &c) == -1 && errno == EINVAL, \
+		      "config: %s -> EINVAL", desc);			\
+	} while (0)
+	BAD("mark outside mask", c.mark = 0x1000);
+	BAD("zero mark", c.mark = 0);
+	BAD("bad family", c.rules[0].family = 3);
+	BAD("prefix too long", c.rules[0].prefix_len = 33);
+	BAD("host bits set", c.rules[0].addr[3] = 1);
+	BAD("port_min > port_max", (c.rules[0].port_min = 10, c.rules[0].port_max = 9));
+	BAD("rule_count > max", c.rule_count = IDGATE_MAX_RULES + 1);
+	BAD("flags set", c.flags = 1);
+	BAD("rule pad set", c.rules[0].pad = 1);
+	memset(&c, 0, sizeof(c));
+	c.mark = MARK;
+	c.mark_mask = MARK_MASK;
+	c.rule_count = 1;
+	c.proxy_tgid = 999999;
+	c.rules[0].family = AF_INET;
+	CHECK(ioctl(fd, IDGATE_IOC_CONFIG, &c) == -1 && errno == ESRCH, "config: unknown proxy_tgid -> ESRCH");
+
+	set_config(fd, getpid(), 2);
+	memset(&g, 0xff, sizeof(g));
+	CHECK(ioctl(fd, IDGATE_IOC_GET_CONFIG, &g) == 0 && g.mark == MARK && g.mark_mask == MARK_MASK &&
+	      g.rule_count == 2 && g.proxy_tgid == (uint32_t)getpid() && g.rules[1].family == AF_INET6 &&
+	      g.rules[2].family == 0, "config: GET_CONFIG returns what was set");
+
+	memset(&l, 0, sizeof(l));
+	l.family = AF_INET;
+	l.src_addr[5] = 1;
+	CHECK(ioctl(fd, IDGATE_IOC_LOOKUP, &l) == -1 && errno == EINVAL, "lookup: IPv4 with bytes 4..15 set -> EINVAL");
+	l.src_addr[5] = 0;
+	l.flags = 0x80;
+	CHECK(ioctl(fd, IDGATE_IOC_LOOKUP, &l) == -1 && errno == EINVAL, "lookup: unknown flag -> EINVAL");
+	l.flags = 0;
+	CHECK(ioctl(fd, IDGATE_IOC_LOOKUP, &l) == -1 && errno == ENOENT, "lookup: unknown flow -> ENOENT");
+	close(fd);
+	return 0;
+}
+
+/* The proxy's own connections and flows outside the set are not tagged. */
+int test_skip(void)
+{
+	struct idgate_stats before, after;
+	struct idgate_lookup l;
+	struct tuple t;
+	int p[2], fd = dev_open(), s;
+	pid_t proxy;
+
+	if (pipe(p))
+		die("pipe");
+	proxy = fork();
+	if (!proxy) {
+		char c;
+
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)	/* wait until configured as the proxy */
+			_exit(1);
+		s = connect_to(SRV4, PORT_IN, 0, &t);
+		_exit(s >= 0 && t.mark == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	set_config(fd, proxy, 2);
+	before = get_stats(fd);
+	if (write(p[1], "x", 1) != 1)
+		die("write");
+	int status;
+
+	waitpid(proxy, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "skip: proxy's connection succeeds untagged (mark 0)");
+	after = get_stats(fd);
+	CHECK(after.skipped_proxy - before.skipped_proxy == 1 && after.recorded == before.recorded,
+	      "skip: counted as skipped_proxy, nothing recorded");
+
+	s = connect_to(SRV4, PORT_OUT, 0, &t);
+	CHECK(s >= 0 && t.mark == 0, "skip: flow to port %d (outside the set) untagged", PORT_OUT);
+	CHECK(do_lookup(fd, &t, 0, &l) == -ENOENT, "skip: flow outside the set not recorded");
+	close(s);
+	set_config(fd, 0, 0);
+	s = connect_to(SRV4, PORT_IN, 0, &t);
+	CHECK(s >= 0 && t.mark == 0 && do_lookup(fd, &t, 0, &l) == -ENOENT,
+	      "skip: with rule_count 0 nothing is intercepted");
+	close(s);
+	close(fd);
+	return 0;
+}
+
+/* The module owns only the mark bits of its mask: a socket's other mark bits
+ * (WireGuard, policy routing) survive the tag, bits inside the mask are
+ * replaced by the tag. */
+int test_markbits(void)
+{
+	struct sockaddr_storage ss;
+	struct idgate_lookup l;
+	struct tuple t;
+	unsigned int preset = 0x10201, mark = 0;
+	socklen_t len, slen = sizeof(mark);
+	int fd = dev_open(), s;
+
+	set_config(fd, 0, 2);
+	memset(&t, 0, sizeof(t));
+	memset(&ss, 0, sizeof(ss));
+	((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+	((struct sockaddr_in *)&ss)->sin_port = htons(PORT_IN);
+	inet_pton(AF_INET, SRV4, &((struct sockaddr_in *)&ss)->sin_addr);
+	len = sizeof(struct sockaddr_in);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_MARK, &preset, sizeof(preset)))
+		die("socket with SO_MARK");
+	CHECK(connect(s, (void *)&ss, len) == 0, "markbits: connected with mark %#x preset", preset);
+	getsockopt(s, SOL_SOCKET, SO_MARK, &mark, &slen);
+	CHECK(mark == ((preset & ~MARK_MASK) | MARK), "markbits: mark %#x == %#x (bits outside %#x kept, inside replaced by %#x)",
+	      mark, (preset & ~MARK_MASK) | MARK, MARK_MASK, MARK);
+	t.family = AF_INET;
+	slen = sizeof(t.src);
+	getsockname(s, (void *)&t.src, &slen);
+	t.dst = ss;
+	CHECK(do_lookup(fd, &t, 0, &l) == 0 && l.tgid == (uint32_t)getpid(), "markbits: the flow was recorded");
+	close(s);
+	close(fd);
+	return 0;
+}
