@@ -76,9 +76,16 @@ kill $CLI; wait $CLI 2>/dev/null
 rmmod idgate || fail "rmmod of the EIO module"
 # The proxy stopped (its table stays) and nothing tags flows any more: the table's
 # destination rules still send them to the closed capture port, so none leaves in plaintext.
-srv0=$(served)
+in_cli nft -f - <<'NFT'
+table inet probe {
+	chain out { type filter hook postrouting priority 300; policy accept; oif != "lo" tcp dport 7000 counter; }
+}
+NFT
 client && fail "a flow went out with the proxy stopped and the module unloaded" || pass "proxy stopped, module unloaded: the flow fails"
-[ "$(served)" -eq "$srv0" ] && pass "proxy stopped, module unloaded: nothing reached the peer" || fail "a flow reached the peer directly"
+leaked=$(in_cli nft list chain inet probe out | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+[ "$leaked" = 0 ] && pass "proxy stopped, module unloaded: no packet to the service left the host" ||
+	fail "proxy stopped, module unloaded: $leaked packets to port 7000 left the client host"
+in_cli nft delete table inet probe
 if start cli cli kmod > /dev/null 2>&1; then
 	fail "identity_backend = kmod started without the module"
 	kill $PID; wait $PID 2>/dev/null
