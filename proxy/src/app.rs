@@ -33,6 +33,21 @@ pub fn hostname(config: &Config) -> String {
         .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into()))
 }
 
+/// The certificates of a trust bundle file: at least one, each a usable trust anchor.
+pub fn trust_anchors(path: &std::path::Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading trust bundle {}", path.display()))?;
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().with_context(|| format!("{}: bad PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!("{}: no PEM certificate", path.display());
+    }
+    let mut probe = rustls::RootCertStore::empty();
+    for cert in &certs {
+        probe.add(cert.clone()).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
+    }
+    Ok(certs)
+}
+
 /// Everything that can fail before touching the network: CA, trust bundle, first SVID.
 pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
     let td = &config.trust_domain.0;
@@ -47,9 +62,7 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
     for path in &config.ca.trust_bundle {
-        let pem = std::fs::read(path).with_context(|| format!("reading trust bundle {}", path.display()))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.with_context(|| format!("{}: bad PEM", path.display()))?;
+        for cert in trust_anchors(path)? {
             roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
         }
     }

@@ -16,7 +16,8 @@ enum Command {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
-    /// Validate a config file and exit.
+    /// Validate a config file as `run` would before binding sockets (CA, trust bundles, secret
+    /// files and variables, ...): every problem with its file:line:col; exit 1 if any.
     Check {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
@@ -90,14 +91,26 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Check { config } => idgate::config::load(&config).map(|_| println!("{}: ok", config.display())).map_err(anyhow::Error::from),
+        Command::Check { config } => {
+            return match idgate::config::load_checked(&config) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("{}: {} problem(s)", config.display(), errors.0.len());
+                    ExitCode::from(1)
+                }
+            };
+        }
         Command::Status { config, socket, json } => {
             idgate::commands::status::status(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
         }
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
-        Command::Run { config } => match idgate::config::load(&config) {
+        Command::Run { config } => match idgate::config::load_checked(&config) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.
             Ok(config) => tokio::runtime::Builder::new_current_thread()

@@ -22,7 +22,31 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn position_of(text: &str, offset: usize) -> (usize, usize) {
+/// Every problem found in one file, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+pub(super) fn position_of(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
@@ -38,12 +62,12 @@ fn key_at(text: &str, offset: usize) -> Option<&str> {
     (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then_some(key)
 }
 
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
     parse(path, &text)
 }
 
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let config: Config = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| s.start);
         let message = e.message().trim().to_string();
@@ -57,12 +81,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             },
         }
     })?;
-    check(&config).map_err(|(place, message)| ConfigError {
-        file: path.into(),
-        position: place.offset(text).map(|o| position_of(text, o)),
-        message,
-    })?;
-    Ok(config)
+    let errors: Vec<ConfigError> = check(&config)
+        .into_iter()
+        .map(|(place, message)| ConfigError { file: path.into(), position: place.offset(text).map(|o| position_of(text, o)), message })
+        .collect();
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Where a cross-field problem sits: a value's span, or the n-th occurrence of a key.
@@ -80,56 +107,57 @@ impl Place {
     }
 }
 
-/// Checks that span several fields. Returns where to point and the message.
-fn check(c: &Config) -> Result<(), (Place, String)> {
+/// Checks that span several fields: where to point, and the message, for every problem.
+fn check(c: &Config) -> Vec<(Place, String)> {
+    let mut errors = Vec::new();
     let td = &c.trust_domain.0;
     for (i, w) in c.workloads.iter().enumerate() {
         if w.spiffe_id.get_ref().0.trust_domain() != td {
             let id = &w.spiffe_id.get_ref().0;
-            return Err((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
+            errors.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
         if w.exe.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
-            return Err((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, comm, cgroup, uid or gid)")));
+            errors.push((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, comm, cgroup, uid or gid)")));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if o.cidrs.is_empty() || o.ports.is_empty() {
-            return Err((Place::Nth("[[outbound]]", i), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
+            errors.push((Place::Nth("[[outbound]]", i), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if !o.hosts.is_empty() && o.protocol != super::Protocol::Http {
-            return Err((
+            errors.push((
                 Place::Nth("[[outbound]]", i),
                 format!("outbound[{i}].hosts needs protocol = \"http\" (idgate checks each request's Host against them)"),
             ));
         }
         if o.tls.is_some() && o.protocol != super::Protocol::Http {
-            return Err((
+            errors.push((
                 Place::Nth("[[outbound]]", i),
                 format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)"),
             ));
         }
     }
     if c.tunnel.peer_timeout.0 < std::time::Duration::from_secs(1) {
-        return Err((Place::Nth("peer_timeout", 0), "tunnel.peer_timeout must be at least 1s".into()));
+        errors.push((Place::Nth("peer_timeout", 0), "tunnel.peer_timeout must be at least 1s".into()));
     }
     if c.tunnel.max_connection_age.0 < std::time::Duration::from_secs(1) {
-        return Err((Place::Nth("max_connection_age", 0), "tunnel.max_connection_age must be at least 1s".into()));
+        errors.push((Place::Nth("max_connection_age", 0), "tunnel.max_connection_age must be at least 1s".into()));
     }
     if c.tunnel.max_handshakes == 0 || c.tunnel.max_handshakes_per_source == 0 {
-        return Err((Place::Nth("max_handshakes", 0), "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into()));
+        errors.push((Place::Nth("max_handshakes", 0), "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into()));
     }
     if c.http.jwt_ttl.0 < std::time::Duration::from_secs(10) {
-        return Err((Place::Nth("jwt_ttl", 0), "http.jwt_ttl must be at least 10s".into()));
+        errors.push((Place::Nth("jwt_ttl", 0), "http.jwt_ttl must be at least 10s".into()));
     }
     for (i, r) in c.http_rules.iter().enumerate() {
         if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
-            return Err((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
+            errors.push((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
         }
         if let Some(host) = &r.host {
             if !c.outbound.iter().any(|o| o.protocol == super::Protocol::Http && o.is_named_by(host)) {
-                return Err((
+                errors.push((
                     Place::Nth("[[http_rule]]", i),
                     format!(
                         "http_rule[{i}].host `{}` names no protocol = \"http\" [[outbound]] destination: add it to that destination's hosts (or tls.server_name), so that the rule applies only on flows to it",
@@ -139,7 +167,7 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
             }
         }
         if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
-            return Err((
+            errors.push((
                 Place::Nth("[[http_rule]]", i),
                 format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0),
             ));
@@ -147,26 +175,26 @@ fn check(c: &Config) -> Result<(), (Place, String)> {
     }
     for (i, r) in c.inbound.iter().enumerate() {
         if r.ports.is_empty() {
-            return Err((Place::Nth("[[inbound]]", i), format!("inbound[{i}].ports is empty")));
+            errors.push((Place::Nth("[[inbound]]", i), format!("inbound[{i}].ports is empty")));
         }
     }
     if c.ca.source == super::CaSource::Files && (c.ca.cert.is_none() || c.ca.key.is_none()) {
-        return Err((Place::Nth("[ca]", 0), "ca.source = \"files\" needs ca.cert and ca.key".into()));
+        errors.push((Place::Nth("[ca]", 0), "ca.source = \"files\" needs ca.cert and ca.key".into()));
     }
     if let Some(id) = &c.svid.server_id {
         if id.get_ref().0.trust_domain() != td {
             let at = Place::Span(id.span().start);
-            return Err((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
+            errors.push((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
         }
     }
     let i = &c.intercept;
     if i.tag_mark == 0 || i.tag_mark & !i.tag_mask != 0 {
-        return Err((Place::Nth("tag_mark", 0), "intercept.tag_mark must be non-zero and within tag_mask".into()));
+        errors.push((Place::Nth("tag_mark", 0), "intercept.tag_mark must be non-zero and within tag_mask".into()));
     }
     if i.bypass_mark == 0 || i.bypass_mark & i.tag_mark == i.tag_mark {
-        return Err((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into()));
+        errors.push((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into()));
     }
-    Ok(())
+    errors
 }
 
 #[cfg(test)]

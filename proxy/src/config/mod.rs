@@ -2,11 +2,13 @@
 //! deserialized, so every error carries the file, line and column of the offending value.
 mod http;
 pub(crate) mod load;
+mod preflight;
 mod values;
 
 pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Part, Protocol, Template, TlsOrigin};
 
-pub use load::{load, parse, ConfigError};
+pub use load::{load, parse, ConfigError, ConfigErrors};
+pub use preflight::preflight;
 pub use values::{Cidr, Glob, HumanDuration, PortRange};
 
 use crate::spiffe::SpiffeId;
@@ -48,6 +50,19 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default, rename = "http_rule")]
     pub http_rules: Vec<HttpRule>,
+}
+
+/// The config at `path`, with every check `run` makes before it binds a socket (see
+/// `preflight`): what `idgate check` and `idgate run` both read.
+pub fn load_checked(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
+    let config = parse(path, &text)?;
+    let problems = preflight(path, &text, &config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(problems))
+    }
 }
 
 impl Config {

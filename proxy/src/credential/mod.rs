@@ -7,7 +7,7 @@ mod selftest;
 mod svid;
 mod verify;
 
-pub use ca::{init_embedded_ca, CertificateAuthority, CA_KEY_FILE};
+pub use ca::{init_embedded_ca, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 pub use manager::{Credentials, HostAddresses, Issued, SvidSummary};
 pub use svid::Svid;
 pub use verify::{addresses_of_cert, describe_tls_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};

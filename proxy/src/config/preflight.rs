@@ -1,0 +1,130 @@
+//! What `run` checks before it binds a socket, done without running anything: CA files
+//! (readable, key mode, key matching the certificate, able to mint an SVID that passes the
+//! mTLS self-test), trust bundles, TLS origination bundles, secret sources (files' mode and
+//! owner, environment variables) and an explicit kmod backend's device. `idgate check` and
+//! `idgate run` both call it, so the unit's `ExecStartPre` check catches what would make the
+//! service fail to start. Every problem is reported, each at the place in the file it names.
+use super::load::position_of;
+use super::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+struct Problems<'a> {
+    file: &'a Path,
+    text: &'a str,
+    found: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    /// A problem at the first of `needles` found in the file (a value as written, then its key).
+    fn at(&mut self, needles: &[&str], message: String) {
+        let offset = needles.iter().find_map(|n| self.text.find(n));
+        self.found.push(ConfigError { file: self.file.into(), position: offset.map(|o| position_of(self.text, o)), message });
+    }
+}
+
+fn quoted(path: &Path) -> String {
+    format!("\"{}\"", path.display())
+}
+
+pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
+    let mut p = Problems { file, text, found: Vec::new() };
+    ca(&mut p, config);
+    secrets(&mut p, config);
+    for (i, route) in config.outbound.iter().enumerate() {
+        if let Some(tls) = &route.tls {
+            if let Err(e) = crate::http::Origin::new(tls) {
+                let bundle = tls.ca_bundle.as_deref().map(quoted).unwrap_or_default();
+                p.at(&[&bundle, "tls"], format!("outbound[{i}].tls: {e:#}"));
+            }
+        }
+    }
+    if config.identity_backend == IdentityBackendChoice::Kmod && !crate::identity::kmod_device().exists() {
+        let device = crate::identity::kmod_device();
+        p.at(&["identity_backend"], format!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()));
+    }
+    p.found
+}
+
+/// The CA's files, each checked on its own so that all their problems show at once, then
+/// loaded, used to mint this host's SVID, and tried in an mTLS handshake with itself.
+fn ca(p: &mut Problems<'_>, config: &Config) {
+    let (cert, key, at): (PathBuf, PathBuf, [String; 2]) = match config.ca.source {
+        CaSource::Files => {
+            let (Some(cert), Some(key)) = (config.ca.cert.clone(), config.ca.key.clone()) else { return }; // reported by load
+            let at = [quoted(&cert), quoted(&key)];
+            (cert, key, at)
+        }
+        CaSource::Embedded => {
+            let cert = config.state_dir.join(crate::credential::CA_CERT_FILE);
+            let key = config.state_dir.join(crate::credential::CA_KEY_FILE);
+            if !cert.exists() && !key.exists() {
+                return; // created at the first start
+            }
+            (cert, key, [String::from("state_dir"), String::from("state_dir")])
+        }
+    };
+    let mut usable = true;
+    if let Err(e) = std::fs::read_to_string(&cert) {
+        p.at(&[&at[0], "cert"], format!("ca.cert: cannot read {}: {e}", cert.display()));
+        usable = false;
+    }
+    match std::fs::metadata(&key) {
+        Err(e) => {
+            p.at(&[&at[1], "key"], format!("ca.key: cannot read {}: {e}", key.display()));
+            usable = false;
+        }
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            let mode = m.permissions().mode() & 0o777;
+            p.at(&[&at[1], "key"], format!("ca.key: {} is readable by group or others (mode {mode:o}); chmod 600 it", key.display()));
+            usable = false;
+        }
+        Ok(_) => {}
+    }
+    for bundle in &config.ca.trust_bundle {
+        if let Err(e) = crate::app::trust_anchors(bundle) {
+            p.at(&[&quoted(bundle), "trust_bundle"], format!("ca.trust_bundle: {e:#}"));
+            usable = false;
+        }
+    }
+    if !usable {
+        return;
+    }
+    if let Err(e) = crate::credential::CertificateAuthority::load(&cert, &key) {
+        let key_named = e.to_string().starts_with(&key.display().to_string());
+        let (needle, field) = if key_named { (&at[1], "ca.key") } else { (&at[0], "ca.cert") };
+        p.at(&[needle, "[ca]"], format!("{field}: {e:#}"));
+        return;
+    }
+    let host = crate::app::hostname(config);
+    match crate::app::load_credentials(config, &host) {
+        Ok(credentials) => {
+            if let Err(e) = credentials.self_test() {
+                p.at(&["[ca]", "trust_domain"], format!("the CA and trust bundle fail an mTLS handshake of this host with itself: {e:#}"));
+            }
+        }
+        Err(e) => p.at(&["[ca]", "trust_domain"], format!("{e:#}")),
+    }
+}
+
+/// Every `${file:...}` must be a 0600 root-owned file, every `${env:...}` set.
+fn secrets(p: &mut Problems<'_>, config: &Config) {
+    let files = crate::http::secrets::FileSecrets::default();
+    for (i, rule) in config.http_rules.iter().enumerate() {
+        for (name, template) in rule.set.iter().chain(rule.append.iter()) {
+            for part in &template.parts {
+                match part {
+                    Part::File(path) => {
+                        if let Err(e) = files.get(path) {
+                            p.at(&[&format!("${{file:{}}}", path.display())], format!("http_rule[{i}] header `{}`: {e}", name.0));
+                        }
+                    }
+                    Part::Env(var) if std::env::var_os(var).is_none() => {
+                        p.at(&[&format!("${{env:{var}}}")], format!("http_rule[{i}] header `{}`: environment variable {var} is not set", name.0));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+"""`idgate check` does every check `run` does short of binding sockets, reports every problem
+with its file:line:col, and exits 1 for a bad file (2 for a usage error): a file it passes does
+not make the service fail at start and restart every second."""
+import os
+import subprocess
+
+from netns import IDGATE
+
+
+def check(cfg):
+    return subprocess.run([str(IDGATE), "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+
+
+def line_of(text, needle):
+    return next(i for i, l in enumerate(text.splitlines(), 1) if needle in l)
+
+
+def make_ca(d):
+    subprocess.run([str(IDGATE), "ca-init", "--dir", str(d), "--trust-domain", "demo.idgate"], check=True, capture_output=True)
+    return d
+
+
+def test_check_reports_every_problem_run_would_hit(tmp_path):
+    ca, other = make_ca(tmp_path / "ca"), make_ca(tmp_path / "other")
+    secret = tmp_path / "token"
+    secret.write_text("t\n")
+    secret.chmod(0o644)
+    (ca / "ca-key.pem").chmod(0o644)
+    text = f"""trust_domain = "demo.idgate"
+state_dir = "{tmp_path / 'state'}"
+
+[ca]
+source = "files"
+cert = "{ca}/ca.pem"
+key = "{ca}/ca-key.pem"
+trust_bundle = ["{tmp_path}/missing-bundle.pem"]
+
+[[outbound]]
+cidrs = ["10.0.0.0/24"]
+ports = [80]
+protocol = "http"
+
+[[http_rule]]
+set = {{ authorization = "Bearer ${{file:{secret}}}", x-env = "${{env:IDGATE_CHECK_TEST_UNSET}}" }}
+"""
+    cfg = tmp_path / "idgate.toml"
+    cfg.write_text(text)
+    r = check(cfg)
+    assert r.returncode == 1, r
+    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    expect = {
+        "readable by group or others": line_of(text, "key = "),
+        "missing-bundle.pem": line_of(text, "trust_bundle"),
+        "environment variable IDGATE_CHECK_TEST_UNSET is not set": line_of(text, "authorization"),
+        str(secret): line_of(text, "authorization"),
+    }
+    for needle, line in expect.items():
+        assert any(f"{cfg}:{line}:" in e and needle in e for e in errors), f"{needle} at line {line} missing:\n{r.stderr}"
+    assert "4 problem(s)" in r.stderr, r.stderr
+    # `run` refuses the same file for the same reasons, before touching the network.
+    run = subprocess.run([str(IDGATE), "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "readable by group or others" in run.stderr, run
+
+    # A key that is not the certificate's.
+    (ca / "ca-key.pem").chmod(0o600)
+    secret.chmod(0o600)
+    fixed = text.replace(f'trust_bundle = ["{tmp_path}/missing-bundle.pem"]\n', "").replace(', x-env = "${env:IDGATE_CHECK_TEST_UNSET}"', "")
+    cfg.write_text(fixed.replace(f'key = "{ca}/ca-key.pem"', f'key = "{other}/ca-key.pem"'))
+    r = check(cfg)
+    assert r.returncode == 1 and f"{cfg}:{line_of(fixed, 'key = ')}:" in r.stderr and "does not belong to the certificate" in r.stderr, r.stderr
+    # A missing key file.
+    cfg.write_text(fixed.replace(f'key = "{ca}/ca-key.pem"', f'key = "{tmp_path}/nope.pem"'))
+    r = check(cfg)
+    assert r.returncode == 1 and "cannot read" in r.stderr and "nope.pem" in r.stderr, r.stderr
+    # All fixed: ok.
+    cfg.write_text(fixed)
+    r = check(cfg)
+    assert r.returncode == 0 and r.stdout.strip() == f"{cfg}: ok", r
+
+
+def test_cross_field_problems_are_all_reported(tmp_path):
+    cfg = tmp_path / "idgate.toml"
+    cfg.write_text('trust_domain = "demo.idgate"\n[[workload]]\nspiffe_id = "spiffe://other/x"\n[[inbound]]\nports = []\nallow = []\n')
+    r = check(cfg)
+    assert r.returncode == 1, r
+    assert "outside trust domain" in r.stderr and "has no selector" in r.stderr and "inbound[0].ports is empty" in r.stderr, r.stderr
+
+
+def test_usage_error_exits_2(tmp_path):
+    r = subprocess.run([str(IDGATE), "check", "--no-such-flag"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
