@@ -4,13 +4,13 @@
 # A crash fails the script and leaves the input under proxy/fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/../proxy/fuzz"
-command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+command -v cargo-fuzz >/dev/null || { echo "fuzz: installing cargo-fuzz (cargo install, a few minutes)" >&2; cargo install --locked cargo-fuzz; }
 export RUSTC_BOOTSTRAP=1
 seconds="${FUZZ_SECONDS:-45}"
 for target in rewrite http_path; do
     mkdir -p "corpus/$target"
     cp -n seeds/"$target"/* "corpus/$target/"
-    echo "fuzz: $target for ${seconds}s"
+    echo "fuzz: $target: building (the first time takes minutes), then ${seconds}s of fuzzing"
     log="target/fuzz-$target.log"
     mkdir -p target
     if ! cargo fuzz run -O "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=4096 >"$log" 2>&1; then

@@ -3,14 +3,23 @@
 # suites in qemu VMs (tests/vm/ci.sh: stock and debug kernels, the support matrix, DKMS). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+START=$(date +%s)
+step() { echo "tests: [$(( $(date +%s) - START ))s] $*" >&2; }
 bash tests/setup.sh
+step "building idgate (release, fat LTO: about 5 minutes cold, seconds warm)"
 cargo build --release --locked
-cargo test --release --locked --all-targets   # benches run once each in test mode
+step "unit tests, and every bench once in test mode (about 4 minutes cold)"
+cargo test --release --locked --all-targets
+step "fuzz targets (build about 4 minutes cold, then 45 s each)"
 bash tests/fuzz.sh
+step "two-host namespace tests (about 3 minutes)"
 python3 -m pytest -q tests/e2e
+step "quick benchmark against the peer proxies (a few minutes; the first run installs them)"
 python3 benches/e2e/run.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
+    step "kernel-module suites in qemu VMs (tests/vm/ci.sh; about 25 minutes warm, longer cold: kernel builds)"
     cargo build --release --locked -p idgate-benches --bin pingpong
     # Stock kernel, debug kernel with churn, the support matrix, other kernel lines, DKMS.
     IDGATE_BIN="$PWD/target/release/idgate" IDGATE_EXTRA_BINS="$PWD/target/release/pingpong" bash tests/vm/ci.sh
 fi
+step "all tests passed"

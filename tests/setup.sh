@@ -7,6 +7,7 @@ for pkg in build-essential pkg-config libnftnl-dev libmnl-dev nftables iproute2 
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    echo "setup: installing ${need_apt[*]} with apt (a minute or two)" >&2
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
@@ -14,6 +15,7 @@ if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85) first" >&2
     exit 1
 fi
+python3 -c "import pytest, cryptography" 2>/dev/null || echo "setup: installing pytest and cryptography with pip" >&2
 python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
 # test_http.py verifies JWT-SVIDs (ES256) against idgate's JWKS with `cryptography`.
 python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography 2>/dev/null || python3 -m pip install -q --break-system-packages cryptography
