@@ -10,7 +10,7 @@ mod verify;
 pub use ca::{init_embedded_ca, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 pub use manager::{Credentials, HostAddresses, Issued, SvidSummary};
 pub use svid::Svid;
-pub use verify::{addresses_of_cert, describe_tls_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
+pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
 
 use std::sync::Arc;
 

@@ -88,6 +88,14 @@ pub fn describe_tls_error(e: &Error) -> String {
     }
 }
 
+/// A failed handshake's I/O error in words (tokio-rustls wraps the TLS error in it).
+pub fn describe_tls_io_error(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+        Some(tls) => describe_tls_error(tls),
+        None => e.to_string(),
+    }
+}
+
 fn reject(e: SpiffeCertError) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }

@@ -71,7 +71,7 @@ impl Inbound {
         crate::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
         let mut tls = match tokio::time::timeout_at(deadline, acceptor.accept(LazyBuffer::new(tcp))).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", tls_reason(&e))),
+            Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", crate::credential::describe_tls_io_error(&e))),
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
@@ -132,12 +132,5 @@ impl Inbound {
                 }
             }
         }
-    }
-}
-
-fn tls_reason(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(tls) => crate::credential::describe_tls_error(tls),
-        None => e.to_string(),
     }
 }

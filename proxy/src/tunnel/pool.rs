@@ -62,17 +62,10 @@ impl Drop for Lease {
 pub enum DialError {
     #[error("connecting to peer idgate {peer}: {source}")]
     Connect { peer: SocketAddr, source: std::io::Error },
-    #[error("TLS with peer idgate {peer}: {}", tls_reason(source))]
+    #[error("TLS with peer idgate {peer}: {}", crate::credential::describe_tls_io_error(source))]
     Tls { peer: SocketAddr, source: std::io::Error },
     #[error("HTTP/2 with peer idgate {peer}: {source}")]
     H2 { peer: SocketAddr, source: h2::Error },
-}
-
-fn tls_reason(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(tls) => crate::credential::describe_tls_error(tls),
-        None => e.to_string(),
-    }
 }
 
 impl DialError {
