@@ -42,4 +42,4 @@ def test_a_module_with_an_unknown_api_is_not_used_in_auto_and_refused_when_requi
     required = host_config("host-a", net.tmp / "state-a", net.ca_dir).replace('default_action = "deny"', 'default_action = "deny"\nidentity_backend = "kmod"')
     b = net.a.start_idgate(required, net.tmp, name="kmod-required", wait=False, env=env)
     assert b.proc.wait(timeout=20) == 2
-    assert 'identity_backend = "kmod" but the kernel module at /dev/null is not usable' in b.log.read_text()
+    assert 'identity_backend = "kmod" but the kernel module cannot be trusted: the kernel module at /dev/null is not usable' in b.log.read_text()

@@ -20,6 +20,8 @@
 #   IDGATE_VM_FLOOD=PxN          flood test: P processes x N connections (8x12500)
 #   IDGATE_VM_APPEND=args        extra kernel command line (slub_debug=FZP on the slabs idgate allocates from)
 #   IDGATE_VM_TIMEOUT=seconds    limit for the VM run (900; debug kernels 1800)
+#   IDGATE_VM_PREPARE_ONLY=1     download and build everything the run needs, then stop
+#                                (ci.sh prepares serially, then boots two VMs at once)
 #   IDGATE_VM_CACHE=dir          cache directory (/var/cache/idgate-vm)
 #   IDGATE_VM_SMP=n              guest CPUs (2)
 #   IDGATE_KERNEL_PKG=name       kernel image package (default: what
@@ -520,6 +522,10 @@ main() {
 	build_tests
 	build_initramfs
 	log "tests and initramfs built in $(since "$t0")s"
+	if [ "${IDGATE_VM_PREPARE_ONLY:-0}" = 1 ]; then
+		log "prepared (IDGATE_VM_PREPARE_ONLY=1): not booting"
+		return 0
+	fi
 	choose_accel
 	local attempt=1
 	while :; do
