@@ -79,6 +79,8 @@ fn bench(c: &mut Criterion) {
             metrics: metrics.clone(),
             handshakes: idgate::tunnel::handshake_gate::HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
             refusals: Arc::new(idgate::tunnel::refusals::HandshakeRefusals::new(metrics)),
+            registry: idgate::flows::FlowRegistry::new(1),
+            trail: Arc::new(idgate::trail::Trail::open("b".into(), None).unwrap()),
             local: Default::default(),
             flows: Default::default(),
         });

@@ -245,6 +245,7 @@ class IdgateHttp(Idgate):
         allow = text.split("[[inbound]]", 1)[1].split("allow = ", 1)[1].split("\n", 1)[0]
         text = text.replace(self.OUT_TCP, 'ports = ["9000-9100"]\n').replace(self.IN_TCP, 'ports = ["9000-9010"]\n')
         return text + (f'\n[[outbound]]\ncidrs = ["10.77.0.0/24"]\nports = [{HTTP_IDGATE}]\nprotocol = "http"\n'
+                       f'hosts = ["{SERVER_NAME}"]\n'
                        f'\n[[inbound]]\nports = [{HTTP_IDGATE}]\nallow = {allow}\nprotocol = "http"\n'
                        f'\n[[http_rule]]\nsource = "spiffe://{TRUST_DOMAIN}/app/alice"\nports = [{HTTP_IDGATE}]\n'
                        f'set = {{ authorization = "Bearer ${{file:{token}}}" }}\n')

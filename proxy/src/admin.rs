@@ -38,6 +38,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// For its handshake counts and refusals.
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
+    /// Open flows, for /flows.
+    pub registry: Arc<crate::flows::FlowRegistry>,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -118,8 +120,36 @@ impl Admin {
     fn respond_control(&self, path: &str) -> Answer {
         match path {
             "/status" => (StatusCode::OK, "application/json", self.status_json()),
+            "/flows" => (StatusCode::OK, "application/json", self.flows_json()),
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
         }
+    }
+
+    fn flows_json(&self) -> String {
+        let flows: Vec<serde_json::Value> = self
+            .registry
+            .all()
+            .iter()
+            .map(|f| {
+                let p = f.facts.process.as_deref();
+                serde_json::json!({
+                    "flow": f.facts.id,
+                    "direction": f.facts.direction,
+                    "pid": p.map(|p| p.tgid),
+                    "exe": p.map(|p| p.exe.as_str()),
+                    "uid": p.map(|p| p.uid),
+                    "spiffe_id": f.facts.source.as_ref().map(|s| s.as_str()),
+                    "serial": f.facts.serial.as_deref(),
+                    "destination": f.facts.destination.to_string(),
+                    "peer": f.facts.peer,
+                    "bytes_up": f.up.load(Ordering::Relaxed),
+                    "bytes_down": f.down.load(Ordering::Relaxed),
+                    "age_ms": f.started.elapsed().as_millis() as u64,
+                    "rules": *f.rules.lock(),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(flows).to_string()
     }
 
     fn status_json(&self) -> String {

@@ -5,12 +5,14 @@ use crate::admin::Admin;
 use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode, OnStop};
 use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle};
 use crate::decisions::DecisionLog;
+use crate::flows::FlowRegistry;
 use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
 use crate::intercept::guard::{self, Redirect};
 use crate::metrics::Metrics;
 use crate::policy::Authorizer;
 use crate::spiffe::SpiffeId;
 use crate::supervise::Supervised;
+use crate::trail::Trail;
 use crate::tunnel::handshake_gate::HandshakeGate;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
@@ -200,6 +202,9 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let flows = Arc::new(AtomicU64::new(0));
     let routes = Arc::new(config.outbound);
     let refusals = Arc::new(HandshakeRefusals::new(metrics.clone()));
+    // One registry shard per worker thread, and one for flows outside them.
+    let registry = FlowRegistry::new(workers + 1);
+    let trail = Arc::new(Trail::open(host.clone(), config.trail.file.as_deref())?);
     let inbound = Arc::new(Inbound {
         credentials: credentials.clone(),
         identity_header,
@@ -211,6 +216,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         metrics: metrics.clone(),
         handshakes: HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
         refusals: refusals.clone(),
+        registry: registry.clone(),
+        trail: trail.clone(),
         local: Default::default(),
         flows: Default::default(),
     });
@@ -231,6 +238,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
             flows: flows.clone(),
             inbound: inbound.clone(),
             strict: config.mode == InboundMode::Strict,
+            registry: registry.clone(),
+            trail: trail.clone(),
         })
     };
     let admin = Arc::new(Admin {
@@ -245,6 +254,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         decisions: decisions.clone(),
         metrics: metrics.clone(),
         inbound: inbound.clone(),
+        registry: registry.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

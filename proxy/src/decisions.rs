@@ -13,6 +13,25 @@ pub struct Decision {
     pub destination: String,
     pub verdict: &'static str,
     pub detail: Option<String>,
+    /// The process behind an outbound or local flow, for the attribution trail.
+    #[serde(skip)]
+    pub process_info: Option<std::sync::Arc<crate::identity::ProcessInfo>>,
+}
+
+impl Decision {
+    pub fn new(direction: &'static str, flow: String) -> Self {
+        Decision {
+            unix_ms: 0,
+            direction,
+            flow,
+            source_id: None,
+            process: None,
+            destination: String::new(),
+            verdict: "",
+            detail: None,
+            process_info: None,
+        }
+    }
 }
 
 pub struct DecisionLog {

@@ -47,6 +47,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the open flows: process (pid, exe, uid), SPIFFE ID, destination, peer, bytes, age.
+    Flows {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+        /// The control socket, if not the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a CA (ca.pem, ca-key.pem 0600) in DIR to share between hosts.
     CaInit {
         #[arg(long)]
@@ -106,6 +117,9 @@ fn main() -> ExitCode {
         }
         Command::Status { config, socket, json } => {
             idgate::commands::status::status(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
+        }
+        Command::Flows { config, socket, json } => {
+            idgate::commands::status::flows(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
         }
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),

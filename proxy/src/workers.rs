@@ -12,6 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+thread_local! {
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the worker thread running this code (0 elsewhere): which shard of per-worker
+/// structures (the flow registry) it uses.
+pub fn current_index() -> usize {
+    INDEX.with(|i| i.get())
+}
+
 /// `[listen] workers`, else a quarter of the cores (at least one): the proxy shares the host
 /// with its workloads, and on a busy 2-core host one worker did 21k req/s where two did 16k,
 /// because each wake-up of a single thread handles more flows' events. `IDGATE_WORKER_THREADS`
@@ -101,6 +111,7 @@ pub fn spawn_serving(
     std::thread::Builder::new()
         .name(format!("idgate-worker-{index}"))
         .spawn(move || {
+            INDEX.with(|i| i.set(index + 1));
             runtime.block_on(async move {
                 let mut serving = Supervised::default();
                 for (name, l) in loops() {

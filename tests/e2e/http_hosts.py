@@ -47,6 +47,9 @@ key = "{ca_dir}/ca-key.pem"
 [listen]
 admin = "0.0.0.0:15000"  # verifiers on other hosts fetch the JWKS
 
+[trail]
+file = "{state_dir}/trail.jsonl"
+
 [http]
 identity_header = "x-forwarded-client-cert"
 identity_format = "xfcc"
@@ -75,6 +78,7 @@ protocol = "http"
 tls = {{ server_name = "api.example.com", port = 8443, ca_bundle = "{tls_dir}/ca.pem" }}
 
 [[http_rule]]
+name = "alice-token"
 source = "{ALICE}"
 host = "10.77.0.2"
 ports = [8080]

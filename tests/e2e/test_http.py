@@ -234,6 +234,21 @@ def test_a_credential_follows_the_destination_not_the_host_header(hx):
     assert hx.idgate_a.decisions(direction="outbound", verdict="misdirected")
 
 
+def test_the_trail_names_the_credential_rules_applied_never_their_values(hx):
+    inspect(hx, ALICE, "/inspect/trail-rules")
+    trail = hx.tmp / "state-a" / "trail.jsonl"
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        records = [json.loads(l) for l in trail.read_text().splitlines()] if trail.exists() else []
+        mine = [r for r in records if r["spiffe_id"] == ALICE and "alice-token" in r.get("rules", [])]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert mine, records[-5:]
+    assert mine[-1]["verdict"] == "tunneled" and mine[-1]["process"]["uid"] == UIDS[ALICE]
+    assert hx.tokens["alice"] not in trail.read_text(), "a credential's value reached the trail"
+
+
 def test_keepalive_many_requests_on_one_connection(hx):
     r = run_json(hx, KEEPALIVE, B, 8080, 200, uid=UIDS[ALICE])
     assert r == {"statuses": [200], "count": 200, "auths": [[f"Bearer {hx.tokens['alice']}"]], "sockets": 1}, r

@@ -73,6 +73,41 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
+pub fn flows(socket: &Path, json: bool) -> Result<()> {
+    let body = get(socket, "/flows")?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let flows: Vec<Value> = serde_json::from_str(&body).context("the flow list is not JSON")?;
+    let mut rows: Vec<Vec<String>> = flows
+        .iter()
+        .map(|f| {
+            let age = f["age_ms"].as_u64().unwrap_or(0) / 1000;
+            vec![
+                s(&f["flow"]),
+                s(&f["direction"]),
+                s(&f["pid"]),
+                s(&f["exe"]),
+                s(&f["uid"]),
+                s(&f["spiffe_id"]),
+                s(&f["destination"]),
+                s(&f["peer"]),
+                s(&f["bytes_up"]),
+                s(&f["bytes_down"]),
+                format!("{}m{:02}s", age / 60, age % 60),
+            ]
+        })
+        .collect();
+    rows.sort();
+    print!(
+        "{} open flows\n{}",
+        rows.len(),
+        table(&["FLOW", "DIR", "PID", "EXE", "UID", "SPIFFE ID", "DESTINATION", "PEER", "UP", "DOWN", "AGE"], rows)
+    );
+    Ok(())
+}
+
 pub fn render(st: &Value) -> String {
     let mut out = format!(
         "idgate on {} ({}), mode {}\nidentity backend: {} ({})\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",

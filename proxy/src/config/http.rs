@@ -84,6 +84,8 @@ impl Default for HttpConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRule {
+    /// How the attribution trail names the rule when it applies (default `http_rule[N]`).
+    pub name: Option<String>,
     /// Source workload: an exact SPIFFE ID or a prefix ending in `/*`; absent = any.
     pub source: Option<AllowPattern>,
     /// Host header / :authority without port: exact, or `*.example.com`. It must be a name of

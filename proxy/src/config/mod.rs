@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub tunnel: TunnelConfig,
     #[serde(default)]
+    pub trail: TrailConfig,
+    #[serde(default)]
     pub ca: CaConfig,
     #[serde(default)]
     pub svid: SvidConfig,
@@ -145,6 +147,14 @@ impl Default for Listen {
             workers: None,
         }
     }
+}
+
+/// The attribution trail: one JSON record per flow when it ends and per refusal, always in
+/// the log (target `idgate::trail`); also appended to `file` when set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailConfig {
+    pub file: Option<PathBuf>,
 }
 
 /// Time limits of the data path: how fast a dead peer or a stalled dial is noticed.

@@ -77,10 +77,15 @@ impl Rewriter {
         &self.jwt
     }
 
-    /// Rewrites `parts` in place; returns how many rules applied. On error the request must
-    /// not be forwarded: it names another destination than the flow's, or it would leave
-    /// without the credential it is meant to carry.
-    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<usize, RewriteError> {
+    /// How the trail names rule `i` (its `name`, else `http_rule[i]`).
+    pub fn rule_name(&self, i: usize) -> String {
+        self.rules.get(i).and_then(|r| r.name.clone()).unwrap_or_else(|| format!("http_rule[{i}]"))
+    }
+
+    /// Rewrites `parts` in place; returns the indices of the rules that applied. On error the
+    /// request must not be forwarded: it names another destination than the flow's, or it
+    /// would leave without the credential it is meant to carry.
+    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<Vec<usize>, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
         for host in request_hosts(parts) {
@@ -100,7 +105,7 @@ impl Rewriter {
                 parts.headers.remove(&name.0);
             }
         }
-        let mut applied = 0;
+        let mut applied = Vec::new();
         for (i, rule) in for_destination {
             if rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
                 continue;
@@ -116,7 +121,7 @@ impl Rewriter {
                 let value = self.render(i, &name.0, template, flow.source)?;
                 parts.headers.append(name.0.clone(), value);
             }
-            applied += 1;
+            applied.push(i);
         }
         Ok(applied)
     }

@@ -8,10 +8,12 @@ use super::{splice, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::TunnelConfig;
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
+use crate::flows::{FlowFacts, FlowRegistry};
 use crate::metrics::Metrics;
 use crate::policy::Authorizer;
 use crate::socket::connect_marked;
 use crate::spiffe::SpiffeId;
+use crate::trail::Trail;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
@@ -32,6 +34,9 @@ pub struct Inbound {
     /// Shared by every worker: the bound on handshakes in progress is per host.
     pub handshakes: Arc<HandshakeGate>,
     pub refusals: Arc<HandshakeRefusals>,
+    /// Open flows (shared with the outbound side), and the trail they leave when they end.
+    pub registry: Arc<FlowRegistry>,
+    pub trail: Arc<Trail>,
     pub local: LocalAddrs,
     pub flows: AtomicU64,
 }
@@ -50,16 +55,13 @@ impl Inbound {
         let Peer { id: peer_id, serial, remote, cert } = peer;
         let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut d = Decision {
-            unix_ms: 0,
-            direction: "inbound",
-            flow: header(FLOW_HEADER).unwrap_or_else(|| format!("{}-in-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed))),
-            source_id: Some(peer_id.to_string()),
-            process: header(PROCESS_HEADER),
-            destination: request.uri().authority().map(|a| a.to_string()).unwrap_or_default(),
-            verdict: "allowed",
-            detail: Some(format!("client certificate serial {serial}")),
-        };
+        let flow = header(FLOW_HEADER).unwrap_or_else(|| format!("{}-in-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed)));
+        let mut d = Decision::new("inbound", flow);
+        d.source_id = Some(peer_id.to_string());
+        d.process = header(PROCESS_HEADER);
+        d.destination = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+        d.verdict = "allowed";
+        d.detail = Some(format!("client certificate serial {serial}"));
         let dst: Option<SocketAddr> =
             (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
         let (status, detail) = match dst {
@@ -69,13 +71,24 @@ impl Inbound {
                 (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
             }
             Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
-                Ok(tcp) if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http => {
-                    let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
-                    // Boxed: the HTTP engine's state is large, and a plain TCP flow should not
-                    // carry room for it (the task's size is per open flow).
-                    return Box::pin(self.forward_http(request, respond, tcp, dst, identity, d)).await;
+                Ok(tcp) => {
+                    let facts = FlowFacts {
+                        id: d.flow.clone(),
+                        direction: "inbound",
+                        process: None,
+                        source: Some(peer_id.clone()),
+                        serial: Some(serial.clone()),
+                        destination: dst,
+                        peer: Some(remote.to_string()),
+                    };
+                    if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http {
+                        let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
+                        // Boxed: the HTTP engine's state is large, and a plain TCP flow should not
+                        // carry room for it (the task's size is per open flow).
+                        return Box::pin(self.forward_http(request, respond, tcp, identity, d, facts)).await;
+                    }
+                    return self.forward(request, respond, tcp, d, facts).await;
                 }
-                Ok(tcp) => return self.forward(request, respond, tcp, d).await,
                 Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
             },
         };
@@ -86,6 +99,7 @@ impl Inbound {
         };
         d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
         self.metrics.inbound(d.verdict);
+        self.trail.refused(&d);
         self.decisions.record(d);
         let response = Response::builder().status(status).body(()).expect("static response");
         let _ = respond.send_response(response, true);
@@ -106,13 +120,16 @@ impl Inbound {
         Some(send)
     }
 
-    async fn forward(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision) {
+    async fn forward(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision, facts: FlowFacts) {
         let _active = self.metrics.flow_guard();
-        let flow = d.flow.clone();
         let Some(send) = self.accept(&mut respond, d) else { return };
-        match splice(tcp, send, request.into_body()).await {
-            Ok((to_peer, from_peer)) => tracing::debug!(%flow, to_peer, from_peer, "inbound flow closed"),
-            Err(e) => tracing::debug!(%flow, error = %e, "inbound flow reset"),
+        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let flow = &registration.flow;
+        // The caller's bytes come from the tunnel (up), the service's go back (down).
+        match splice(tcp, send, request.into_body(), (&flow.down, &flow.up), flow.closed()).await {
+            Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
+            Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
         }
+        self.trail.ended(flow, "allowed");
     }
 }

@@ -4,6 +4,7 @@
 use super::inbound::Inbound;
 use super::StreamIo;
 use crate::decisions::Decision;
+use crate::flows::{Counted, FlowFacts, OpenFlow};
 use crate::http::{BoxIo, Failure, Upstream};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -49,29 +50,36 @@ impl Inbound {
         request: Request<h2::RecvStream>,
         mut respond: SendResponse<Bytes>,
         tcp: TcpStream,
-        dst: SocketAddr,
         identity: HeaderValue,
         d: Decision,
+        facts: FlowFacts,
     ) {
         let _active = self.metrics.flow_guard();
-        let flow = d.flow.clone();
         let Some(send) = self.accept(&mut respond, d) else { return };
-        self.serve_http(StreamIo::server(send, request.into_body()), tcp, dst, identity, &flow).await;
+        let registration = self.registry.register(crate::workers::current_index(), facts);
+        self.clone().serve_http(StreamIo::server(send, request.into_body()), tcp, identity, &registration.flow).await;
+        self.trail.ended(&registration.flow, "allowed");
     }
 
     /// Serves an authorized caller's HTTP (from a tunnel stream or a local socket) to the
-    /// service at `dst`, already connected as `tcp`, with the caller's `identity` header.
+    /// service of `flow`, already connected as `tcp`, with the caller's `identity` header,
+    /// until either side closes or idgate closes the flow.
     pub(super) async fn serve_http(
         self: Arc<Self>,
         caller: impl crate::http::forward::Io,
         tcp: TcpStream,
-        dst: SocketAddr,
         identity: HeaderValue,
-        flow: &str,
+        flow: &Arc<OpenFlow>,
     ) {
+        let dst = flow.facts.destination;
         let local = Local { inbound: self.clone(), dst, first: parking_lot::Mutex::new(Some(tcp)), identity };
-        if let Err(e) = crate::http::serve(caller, local).await {
-            tracing::debug!(%flow, error = %e, "inbound http flow ended with an error");
+        // Bytes are counted on the caller's side: up is what it sent.
+        let caller = Counted::new(caller, flow.clone());
+        tokio::select! {
+            served = crate::http::serve(caller, local) => if let Err(e) = served {
+                tracing::debug!(flow = %flow.facts.id, error = %e, "inbound http flow ended with an error");
+            },
+            () = flow.closed() => tracing::debug!(flow = %flow.facts.id, "inbound http flow closed by idgate"),
         }
     }
 }

@@ -6,6 +6,7 @@
 use super::outbound::{Outbound, Refusal};
 use crate::config::Protocol;
 use crate::decisions::Decision;
+use crate::flows::{Counted, FlowFacts};
 use crate::socket::connect_marked;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ impl Outbound {
         };
         let open = self.identities.open_flow(src);
         d.process = Some(super::outbound::process_label(&workload));
+        d.process_info = Some(workload.process.clone());
         // Unidentified callers are refused whatever default_action says: passing them through
         // would be plaintext access to a port only authorized identities may reach.
         let Some(id) = workload.spiffe_id.clone() else { return Err((Some(stream), Refusal::NoWorkloadRule)) };
@@ -43,24 +45,39 @@ impl Outbound {
             Ok(tcp) => tcp,
             Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
         };
+        // The identity header hashes the caller's certificate, as for tunnelled callers.
+        let issued = match self.credentials.workload(&id) {
+            Ok(i) => i,
+            Err(e) => return Err((Some(stream), Refusal::Svid(e))),
+        };
         d.verdict = "allowed";
         d.detail = Some(format!("local caller {src}"));
         self.metrics.inbound("allowed");
         self.decisions.record(d.clone());
+        let facts = FlowFacts {
+            id: d.flow.clone(),
+            direction: "local",
+            process: Some(workload.process.clone()),
+            source: Some(id.clone()),
+            serial: Some(issued.svid.serial.as_str().into()),
+            destination: dst,
+            peer: None,
+        };
+        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let flow = &registration.flow;
         if inbound.authorizer.protocol(dst.port()) == Protocol::Http {
-            // The identity header hashes the caller's certificate, as for tunnelled callers.
-            let issued = match self.credentials.workload(&id) {
-                Ok(i) => i,
-                Err(e) => return Err((Some(stream), Refusal::Svid(e))),
-            };
             let cert = issued.svid.certified.cert.first().map(|c| c.to_vec()).unwrap_or_default();
             let identity = inbound.identity_header.value(self.credentials.server_id(), &id, &cert);
-            inbound.clone().serve_http(stream, tcp, dst, identity, &d.flow).await;
+            inbound.clone().serve_http(stream, tcp, identity, flow).await;
         } else {
-            let (mut stream, mut tcp) = (stream, tcp);
-            let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+            let (mut caller, mut tcp) = (Counted::new(stream, flow.clone()), tcp);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut caller, &mut tcp) => {}
+                () = flow.closed() => crate::socket::set_abortive_close(caller.get_ref()),
+            }
         }
         open.client_done();
+        self.trail.ended(flow, "allowed");
         Ok(())
     }
 }

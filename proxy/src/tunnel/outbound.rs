@@ -7,9 +7,11 @@ use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::{DefaultAction, OutboundRule, PeerChoice, Protocol};
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
+use crate::flows::{FlowFacts, FlowRegistry};
 use crate::identity::{Identities, Workload};
 use crate::metrics::Metrics;
 use crate::socket::{connect_marked, set_abortive_close};
+use crate::trail::Trail;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,17 @@ pub struct Outbound {
     pub inbound: Arc<super::inbound::Inbound>,
     /// Strict mode: protected ports are reachable only through idgate, from here too.
     pub strict: bool,
+    /// Open flows (shared by every worker), and the trail they leave when they end.
+    pub registry: Arc<FlowRegistry>,
+    pub trail: Arc<Trail>,
+}
+
+/// How the trail and `idgate flows` name a peer idgate: its address and SPIFFE ID.
+pub(super) fn peer_label(addr: SocketAddr, id: Option<&crate::spiffe::SpiffeId>) -> String {
+    match id {
+        Some(id) => format!("{addr} {id}"),
+        None => addr.to_string(),
+    }
 }
 
 /// How decision records name a process: `exe(pid)`.
@@ -133,16 +146,8 @@ impl Outbound {
         let _ = stream.set_nodelay(true);
         let _active = self.metrics.flow_guard();
         let flow = format!("{}-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed));
-        let mut decision = Decision {
-            unix_ms: 0,
-            direction: "outbound",
-            flow,
-            source_id: None,
-            process: None,
-            destination: String::new(),
-            verdict: "tunneled",
-            detail: None,
-        };
+        let mut decision = Decision::new("outbound", flow);
+        decision.verdict = "tunneled";
         match self.forward(stream, client, &mut decision).await {
             Ok(()) => {}
             Err((stream, refusal)) => {
@@ -152,6 +157,7 @@ impl Outbound {
                 decision.verdict = refusal.verdict();
                 decision.detail = Some(refusal.to_string());
                 self.metrics.outbound(decision.verdict);
+                self.trail.refused(&decision);
                 self.decisions.record(decision);
             }
         }
@@ -184,6 +190,7 @@ impl Outbound {
         };
         let open = self.identities.open_flow(src);
         d.process = Some(process_label(&workload));
+        d.process_info = Some(workload.process.clone());
         let Some(id) = workload.spiffe_id.clone() else {
             if self.default_action == DefaultAction::Passthrough {
                 return Box::pin(self.passthrough(stream, dst, d)).await;
@@ -213,6 +220,19 @@ impl Outbound {
             Ok(s) => s,
             Err(e) => bail!(e),
         };
+        let registration = self.registry.register(
+            crate::workers::current_index(),
+            FlowFacts {
+                id: d.flow.clone(),
+                direction: "outbound",
+                process: Some(workload.process.clone()),
+                source: Some(key.source.clone()),
+                serial: Some(issued.svid.serial.as_str().into()),
+                destination: dst,
+                peer: Some(peer_label(peer, lease.peer_id())),
+            },
+        );
+        let flow = &registration.flow;
         let accepted = std::sync::atomic::AtomicBool::new(false);
         let on_accept = || {
             // Allowed by the peer: log now, so long-lived flows show up while they run.
@@ -221,8 +241,12 @@ impl Outbound {
             self.decisions.record(d.clone());
         };
         let answer_timeout = self.pool.limits().dial_timeout.0;
-        let result = splice_connect(stream, early, (send, response), answer_timeout, on_accept, || open.client_done()).await;
+        let counts = (&flow.up, &flow.down);
+        let result = splice_connect(stream, early, (send, response), answer_timeout, counts, flow.closed(), on_accept, || open.client_done()).await;
         drop(lease); // the stream slot is free only once the flow is over
+        if accepted.load(Ordering::Relaxed) {
+            self.trail.ended(flow, "tunneled");
+        }
         match result {
             Ok((up, down)) => {
                 self.metrics.bytes_out.inc_by(up);
@@ -293,8 +317,28 @@ impl Outbound {
         d.verdict = "passthrough";
         self.metrics.outbound("passthrough");
         self.decisions.record(d.clone());
+        let facts = FlowFacts {
+            id: d.flow.clone(),
+            direction: "outbound",
+            process: d.process_info.clone(),
+            source: None,
+            serial: None,
+            destination: dst,
+            peer: None,
+        };
+        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let flow = &registration.flow;
         let mut stream = stream;
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+        tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut stream, &mut upstream) => {
+                if let Ok((up, down)) = copied {
+                    flow.up.store(up, Ordering::Relaxed);
+                    flow.down.store(down, Ordering::Relaxed);
+                }
+            }
+            () = flow.closed() => set_abortive_close(&stream),
+        }
+        self.trail.ended(flow, "passthrough");
         Ok(())
     }
 }

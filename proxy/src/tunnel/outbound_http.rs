@@ -6,6 +6,7 @@ use super::pool::PoolKey;
 use super::StreamIo;
 use crate::config::HostPattern;
 use crate::decisions::Decision;
+use crate::flows::{Counted, FlowFacts, OpenFlow};
 use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Upstream};
 use crate::identity::Workload;
 use crate::spiffe::SpiffeId;
@@ -22,6 +23,8 @@ struct Common {
     dst: SocketAddr,
     names: Arc<[HostPattern]>,
     decision: Decision,
+    /// The flow in the registry: its byte counts, the rules applied, how to close it.
+    flow: Arc<OpenFlow>,
     /// The flow's decision is logged once, when the first upstream accepts it.
     logged: AtomicBool,
 }
@@ -31,7 +34,16 @@ impl Common {
         let flow = Flow { source: &self.source, dst: self.dst, names: &self.names };
         match self.outbound.rewriter.apply(&flow, parts) {
             Ok(applied) => {
-                tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied, "http request rewritten");
+                tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.len(), "http request rewritten");
+                if !applied.is_empty() {
+                    let mut names = self.flow.rules.lock();
+                    for i in applied {
+                        let name = self.outbound.rewriter.rule_name(i);
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
                 Ok(())
             }
             Err(e @ RewriteError::Misdirected { .. }) => Err(Failure::new(StatusCode::MISDIRECTED_REQUEST, e.to_string())),
@@ -64,6 +76,7 @@ impl Common {
             };
             d.detail = Some(f.why.clone());
             self.outbound.metrics.outbound(d.verdict);
+            self.outbound.trail.refused(&d);
             self.outbound.decisions.record(d);
         }
     }
@@ -150,15 +163,38 @@ impl Outbound {
         source: SpiffeId,
         decision: Decision,
     ) {
-        let flow = decision.flow.clone();
         let HttpRoute { dst, names, peer, origin } = route;
-        let common = Arc::new(Common { outbound: self.clone(), source, dst, names, decision, logged: AtomicBool::new(false) });
-        let result = match origin {
-            Some(origin) => crate::http::serve(stream, Tls { common, origin }).await,
-            None => crate::http::serve(stream, Tunnel { common, peer, workload }).await,
+        let verdict = if origin.is_some() { "tls_originated" } else { "tunneled" };
+        let facts = FlowFacts {
+            id: decision.flow.clone(),
+            direction: "outbound",
+            process: Some(workload.process.clone()),
+            source: Some(source.clone()),
+            serial: self.credentials.workload(&source).ok().map(|i| i.svid.serial.as_str().into()),
+            destination: dst,
+            peer: Some(match &origin {
+                Some(o) => format!("{} (TLS originated)", o.server_name.to_str()),
+                None => peer.to_string(),
+            }),
+        };
+        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let flow = registration.flow.clone();
+        let common = Arc::new(Common { outbound: self.clone(), source, dst, names, decision, flow: flow.clone(), logged: AtomicBool::new(false) });
+        let downstream = Counted::new(stream, flow.clone());
+        let result = tokio::select! {
+            served = async {
+                match origin {
+                    Some(origin) => crate::http::serve(downstream, Tls { common: common.clone(), origin }).await,
+                    None => crate::http::serve(downstream, Tunnel { common: common.clone(), peer, workload }).await,
+                }
+            } => served,
+            () = flow.closed() => Ok(()),
         };
         if let Err(e) = result {
-            tracing::debug!(%flow, error = %e, "http flow ended with an error");
+            tracing::debug!(flow = %flow.facts.id, error = %e, "http flow ended with an error");
+        }
+        if common.logged.load(Ordering::Relaxed) {
+            self.trail.ended(&flow, verdict);
         }
     }
 }

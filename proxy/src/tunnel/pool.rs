@@ -26,6 +26,8 @@ pub struct PoolKey {
 
 struct Conn {
     sender: SendRequest<Bytes>,
+    /// The peer idgate's SPIFFE ID, as its certificate said.
+    peer_id: Option<SpiffeId>,
     /// The destination addresses the peer's certificate names: streams to others need a
     /// connection of their own (verified for them).
     covers: Vec<IpAddr>,
@@ -48,6 +50,13 @@ pub struct Lease {
     conn: Arc<Conn>,
     pub sender: SendRequest<Bytes>,
     pub fresh: bool,
+}
+
+impl Lease {
+    /// The peer idgate's SPIFFE ID (for the trail and `idgate flows`).
+    pub fn peer_id(&self) -> Option<&SpiffeId> {
+        self.conn.peer_id.as_ref()
+    }
 }
 
 impl Drop for Lease {
@@ -181,6 +190,7 @@ impl Pool {
         tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
         Ok(Conn {
             sender,
+            peer_id,
             covers,
             svid_generation: issued.svid.generation,
             active: AtomicU32::new(0),

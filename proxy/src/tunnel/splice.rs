@@ -2,8 +2,9 @@
 //! END_STREAM becomes a TCP half-close; an error or reset on either side resets both.
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -28,12 +29,17 @@ pub enum ConnectSpliceError {
 /// `early` is what the workload had sent before the stream opened: queued now, it leaves in
 /// the same write as the headers. `on_accept` runs when the 200 arrives, `on_client_eof` when
 /// the workload has closed its side (usually well before the peer's end of stream arrives).
-/// An answer that takes longer than `answer_timeout` fails the flow.
+/// An answer that takes longer than `answer_timeout` fails the flow. `counts` grow as bytes
+/// pass (up, down); `closed` resolving (a reload or revocation closing the flow) resets both
+/// ends.
+#[allow(clippy::too_many_arguments)]
 pub async fn splice_connect(
     mut tcp: TcpStream,
     early: Option<Bytes>,
     (mut send, response): (SendStream<Bytes>, h2::client::ResponseFuture),
     answer_timeout: std::time::Duration,
+    counts: (&AtomicU64, &AtomicU64),
+    closed: impl Future<Output = ()>,
     on_accept: impl FnOnce(),
     on_client_eof: impl FnOnce(),
 ) -> Result<(u64, u64), ConnectSpliceError> {
@@ -45,18 +51,22 @@ pub async fn splice_connect(
         }
         on_accept();
         let mut recv = response.into_body();
-        Ok(h2_to_tcp(&mut recv, &mut wr).await?)
+        Ok(h2_to_tcp(&mut recv, &mut wr, counts.1).await?)
     };
     let early_len = early.as_ref().map_or(0, |b| b.len() as u64);
     let up = async {
         if let Some(bytes) = early {
+            counts.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
         }
-        let sent = tcp_to_h2(&mut rd, &mut send).await?;
+        let sent = tcp_to_h2(&mut rd, &mut send, counts.0).await?;
         on_client_eof();
         Ok(sent + early_len)
     };
-    let result = tokio::try_join!(up, down);
+    let result = tokio::select! {
+        r = async { tokio::try_join!(up, down) } => r,
+        () = closed => Err(ConnectSpliceError::Io(closed_by_idgate())),
+    };
     if result.is_err() {
         crate::socket::set_abortive_close(&tcp);
         send.send_reset(h2::Reason::CANCEL);
@@ -64,16 +74,31 @@ pub async fn splice_connect(
     result
 }
 
-/// Byte counts of one finished flow: (TCP → h2, h2 → TCP).
-pub async fn splice(mut tcp: TcpStream, mut send: SendStream<Bytes>, mut recv: RecvStream) -> io::Result<(u64, u64)> {
+/// Byte counts of one finished flow: (TCP → h2, h2 → TCP), also added to `counts` as they
+/// pass. `closed` resolving resets both ends.
+pub async fn splice(
+    mut tcp: TcpStream,
+    mut send: SendStream<Bytes>,
+    mut recv: RecvStream,
+    counts: (&AtomicU64, &AtomicU64),
+    closed: impl Future<Output = ()>,
+) -> io::Result<(u64, u64)> {
     let (mut rd, mut wr) = tcp.split();
-    let result = tokio::try_join!(tcp_to_h2(&mut rd, &mut send), h2_to_tcp(&mut recv, &mut wr));
+    let result = tokio::select! {
+        r = async { tokio::try_join!(tcp_to_h2(&mut rd, &mut send, counts.0), h2_to_tcp(&mut recv, &mut wr, counts.1)) } => r,
+        () = closed => Err(closed_by_idgate()),
+    };
     if result.is_err() {
         // Dropping the unfinished h2 stream sends RST_STREAM; linger 0 turns our close into RST.
         crate::socket::set_abortive_close(&tcp);
         send.send_reset(h2::Reason::CANCEL);
     }
     result
+}
+
+/// idgate closed the flow on purpose (a reload's new policy or a revocation denies it).
+pub(crate) fn closed_by_idgate() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "closed by idgate")
 }
 
 /// The peer did not answer a CONNECT in time (its host may be gone without a word).
@@ -90,7 +115,7 @@ pub(super) fn h2_err(e: h2::Error) -> io::Error {
     }
 }
 
-async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::Result<u64> {
+async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>, count: &AtomicU64) -> io::Result<u64> {
     let mut want = FIRST_READ;
     let mut buf = BytesMut::new();
     let mut total = 0u64;
@@ -114,6 +139,7 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> io::R
             return Ok(total);
         }
         total += n as u64;
+        count.fetch_add(n as u64, Ordering::Relaxed);
         if n >= want && want < MAX_READ {
             want *= 2;
         }
@@ -154,11 +180,12 @@ async fn idle_within(rd: &ReadHalf<'_>, grace: std::time::Duration) -> io::Resul
     }
 }
 
-async fn h2_to_tcp(recv: &mut RecvStream, wr: &mut WriteHalf<'_>) -> io::Result<u64> {
+async fn h2_to_tcp(recv: &mut RecvStream, wr: &mut WriteHalf<'_>, count: &AtomicU64) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = recv.data().await {
         let chunk = chunk.map_err(h2_err)?;
         total += chunk.len() as u64;
+        count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         wr.write_all(&chunk).await?;
         // Window credit goes back only after the bytes left: end-to-end backpressure.
         let _ = recv.flow_control().release_capacity(chunk.len());

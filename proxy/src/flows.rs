@@ -1,0 +1,201 @@
+//! Every open flow, in both directions: what `idgate flows` lists, what a reload or a
+//! revocation re-checks (and closes when the new policy denies it), and what the attribution
+//! trail records when the flow ends. Each worker thread registers its flows in its own shard,
+//! so the data path takes an uncontended lock per flow; the control thread reads all shards.
+use crate::identity::ProcessInfo;
+use crate::spiffe::SpiffeId;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// What is known of a flow once it is authorized. Fixed for its life.
+#[derive(Debug, Clone)]
+pub struct FlowFacts {
+    /// `host-a-12`: the outbound side's id, which the inbound side records too.
+    pub id: String,
+    pub direction: &'static str,
+    /// The local process (outbound and local flows).
+    pub process: Option<Arc<ProcessInfo>>,
+    /// The workload's SPIFFE ID (outbound, local) or the authenticated caller's (inbound).
+    pub source: Option<SpiffeId>,
+    /// The serial of the certificate that identified `source`: our SVID (outbound) or the
+    /// caller's (inbound).
+    pub serial: Option<Arc<str>>,
+    pub destination: SocketAddr,
+    /// The peer idgate's address and SPIFFE ID (outbound), or the caller's address (inbound).
+    pub peer: Option<String>,
+}
+
+/// One open flow: its facts, its byte counts as they grow, and a way to close it.
+pub struct OpenFlow {
+    pub facts: FlowFacts,
+    pub started: Instant,
+    pub started_unix_ms: u64,
+    /// Workload → destination, and back.
+    pub up: AtomicU64,
+    pub down: AtomicU64,
+    /// Credential rules applied to its requests (HTTP flows; names, never values).
+    pub rules: Mutex<Vec<String>>,
+    close: Notify,
+    closed_because: Mutex<Option<String>>,
+}
+
+impl OpenFlow {
+    /// Asks the flow's task to close it (both ends, a reset) and says why.
+    pub fn close(&self, why: String) {
+        *self.closed_because.lock() = Some(why);
+        self.close.notify_one();
+    }
+
+    /// Resolves when `close` was called: the flow's task selects on it beside the copy.
+    pub async fn closed(&self) {
+        self.close.notified().await
+    }
+
+    pub fn closed_because(&self) -> Option<String> {
+        self.closed_because.lock().clone()
+    }
+}
+
+pub struct FlowRegistry {
+    shards: Vec<Mutex<HashMap<u64, Arc<OpenFlow>>>>,
+    next: AtomicU64,
+}
+
+/// Removes the flow from the registry when its task ends, however it ends.
+pub struct Registration {
+    registry: Arc<FlowRegistry>,
+    shard: usize,
+    key: u64,
+    pub flow: Arc<OpenFlow>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.shards[self.shard].lock().remove(&self.key);
+    }
+}
+
+impl FlowRegistry {
+    /// One shard per worker thread (and one for the control thread's own flows).
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(FlowRegistry { shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(), next: AtomicU64::new(0) })
+    }
+
+    pub fn register(self: &Arc<Self>, shard: usize, facts: FlowFacts) -> Registration {
+        let shard = shard % self.shards.len();
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let flow = Arc::new(OpenFlow {
+            facts,
+            started: Instant::now(),
+            started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            rules: Mutex::new(Vec::new()),
+            close: Notify::new(),
+            closed_because: Mutex::new(None),
+        });
+        self.shards[shard].lock().insert(key, flow.clone());
+        Registration { registry: self.clone(), shard, key, flow }
+    }
+
+    /// Every open flow (a copy of the list: the flows go on while the caller looks).
+    pub fn all(&self) -> Vec<Arc<OpenFlow>> {
+        self.shards.iter().flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    /// Closes every open flow `verdict` returns a reason for; returns how many.
+    pub fn close_where(&self, mut verdict: impl FnMut(&OpenFlow) -> Option<String>) -> usize {
+        let mut closed = 0;
+        for flow in self.all() {
+            if let Some(why) = verdict(&flow) {
+                flow.close(why);
+                closed += 1;
+            }
+        }
+        closed
+    }
+}
+
+/// A flow's client-side byte stream, counting what passes: reads are the client's bytes (up),
+/// writes what it is sent (down). For flows whose bytes an HTTP engine moves.
+pub struct Counted<T> {
+    inner: T,
+    flow: Arc<OpenFlow>,
+}
+
+impl<T> Counted<T> {
+    pub fn new(inner: T, flow: Arc<OpenFlow>) -> Self {
+        Counted { inner, flow }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.flow.up.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, data: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = &polled {
+            self.flow.down.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(id: &str) -> FlowFacts {
+        FlowFacts {
+            id: id.into(),
+            direction: "inbound",
+            process: None,
+            source: Some(SpiffeId::parse("spiffe://td/app/a").unwrap()),
+            serial: None,
+            destination: "10.0.0.1:80".parse().unwrap(),
+            peer: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn flows_are_listed_while_open_and_closed_on_request() {
+        let reg = FlowRegistry::new(2);
+        let a = reg.register(0, facts("a"));
+        let b = reg.register(1, facts("b"));
+        assert_eq!(reg.all().len(), 2);
+        assert_eq!(reg.close_where(|f| (f.facts.id == "b").then(|| "denied by the new policy".to_string())), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(1), b.flow.closed()).await.expect("close reaches the flow's task");
+        assert_eq!(b.flow.closed_because().as_deref(), Some("denied by the new policy"));
+        assert!(a.flow.closed_because().is_none());
+        drop(b);
+        assert_eq!(reg.all().iter().map(|f| f.facts.id.clone()).collect::<Vec<_>>(), ["a"]);
+    }
+}

@@ -1,0 +1,130 @@
+//! The attribution trail: one JSON record per flow when it ends, and one per refusal, saying
+//! who (process, SPIFFE ID, certificate serial), what (destination, peer host, credential
+//! rules applied by name, never their values), the verdict and why, and how much (bytes each
+//! way, duration). Both hosts record a tunnelled flow under the outbound side's flow id, so a
+//! flow can be followed from the process that opened it to the caller the server saw. Records
+//! go to the log (target `idgate::trail`, so journald keeps them) and, if configured, to a
+//! file of JSON lines.
+use crate::flows::{FlowFacts, OpenFlow};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Serialize)]
+struct Process<'a> {
+    pid: u32,
+    start_time: u64,
+    exe: &'a str,
+    uid: u32,
+    gid: u32,
+    cgroup: &'a str,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    unix_ms: u64,
+    host: &'a str,
+    flow: &'a str,
+    direction: &'a str,
+    verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<Process<'a>>,
+    spiffe_id: Option<&'a str>,
+    svid_serial: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    rules: &'a [String],
+    peer: Option<&'a str>,
+    destination: String,
+    bytes_up: u64,
+    bytes_down: u64,
+    duration_ms: u64,
+}
+
+pub struct Trail {
+    host: String,
+    file: Option<Mutex<BufWriter<File>>>,
+}
+
+impl Trail {
+    /// Records to the log, and appended to `file` if given (created 0600).
+    pub fn open(host: String, file: Option<&Path>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = match file {
+            Some(path) => Some(Mutex::new(BufWriter::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)
+                    .with_context(|| format!("opening trail file {}", path.display()))?,
+            ))),
+            None => None,
+        };
+        Ok(Trail { host, file })
+    }
+
+    /// A flow that was let through has ended.
+    pub fn ended(&self, flow: &OpenFlow, verdict: &str) {
+        let rules = flow.rules.lock().clone();
+        let reason = flow.closed_because();
+        let up = flow.up.load(std::sync::atomic::Ordering::Relaxed);
+        let down = flow.down.load(std::sync::atomic::Ordering::Relaxed);
+        self.write(&flow.facts, verdict, reason.as_deref(), &rules, (up, down), flow.started.elapsed().as_millis() as u64);
+    }
+
+    /// A flow that was refused (nothing crossed), as its decision record tells it.
+    pub fn refused(&self, d: &crate::decisions::Decision) {
+        let facts = FlowFacts {
+            id: d.flow.clone(),
+            direction: d.direction,
+            process: d.process_info.clone(),
+            source: d.source_id.as_deref().and_then(|s| crate::spiffe::SpiffeId::parse(s).ok()),
+            serial: None,
+            destination: d.destination.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            peer: None,
+        };
+        self.write(&facts, d.verdict, d.detail.as_deref(), &[], (0, 0), 0);
+    }
+
+    fn write(&self, f: &FlowFacts, verdict: &str, reason: Option<&str>, rules: &[String], (up, down): (u64, u64), duration_ms: u64) {
+        let record = Record {
+            unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+            host: &self.host,
+            flow: &f.id,
+            direction: f.direction,
+            verdict,
+            reason,
+            process: f.process.as_deref().map(|p| Process {
+                pid: p.tgid,
+                start_time: p.start_time,
+                exe: &p.exe,
+                uid: p.uid,
+                gid: p.gid,
+                cgroup: &p.cgroup,
+            }),
+            spiffe_id: f.source.as_ref().map(|s| s.as_str()),
+            svid_serial: f.serial.as_deref(),
+            rules,
+            peer: f.peer.as_deref(),
+            destination: f.destination.to_string(),
+            bytes_up: up,
+            bytes_down: down,
+            duration_ms,
+        };
+        let Ok(line) = serde_json::to_string(&record) else { return };
+        tracing::info!(target: "idgate::trail", "{line}");
+        if let Some(file) = &self.file {
+            let mut file = file.lock();
+            // A flow's record is complete on disk when its line is: one write per record.
+            if writeln!(file, "{line}").and_then(|()| file.flush()).is_err() {
+                tracing::warn!("could not append to the trail file");
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+"""`idgate flows` lists open flows with their process, identity, peer and bytes; when a flow
+ends both hosts record it in the attribution trail under one flow id: the client host names
+the process and the SVID it used, the server host the same SPIFFE ID and certificate serial."""
+import json
+import subprocess
+import time
+
+from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
+from netns import IDGATE
+from test_tunnel import client
+
+ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
+
+# Sends a byte every 50 ms for `seconds`, then half-closes and reads the answer.
+TICKER = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    s.sendall(b"t"); time.sleep(0.05)
+s.shutdown(socket.SHUT_WR)
+print(len(s.recv(200)))
+"""
+
+
+def trail(path):
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+def start(net, name, host):
+    cfg = host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir, extra=f'[trail]\nfile = "{net.tmp}/trail-{name}.jsonl"\n')
+    return host.start_idgate(cfg, net.tmp)
+
+
+def test_open_flows_are_listed_and_both_hosts_record_the_same_flow(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, SERVER_PORT, 2, uid=1001, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    flows = json.loads(net.a.run(IDGATE, "flows", "--json", "-c", a.config).stdout)
+    assert len(flows) == 1, flows
+    f = flows[0]
+    assert (f["direction"], f["pid"], f["uid"], f["spiffe_id"]) == ("outbound", ticker.pid, 1001, ALICE), f
+    assert "python" in f["exe"] and f["destination"] == f"{net.b.ip}:{SERVER_PORT}" and f["bytes_up"] > 0, f
+    assert f["peer"] == f"{net.b.ip}:15008 spiffe://{TRUST_DOMAIN}/idgate/host/host-b", f
+    table = net.a.run(IDGATE, "flows", "-c", a.config).stdout.decode()
+    assert "1 open flows" in table and str(ticker.pid) in table and ALICE in table, table
+    on_b = json.loads(net.b.run(IDGATE, "flows", "--json", "-c", b.config).stdout)
+    assert [(x["flow"], x["direction"], x["spiffe_id"]) for x in on_b] == [(f["flow"], "inbound", ALICE)], on_b
+    assert ticker.wait(timeout=20) == 0
+
+    # A refused flow leaves a record on both hosts too.
+    assert not isinstance(client(net, 1003, n=10, check=False), dict)
+    time.sleep(0.3)
+    ta, tb = trail(net.tmp / "trail-a.jsonl"), trail(net.tmp / "trail-b.jsonl")
+    ended_a = [r for r in ta if r["flow"] == f["flow"]]
+    ended_b = [r for r in tb if r["flow"] == f["flow"]]
+    assert len(ended_a) == 1 and len(ended_b) == 1, (ta, tb)
+    ra, rb = ended_a[0], ended_b[0]
+    assert ra["process"]["pid"] == ticker.pid and ra["process"]["uid"] == 1001 and ra["process"]["start_time"] > 0, ra
+    assert ra["spiffe_id"] == rb["spiffe_id"] == ALICE and ra["svid_serial"] == rb["svid_serial"], (ra, rb)
+    assert ra["verdict"] == "tunneled" and rb["verdict"] == "allowed"
+    # Up is what the process sent and the service got; down differs when the client stops reading.
+    assert ra["bytes_up"] == rb["bytes_up"] > 20 and ra["bytes_down"] > 0 and rb["bytes_down"] >= ra["bytes_down"], (ra, rb)
+    assert rb["peer"].startswith(net.a.ip) and ra["duration_ms"] >= 1500
+    denied_b = [r for r in tb if r["verdict"] == "denied"]
+    assert denied_b and denied_b[0]["spiffe_id"].endswith("/app/mallory")
+    assert [r for r in ta if r["flow"] == denied_b[0]["flow"] and r["verdict"] == "denied_by_peer"], ta
+    # The log carries the same records (journald keeps them).
+    assert f'"flow":"{f["flow"]}"' in a.log.read_text()
