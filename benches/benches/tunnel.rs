@@ -10,7 +10,6 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use idgate::decisions::DecisionLog;
 use idgate::metrics::Metrics;
-use idgate::policy::Authorizer;
 use idgate::spiffe::SpiffeId;
 use idgate::tunnel::inbound::Inbound;
 use idgate::tunnel::pool::{Pool, PoolKey};
@@ -70,8 +69,17 @@ fn bench(c: &mut Criterion) {
         let metrics = Arc::new(Metrics::new());
         let inbound = Arc::new(Inbound {
             credentials: creds.clone(),
-            identity_header,
-            authorizer: Authorizer::new(config.inbound),
+            identity_header: identity_header.clone(),
+            live: idgate::live::Live::new(
+                idgate::live::Policy::build(
+                    &config,
+                    identity_header.name.clone(),
+                    Arc::new(idgate::http::JwtIssuer::new(Duration::from_secs(300), "b".into()).unwrap()),
+                    0,
+                )
+                .unwrap(),
+                Default::default(),
+            ),
             mark: MARK,
             host: "b".into(),
             limits,

@@ -1,15 +1,16 @@
 //! What idgate tells about itself, on two listeners. The TCP admin port (loopback by default)
 //! serves what anyone may read: /metrics (Prometheus), /healthz and /jwks.json (the public
 //! half of the JWT-SVID key); it may be bound wider so that verifiers on other hosts fetch the
-//! JWKS. The control socket (a Unix socket, mode 0600, root only) serves /status: identities,
-//! processes and flows, which a local user must not see.
+//! JWKS. The control socket (a Unix socket, mode 0600, root only) serves /status and /flows
+//! (identities, processes and flows, which a local user must not see), and takes POST /reload
+//! (the config file) and POST /revocations (the deny list).
 use crate::credential::Credentials;
 use crate::decisions::DecisionLog;
 use crate::metrics::Metrics;
 use crate::tunnel::pool::Pool;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -40,6 +41,8 @@ pub struct Admin {
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
     /// Open flows, for /flows.
     pub registry: Arc<crate::flows::FlowRegistry>,
+    pub reloader: Arc<crate::reload::Reloader>,
+    pub live: Arc<crate::live::Live>,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -90,20 +93,20 @@ impl Admin {
         }
     }
 
-    fn serve_one<S>(self: Arc<Self>, stream: S, respond: fn(&Self, &str) -> Answer)
+    fn serve_one<S>(self: Arc<Self>, stream: S, respond: fn(&Self, &Method, &str) -> Answer)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let answer = respond(&self, req.uri().path());
+                let answer = respond(&self, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response(answer)) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 
-    fn respond_public(&self, path: &str) -> Answer {
+    fn respond_public(&self, _method: &Method, path: &str) -> Answer {
         match path {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
             "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
@@ -117,10 +120,16 @@ impl Admin {
         }
     }
 
-    fn respond_control(&self, path: &str) -> Answer {
-        match path {
-            "/status" => (StatusCode::OK, "application/json", self.status_json()),
-            "/flows" => (StatusCode::OK, "application/json", self.flows_json()),
+    fn respond_control(&self, method: &Method, path: &str) -> Answer {
+        let report = |result: Result<crate::reload::Report, String>| match result {
+            Ok(report) => (StatusCode::OK, "application/json", serde_json::to_string(&report).unwrap_or_default()),
+            Err(why) => (StatusCode::UNPROCESSABLE_ENTITY, "text/plain", why),
+        };
+        match (method, path) {
+            (&Method::GET, "/status") => (StatusCode::OK, "application/json", self.status_json()),
+            (&Method::GET, "/flows") => (StatusCode::OK, "application/json", self.flows_json()),
+            (&Method::POST, "/reload") => report(self.reloader.reload()),
+            (&Method::POST, "/revocations") => report(self.reloader.revocations()),
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
         }
     }
@@ -159,6 +168,8 @@ impl Admin {
             "identity_backend": self.identity_backend,
             "identity_backend_reason": self.identity_backend_reason,
             "mode": self.mode,
+            "policy_generation": self.live.policy().generation,
+            "revoked_entries": self.live.revoked().len(),
             "server_id": self.credentials.server_id().to_string(),
             "svids": self.credentials.summaries(),
             "svids_minted": self.credentials.minted.load(Ordering::Relaxed),

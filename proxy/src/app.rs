@@ -6,10 +6,12 @@ use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode, OnStop
 use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle};
 use crate::decisions::DecisionLog;
 use crate::flows::FlowRegistry;
-use crate::identity::{FlowIdentity, Identities, ProcfsBackend, Selector};
+use crate::identity::{FlowIdentity, Identities, ProcfsBackend};
 use crate::intercept::guard::{self, Redirect};
+use crate::live::{Live, Policy};
 use crate::metrics::Metrics;
-use crate::policy::Authorizer;
+use crate::reload::{Fixed, Parts, Reloader};
+use crate::revocation::Revocations;
 use crate::spiffe::SpiffeId;
 use crate::supervise::Supervised;
 use crate::trail::Trail;
@@ -150,7 +152,7 @@ fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u
 
 /// Runs on the control thread (admin, rotation, signals); the data path runs on `workers`
 /// threads of its own (see `workers`).
-pub async fn run(workers: usize, config: Config) -> Result<()> {
+pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) -> Result<()> {
     // Before anything that can fail: if no table is in place yet, one that refuses every flow
     // either backend would intercept. A start that fails below then leaves flows refused.
     let early = guard::ruleset(&config, Redirect::Either);
@@ -165,27 +167,22 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let (backend, backend_reason) = identity_backend(&config)?;
     let backend_name = backend.name();
     metrics.identity_backend(backend_name, &backend_reason);
-    let ruleset = guard::ruleset(&config, if backend_name == "kmod" { Redirect::Either } else { Redirect::Destinations });
+    let redirect = if backend_name == "kmod" { Redirect::Either } else { Redirect::Destinations };
+    let ruleset = guard::ruleset(&config, redirect);
     let on_stop = config.intercept.on_stop;
     let state_dir = config.state_dir.clone();
     let control_path = config.control_socket();
-    let identities = Arc::new(Identities::new(backend, Selector::new(config.workloads)));
+    let identities = Arc::new(Identities::new(backend));
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
     let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
     let decisions = Arc::new(DecisionLog::new());
-    let authorizer = Authorizer::new(config.inbound);
     let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
-    let rewriter = Arc::new(crate::http::Rewriter::new(config.http_rules, config.http.identity_header.0.clone(), jwt.clone())?);
-    let names: Vec<Arc<[crate::config::HostPattern]>> = config.outbound.iter().map(|r| r.names().into()).collect();
-    let origins = config
-        .outbound
-        .iter()
-        .enumerate()
-        .map(|(i, r)| r.tls.as_ref().map(|t| crate::http::Origin::new(t).map(Arc::new).with_context(|| format!("outbound[{i}].tls"))).transpose())
-        .collect::<Result<Vec<_>>>()?;
+    let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
+    let revoked = Revocations::new(config.revocation.entries().map_err(anyhow::Error::msg)?);
+    let live = Live::new(policy, revoked);
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
@@ -200,7 +197,6 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     }
 
     let flows = Arc::new(AtomicU64::new(0));
-    let routes = Arc::new(config.outbound);
     let refusals = Arc::new(HandshakeRefusals::new(metrics.clone()));
     // One registry shard per worker thread, and one for flows outside them.
     let registry = FlowRegistry::new(workers + 1);
@@ -208,7 +204,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     let inbound = Arc::new(Inbound {
         credentials: credentials.clone(),
         identity_header,
-        authorizer,
+        live: live.clone(),
         mark,
         host: host.clone(),
         limits,
@@ -226,11 +222,7 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
             identities: identities.clone(),
             credentials: credentials.clone(),
             pool: pool.clone(),
-            routes: routes.clone(),
-            origins: origins.clone(),
-            names: names.clone(),
-            rewriter: rewriter.clone(),
-            default_action: config.default_action,
+            live: live.clone(),
             mark,
             host: host.clone(),
             decisions: decisions.clone(),
@@ -242,6 +234,27 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
             trail: trail.clone(),
         })
     };
+    let reloader = Reloader::new(
+        Fixed {
+            path: config_path.to_path_buf(),
+            jwt: jwt.clone(),
+            identity_header: config.http.identity_header.0.clone(),
+            intercept: config.intercept.clone(),
+            mode: config.mode,
+            state_dir: state_dir.clone(),
+            redirect,
+        },
+        Parts {
+            live: live.clone(),
+            identities: identities.clone(),
+            credentials: credentials.clone(),
+            pools: pools.clone(),
+            registry: registry.clone(),
+            decisions: decisions.clone(),
+        },
+        &config,
+        ruleset.clone(),
+    );
     let admin = Arc::new(Admin {
         host: host.clone(),
         trust_domain: config.trust_domain.0.clone(),
@@ -255,6 +268,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
         metrics: metrics.clone(),
         inbound: inbound.clone(),
         registry: registry.clone(),
+        reloader: reloader.clone(),
+        live: live.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -269,6 +284,8 @@ pub async fn run(workers: usize, config: Config) -> Result<()> {
     tasks.spawn("SVID rotation", rotate(credentials.clone()));
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
+    tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
+    tasks.spawn("deny list watch", watch_revocations(reloader));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -358,6 +375,29 @@ async fn summarize_refusals(refusals: Arc<HandshakeRefusals>) {
         if refusals.log_summary(EVERY.as_secs()) >= BURST {
             // SAFETY: malloc_trim only returns free memory to the system; any thread may call it.
             unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+/// `systemctl reload` (and config tools) send SIGHUP; a refused file is logged by `reload`.
+async fn reload_on_hangup(reloader: Arc<Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("installing SIGHUP handler");
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = reloader.reload();
+    }
+}
+
+/// The deny list is read again as soon as its file changes (a rename into place or a write):
+/// a revocation reaches open flows within this interval plus the time to close them.
+async fn watch_revocations(reloader: Arc<Reloader>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if reloader.revocations_changed() {
+            let _ = reloader.revocations();
         }
     }
 }

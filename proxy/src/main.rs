@@ -47,6 +47,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the config file again without dropping flows: policy, workload rules, outbound
+    /// destinations and the table, HTTP rules, the deny list. Open flows the new policy denies
+    /// are closed. A file with errors changes nothing (exit 1, its errors printed).
+    Reload {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+        /// The control socket, if not the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Revoke SPIFFE IDs (exact, or prefixes ending in /*) or certificate serials (hex): they
+    /// are added to the deny-list file ([revocation] file) and the running idgate closes their
+    /// open flows and pooled connections and refuses new ones at once.
+    Revoke {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+        /// The control socket, if not the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(required = true, value_name = "ID_OR_SERIAL")]
+        entries: Vec<String>,
+    },
     /// List the open flows: process (pid, exe, uid), SPIFFE ID, destination, peer, bytes, age.
     Flows {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
@@ -121,17 +143,33 @@ fn main() -> ExitCode {
         Command::Flows { config, socket, json } => {
             idgate::commands::status::flows(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
         }
+        Command::Reload { config, socket } => {
+            let socket = socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config));
+            if let Err(e) = idgate::commands::reload::reload(&socket) {
+                eprintln!("idgate: {e:#}");
+                return ExitCode::from(1);
+            }
+            Ok(())
+        }
+        Command::Revoke { config, socket, entries } => match idgate::config::load(&config) {
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+            Ok(c) => {
+                let socket = socket.unwrap_or_else(|| c.control_socket());
+                let file = c.revocation.file.clone().expect("set by config::parse");
+                idgate::commands::reload::revoke(&file, &socket, &entries)
+            }
+        },
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
-        Command::Run { config } => match idgate::config::load_checked(&config) {
+        Command::Run { config: path } => match idgate::config::load_checked(&path) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.
             Ok(config) => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), config))),
+                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), &path, config))),
         },
     };
     match result {

@@ -69,10 +69,12 @@ impl Trail {
         Ok(Trail { host, file })
     }
 
-    /// A flow that was let through has ended.
+    /// A flow that was let through has ended: with `verdict`, or `closed` when idgate closed it
+    /// (a reload or revocation; the reason says which).
     pub fn ended(&self, flow: &OpenFlow, verdict: &str) {
         let rules = flow.rules.lock().clone();
         let reason = flow.closed_because();
+        let verdict = if reason.is_some() { "closed" } else { verdict };
         let up = flow.up.load(std::sync::atomic::Ordering::Relaxed);
         let down = flow.down.load(std::sync::atomic::Ordering::Relaxed);
         self.write(&flow.facts, verdict, reason.as_deref(), &rules, (up, down), flow.started.elapsed().as_millis() as u64);

@@ -60,6 +60,7 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     conf = root / "etc/idgate/idgate.toml"
     units = root / "usr/lib/systemd/system"
     assert "ExecStart=/usr/bin/idgate" in (units / "idgate.service").read_text()
+    assert "ExecReload=/usr/bin/idgate reload" in (units / "idgate.service").read_text()
     guard = (units / "idgate-guard.service").read_text()
     assert "ExecStart=/usr/bin/idgate guard" in guard and "Before=network-pre.target idgate.service" in guard
     # Both units are valid as installed: systemd-analyze resolves their commands in the root,

@@ -1,3 +1,4 @@
 //! The command-line subcommands other than `run` (see `main.rs`).
 pub mod guard;
+pub mod reload;
 pub mod status;

@@ -81,7 +81,7 @@ impl Default for HttpConfig {
 }
 
 /// One header rewrite rule. Every rule whose selectors all match applies, in file order.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRule {
     /// How the attribution trail names the rule when it applies (default `http_rule[N]`).

@@ -68,7 +68,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    let config: Config = toml::from_str(text).map_err(|e| {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| s.start);
         let message = e.message().trim().to_string();
         ConfigError {
@@ -86,6 +86,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .map(|(place, message)| ConfigError { file: path.into(), position: place.offset(text).map(|o| position_of(text, o)), message })
         .collect();
     if errors.is_empty() {
+        if config.revocation.file.is_none() {
+            config.revocation.file = Some(path.parent().unwrap_or(Path::new(".")).join("revoked"));
+        }
         Ok(config)
     } else {
         Err(ConfigErrors(errors))

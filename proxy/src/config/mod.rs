@@ -52,6 +52,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default, rename = "http_rule")]
     pub http_rules: Vec<HttpRule>,
+    #[serde(default)]
+    pub revocation: RevocationConfig,
 }
 
 /// The config at `path`, with every check `run` makes before it binds a socket (see
@@ -157,6 +159,47 @@ pub struct TrailConfig {
     pub file: Option<PathBuf>,
 }
 
+/// The deny list (see `revocation`): entries here, and in `file`, which idgate watches and
+/// `idgate revoke` appends to (default: `revoked` next to the config file, set by `parse`;
+/// absent is empty).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    #[serde(default)]
+    pub ids: Vec<AllowPattern>,
+    #[serde(default)]
+    pub serials: Vec<RevokedSerial>,
+    pub file: Option<PathBuf>,
+}
+
+impl RevocationConfig {
+    /// The inline entries and the file's; the error names the file's line.
+    pub fn entries(&self) -> Result<Vec<crate::revocation::Entry>, String> {
+        use crate::revocation::Entry;
+        let mut all: Vec<Entry> = self.ids.iter().map(|p| Entry::Id(p.text())).collect();
+        all.extend(self.serials.iter().map(|s| Entry::Serial(s.0.clone())));
+        if let Some(file) = &self.file {
+            all.extend(crate::revocation::read_file(file)?);
+        }
+        Ok(all)
+    }
+}
+
+/// A certificate serial in hex (colons allowed), kept normalized.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RevokedSerial(pub String);
+
+impl TryFrom<String> for RevokedSerial {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match crate::revocation::Entry::parse(&s)? {
+            crate::revocation::Entry::Serial(hex) => Ok(RevokedSerial(hex)),
+            crate::revocation::Entry::Id(_) => Err(format!("`{s}` is a SPIFFE ID: put it in `ids`")),
+        }
+    }
+}
+
 /// Time limits of the data path: how fast a dead peer or a stalled dial is noticed.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -200,7 +243,7 @@ impl TunnelConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Intercept {
     /// nftables table (family inet) that idgate owns and replaces at start.
@@ -286,7 +329,7 @@ impl TryFrom<String> for SpiffeIdValue {
 }
 
 /// Maps process attributes to a SPIFFE ID. All given selectors must match; first rule wins.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
     pub spiffe_id: toml::Spanned<SpiffeIdValue>,
@@ -297,7 +340,7 @@ pub struct WorkloadRule {
     pub gid: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundRule {
     pub cidrs: Vec<Cidr>,
@@ -364,7 +407,7 @@ impl TryFrom<String> for PeerChoice {
 }
 
 /// Who may reach a local destination port through the inbound side.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundRule {
     pub ports: Vec<PortRange>,
@@ -396,6 +439,14 @@ impl TryFrom<String> for AllowPattern {
 }
 
 impl AllowPattern {
+    /// As written in the config.
+    pub fn text(&self) -> String {
+        match self {
+            AllowPattern::Exact(id) => id.to_string(),
+            AllowPattern::Prefix(p) => format!("{p}*"),
+        }
+    }
+
     pub fn matches(&self, id: &SpiffeId) -> bool {
         match self {
             AllowPattern::Exact(x) => x == id,

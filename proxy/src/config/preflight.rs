@@ -39,6 +39,9 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
             }
         }
     }
+    if let Err(e) = config.revocation.entries() {
+        p.at(&["[revocation]"], format!("revocation: {e}"));
+    }
     if config.identity_backend == IdentityBackendChoice::Kmod && !crate::identity::kmod_device().exists() {
         let device = crate::identity::kmod_device();
         p.at(&["identity_backend"], format!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()));

@@ -173,6 +173,21 @@ impl Credentials {
         Ok(config)
     }
 
+    /// Drops the workload SVIDs `doomed` picks (by SPIFFE ID and serial): a revoked identity's
+    /// key leaves memory, and a revoked serial is replaced by a fresh SVID at the next flow.
+    /// Returns the serials dropped.
+    pub fn forget(&self, doomed: impl Fn(&SpiffeId, &str) -> bool) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.workloads.write().retain(|id, issued| {
+            let keep = !doomed(id, &issued.svid.serial);
+            if !keep {
+                gone.push(issued.svid.serial.clone());
+            }
+            keep
+        });
+        gone
+    }
+
     /// Replaces SVIDs past half life; forgets workload SVIDs unused for a whole TTL.
     /// Open connections keep the certificate they were made with.
     pub fn rotate_due(&self) {

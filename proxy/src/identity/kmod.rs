@@ -57,29 +57,8 @@ impl KmodBackend {
         if version.api_version != uapi::API_VERSION {
             bail!("idgate.ko speaks API version {}, this idgate needs {}", version.api_version, uapi::API_VERSION);
         }
-        let mut config: uapi::Config = uapi::zeroed();
-        config.mark = intercept.tag_mark;
-        config.mark_mask = intercept.tag_mask;
-        config.proxy_tgid = std::process::id();
-        let rules: Vec<uapi::Rule> = routes
-            .iter()
-            .flat_map(|r| {
-                r.cidrs.iter().flat_map(move |c| {
-                    r.ports.iter().map(move |p| {
-                        let mut rule = uapi::Rule { prefix_len: c.0.prefix_len(), port_min: p.min, port_max: p.max, ..Default::default() };
-                        rule.family = put_addr(&mut rule.addr, c.0.network());
-                        rule
-                    })
-                })
-            })
-            .collect();
-        if rules.len() > uapi::MAX_RULES {
-            bail!("[[outbound]] rules expand to {} (cidr, ports) pairs; idgate.ko holds at most {}", rules.len(), uapi::MAX_RULES);
-        }
-        config.rule_count = rules.len() as u32;
-        config.rules[..rules.len()].copy_from_slice(&rules);
-        ioctl(&file, uapi::IOC_CONFIG, &mut config).context("configuring idgate.ko")?;
-        tracing::info!(module_version = %uapi::c_string(&version.module_version), rules = rules.len(), "idgate.ko configured");
+        let rules = configure(&file, routes, intercept)?;
+        tracing::info!(module_version = %uapi::c_string(&version.module_version), rules, "idgate.ko configured");
         Ok(KmodBackend { device: file })
     }
 
@@ -93,6 +72,12 @@ impl KmodBackend {
 impl FlowIdentity for KmodBackend {
     fn name(&self) -> &'static str {
         "kmod"
+    }
+
+    fn reconfigure(&self, routes: &[OutboundRule], intercept: &Intercept) -> Result<()> {
+        let rules = configure(&self.device, routes, intercept)?;
+        tracing::info!(rules, "idgate.ko reconfigured");
+        Ok(())
     }
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
@@ -117,4 +102,32 @@ impl FlowIdentity for KmodBackend {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Gives the module this network namespace's intercept set (replacing the last one at once)
+/// and the tag to set; returns how many (cidr, ports) pairs it holds.
+fn configure(file: &File, routes: &[OutboundRule], intercept: &Intercept) -> Result<usize> {
+    let mut config: uapi::Config = uapi::zeroed();
+    config.mark = intercept.tag_mark;
+    config.mark_mask = intercept.tag_mask;
+    config.proxy_tgid = std::process::id();
+    let rules: Vec<uapi::Rule> = routes
+        .iter()
+        .flat_map(|r| {
+            r.cidrs.iter().flat_map(move |c| {
+                r.ports.iter().map(move |p| {
+                    let mut rule = uapi::Rule { prefix_len: c.0.prefix_len(), port_min: p.min, port_max: p.max, ..Default::default() };
+                    rule.family = put_addr(&mut rule.addr, c.0.network());
+                    rule
+                })
+            })
+        })
+        .collect();
+    if rules.len() > uapi::MAX_RULES {
+        bail!("[[outbound]] rules expand to {} (cidr, ports) pairs; idgate.ko holds at most {}", rules.len(), uapi::MAX_RULES);
+    }
+    config.rule_count = rules.len() as u32;
+    config.rules[..rules.len()].copy_from_slice(&rules);
+    ioctl(file, uapi::IOC_CONFIG, &mut config).context("configuring idgate.ko")?;
+    Ok(rules.len())
 }

@@ -58,6 +58,11 @@ pub trait FlowIdentity: Send + Sync {
     /// The flow from `client` that `process_of` answered for has closed (a hint for the next
     /// lookup; backends that keep nothing per flow ignore it).
     fn flow_closed(&self, _client: SocketAddr) {}
+    /// A reload changed the intercepted destinations (backends that see flows only once they
+    /// are redirected ignore it).
+    fn reconfigure(&self, _routes: &[crate::config::OutboundRule], _intercept: &crate::config::Intercept) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A process with its resolved identity and the pre-rendered header telling the peer about it.
@@ -71,36 +76,46 @@ pub struct Workload {
 
 const CACHE_LIMIT: usize = 8192;
 
+/// A process: its pid and start time (pids are reused).
+type ProcessKey = (u32, u64);
+
+/// The identity backend, and each process's workload as the selectors of one policy
+/// generation made it (a reload's new selectors re-decide every process).
 pub struct Identities {
     backend: Box<dyn FlowIdentity>,
-    selector: Selector,
-    cache: RwLock<HashMap<(u32, u64), Arc<Workload>>>,
+    cache: RwLock<HashMap<ProcessKey, (u64, Arc<Workload>)>>,
 }
 
 impl Identities {
-    pub fn new(backend: Box<dyn FlowIdentity>, selector: Selector) -> Self {
-        Identities { backend, selector, cache: RwLock::new(HashMap::new()) }
+    pub fn new(backend: Box<dyn FlowIdentity>) -> Self {
+        Identities { backend, cache: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn backend(&self) -> &dyn FlowIdentity {
+        self.backend.as_ref()
     }
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }
 
-    pub fn resolve(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<Workload>, IdentityError> {
+    /// The process that opened the flow, and the SPIFFE ID `selector` (of policy
+    /// `generation`) gives it.
+    pub fn resolve(&self, client: SocketAddr, dst: SocketAddr, selector: &Selector, generation: u64) -> Result<Arc<Workload>, IdentityError> {
         let process = self.backend.process_of(client, dst)?;
         let key = (process.tgid, process.start_time);
-        if let Some(w) = self.cache.read().get(&key) {
+        if let Some((g, w)) = self.cache.read().get(&key) {
             // Same pid and start time is not enough: execve and setuid change the process.
-            if *w.process == *process {
+            if *g == generation && *w.process == *process {
                 return Ok(w.clone());
             }
         }
-        let workload = Arc::new(Workload { spiffe_id: self.selector.select(&process), process_header: process_header(&process), process });
+        let workload = Arc::new(Workload { spiffe_id: selector.select(&process), process_header: process_header(&process), process });
         let mut cache = self.cache.write();
         if cache.len() >= CACHE_LIMIT {
             cache.clear(); // rare; recomputing is cheap and keeps memory bounded
         }
-        cache.insert(key, workload.clone());
+        cache.insert(key, (generation, workload.clone()));
         Ok(workload)
     }
 

@@ -10,7 +10,6 @@ use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
 use crate::flows::{FlowFacts, FlowRegistry};
 use crate::metrics::Metrics;
-use crate::policy::Authorizer;
 use crate::socket::connect_marked;
 use crate::spiffe::SpiffeId;
 use crate::trail::Trail;
@@ -25,7 +24,8 @@ use tokio::net::TcpStream;
 pub struct Inbound {
     pub credentials: Arc<Credentials>,
     pub identity_header: crate::http::IdentityHeader,
-    pub authorizer: Authorizer,
+    /// The policy in force and the deny list (shared with the outbound side).
+    pub live: Arc<crate::live::Live>,
     pub mark: u32,
     pub host: String,
     pub limits: TunnelConfig,
@@ -64,10 +64,13 @@ impl Inbound {
         d.detail = Some(format!("client certificate serial {serial}"));
         let dst: Option<SocketAddr> =
             (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
+        let policy = self.live.policy();
+        let revoked = self.live.revoked().why(Some(&peer_id), Some(&serial));
         let (status, detail) = match dst {
             None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
+            Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
             Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),
-            Some(dst) if !self.authorizer.allows(dst.port(), &peer_id) => {
+            Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
                 (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
             }
             Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
@@ -81,7 +84,9 @@ impl Inbound {
                         destination: dst,
                         peer: Some(remote.to_string()),
                     };
-                    if self.authorizer.protocol(dst.port()) == crate::config::Protocol::Http {
+                    let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
+                    drop(policy);
+                    if http {
                         let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
                         // Boxed: the HTTP engine's state is large, and a plain TCP flow should not
                         // carry room for it (the task's size is per open flow).

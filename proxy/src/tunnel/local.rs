@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 impl Outbound {
     /// Whether a redirected flow to `dst` is a local caller of a protected port.
     pub(super) fn is_local_protected(&self, dst: &SocketAddr) -> bool {
-        self.strict && self.inbound.authorizer.covers(dst.port()) && self.inbound.local.contains(&dst.ip())
+        self.strict && self.live.policy().authorizer.covers(dst.port()) && self.inbound.local.contains(&dst.ip())
     }
 
     pub(super) async fn forward_local(
@@ -26,7 +26,8 @@ impl Outbound {
         d: &mut Decision,
     ) -> Result<(), (Option<TcpStream>, Refusal)> {
         d.direction = "local";
-        let workload = match self.identities.resolve(src, dst) {
+        let policy = self.live.policy();
+        let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
             Ok(w) => w,
             Err(e) => return Err((Some(stream), e.into())),
         };
@@ -38,9 +39,14 @@ impl Outbound {
         let Some(id) = workload.spiffe_id.clone() else { return Err((Some(stream), Refusal::NoWorkloadRule)) };
         d.source_id = Some(id.to_string());
         let inbound = &self.inbound;
-        if !inbound.authorizer.allows(dst.port(), &id) {
+        if let Some(why) = self.live.revoked().why(Some(&id), None) {
+            return Err((Some(stream), Refusal::Revoked(why)));
+        }
+        if !policy.authorizer.allows(dst.port(), &id) {
             return Err((Some(stream), Refusal::LocalDenied { id, port: dst.port() }));
         }
+        let http = policy.authorizer.protocol(dst.port()) == Protocol::Http;
+        drop(policy);
         let tcp = match Box::pin(connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0)).await {
             Ok(tcp) => tcp,
             Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
@@ -65,7 +71,7 @@ impl Outbound {
         };
         let registration = self.registry.register(crate::workers::current_index(), facts);
         let flow = &registration.flow;
-        if inbound.authorizer.protocol(dst.port()) == Protocol::Http {
+        if http {
             let cert = issued.svid.certified.cert.first().map(|c| c.to_vec()).unwrap_or_default();
             let identity = inbound.identity_header.value(self.credentials.server_id(), &id, &cert);
             inbound.clone().serve_http(stream, tcp, identity, flow).await;

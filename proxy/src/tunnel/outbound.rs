@@ -4,7 +4,7 @@
 //! says `default_action = "passthrough"` for unidentified processes.
 use super::pool::{Lease, Pool, PoolKey};
 use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
-use crate::config::{DefaultAction, OutboundRule, PeerChoice, Protocol};
+use crate::config::{DefaultAction, Protocol};
 use crate::credential::Credentials;
 use crate::decisions::{Decision, DecisionLog};
 use crate::flows::{FlowFacts, FlowRegistry};
@@ -27,13 +27,8 @@ pub struct Outbound {
     pub identities: Arc<Identities>,
     pub credentials: Arc<Credentials>,
     pub pool: Arc<Pool>,
-    pub routes: Arc<Vec<OutboundRule>>,
-    /// Per route: the TLS origination set up from its `tls` block, if any.
-    pub origins: Vec<Option<Arc<crate::http::Origin>>>,
-    /// Per route: the names its destination is known by (`OutboundRule::names`).
-    pub names: Vec<Arc<[crate::config::HostPattern]>>,
-    pub rewriter: Arc<crate::http::Rewriter>,
-    pub default_action: DefaultAction,
+    /// The policy in force and the deny list (a reload swaps them).
+    pub live: Arc<crate::live::Live>,
     pub mark: u32,
     pub host: String,
     pub decisions: Arc<DecisionLog>,
@@ -89,6 +84,8 @@ pub(super) enum Refusal {
     PeerStatus { peer: SocketAddr, status: http::StatusCode },
     #[error("workload connection failed before it was tunneled: {0}")]
     ClientGone(std::io::Error),
+    #[error("{0}")]
+    Revoked(String),
     #[error("passthrough connect to {dst}: {source}")]
     Passthrough { dst: SocketAddr, source: std::io::Error },
 }
@@ -104,6 +101,7 @@ impl Refusal {
                 "peer_unreachable"
             }
             Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
+            Refusal::Revoked(_) => "revoked",
             Refusal::ClientGone(_) => "client_gone",
             _ => "denied",
         }
@@ -124,22 +122,6 @@ impl Outbound {
                 }
             }
         }
-    }
-
-    /// The first `[[outbound]]` rule covering `dst`, and the peer idgate that serves it.
-    fn route(&self, dst: &SocketAddr) -> Option<(usize, SocketAddr)> {
-        let (i, rule) = self
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.cidrs.iter().any(|c| c.contains(&dst.ip())) && r.ports.iter().any(|p| p.contains(dst.port())))?;
-        Some((
-            i,
-            match rule.peer {
-                PeerChoice::SameIp => SocketAddr::new(dst.ip(), rule.peer_port),
-                PeerChoice::Fixed(addr) => addr,
-            },
-        ))
     }
 
     async fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
@@ -183,8 +165,9 @@ impl Outbound {
         if self.is_local_protected(&dst) {
             return Box::pin(self.forward_local(stream, src, dst, d)).await;
         }
-        let Some((route, peer)) = self.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
-        let workload = match self.identities.resolve(src, dst) {
+        let policy = self.live.policy();
+        let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
+        let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
             Ok(w) => w,
             Err(e) => bail!(e),
         };
@@ -192,19 +175,24 @@ impl Outbound {
         d.process = Some(process_label(&workload));
         d.process_info = Some(workload.process.clone());
         let Some(id) = workload.spiffe_id.clone() else {
-            if self.default_action == DefaultAction::Passthrough {
+            if policy.default_action == DefaultAction::Passthrough {
                 return Box::pin(self.passthrough(stream, dst, d)).await;
             }
             bail!(Refusal::NoWorkloadRule)
         };
         d.source_id = Some(id.to_string());
-        if self.routes[route].protocol == Protocol::Http {
+        if let Some(why) = self.live.revoked().why(Some(&id), None) {
+            bail!(Refusal::Revoked(why))
+        }
+        if policy.routes[route].protocol == Protocol::Http {
             d.detail = Some("http".into());
-            let route = super::outbound_http::HttpRoute { dst, names: self.names[route].clone(), peer, origin: self.origins[route].clone() };
+            let route = super::outbound_http::HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
+            drop(policy);
             // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
             Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
             return Ok(());
         }
+        drop(policy);
         let issued = match self.credentials.workload(&id) {
             Ok(i) => i,
             Err(e) => bail!(Refusal::Svid(e)),

@@ -32,13 +32,15 @@ struct Common {
 impl Common {
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
         let flow = Flow { source: &self.source, dst: self.dst, names: &self.names };
-        match self.outbound.rewriter.apply(&flow, parts) {
+        // The rules in force now: a reload's new rules apply to open keep-alive flows too.
+        let rewriter = self.outbound.live.policy().rewriter.clone();
+        match rewriter.apply(&flow, parts) {
             Ok(applied) => {
                 tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.len(), "http request rewritten");
                 if !applied.is_empty() {
                     let mut names = self.flow.rules.lock();
                     for i in applied {
-                        let name = self.outbound.rewriter.rule_name(i);
+                        let name = rewriter.rule_name(i);
                         if !names.contains(&name) {
                             names.push(name);
                         }

@@ -218,6 +218,26 @@ impl Pool {
         self.dialing.lock().retain(|k, gate| live.contains(k) || Arc::strong_count(gate) > 1);
     }
 
+    /// Closes the connections `doomed` picks (by pool key and peer ID): no new stream uses
+    /// them, and they go once their open streams (which a revocation resets) are over.
+    /// Returns how many.
+    pub fn close_where(&self, doomed: impl Fn(&PoolKey, Option<&SpiffeId>) -> bool) -> usize {
+        let mut conns = self.conns.write();
+        let mut closed = 0;
+        for (key, list) in conns.iter_mut() {
+            list.retain(|c| {
+                let close = !c.closed.load(Ordering::Acquire) && doomed(key, c.peer_id.as_ref());
+                if close {
+                    c.closed.store(true, Ordering::Release);
+                    closed += 1;
+                }
+                !close
+            });
+        }
+        conns.retain(|_, list| !list.is_empty());
+        closed
+    }
+
     /// Marks a connection unusable after a failed stream open, so the next lease re-dials.
     pub fn discard(&self, lease: &Lease) {
         lease.conn.closed.store(true, Ordering::Release);

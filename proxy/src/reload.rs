@@ -1,0 +1,297 @@
+//! Reload: the config file is read again and its policy swapped in while flows run (SIGHUP,
+//! `systemctl reload`, `idgate reload`), and the deny list is re-read whenever its file
+//! changes (`idgate revoke`, or the fleet's own distribution of the file). Open flows that the
+//! new policy or list denies are closed at once, each with a decision record saying why. A
+//! file that does not validate changes nothing: its errors are logged with their line, and the
+//! policy in force stays.
+use crate::config::{Config, InboundMode, Intercept, RevocationConfig};
+use crate::credential::Credentials;
+use crate::decisions::{Decision, DecisionLog};
+use crate::flows::{FlowRegistry, OpenFlow};
+use crate::http::JwtIssuer;
+use crate::identity::Identities;
+use crate::intercept::guard::{self, Redirect};
+use crate::intercept::Ruleset;
+use crate::live::{Live, Policy};
+use crate::revocation::Revocations;
+use crate::tunnel::pool::Pool;
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Top-level keys whose changes a reload applies; a change anywhere else waits for a restart.
+const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation"];
+
+/// What a reload (or a re-read of the deny list) did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub generation: u64,
+    pub closed_flows: usize,
+    pub closed_connections: usize,
+    pub dropped_svids: usize,
+    pub revoked_entries: usize,
+    /// Settings that changed in the file but apply only at the next start.
+    pub restart_needed: Vec<String>,
+    pub table_changed: bool,
+    pub elapsed_us: u64,
+}
+
+/// What stays fixed for the life of the process, and what a reload compares against.
+pub struct Fixed {
+    pub path: PathBuf,
+    pub jwt: Arc<JwtIssuer>,
+    pub identity_header: http::HeaderName,
+    pub intercept: Intercept,
+    pub mode: InboundMode,
+    pub state_dir: PathBuf,
+    pub redirect: Redirect,
+}
+
+/// What the data path shares with reloads.
+pub struct Parts {
+    pub live: Arc<Live>,
+    pub identities: Arc<Identities>,
+    pub credentials: Arc<Credentials>,
+    pub pools: Vec<Arc<Pool>>,
+    pub registry: Arc<FlowRegistry>,
+    pub decisions: Arc<DecisionLog>,
+}
+
+struct Running {
+    /// The file as last applied, to name the changes a reload cannot apply.
+    table: toml::Table,
+    ruleset: Ruleset,
+    revocation: RevocationConfig,
+    /// The deny-list file as last read (inode, size, mtime), to notice a change.
+    stamp: Option<(u64, u64, i64, i64)>,
+    generation: u64,
+}
+
+pub struct Reloader {
+    fixed: Fixed,
+    parts: Parts,
+    running: Mutex<Running>,
+}
+
+fn stamp(path: Option<&Path>) -> Option<(u64, u64, i64, i64)> {
+    let m = std::fs::metadata(path?).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+fn file_table(path: &Path) -> toml::Table {
+    std::fs::read_to_string(path).ok().and_then(|t| t.parse::<toml::Table>().ok()).unwrap_or_default()
+}
+
+/// The settings outside `LIVE_KEYS` that differ, as `section.key`.
+fn restart_needed(old: &toml::Table, new: &toml::Table) -> Vec<String> {
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut changed = Vec::new();
+    for key in keys.into_iter().filter(|k| !LIVE_KEYS.contains(&k.as_str())) {
+        let empty = toml::Value::Table(toml::Table::new());
+        let (a, b) = (old.get(key), new.get(key));
+        // A section added or removed: name its keys, as for one that changed.
+        let (a, b) = match (a, b) {
+            (None, Some(toml::Value::Table(_))) => (Some(&empty), b),
+            (Some(toml::Value::Table(_)), None) => (a, Some(&empty)),
+            other => other,
+        };
+        match (a, b) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                let inner: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                changed.extend(inner.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("{key}.{k}")));
+            }
+            (a, b) if a != b => changed.push(key.clone()),
+            _ => {}
+        }
+    }
+    changed
+}
+
+impl Reloader {
+    /// `config` is the one the process started with; `ruleset` the table it installed.
+    pub fn new(fixed: Fixed, parts: Parts, config: &Config, ruleset: Ruleset) -> Arc<Self> {
+        let running = Running {
+            table: file_table(&fixed.path),
+            ruleset,
+            revocation: config.revocation.clone(),
+            stamp: stamp(config.revocation.file.as_deref()),
+            generation: parts.live.policy().generation,
+        };
+        Arc::new(Reloader { fixed, parts, running: Mutex::new(running) })
+    }
+
+    /// Reads the config file again and applies it, or changes nothing and says why.
+    pub fn reload(&self) -> Result<Report, String> {
+        let started = Instant::now();
+        let mut running = self.running.lock();
+        let refuse = |why: String| {
+            for line in why.lines() {
+                tracing::error!("reload refused, the config in force stays: {line}");
+            }
+            Err(why)
+        };
+        let mut config = match crate::config::load_checked(&self.fixed.path) {
+            Ok(c) => c,
+            Err(errors) => return refuse(errors.to_string()),
+        };
+        let revoked = match config.revocation.entries() {
+            Ok(entries) => Revocations::new(entries),
+            Err(e) => return refuse(format!("revocation: {e}")),
+        };
+        let generation = running.generation + 1;
+        let policy = match Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation) {
+            Ok(p) => p,
+            Err(e) => return refuse(format!("{}: {e:#}", self.fixed.path.display())),
+        };
+        // The table follows the new destinations and protected ports; its name, marks, port
+        // and mode are the running process's.
+        config.mode = self.fixed.mode;
+        config.intercept = self.fixed.intercept.clone();
+        let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
+        ruleset.redirect_port = running.ruleset.redirect_port;
+        let table_changed = ruleset != running.ruleset;
+        if table_changed {
+            let backend = self.parts.identities.backend();
+            if let Err(e) = backend.reconfigure(&config.outbound, &self.fixed.intercept) {
+                return refuse(format!("reconfiguring the {} identity backend: {e:#}", backend.name()));
+            }
+            if let Err(e) = crate::intercept::install(&ruleset) {
+                let old = self.parts.live.policy();
+                if let Err(back) = backend.reconfigure(&old.routes, &self.fixed.intercept) {
+                    tracing::error!(error = %format!("{back:#}"), "restoring the identity backend's destinations");
+                }
+                return refuse(format!("installing nftables table inet {}: {e}", ruleset.table));
+            }
+            if let Err(e) = guard::save_snapshot(&self.fixed.state_dir, &ruleset) {
+                tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
+            }
+        }
+        let table = file_table(&self.fixed.path);
+        let mut report = Report { generation, table_changed, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
+        report.revoked_entries = revoked.len();
+        self.parts.live.set_policy(policy);
+        self.parts.live.set_revoked(revoked);
+        self.enforce("reload", &mut report);
+        running.table = table;
+        running.ruleset = ruleset;
+        running.stamp = stamp(config.revocation.file.as_deref());
+        running.revocation = config.revocation;
+        running.generation = generation;
+        report.elapsed_us = started.elapsed().as_micros() as u64;
+        let later = if report.restart_needed.is_empty() {
+            String::new()
+        } else {
+            format!("; apply at the next restart: {}", report.restart_needed.join(", "))
+        };
+        tracing::info!(generation, closed_flows = report.closed_flows, table_changed, "config reloaded from {}{later}", self.fixed.path.display());
+        Ok(report)
+    }
+
+    /// Re-reads the deny list (its file and the config's inline entries as last applied).
+    pub fn revocations(&self) -> Result<Report, String> {
+        let started = Instant::now();
+        let mut running = self.running.lock();
+        running.stamp = stamp(running.revocation.file.as_deref());
+        let revoked = match running.revocation.entries() {
+            Ok(entries) => Revocations::new(entries),
+            Err(e) => {
+                tracing::error!("deny list not re-read, the one in force stays: {e}");
+                return Err(e);
+            }
+        };
+        let mut report = Report { generation: running.generation, revoked_entries: revoked.len(), ..Report::default() };
+        self.parts.live.set_revoked(revoked);
+        self.enforce("revocation", &mut report);
+        report.elapsed_us = started.elapsed().as_micros() as u64;
+        tracing::info!(
+            entries = report.revoked_entries,
+            closed_flows = report.closed_flows,
+            closed_connections = report.closed_connections,
+            dropped_svids = report.dropped_svids,
+            "deny list applied"
+        );
+        Ok(report)
+    }
+
+    /// Whether the deny-list file changed since it was last read.
+    pub fn revocations_changed(&self) -> bool {
+        let running = self.running.lock();
+        stamp(running.revocation.file.as_deref()) != running.stamp
+    }
+
+    /// Closes what the policy and deny list in force no longer allow: open flows (with a
+    /// decision record each), pooled tunnel connections of revoked identities or peers, and
+    /// revoked identities' SVIDs.
+    fn enforce(&self, cause: &'static str, report: &mut Report) {
+        let policy = self.parts.live.policy();
+        let revoked = self.parts.live.revoked();
+        report.closed_flows = self.parts.registry.close_where(|flow| {
+            let why = denial(&policy, &revoked, flow)?;
+            let mut d = Decision::new(flow.facts.direction, flow.facts.id.clone());
+            d.verdict = "closed";
+            d.source_id = flow.facts.source.as_ref().map(|s| s.to_string());
+            d.process_info = flow.facts.process.clone();
+            d.process = flow.facts.process.as_ref().map(|p| format!("{}({})", p.exe, p.tgid));
+            d.destination = flow.facts.destination.to_string();
+            d.detail = Some(format!("{cause}: {why}"));
+            self.parts.decisions.record(d);
+            Some(format!("{cause}: {why}"))
+        });
+        if !revoked.is_empty() {
+            report.closed_connections =
+                self.parts.pools.iter().map(|p| p.close_where(|key, peer| revoked.id(&key.source) || peer.is_some_and(|id| revoked.id(id)))).sum();
+            report.dropped_svids = self.parts.credentials.forget(|id, serial| revoked.id(id) || revoked.serial(serial)).len();
+        }
+    }
+}
+
+/// Why `flow` may not go on under `policy` and `revoked`, if it may not.
+fn denial(policy: &Policy, revoked: &Revocations, flow: &OpenFlow) -> Option<String> {
+    let f = &flow.facts;
+    if let Some(why) = revoked.why(f.source.as_ref(), f.serial.as_deref()) {
+        return Some(why);
+    }
+    let port = f.destination.port();
+    match f.direction {
+        "inbound" => {
+            let id = f.source.as_ref()?;
+            (!policy.authorizer.allows(port, id)).then(|| format!("{id} is no longer allowed to reach port {port}"))
+        }
+        direction => {
+            // Outbound and local flows: the process's identity under the new workload rules.
+            let process = f.process.as_ref()?;
+            let now = policy.selector.select(process);
+            match (&f.source, now) {
+                (Some(was), Some(now)) if *was != now => Some(format!("the process is now {now}, not {was}")),
+                (Some(was), None) => Some(format!("the process matches no workload rule any more (it was {was})")),
+                (None, Some(now)) => Some(format!("the process is now {now}: its flows must be tunnelled")),
+                (None, None) if policy.default_action == crate::config::DefaultAction::Deny => {
+                    Some("the process matches no workload rule and default_action is now \"deny\"".into())
+                }
+                (Some(id), Some(_)) if direction == "local" && !policy.authorizer.allows(port, id) => {
+                    Some(format!("{id} is no longer allowed to reach local port {port}"))
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restart_needed;
+
+    #[test]
+    fn names_each_setting_that_waits_for_a_restart() {
+        let old: toml::Table = "mode = \"strict\"\n[listen]\ninbound = \"0.0.0.0:15008\"\n[[inbound]]\nports = [1]\n".parse().unwrap();
+        let new: toml::Table =
+            "mode = \"permissive\"\n[listen]\ninbound = \"0.0.0.0:15009\"\n[tunnel]\npeer_timeout = \"9s\"\n[[inbound]]\nports = [2]\n"
+                .parse()
+                .unwrap();
+        assert_eq!(restart_needed(&old, &new), ["listen.inbound", "mode", "tunnel.peer_timeout"]);
+        assert!(restart_needed(&old, &old).is_empty());
+    }
+}

@@ -1,0 +1,203 @@
+"""Reload (`idgate reload`, SIGHUP) and revocation (`idgate revoke`, the watched deny list):
+a policy change reaches open flows (those the new policy denies are closed, on either host,
+the others go on untouched), new flows see it at once, a broken file changes nothing and
+names its line, and a revoked identity's flow sends no byte a second after the command."""
+import json
+import re
+import subprocess
+import time
+
+from hosts import TRUST_DOMAIN, host_config
+from netns import IDGATE
+from test_tunnel import client
+
+ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
+BOB = f"spiffe://{TRUST_DOMAIN}/app/bob"
+PORT = 9005  # intercepted on host a, protected on host b, served by TIMESERVER
+
+# Sends a byte every 50 ms for `seconds`; prints when and how the connection ended.
+TICKER = r"""
+import json, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+end, sent, how = time.time() + float(sys.argv[3]), 0, "ok"
+try:
+    while time.time() < end:
+        s.sendall(b"t"); sent += 1; time.sleep(0.05)
+    s.shutdown(socket.SHUT_WR)
+    if not s.recv(100): how = "closed before the answer"
+except OSError as e:
+    how = type(e).__name__
+print(json.dumps({"how": how, "sent": sent, "at": time.time()}))
+"""
+
+# For each connection: bytes received and the time of the last one, logged when it ends.
+TIMESERVER = r"""
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
+def serve(c):
+    n, last, how = 0, 0.0, "eof"
+    try:
+        while True:
+            b = c.recv(4096)
+            if not b: break
+            n += len(b); last = time.time()
+        c.sendall(b"done\n")
+    except OSError as e:
+        how = type(e).__name__
+    with open(sys.argv[2], "a") as f: f.write(f"{n} {last} {how}\n")
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def start(net, name, host):
+    # Each host its own deny list (both configs live in one directory, where the default is).
+    extra = f'[revocation]\nfile = "{net.tmp}/revoked-{name}"\n'
+    cfg = host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir, extra=extra)
+    return host.start_idgate(cfg, net.tmp)
+
+
+def ticker(net, uid, seconds):
+    return net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, seconds, uid=uid, stdout=subprocess.PIPE, text=True)
+
+
+def ended(p):
+    out, _ = p.communicate(timeout=30)
+    return json.loads(out)
+
+
+def edit(idgate, old, new):
+    text = idgate.config.read_text()
+    assert old in text, old
+    idgate.config.write_text(text.replace(old, new))
+
+
+def reload(net, host, idgate, check=True):
+    return host.run(IDGATE, "reload", "-c", idgate.config, check=check)
+
+
+def timeserver(net):
+    log = net.tmp / "timeserver.log"
+    net.b.popen("/usr/bin/python3", "-c", TIMESERVER, PORT, log)
+    time.sleep(0.3)
+    return log
+
+
+def test_a_reload_closes_what_the_new_policy_denies_and_nothing_else(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    timeserver(net)
+    alice, bob = ticker(net, 1001, 4), ticker(net, 1002, 4)
+    time.sleep(1)
+    # Host b stops allowing bob; alice's rule stays.
+    edit(b, f'"{BOB}", ', "")
+    t0 = time.time()
+    out = reload(net, net.b, b).stdout.decode()
+    assert "1 open flow(s) closed" in out, out
+    got_bob, got_alice = ended(bob), ended(alice)
+    assert got_bob["how"] != "ok" and got_bob["at"] - t0 < 1.0, got_bob
+    assert got_alice["how"] == "ok" and got_alice["sent"] > 60, got_alice
+    closed = [d for d in b.status()["decisions"] if d["verdict"] == "closed"]
+    assert len(closed) == 1 and closed[0]["source_id"] == BOB and "no longer allowed" in closed[0]["detail"], closed
+    # New flows see the new rule at once.
+    assert client(net, 1001, n=100)["echo_sha"]
+    assert not isinstance(client(net, 1002, n=100, check=False), dict)
+
+    # A broken file changes nothing, and says where it is broken.
+    good = b.config.read_text()
+    b.config.write_text(good + "\n[[inbound]]\nports = [9000]\nallow = [\"not-a-spiffe-id\"]\n")
+    line = len(good.splitlines()) + 4
+    r = reload(net, net.b, b, check=False)
+    assert r.returncode == 1, r
+    assert re.search(rf"{re.escape(str(b.config))}:{line}:\d+: .*spiffe", r.stderr.decode()), r.stderr
+    assert "reload refused" in b.log.read_text()
+    assert client(net, 1001, n=100)["echo_sha"]
+    assert not isinstance(client(net, 1002, n=100, check=False), dict)
+
+    # SIGHUP applies the file too; a setting that cannot change live is named, not applied.
+    b.config.write_text(good.replace(f'allow = ["{ALICE}", ', f'allow = ["{ALICE}", "{BOB}", ') + '\n[tunnel]\npeer_timeout = "9s"\n')
+    b.proc.send_signal(1)
+    deadline = time.time() + 5
+    while isinstance(client(net, 1002, n=100, check=False), subprocess.CompletedProcess):
+        assert time.time() < deadline, "SIGHUP did not apply the config"
+        time.sleep(0.2)
+    assert "apply at the next restart: tunnel.peer_timeout" in b.log.read_text()
+    assert b.status()["policy_generation"] == 2
+
+
+def test_a_client_side_reload_closes_flows_of_processes_whose_identity_changed(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    timeserver(net)
+    alice, bob = ticker(net, 1001, 3), ticker(net, 1002, 3)
+    time.sleep(1)
+    # uid 1002 no longer maps to bob on host a: its open flow carries an identity it no longer has.
+    edit(a, f'[[workload]]\nspiffe_id = "{BOB}"\nuid = 1002\n', "")
+    t0 = time.time()
+    reload(net, net.a, a)
+    got_bob, got_alice = ended(bob), ended(alice)
+    assert got_bob["how"] != "ok" and got_bob["at"] - t0 < 1.0, got_bob
+    assert got_alice["how"] == "ok", got_alice
+    closed = [d for d in a.status()["decisions"] if d["verdict"] == "closed"]
+    assert len(closed) == 1 and "matches no workload rule any more" in closed[0]["detail"], closed
+    assert not isinstance(client(net, 1002, n=100, check=False), dict)
+
+
+def test_revocation_reaches_open_flows_within_a_second_on_either_host(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    log = timeserver(net)
+
+    # On the server host: the caller's streams are reset, new ones refused.
+    alice = ticker(net, 1001, 4)
+    time.sleep(1)
+    t0 = time.time()
+    out = net.b.run(IDGATE, "revoke", ALICE, "-c", b.config).stdout.decode()
+    got = ended(alice)
+    assert "1 open flow(s) closed" in out, out
+    assert got["how"] != "ok", got
+    n, last, how = log.read_text().splitlines()[-1].split()
+    server_side = float(last) - t0
+    print(f"revoked on the server host: last byte {server_side * 1000:.0f} ms after the command, client saw the reset after {(got['at'] - t0) * 1000:.0f} ms")
+    assert server_side < 1.0 and int(n) > 10, (n, last, how, t0)
+    assert not isinstance(client(net, 1001, n=100, check=False), dict)
+    refused = [d for d in b.status()["decisions"] if d["verdict"] == "denied" and "is revoked" in (d["detail"] or "")]
+    assert refused, b.status()["decisions"]
+    assert b.status()["revoked_entries"] == 1
+
+    # On the client host, by the file alone (as a fleet's distribution writes it): bob's
+    # flow is closed, its pooled connection closed and its SVID dropped.
+    bob = ticker(net, 1002, 4)
+    time.sleep(1)
+    assert BOB in [s["spiffe_id"] for s in a.status()["svids"]]
+    revoked = net.tmp / "revoked-a"
+    tmp = net.tmp / "revoked-a.new"
+    tmp.write_text(f"{BOB}\n")
+    t0 = time.time()
+    tmp.rename(revoked)
+    got = ended(bob)
+    print(f"revoked on the client host by the file: client saw the reset after {(got['at'] - t0) * 1000:.0f} ms")
+    assert got["how"] != "ok" and got["at"] - t0 < 1.0, got
+    st = a.status()
+    assert BOB not in [s["spiffe_id"] for s in st["svids"]], st["svids"]
+    assert not isinstance(client(net, 1002, n=100, check=False), dict)
+    assert [d for d in a.status()["decisions"] if d["verdict"] == "revoked"], a.status()["decisions"]
+
+
+def test_a_revoked_serial_is_replaced_on_the_client_host(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    timeserver(net)
+    first = client(net, 1001, n=100)
+    assert first["echo_sha"]
+    serial = next(s["serial"] for s in a.status()["svids"] if s["spiffe_id"] == ALICE)
+    alice = ticker(net, 1001, 3)
+    time.sleep(1)
+    net.a.run(IDGATE, "revoke", serial, "-c", a.config)
+    assert ended(alice)["how"] != "ok"
+    # The next flow gets a fresh SVID (a new serial) and goes through.
+    assert client(net, 1001, n=100)["echo_sha"]
+    now = next(s["serial"] for s in a.status()["svids"] if s["spiffe_id"] == ALICE)
+    assert now != serial
+    # A bad entry is refused by the command and changes nothing.
+    r = net.a.run(IDGATE, "revoke", "not-an-entry", "-c", a.config, check=False)
+    assert r.returncode != 0 and b"neither a SPIFFE ID" in r.stderr, r
