@@ -22,6 +22,15 @@ install -D -m 0644 configs/idgate.toml "$root/etc/idgate/idgate.toml"
 install -D -m 0644 packaging/systemd/idgate.service "$root/lib/systemd/system/idgate.service"
 install -D -m 0644 packaging/systemd/idgate-guard.service "$root/lib/systemd/system/idgate-guard.service"
 install -D -m 0644 README.md "$root/usr/share/doc/idgate/README.md"
+# Man pages and completions, generated from the binary's own command line definition.
+docs=$(mktemp -d)
+"$bin" generate-docs --dir "$docs" >/dev/null
+install -d "$root/usr/share/man/man1"
+for page in "$docs"/man/man1/*.1; do gzip -9n < "$page" > "$root/usr/share/man/man1/$(basename "$page").gz"; done
+install -D -m 0644 "$docs/completions/idgate.bash" "$root/usr/share/bash-completion/completions/idgate"
+install -D -m 0644 "$docs/completions/_idgate" "$root/usr/share/zsh/vendor-completions/_idgate"
+install -D -m 0644 "$docs/completions/idgate.fish" "$root/usr/share/fish/vendor_completions.d/idgate.fish"
+rm -rf "$docs"
 mkdir -p "$root/DEBIAN"
 cat > "$root/DEBIAN/control" <<CTL
 Package: idgate

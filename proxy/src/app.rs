@@ -274,9 +274,10 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (fatal, mut faults) = tokio::sync::mpsc::unbounded_channel();
+    let beats: Vec<Arc<AtomicU64>> = (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect();
     for (i, (listeners, pool)) in worker_listeners.into_iter().zip(&pools).enumerate() {
         // On failure the table stays: flows are refused until a start succeeds.
-        workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone())?;
+        workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone(), beats[i].clone())?;
     }
     let mut tasks = Supervised::default();
     tasks.spawn("admin server", admin.clone().serve_public(admin_listener));
@@ -286,6 +287,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
     tasks.spawn("deny list watch", watch_revocations(reloader));
+    tasks.spawn("watchdog", crate::service::watchdog(beats));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -297,6 +299,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
         admin = %config.listen.admin,
         "idgate ready (identity backend: {backend_name}: {backend_reason})"
     );
+    crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
 
     let fault = tokio::select! {
         _ = shutdown_signal() => None,
@@ -306,9 +309,11 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
     if let Some(fault) = fault {
         // The table stays: until the service manager restarts us, intercepted flows are
         // refused rather than sent around the proxy.
+        crate::service::stopping(&format!("failed: {fault}"));
         tracing::error!(%fault, "stopping: {fault}; nftables table inet {} left in place (flows fail closed until restart)", ruleset.table);
         bail!("{fault}");
     }
+    crate::service::stopping("stopping: draining flows");
     let _ = stop.send(true);
     tasks.abort_all();
     match on_stop {

@@ -21,6 +21,7 @@ mod netlink;
 pub mod policy;
 pub mod reload;
 pub mod revocation;
+pub mod service;
 pub mod socket;
 pub mod spiffe;
 pub mod supervise;

@@ -11,6 +11,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the man pages (idgate.1 and one per subcommand) and bash, zsh and fish
+    /// completions under DIR: what the packages ship.
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Run the proxy (both directions) with this host's config.
     Run {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
@@ -93,6 +100,22 @@ enum Command {
 /// heap tops at once: a bulk flow then page-faults its buffers in again on every read (9% of a
 /// host's CPU in `benches/e2e/profile.py idgate bulk`). Serve those sizes from the heap and keep
 /// a little free memory at the top instead. Fixed values also end glibc's dynamic threshold.
+/// Man pages under `dir/man/man1`, completions under `dir/completions`.
+fn generate_docs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man/man1");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "idgate", &completions)?;
+    }
+    println!("{}: man pages and completions", dir.display());
+    Ok(())
+}
+
 fn tune_malloc() {
     // SAFETY: mallopt only sets allocator parameters; called before any thread exists.
     unsafe {
@@ -159,6 +182,7 @@ fn main() -> ExitCode {
                 idgate::commands::reload::revoke(&file, &socket, &entries)
             }
         },
+        Command::GenerateDocs { dir } => generate_docs(&dir),
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
         Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),

@@ -125,6 +125,16 @@ impl Reloader {
 
     /// Reads the config file again and applies it, or changes nothing and says why.
     pub fn reload(&self) -> Result<Report, String> {
+        crate::service::reloading();
+        let result = self.apply_file();
+        match &result {
+            Ok(r) => crate::service::reloaded(&format!("ready: policy generation {}", r.generation)),
+            Err(_) => crate::service::reloaded("ready: the last reload was refused, the config in force stays"),
+        }
+        result
+    }
+
+    fn apply_file(&self) -> Result<Report, String> {
         let started = Instant::now();
         let mut running = self.running.lock();
         let refuse = |why: String| {

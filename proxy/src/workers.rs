@@ -9,6 +9,7 @@ use crate::tunnel::outbound::Outbound;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -79,6 +80,7 @@ pub fn spawn(
     inbound: Arc<Inbound>,
     stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
+    beat: Arc<AtomicU64>,
 ) -> Result<()> {
     spawn_serving(
         index,
@@ -91,8 +93,12 @@ pub fn spawn(
         },
         stop,
         fatal,
+        beat,
     )
 }
+
+/// How often a worker's heartbeat advances while its runtime turns.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An accept loop: it runs until aborted, so its end is always a fault.
 pub type ServeLoop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -100,12 +106,15 @@ pub type ServeLoop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Se
 /// The worker thread itself; `loops` builds the accept loops inside its runtime. An accept
 /// loop that ends (a panic) would otherwise close its listener unnoticed and shrink the
 /// SO_REUSEPORT group, with one worker to nothing: it is reported on `fatal` instead, and
-/// the control thread stops the process so that the service manager restarts it.
+/// the control thread stops the process so that the service manager restarts it. `beat`
+/// advances every `HEARTBEAT` while the runtime turns: a thread stuck in a blocking call or a
+/// busy loop stops it, and the watchdog (see `service`) stops pinging the service manager.
 pub fn spawn_serving(
     index: usize,
     loops: impl FnOnce() -> Vec<(&'static str, ServeLoop)> + Send + 'static,
     mut stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
+    beat: Arc<AtomicU64>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("building a worker runtime")?;
     std::thread::Builder::new()
@@ -117,6 +126,12 @@ pub fn spawn_serving(
                 for (name, l) in loops() {
                     serving.spawn(name, l);
                 }
+                serving.spawn("heartbeat", async move {
+                    loop {
+                        beat.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(HEARTBEAT).await;
+                    }
+                });
                 tokio::select! {
                     _ = stop.wait_for(|stopped| *stopped) => serving.abort_all(), // closes this worker's listeners
                     why = serving.first_to_end() => {
@@ -144,7 +159,7 @@ mod tests {
                 ("inbound accept loop", Box::pin(async { panic!("listener exploded") }) as ServeLoop),
             ]
         };
-        spawn_serving(3, loops, stop, fatal).unwrap();
+        spawn_serving(3, loops, stop, fatal, Default::default()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let why = loop {
             match reports.try_recv() {
@@ -160,7 +175,10 @@ mod tests {
     fn a_stopped_worker_reports_nothing() {
         let (stop_tx, stop) = watch::channel(false);
         let (fatal, mut reports) = mpsc::unbounded_channel();
-        spawn_serving(0, || vec![("accept loop", Box::pin(std::future::pending::<()>()) as ServeLoop)], stop, fatal).unwrap();
+        let beat = Arc::new(AtomicU64::new(0));
+        spawn_serving(0, || vec![("accept loop", Box::pin(std::future::pending::<()>()) as ServeLoop)], stop, fatal, beat.clone()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(beat.load(Ordering::Relaxed), 1, "the heartbeat did not start");
         stop_tx.send(true).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(reports.try_recv().is_err(), "a worker stopped on purpose reported a fault");

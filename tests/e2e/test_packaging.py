@@ -18,6 +18,10 @@ def test_debs_build_with_binary_unit_conffile_and_dkms_sources():
     files = contents(proxy)
     assert {"/usr/bin/idgate", "/etc/idgate/idgate.toml", "/lib/systemd/system/idgate.service",
             "/lib/systemd/system/idgate-guard.service"} <= files
+    # Man pages (one per command) and completions for bash, zsh and fish.
+    assert {"/usr/share/man/man1/idgate.1.gz", "/usr/share/man/man1/idgate-reload.1.gz", "/usr/share/man/man1/idgate-revoke.1.gz",
+            "/usr/share/bash-completion/completions/idgate", "/usr/share/zsh/vendor-completions/_idgate",
+            "/usr/share/fish/vendor_completions.d/idgate.fish"} <= files, sorted(files)
     info = lambda part: subprocess.run(["dpkg-deb", "--info", str(proxy), part], check=True, capture_output=True, text=True).stdout
     # The boot guard is enabled with the service, and only removal takes the table away.
     assert "enable idgate-guard.service idgate.service" in info("postinst")
@@ -72,6 +76,10 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     assert f'PACKAGE_VERSION="{version}"' in (root / f"usr/src/idgate-{version}/dkms.conf").read_text()
     assert (root / f"usr/src/idgate-{version}/include/uapi/idgate.h").exists()
     assert (root / "usr/lib/modules-load.d/idgate.conf").read_text().split("\n")[-2] == "idgate"
+    man = subprocess.run(["man", "-l", str(root / "usr/share/man/man1/idgate-revoke.1")], capture_output=True, text=True,
+                         env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin"})
+    assert man.returncode == 0 and "deny-list file" in man.stdout, man
+    assert "reload" in (root / "usr/share/bash-completion/completions/idgate").read_text()
     # The installed (stripped) binary runs and accepts the config it ships with.
     subprocess.run([str(root / "usr/bin/idgate"), "check", "-c", str(conf)], check=True, capture_output=True)
     # An operator's edits survive a reinstall, and removal keeps them as .rpmsave.

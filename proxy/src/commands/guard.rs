@@ -25,12 +25,22 @@ fn ruleset_for(config_path: &Path) -> Result<Ruleset> {
     }
 }
 
-/// `state_dir` from a config that may not validate (or parse at all).
+/// `state_dir` from a config that may not validate (or parse at all: then its top-level
+/// `state_dir = "..."` line), so that `idgate reload` reaches the running idgate to be told
+/// what is wrong with the file, and `guard` finds the last table.
 pub(super) fn state_dir_of(config_path: &Path) -> PathBuf {
-    std::fs::read_to_string(config_path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("state_dir").and_then(|v| v.as_str()).map(PathBuf::from))
+    let Ok(text) = std::fs::read_to_string(config_path) else { return PathBuf::from(DEFAULT_STATE_DIR) };
+    if let Ok(table) = text.parse::<toml::Table>() {
+        return table.get("state_dir").and_then(|v| v.as_str()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    }
+    text.lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            let value = value.split('#').next()?.trim();
+            (key.trim() == "state_dir").then(|| value.trim_matches('"').to_string()).filter(|v| !v.is_empty())
+        })
+        .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
