@@ -2,7 +2,8 @@
 # Installs what building, the demo and the tests need on Debian/Ubuntu (idempotent; run as root).
 set -euo pipefail
 need_apt=()
-for pkg in build-essential pkg-config libnftnl-dev libmnl-dev nftables iproute2 curl util-linux python3 python3-pip rpm; do
+# strace: the unit sandbox test traces idgate; man-db: the packaging test reads a man page.
+for pkg in build-essential pkg-config libnftnl-dev libmnl-dev nftables iproute2 curl util-linux python3 python3-pip rpm strace man-db systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
