@@ -52,16 +52,21 @@ pub fn trust_anchors(path: &std::path::Path) -> Result<Vec<rustls::pki_types::Ce
     Ok(certs)
 }
 
-/// Everything that can fail before touching the network: CA, trust bundle, first SVID.
-pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
-    let td = &config.trust_domain.0;
-    let (cert_path, key_path) = match config.ca.source {
+/// The CA files a config names (the embedded CA's under the state dir, created if absent).
+pub fn ca_files(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    Ok(match config.ca.source {
         CaSource::Embedded => {
-            let cert = init_embedded_ca(&config.state_dir, td)?;
+            let cert = init_embedded_ca(&config.state_dir, &config.trust_domain.0)?;
             (cert, config.state_dir.join(crate::credential::CA_KEY_FILE))
         }
         CaSource::Files => (config.ca.cert.clone().expect("checked by config"), config.ca.key.clone().expect("checked by config")),
-    };
+    })
+}
+
+/// The CA that mints SVIDs and the roots peers are verified against (the CA itself, and
+/// every certificate of the trust bundle files).
+pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBundle)> {
+    let (cert_path, key_path) = ca_files(config)?;
     let ca = CertificateAuthority::load(&cert_path, &key_path)?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
@@ -70,6 +75,13 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
             roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
         }
     }
+    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone() }))
+}
+
+/// Everything that can fail before touching the network: CA, trust bundle, first SVID.
+pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
+    let td = &config.trust_domain.0;
+    let (ca, bundle) = load_authority(config)?;
     let server_id = match &config.svid.server_id {
         Some(id) => id.get_ref().0.clone(),
         None => {
@@ -77,7 +89,6 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
             SpiffeId::parse(&format!("spiffe://{td}/idgate/host/{safe}"))?
         }
     };
-    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: td.clone() };
     let addresses = match &config.svid.addresses {
         Some(list) => HostAddresses::Configured(list.clone()),
         None => HostAddresses::Interfaces,

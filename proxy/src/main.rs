@@ -87,7 +87,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a CA (ca.pem, ca-key.pem 0600) in DIR to share between hosts.
+    /// Fleet trust: an offline root, and a CA per host under it.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Same as `idgate ca init`.
     CaInit {
         #[arg(long)]
         dir: PathBuf,
@@ -96,10 +101,48 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the fleet's root CA in DIR (ca.pem, and ca-key.pem with mode 0600: keep it
+    /// offline). Its ca.pem is the fleet's trust bundle. It may also serve hosts directly as a
+    /// CA they all share.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        trust_domain: String,
+    },
+    /// Issue a CA for one host, signed by the root in DIR, that may name only the host's
+    /// addresses in its SVIDs (IP name constraints): OUT/ca.pem and OUT/ca-key.pem for the
+    /// host's [ca] section (source = "files"), with the root's ca.pem as its trust_bundle.
+    Issue {
+        /// The root's directory (`ca init --dir`).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+        /// An address (or CIDR) of the host; repeat for each.
+        #[arg(long = "address", required = true, value_parser = address_or_net)]
+        addresses: Vec<ipnet::IpNet>,
+        /// How long the host CA is valid; its SVIDs never outlive it.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 /// glibc's defaults hand every 256 KiB copy buffer and 1 MiB frame its own mmap, and trim freed
 /// heap tops at once: a bulk flow then page-faults its buffers in again on every read (9% of a
 /// host's CPU in `benches/e2e/profile.py idgate bulk`). Serve those sizes from the heap and keep
 /// a little free memory at the top instead. Fixed values also end glibc's dynamic threshold.
+/// `10.0.0.7` (that address alone) or `10.0.0.0/24`.
+fn address_or_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is neither an IP address nor a CIDR"))
+}
+
 /// Man pages under `dir/man/man1`, completions under `dir/completions`.
 fn generate_docs(dir: &std::path::Path) -> anyhow::Result<()> {
     use clap::CommandFactory;
@@ -185,7 +228,14 @@ fn main() -> ExitCode {
         Command::GenerateDocs { dir } => generate_docs(&dir),
         Command::Guard { config } => idgate::commands::guard::guard(&config),
         Command::Uninstall { config } => idgate::commands::guard::uninstall(&config),
-        Command::CaInit { dir, trust_domain } => idgate::credential::init_embedded_ca(&dir, &trust_domain).map(|p| println!("{}", p.display())),
+        Command::CaInit { dir, trust_domain } | Command::Ca { command: CaCommand::Init { dir, trust_domain } } => {
+            idgate::credential::init_fleet_root(&dir, &trust_domain).map(|p| println!("{}", p.display()))
+        }
+        Command::Ca { command: CaCommand::Issue { dir, host, addresses, days, out } } => {
+            idgate::credential::fleet::issue_host_ca(&dir, &host, &addresses, days, &out).map(|i| {
+                println!("{}\n{}", i.cert.display(), i.key.display());
+            })
+        }
         Command::Run { config: path } => match idgate::config::load_checked(&path) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.

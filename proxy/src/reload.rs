@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Top-level keys whose changes a reload applies; a change anywhere else waits for a restart.
-const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation"];
+const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation", "ca"];
 
 /// What a reload (or a re-read of the deny list) did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -36,6 +36,8 @@ pub struct Report {
     /// Settings that changed in the file but apply only at the next start.
     pub restart_needed: Vec<String>,
     pub table_changed: bool,
+    /// The CA or trust bundle changed (a rotation): this host's SVIDs are re-minted under it.
+    pub ca_replaced: bool,
     pub elapsed_us: u64,
 }
 
@@ -67,6 +69,8 @@ struct Running {
     revocation: RevocationConfig,
     /// The deny-list file as last read (inode, size, mtime), to notice a change.
     stamp: Option<(u64, u64, i64, i64)>,
+    /// A digest of the CA's and trust bundle's files as last loaded.
+    ca_digest: Vec<u8>,
     generation: u64,
 }
 
@@ -83,6 +87,22 @@ fn stamp(path: Option<&Path>) -> Option<(u64, u64, i64, i64)> {
 
 fn file_table(path: &Path) -> toml::Table {
     std::fs::read_to_string(path).ok().and_then(|t| t.parse::<toml::Table>().ok()).unwrap_or_default()
+}
+
+/// What the CA's files and the trust bundle's hold (a rotation may rewrite them in place).
+fn ca_digest(config: &Config) -> Vec<u8> {
+    let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+    let (cert, key) = match config.ca.source {
+        crate::config::CaSource::Embedded => {
+            (config.state_dir.join(crate::credential::CA_CERT_FILE), config.state_dir.join(crate::credential::CA_KEY_FILE))
+        }
+        crate::config::CaSource::Files => (config.ca.cert.clone().unwrap_or_default(), config.ca.key.clone().unwrap_or_default()),
+    };
+    for path in [&cert, &key].into_iter().chain(&config.ca.trust_bundle) {
+        d.update(path.as_os_str().as_encoded_bytes());
+        d.update(&std::fs::read(path).unwrap_or_default());
+    }
+    d.finish().as_ref().to_vec()
 }
 
 /// The settings outside `LIVE_KEYS` that differ, as `section.key`.
@@ -118,6 +138,7 @@ impl Reloader {
             ruleset,
             revocation: config.revocation.clone(),
             stamp: stamp(config.revocation.file.as_deref()),
+            ca_digest: ca_digest(config),
             generation: parts.live.policy().generation,
         };
         Arc::new(Reloader { fixed, parts, running: Mutex::new(running) })
@@ -151,6 +172,11 @@ impl Reloader {
             Ok(entries) => Revocations::new(entries),
             Err(e) => return refuse(format!("revocation: {e}")),
         };
+        if config.trust_domain.0 != self.parts.credentials.bundle().trust_domain {
+            return refuse(format!("trust_domain changed to {}: that takes a restart (and new certificates)", config.trust_domain.0));
+        }
+        let digest = ca_digest(&config);
+        let ca_replaced = digest != running.ca_digest;
         let generation = running.generation + 1;
         let policy = match Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation) {
             Ok(p) => p,
@@ -163,6 +189,13 @@ impl Reloader {
         let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
         ruleset.redirect_port = running.ruleset.redirect_port;
         let table_changed = ruleset != running.ruleset;
+        // The CA before the table: of the changes that can fail, it is the likelier.
+        if ca_replaced {
+            let replaced = crate::app::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.replace_authority(ca, bundle));
+            if let Err(e) = replaced {
+                return refuse(format!("the new CA or trust bundle: {e:#}"));
+            }
+        }
         if table_changed {
             let backend = self.parts.identities.backend();
             if let Err(e) = backend.reconfigure(&config.outbound, &self.fixed.intercept) {
@@ -180,7 +213,8 @@ impl Reloader {
             }
         }
         let table = file_table(&self.fixed.path);
-        let mut report = Report { generation, table_changed, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
+        let mut report =
+            Report { generation, table_changed, ca_replaced, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
         report.revoked_entries = revoked.len();
         self.parts.live.set_policy(policy);
         self.parts.live.set_revoked(revoked);
@@ -188,6 +222,7 @@ impl Reloader {
         running.table = table;
         running.ruleset = ruleset;
         running.stamp = stamp(config.revocation.file.as_deref());
+        running.ca_digest = digest;
         running.revocation = config.revocation;
         running.generation = generation;
         report.elapsed_us = started.elapsed().as_micros() as u64;

@@ -24,9 +24,10 @@ def sh(*args, check=True, **kw):
 class Topology:
     """A bridge in namespace `<prefix>sw`; hosts get 10.77.0.<n>/24 on eth0."""
 
-    def __init__(self, prefix="idg"):
-        self.prefix = prefix
-        self.switch = f"{prefix}sw"
+    def __init__(self, prefix=None):
+        # Another prefix lets a second test run share the machine (its namespaces are its own).
+        self.prefix = prefix or os.environ.get("IDGATE_NETNS_PREFIX", "idg")
+        self.switch = f"{self.prefix}sw"
         self.hosts = {}
         self.cleanup()
         sh("ip", "netns", "add", self.switch)

@@ -26,8 +26,19 @@ pub struct CertificateAuthority {
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 
-/// Creates `<dir>/ca.pem` and `<dir>/ca-key.pem` (0600) unless they exist. Returns the cert path.
+/// Creates `<dir>/ca.pem` and `<dir>/ca-key.pem` (0600) unless they exist: a CA that signs
+/// SVIDs only (the embedded CA, or one shared by hosts). Returns the cert path.
 pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
+    create_ca(dir, trust_domain, 0, "idgate CA")
+}
+
+/// The same files for a fleet's offline root, which signs per-host CAs (`ca issue`) and may
+/// also sign SVIDs directly (what `ca-init` always made, so it stays its alias).
+pub fn init_fleet_root(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
+    create_ca(dir, trust_domain, 1, "idgate root CA")
+}
+
+fn create_ca(dir: &Path, trust_domain: &str, path_len: u8, name: &str) -> Result<PathBuf> {
     let cert_path = dir.join(CA_CERT_FILE);
     let key_path = dir.join(CA_KEY_FILE);
     if cert_path.exists() && key_path.exists() {
@@ -38,9 +49,9 @@ pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::OrganizationName, "idgate");
-    params.distinguished_name.push(DnType::CommonName, format!("idgate CA {trust_domain}"));
+    params.distinguished_name.push(DnType::CommonName, format!("{name} {trust_domain} {}", name_suffix()?));
     params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
@@ -51,11 +62,20 @@ pub fn init_embedded_ca(dir: &Path, trust_domain: &str) -> Result<PathBuf> {
     Ok(cert_path)
 }
 
+/// A random tag that makes a CA's name unique: verifiers find issuers by name, and two CAs of
+/// one trust domain (old and new root during a rotation) must not be confused.
+pub(super) fn name_suffix() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 fn is_self_signed(der: &[u8]) -> bool {
     x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| c.subject() == c.issuer())
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(super) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
     f.write_all(data)?;
     Ok(())

@@ -6,7 +6,8 @@ use super::svid::Svid;
 use super::verify::{IdgateServerVerifier, TrustBundle};
 use super::ALPN_H2;
 use crate::spiffe::SpiffeId;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -60,18 +61,46 @@ impl HostAddresses {
     }
 }
 
-pub struct Credentials {
+/// What a CA rotation replaces at once: the CA that SVIDs are minted under, the roots peers
+/// are verified against, and the TLS configs built from them.
+struct Authority {
     ca: CertificateAuthority,
+    bundle: Arc<TrustBundle>,
+    verifier: Arc<IdgateServerVerifier>,
+    server_config: Arc<ServerConfig>,
+}
+
+impl Authority {
+    fn new(
+        ca: CertificateAuthority,
+        bundle: Arc<TrustBundle>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        server_cert: Arc<ServerCertSlot>,
+    ) -> Result<Self> {
+        let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
+        let mut server_config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(client_verifier)
+            .with_cert_resolver(server_cert);
+        server_config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // No resumption: a resumed session skips certificate verification, so a ticket would let
+        // a rotated-out SVID back in, and pooled tunnel connections are long-lived anyway. It also
+        // spares every first handshake the ticket round (two encrypted tickets sent, stored).
+        server_config.send_tls13_tickets = 0;
+        Ok(Authority { ca, bundle, verifier, server_config: Arc::new(server_config) })
+    }
+}
+
+pub struct Credentials {
+    authority: ArcSwap<Authority>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     ttl: Duration,
-    pub bundle: Arc<TrustBundle>,
-    verifier: Arc<IdgateServerVerifier>,
     workloads: RwLock<HashMap<SpiffeId, Arc<Issued>>>,
     server_id: SpiffeId,
     server_addresses: HostAddresses,
     pub(super) server_cert: Arc<ServerCertSlot>,
     server_svid_meta: RwLock<SvidSummary>,
-    server_config: Arc<ServerConfig>,
     generation: AtomicU64,
     pub minted: AtomicU64,
 }
@@ -83,36 +112,56 @@ fn unix_secs(t: SystemTime) -> u64 {
 impl Credentials {
     pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, server_addresses: HostAddresses, ttl: Duration) -> Result<Self> {
         let provider = super::crypto_provider();
-        let bundle = Arc::new(bundle);
-        let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
         let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
-        let mut server_config = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(client_verifier)
-            .with_cert_resolver(server_cert.clone());
-        server_config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        // No resumption: a resumed session skips certificate verification, so a ticket would let
-        // a rotated-out SVID back in, and pooled tunnel connections are long-lived anyway. It also
-        // spares every first handshake the ticket round (two encrypted tickets sent, stored).
-        server_config.send_tls13_tickets = 0;
+        let authority = Authority::new(ca, Arc::new(bundle), &provider, server_cert.clone())?;
         let creds = Credentials {
-            ca,
+            authority: ArcSwap::from_pointee(authority),
             provider,
             ttl,
-            bundle,
-            verifier,
             workloads: RwLock::new(HashMap::new()),
             server_id,
             server_addresses,
             server_cert,
             server_svid_meta: RwLock::new(summary(&server_svid)),
-            server_config: Arc::new(server_config),
             generation: AtomicU64::new(1),
             minted: AtomicU64::new(1),
         };
         Ok(creds)
+    }
+
+    /// A CA rotation: SVIDs are minted under `ca` from now on and peers verified against
+    /// `bundle`. This host's inbound SVID is re-minted at once (and checked in a self-test
+    /// before anything is swapped); workload SVIDs at their next flow. Pooled connections made
+    /// under the old ones take no new flow (open flows on them go on), so new flows are made,
+    /// and verified, under the new CA and bundle.
+    pub fn replace_authority(&self, ca: CertificateAuthority, bundle: TrustBundle) -> Result<()> {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let svid = Svid::mint(&ca, &self.server_id, &self.server_addresses.current(), self.ttl, generation)?;
+        let trial_slot = Arc::new(ServerCertSlot(RwLock::new(svid.certified.clone())));
+        let trial = Authority::new(ca, Arc::new(bundle), &self.provider, trial_slot)?;
+        self.self_test_with(&trial, svid.certified.clone(), svid.addresses.first().copied())
+            .context("TLS self-test under the new CA and trust bundle")?;
+        let Authority { ca, bundle, .. } = trial;
+        let authority = Authority::new(ca, bundle, &self.provider, self.server_cert.clone())?;
+        self.authority.store(Arc::new(authority));
+        *self.server_cert.0.write() = svid.certified.clone();
+        *self.server_svid_meta.write() = summary(&svid);
+        self.minted.fetch_add(1, Ordering::Relaxed);
+        self.workloads.write().clear();
+        tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "CA and trust bundle replaced; inbound X.509-SVID re-minted");
+        Ok(())
+    }
+
+    /// A client config presenting `cert` under the CA and bundle in force (for tests).
+    #[cfg(test)]
+    pub(super) fn client_config_for_test(&self, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
+        self.client_config_with(&self.authority.load(), cert)
+    }
+
+    /// The roots and trust domain peers are verified against now.
+    pub fn bundle(&self) -> Arc<TrustBundle> {
+        self.authority.load().bundle.clone()
     }
 
     /// An in-memory mTLS handshake of this host with itself (see `selftest`): the client side
@@ -120,16 +169,21 @@ impl Credentials {
     /// addresses that SVID names. Checks that the peer certificate the server saw names our
     /// SPIFFE ID.
     pub fn self_test(&self) -> Result<()> {
-        let client = self.client_config(self.server_cert.0.read().clone())?;
-        let dialled = self.server_svid_meta.read().addresses[0];
-        let leaf = super::selftest::handshake(Arc::new(client), self.server_config.clone(), dialled)?;
+        let dialled = self.server_svid_meta.read().addresses.first().copied();
+        self.self_test_with(&self.authority.load(), self.server_cert.0.read().clone(), dialled)
+    }
+
+    fn self_test_with(&self, authority: &Authority, cert: Arc<CertifiedKey>, dialled: Option<std::net::IpAddr>) -> Result<()> {
+        let client = self.client_config_with(authority, cert)?;
+        let dialled = dialled.context("this host's SVID names no address")?;
+        let leaf = super::selftest::handshake(Arc::new(client), authority.server_config.clone(), dialled)?;
         let seen = super::spiffe_id_of_cert(&leaf)?;
         anyhow::ensure!(seen == self.server_id, "the server saw {seen}, not {}", self.server_id);
         Ok(())
     }
 
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.server_config.clone()
+        self.authority.load().server_config.clone()
     }
 
     pub fn server_id(&self) -> &SpiffeId {
@@ -154,19 +208,20 @@ impl Credentials {
 
     fn issue(&self, id: &SpiffeId) -> Result<Issued> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let svid = Svid::mint(&self.ca, id, &[], self.ttl, generation)?;
+        let authority = self.authority.load();
+        let svid = Svid::mint(&authority.ca, id, &[], self.ttl, generation)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
-        let config = self.client_config(svid.certified.clone())?;
+        let config = self.client_config_with(&authority, svid.certified.clone())?;
         tracing::info!(spiffe_id = %id, serial = %svid.serial, ttl_s = self.ttl.as_secs(), "minted X.509-SVID");
         Ok(Issued { svid, client_config: Arc::new(config), last_used: AtomicU64::new(unix_secs(SystemTime::now())) })
     }
 
     /// The tunnel's client side presenting `cert`: TLS 1.3, h2, peers checked by our verifier.
-    pub(super) fn client_config(&self, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
+    fn client_config_with(&self, authority: &Authority, cert: Arc<CertifiedKey>) -> Result<ClientConfig> {
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(self.verifier.clone())
+            .with_custom_certificate_verifier(authority.verifier.clone())
             .with_client_cert_resolver(Arc::new(FixedClientCert(cert)));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         config.resumption = rustls::client::Resumption::disabled(); // see Credentials::new
@@ -221,7 +276,7 @@ impl Credentials {
         };
         if server_due {
             let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-            match Svid::mint(&self.ca, &self.server_id, &addresses, self.ttl, generation) {
+            match Svid::mint(&self.authority.load().ca, &self.server_id, &addresses, self.ttl, generation) {
                 Ok(svid) => {
                     self.minted.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "rotated inbound X.509-SVID");

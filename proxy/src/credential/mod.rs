@@ -1,13 +1,14 @@
 //! Credentials: the CA, X.509-SVIDs minted just in time, their rotation, and the TLS
 //! configurations and verifiers built from them.
 mod ca;
+pub mod fleet;
 mod key_pem;
 mod manager;
 mod selftest;
 mod svid;
 mod verify;
 
-pub use ca::{init_embedded_ca, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
+pub use ca::{init_embedded_ca, init_fleet_root, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 pub use manager::{Credentials, HostAddresses, Issued, SvidSummary};
 pub use svid::Svid;
 pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};

@@ -103,7 +103,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let trusted = ca(dir.path());
         let creds = credentials(ca(dir.path()), &trusted);
-        let client = creds.client_config(creds.server_cert.0.read().clone()).unwrap();
+        let client = creds.client_config_for_test(creds.server_cert.0.read().clone()).unwrap();
         let err = super::handshake(std::sync::Arc::new(client), creds.server_config(), [10, 9, 9, 9].into()).unwrap_err();
         assert!(
             format!("{err:#}").contains("spiffe://selftest.idgate/idgate/host/a is not the host of 10.9.9.9: its certificate names 127.0.0.1"),

@@ -83,6 +83,11 @@ impl TrustBundle {
 /// A TLS error in words: rustls shows our verifiers' reasons in their Debug form.
 pub fn describe_tls_error(e: &Error) -> String {
     match e {
+        Error::InvalidCertificate(CertificateError::Other(OtherError(why))) if why.to_string() == "NameConstraintViolation" => {
+            "invalid peer certificate: it names an address (or name) its CA may not issue for: a host CA from `idgate ca issue` \
+             covers only the addresses it was issued with (--address)"
+                .into()
+        }
         Error::InvalidCertificate(CertificateError::Other(OtherError(why))) => format!("invalid peer certificate: {why}"),
         other => other.to_string(),
     }

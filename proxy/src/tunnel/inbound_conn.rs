@@ -24,7 +24,6 @@ mod reason {
 
 impl Inbound {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let acceptor = TlsAcceptor::from(self.credentials.server_config());
         loop {
             match listener.accept().await {
                 Ok((tcp, remote)) => {
@@ -36,7 +35,8 @@ impl Inbound {
                         }
                     };
                     let this = self.clone();
-                    let acceptor = acceptor.clone();
+                    // The config in force now: a CA rotation replaces it.
+                    let acceptor = TlsAcceptor::from(self.credentials.server_config());
                     tokio::spawn(async move {
                         let Some((tls, peer)) = this.authenticate(acceptor, tcp, remote).await else { return };
                         drop(ticket);
@@ -75,7 +75,7 @@ impl Inbound {
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-        let id = match leaf.as_deref().map(|l| self.credentials.bundle.peer_id(l)) {
+        let id = match leaf.as_deref().map(|l| self.credentials.bundle().peer_id(l)) {
             Some(Ok(id)) => id,
             Some(Err(e)) => return refuse(reason::IDENTITY, e.to_string()),
             None => return refuse(reason::IDENTITY, "no client certificate".into()),
