@@ -91,6 +91,7 @@ fn bench(c: &mut Criterion) {
             trail: Arc::new(idgate::trail::Trail::open("b".into(), None).unwrap()),
             local: Default::default(),
             flows: Default::default(),
+            retire: tokio::sync::watch::channel(false).0,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = listener.local_addr().unwrap();

@@ -22,6 +22,7 @@ install -D -m 0644 configs/idgate.toml "$root/etc/idgate/idgate.toml"
 install -D -m 0644 packaging/systemd/idgate.service "$root/lib/systemd/system/idgate.service"
 install -D -m 0644 packaging/systemd/idgate-guard.service "$root/lib/systemd/system/idgate-guard.service"
 install -D -m 0644 README.md "$root/usr/share/doc/idgate/README.md"
+install -D -m 0644 packaging/sysctl/60-idgate.conf "$root/usr/lib/sysctl.d/60-idgate.conf"
 # Man pages and completions, generated from the binary's own command line definition.
 docs=$(mktemp -d)
 "$bin" generate-docs --dir "$docs" >/dev/null
@@ -50,18 +51,25 @@ echo /etc/idgate/idgate.toml > "$root/DEBIAN/conffiles"
 cat > "$root/DEBIAN/postinst" <<'SH'
 #!/bin/sh
 set -e
+sysctl -q --load=/usr/lib/sysctl.d/60-idgate.conf 2>/dev/null || true
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
-	systemctl enable idgate-guard.service idgate.service >/dev/null
-	echo "idgate: edit /etc/idgate/idgate.toml, then: systemctl start idgate"
+	if [ -z "$2" ]; then
+		systemctl enable idgate-guard.service idgate.service >/dev/null
+		echo "idgate: edit /etc/idgate/idgate.toml, then: systemctl start idgate"
+	elif systemctl is-active -q idgate.service; then
+		# An upgrade: the new binary takes over new flows, open ones finish on the old one.
+		/usr/bin/idgate upgrade -c /etc/idgate/idgate.toml || systemctl restart idgate.service
+	fi
 fi
 SH
 cat > "$root/DEBIAN/prerm" <<'SH'
 #!/bin/sh
 set -e
-if [ -d /run/systemd/system ]; then
+# An upgrade leaves the running idgate alone: postinst hands over to the new binary.
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
 	systemctl stop idgate.service || true
-	[ "$1" = remove ] && systemctl disable idgate.service idgate-guard.service >/dev/null || true
+	systemctl disable idgate.service idgate-guard.service >/dev/null || true
 fi
 # The table outlives idgate on purpose (flows refused, never plaintext) until the package
 # goes: then, and only then, the redirect is removed.

@@ -43,6 +43,11 @@ pub struct Admin {
     pub registry: Arc<crate::flows::FlowRegistry>,
     pub reloader: Arc<crate::reload::Reloader>,
     pub live: Arc<crate::live::Live>,
+    /// An upgrade's successor asking this process to hand over (its pid).
+    pub handovers: tokio::sync::mpsc::UnboundedSender<u32>,
+    /// What `idgate upgrade` starts: this program, with this config.
+    pub program: std::path::PathBuf,
+    pub config_path: std::path::PathBuf,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -130,6 +135,17 @@ impl Admin {
             (&Method::GET, "/flows") => (StatusCode::OK, "application/json", self.flows_json()),
             (&Method::POST, "/reload") => report(self.reloader.reload()),
             (&Method::POST, "/revocations") => report(self.reloader.revocations()),
+            (&Method::POST, "/upgrade") => match crate::upgrade::spawn_successor(&self.program, &self.config_path) {
+                Ok(pid) => {
+                    tracing::info!(successor = pid, program = %self.program.display(), "upgrade: started the successor idgate");
+                    (StatusCode::OK, "application/json", serde_json::json!({ "successor_pid": pid, "pid": std::process::id() }).to_string())
+                }
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e:#}")),
+            },
+            (&Method::POST, p) if p.starts_with("/handover/") => match p["/handover/".len()..].parse::<u32>() {
+                Ok(pid) if self.handovers.send(pid).is_ok() => (StatusCode::OK, "text/plain", "handing over\n".into()),
+                _ => (StatusCode::BAD_REQUEST, "text/plain", "POST /handover/<pid of the successor>\n".into()),
+            },
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
         }
     }
@@ -164,6 +180,7 @@ impl Admin {
     fn status_json(&self) -> String {
         serde_json::json!({
             "host": self.host,
+            "pid": std::process::id(),
             "trust_domain": self.trust_domain,
             "identity_backend": self.identity_backend,
             "identity_backend_reason": self.identity_backend_reason,

@@ -130,23 +130,31 @@ fn identity_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> 
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+/// The admin listener; shared with an upgrade's successor (SO_REUSEPORT) until the handover.
+async fn bind_admin(addr: SocketAddr, takeover: bool) -> Result<TcpListener> {
+    if !takeover {
+        workers::ensure_free(addr, "admin")?;
+    }
     let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     sock.set_reuseaddr(true)?;
-    sock.bind(addr).with_context(|| format!("binding {what} listener {addr}"))?;
+    sock.set_reuseport(true)?;
+    sock.bind(addr).with_context(|| format!("binding admin listener {addr}"))?;
     Ok(sock.listen(4096)?)
 }
 
 /// Every worker's listeners, bound before anything is installed so that a taken port (also one
 /// taken by another idgate, which SO_REUSEPORT alone would let in) fails the start. IPv6 capture
 /// is skipped when the host has no IPv6 loopback.
-fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u32) -> Result<Vec<workers::Listeners>> {
+/// An upgrade's successor (`takeover`) binds beside the running idgate on purpose.
+fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u32, takeover: bool) -> Result<Vec<workers::Listeners>> {
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
-    workers::ensure_free(v4, "outbound")?;
-    workers::ensure_free(inbound, "inbound")?;
+    let ensure_free = |addr, what| if takeover { Ok(()) } else { workers::ensure_free(addr, what) };
+    ensure_free(v4, "outbound")?;
+    ensure_free(inbound, "inbound")?;
     let with_v6 = match workers::ensure_free(v6, "outbound") {
         Ok(()) => true,
+        Err(_) if takeover => true, // in use by the idgate this one takes over from
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) => return Err(e),
         Err(_) => false, // no IPv6 loopback on this host
     };
@@ -163,7 +171,8 @@ fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u
 
 /// Runs on the control thread (admin, rotation, signals); the data path runs on `workers`
 /// threads of its own (see `workers`).
-pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) -> Result<()> {
+/// `takeover`: started by `idgate upgrade` beside the running idgate, which hands over to it.
+pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, takeover: bool) -> Result<()> {
     // Before anything that can fail: if no table is in place yet, one that refuses every flow
     // either backend would intercept. A start that fails below then leaves flows refused.
     let early = guard::ruleset(&config, Redirect::Either);
@@ -197,9 +206,13 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
-    let worker_listeners = bind_workers(workers, port, config.listen.inbound, mark)?;
-    let admin_listener = bind(config.listen.admin, "admin").await?;
-    let control_listener = crate::admin::bind_control(&control_path)?;
+    let worker_listeners = bind_workers(workers, port, config.listen.inbound, mark, takeover)?;
+    let admin_listener = bind_admin(config.listen.admin, takeover).await?;
+    let staging = crate::upgrade::staging_socket(&control_path);
+    let control_listener = crate::admin::bind_control(if takeover { &staging } else { &control_path })?;
+    if !crate::upgrade::migrates_queued_connections() {
+        tracing::info!("net.ipv4.tcp_migrate_req is not 1: at an upgrade's handover, connections not yet accepted by the old idgate are reset");
+    }
 
     probe_conntrack()?;
     crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
@@ -227,6 +240,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
         trail: trail.clone(),
         local: Default::default(),
         flows: Default::default(),
+        retire: tokio::sync::watch::channel(false).0,
     });
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
@@ -266,6 +280,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
         &config,
         ruleset.clone(),
     );
+    let (handover_tx, mut handovers) = tokio::sync::mpsc::unbounded_channel();
     let admin = Arc::new(Admin {
         host: host.clone(),
         trust_domain: config.trust_domain.0.clone(),
@@ -281,6 +296,9 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
         registry: registry.clone(),
         reloader: reloader.clone(),
         live: live.clone(),
+        handovers: handover_tx,
+        program: crate::upgrade::own_program(),
+        config_path: config_path.to_path_buf(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -297,8 +315,10 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
-    tasks.spawn("deny list watch", watch_revocations(reloader));
-    tasks.spawn("watchdog", crate::service::watchdog(beats));
+    tasks.spawn("watchdog", crate::service::watchdog(beats, takeover));
+    // Not among `tasks`: after an upgrade's handover the old process still closes revoked
+    // flows while it drains.
+    tokio::spawn(watch_revocations(reloader));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -310,12 +330,44 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config) 
         admin = %config.listen.admin,
         "idgate ready (identity backend: {backend_name}: {backend_reason})"
     );
-    crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
+    if takeover {
+        // Serving beside the old idgate: now it may stop accepting.
+        let old = control_path.clone();
+        tokio::task::spawn_blocking(move || crate::upgrade::request_handover(&old))
+            .await?
+            .context("asking the running idgate to hand over (it keeps serving)")?;
+        std::fs::rename(&staging, &control_path).with_context(|| format!("moving the control socket to {}", control_path.display()))?;
+        tracing::info!("took over from the previous idgate: new flows are this process's");
+    } else {
+        crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
+    }
 
     let fault = tokio::select! {
         _ = shutdown_signal() => None,
         Some(fault) = faults.recv() => Some(fault),
         fault = tasks.first_to_end() => Some(fault),
+        Some(successor) = handovers.recv() => {
+            // The successor serves: stop accepting, let peers move their new flows to it
+            // (GOAWAY), name it the main process, and serve what is open until it ends.
+            crate::service::main_pid(successor, &format!("handed over to pid {successor}; serving the open flows"));
+            let _ = stop.send(true);
+            let _ = inbound.retire.send(true);
+            tasks.abort_all();
+            let open = metrics.active_flows.get();
+            tracing::info!(successor, open_flows = open, "handed over to the successor idgate (pid {successor}); serving the {open} open flow(s) until they end");
+            let deadline = Instant::now() + limits.upgrade_drain.0;
+            let drained = async {
+                while metrics.active_flows.get() > 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = drained => {}
+                _ = shutdown_signal() => {}
+            }
+            tracing::info!(remaining_flows = metrics.active_flows.get(), "exiting after the handover");
+            return Ok(());
+        }
     };
     if let Some(fault) = fault {
         // The table stays: until the service manager restarts us, intercepted flows are

@@ -27,4 +27,5 @@ pub mod spiffe;
 pub mod supervise;
 pub mod trail;
 pub mod tunnel;
+pub mod upgrade;
 pub mod workers;

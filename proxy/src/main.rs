@@ -22,6 +22,9 @@ enum Command {
     Run {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
+        /// Started by `idgate upgrade`: bind beside the running idgate, then have it hand over.
+        #[arg(long, hide = true)]
+        takeover: bool,
     },
     /// Validate a config file as `run` would before binding sockets (CA, trust bundles, secret
     /// files and variables, ...): every problem with its file:line:col; exit 1 if any.
@@ -58,6 +61,16 @@ enum Command {
     /// destinations and the table, HTTP rules, the deny list. Open flows the new policy denies
     /// are closed. A file with errors changes nothing (exit 1, its errors printed).
     Reload {
+        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+        config: PathBuf,
+        /// The control socket, if not the one the config names.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Upgrade without resetting flows: the running idgate starts the binary at its path (the
+    /// new one after a package upgrade), which binds beside it and takes over new flows; the
+    /// old process serves its open flows until they end. The table stays throughout.
+    Upgrade {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -217,6 +230,9 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
+        Command::Upgrade { config, socket } => {
+            idgate::commands::reload::upgrade(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)))
+        }
         Command::Revoke { config, socket, entries } => match idgate::config::load(&config) {
             Err(e) => Err(anyhow::anyhow!("{e}")),
             Ok(c) => {
@@ -236,14 +252,14 @@ fn main() -> ExitCode {
                 println!("{}\n{}", i.cert.display(), i.key.display());
             })
         }
-        Command::Run { config: path } => match idgate::config::load_checked(&path) {
+        Command::Run { config: path, takeover } => match idgate::config::load_checked(&path) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.
             Ok(config) => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), &path, config))),
+                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), &path, config, takeover))),
         },
     };
     match result {

@@ -27,6 +27,8 @@ struct Process<'a> {
 struct Record<'a> {
     unix_ms: u64,
     host: &'a str,
+    /// The idgate process that served the flow (two serve during an upgrade's handover).
+    idgate_pid: u32,
     flow: &'a str,
     direction: &'a str,
     verdict: &'a str,
@@ -98,6 +100,7 @@ impl Trail {
         let record = Record {
             unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
             host: &self.host,
+            idgate_pid: std::process::id(),
             flow: &f.id,
             direction: f.direction,
             verdict,

@@ -105,4 +105,7 @@ def test_every_call_idgate_makes_is_allowed_by_the_units_sandbox(net):
     print(f"{len(used)} distinct system calls, all in the unit's filter: {' '.join(sorted(used))}")
     # strace itself execs the program: execve is the unit's, not idgate's.
     assert sorted(used - allowed - {"execve"}) == [], f"calls the unit's SystemCallFilter would refuse: {sorted(used - allowed)}"
+    # `idgate upgrade` (not traced here: its successor outlives the trace) forks, execs, waits
+    # for the child and renames the control socket.
+    assert {"clone3", "vfork", "execve", "wait4", "rename"} <= allowed
     assert families <= families_allowed, f"socket families the unit refuses: {sorted(families - families_allowed)}"

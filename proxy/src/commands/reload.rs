@@ -27,6 +27,24 @@ fn summary(doc: &Value) -> String {
     text
 }
 
+/// Has the running idgate start its successor, then waits until the successor answers on
+/// the control socket (it took over) or 30 s pass.
+pub fn upgrade(socket: &Path) -> Result<()> {
+    let body = request(socket, "POST", "/upgrade").context("the running idgate did not start its successor")?;
+    let doc: Value = serde_json::from_str(&body).context("the upgrade answer is not JSON")?;
+    let (old, new) = (doc["pid"].as_u64().unwrap_or(0), doc["successor_pid"].as_u64().unwrap_or(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let serving = super::status::get(socket, "/status").ok().and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|s| s["pid"].as_u64());
+        if serving == Some(new) {
+            println!("upgraded: pid {new} takes new flows; pid {old} serves its open flows until they end ([tunnel] upgrade_drain)");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bail!("the successor (pid {new}) did not take over within 30 s; pid {old} goes on serving (see the log)")
+}
+
 pub fn reload(socket: &Path) -> Result<()> {
     let body = request(socket, "POST", "/reload").context("reload refused; the config in force stays")?;
     let doc: Value = serde_json::from_str(&body).context("the reload report is not JSON")?;

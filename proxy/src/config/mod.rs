@@ -219,6 +219,9 @@ pub struct TunnelConfig {
     pub max_handshakes: usize,
     /// Inbound: handshakes in progress at once from one source address.
     pub max_handshakes_per_source: usize,
+    /// After an upgrade handed new flows to the next idgate (`idgate upgrade`), how long the
+    /// old one keeps serving the flows it has before it closes the rest.
+    pub upgrade_drain: HumanDuration,
 }
 
 impl Default for TunnelConfig {
@@ -229,6 +232,7 @@ impl Default for TunnelConfig {
             peer_timeout: secs(15),
             max_connection_age: secs(3600),
             handshake_timeout: secs(5),
+            upgrade_drain: secs(3600),
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
         }

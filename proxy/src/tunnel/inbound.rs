@@ -39,6 +39,9 @@ pub struct Inbound {
     pub trail: Arc<Trail>,
     pub local: LocalAddrs,
     pub flows: AtomicU64,
+    /// Turns true at an upgrade's handover: every tunnel connection sends GOAWAY (its open
+    /// flows finish here, peers open new ones to the successor).
+    pub retire: tokio::sync::watch::Sender<bool>,
 }
 
 /// The authenticated caller of one tunnel connection.
@@ -55,7 +58,8 @@ impl Inbound {
         let Peer { id: peer_id, serial, remote, cert } = peer;
         let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let flow = header(FLOW_HEADER).unwrap_or_else(|| format!("{}-in-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed)));
+        let flow =
+            header(FLOW_HEADER).unwrap_or_else(|| format!("{}-{}.in{}", self.host, std::process::id(), self.flows.fetch_add(1, Ordering::Relaxed)));
         let mut d = Decision::new("inbound", flow);
         d.source_id = Some(peer_id.to_string());
         d.process = header(PROCESS_HEADER);

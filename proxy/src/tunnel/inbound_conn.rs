@@ -104,7 +104,11 @@ impl Inbound {
         let ping_pong = conn.ping_pong().expect("a new connection hands out its PingPong");
         let keepalive = super::keepalive::watch(ping_pong, self.limits.ping_interval(), self.limits.peer_timeout.0);
         let retire = tokio::time::sleep(self.limits.max_connection_age.0);
-        tokio::pin!(keepalive, retire);
+        let mut handover = self.retire.subscribe();
+        let handed_over = async move {
+            let _ = handover.wait_for(|h| *h).await;
+        };
+        tokio::pin!(keepalive, retire, handed_over);
         let mut retiring = false;
         loop {
             tokio::select! {
@@ -127,6 +131,10 @@ impl Inbound {
                 }
                 _ = &mut retire, if !retiring => {
                     // GOAWAY: open flows finish here, new ones go to a new connection.
+                    conn.graceful_shutdown();
+                    retiring = true;
+                }
+                () = &mut handed_over, if !retiring => {
                     conn.graceful_shutdown();
                     retiring = true;
                 }

@@ -127,7 +127,8 @@ impl Outbound {
     async fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let _active = self.metrics.flow_guard();
-        let flow = format!("{}-{}", self.host, self.flows.fetch_add(1, Ordering::Relaxed));
+        // Unique per host across restarts and upgrades (two processes serve at a handover).
+        let flow = format!("{}-{}.{}", self.host, std::process::id(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
         decision.verdict = "tunneled";
         match self.forward(stream, client, &mut decision).await {

@@ -1,0 +1,108 @@
+"""`idgate upgrade`: a new idgate process takes over new flows while the old one serves the
+open ones until they end. A long-lived flow (a byte every 100 ms) survives an upgrade of the
+client host's idgate and one of the server host's with no reset and no gap over a second;
+flows opened after each upgrade are served by the new process (its pid in the trail); the old
+process exits once its last flow ends."""
+import json
+import os
+import subprocess
+import time
+
+from hosts import TRUST_DOMAIN, host_config
+from netns import IDGATE
+from test_tunnel import client
+
+PORT = 9006
+
+TICKER = r"""
+import json, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+end, sent, how = time.time() + float(sys.argv[3]), 0, "ok"
+try:
+    while time.time() < end:
+        s.sendall(b"t"); sent += 1; time.sleep(0.1)
+    s.shutdown(socket.SHUT_WR)
+    if s.recv(100) != b"done\n": how = "no answer"
+except OSError as e:
+    how = type(e).__name__
+print(json.dumps({"how": how, "sent": sent}))
+"""
+
+# Per connection: bytes, the longest silence between two arrivals, and how it ended.
+GAPSERVER = r"""
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
+def serve(c):
+    n, gap, last, how = 0, 0.0, None, "eof"
+    try:
+        while True:
+            b = c.recv(4096)
+            if not b: break
+            now = time.time()
+            if last is not None: gap = max(gap, now - last)
+            n, last = n + len(b), now
+        c.sendall(b"done\n")
+    except OSError as e:
+        how = type(e).__name__
+    with open(sys.argv[2], "a") as f: f.write(f"{n} {gap:.3f} {how}\n")
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def start(net, name, host):
+    host.run("sysctl", "-qw", "net.ipv4.tcp_migrate_req=1")
+    extra = f'[trail]\nfile = "{net.tmp}/trail-{name}.jsonl"\n'
+    return host.start_idgate(host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir, extra=extra), net.tmp)
+
+
+def trail(net, name):
+    return [json.loads(l) for l in (net.tmp / f"trail-{name}.jsonl").read_text().splitlines()]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_process(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    log = net.tmp / "gaps.log"
+    net.b.popen("/usr/bin/python3", "-c", GAPSERVER, PORT, log)
+    time.sleep(0.3)
+    ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, 8, uid=1001, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    old = {}
+    for name, host, d in (("a", net.a, a), ("b", net.b, b)):
+        old[name] = d.status()["pid"]
+        out = host.run(IDGATE, "upgrade", "-c", d.config).stdout.decode()
+        new = d.status()["pid"]
+        assert new != old[name] and f"upgraded: pid {new}" in out, out
+        # The old process drains; the new one takes new flows, on both hosts' side of them.
+        r = client(net, 1001, n=1000)
+        assert r["echo_sha"], r
+        time.sleep(0.3)
+        fresh = [t for t in trail(net, name) if t["verdict"] in ("tunneled", "allowed")][-1]
+        assert fresh["idgate_pid"] == new, fresh
+        assert alive(old[name]), f"the old idgate on {name} left before its flow ended"
+        time.sleep(1.5)
+    got = json.loads(ticker.communicate(timeout=30)[0])
+    n, gap, how = open(log).read().splitlines()[0].split()
+    print(f"long-lived flow across two upgrades: {got['sent']} bytes sent, {n} received, longest gap {float(gap) * 1000:.0f} ms, ended: {how}")
+    assert got["how"] == "ok" and how == "eof" and int(n) == got["sent"], (got, n, how)
+    assert float(gap) < 1.0, gap
+    # With its last flow over, each old process exits; the table never left.
+    deadline = time.time() + 5
+    while any(alive(p) for p in old.values()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in old.values()), old
+    ended = [t for t in trail(net, "a") if t["bytes_up"] == got["sent"]]
+    assert ended and ended[0]["idgate_pid"] == old["a"], ended
+    assert client(net, 1001, n=1000)["echo_sha"]
+    assert f"spiffe://{TRUST_DOMAIN}/app/alice" in [s["spiffe_id"] for s in a.status()["svids"]]
