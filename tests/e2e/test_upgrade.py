@@ -1,8 +1,8 @@
 """`idgate upgrade`: a new idgate process takes over new flows while the old one serves the
-open ones until they end. A long-lived flow (a byte every 100 ms) survives an upgrade of the
+open ones until they end. A long-lived flow (a marker every 100 ms) survives an upgrade of the
 client host's idgate and one of the server host's with no reset and no gap over a second;
 flows opened after each upgrade are served by the new process (its pid in the trail); the old
-process exits once its last flow ends."""
+process exits once its last flow ends; and no byte of the marker crosses the wire in clear."""
 import json
 import os
 import subprocess
@@ -10,7 +10,7 @@ import time
 
 from hosts import TRUST_DOMAIN, host_config
 from netns import IDGATE
-from test_tunnel import client
+from test_tunnel import Capture, client
 
 PORT = 9006
 
@@ -20,7 +20,7 @@ s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
 end, sent, how = time.time() + float(sys.argv[3]), 0, "ok"
 try:
     while time.time() < end:
-        s.sendall(b"t"); sent += 1; time.sleep(0.1)
+        s.sendall(b"UPGRADE-MARKER"); sent += 14; time.sleep(0.1)
     s.shutdown(socket.SHUT_WR)
     if s.recv(100) != b"done\n": how = "no answer"
 except OSError as e:
@@ -76,6 +76,7 @@ def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_pro
     log = net.tmp / "gaps.log"
     net.b.popen("/usr/bin/python3", "-c", GAPSERVER, PORT, log)
     time.sleep(0.3)
+    wire = Capture(net.a)
     ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, 8, uid=1001, stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)
     old = {}
@@ -93,6 +94,8 @@ def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_pro
         assert alive(old[name]), f"the old idgate on {name} left before its flow ended"
         time.sleep(1.5)
     got = json.loads(ticker.communicate(timeout=30)[0])
+    frames = wire.finish()
+    assert len(frames) > 50 and not any(b"UPGRADE-MARKER" in f for f in frames), "the marker crossed the wire in clear"
     n, gap, how = open(log).read().splitlines()[0].split()
     print(f"long-lived flow across two upgrades: {got['sent']} bytes sent, {n} received, longest gap {float(gap) * 1000:.0f} ms, ended: {how}")
     assert got["how"] == "ok" and how == "eof" and int(n) == got["sent"], (got, n, how)
