@@ -22,7 +22,7 @@ use crate::tunnel::pool::Pool;
 use crate::tunnel::refusals::HandshakeRefusals;
 use crate::workers;
 use anyhow::{bail, Context, Result};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,45 +130,6 @@ fn identity_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> 
     }
 }
 
-/// The admin listener; shared with an upgrade's successor (SO_REUSEPORT) until the handover.
-async fn bind_admin(addr: SocketAddr, takeover: bool) -> Result<TcpListener> {
-    if !takeover {
-        workers::ensure_free(addr, "admin")?;
-    }
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    sock.set_reuseaddr(true)?;
-    sock.set_reuseport(true)?;
-    sock.bind(addr).with_context(|| format!("binding admin listener {addr}"))?;
-    Ok(sock.listen(4096)?)
-}
-
-/// Every worker's listeners, bound before anything is installed so that a taken port (also one
-/// taken by another idgate, which SO_REUSEPORT alone would let in) fails the start. IPv6 capture
-/// is skipped when the host has no IPv6 loopback.
-/// An upgrade's successor (`takeover`) binds beside the running idgate on purpose.
-fn bind_workers(workers: usize, outbound_port: u16, inbound: SocketAddr, mark: u32, takeover: bool) -> Result<Vec<workers::Listeners>> {
-    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
-    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
-    let ensure_free = |addr, what| if takeover { Ok(()) } else { workers::ensure_free(addr, what) };
-    ensure_free(v4, "outbound")?;
-    ensure_free(inbound, "inbound")?;
-    let with_v6 = match workers::ensure_free(v6, "outbound") {
-        Ok(()) => true,
-        Err(_) if takeover => true, // in use by the idgate this one takes over from
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) => return Err(e),
-        Err(_) => false, // no IPv6 loopback on this host
-    };
-    let mut all = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let mut outbound = vec![workers::bind_shared(v4, "outbound", mark)?];
-        if with_v6 {
-            outbound.push(workers::bind_shared(v6, "outbound", mark)?);
-        }
-        all.push(workers::Listeners { outbound, inbound: workers::bind_shared(inbound, "inbound", mark)? });
-    }
-    Ok(all)
-}
-
 /// Runs on the control thread (admin, rotation, signals); the data path runs on `workers`
 /// threads of its own (see `workers`).
 /// `takeover`: started by `idgate upgrade` beside the running idgate, which hands over to it.
@@ -206,8 +167,10 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 
     let port = config.listen.outbound_port;
-    let worker_listeners = bind_workers(workers, port, config.listen.inbound, mark, takeover)?;
-    let admin_listener = bind_admin(config.listen.admin, takeover).await?;
+    let mut binder = crate::listeners::Binder::new(mark, takeover);
+    let worker_listeners = binder.workers(workers, port, config.listen.inbound)?;
+    let admin_listener = TcpListener::from_std(binder.admin(config.listen.admin)?)?;
+    binder.finish();
     let staging = crate::upgrade::staging_socket(&control_path);
     let control_listener = crate::admin::bind_control(if takeover { &staging } else { &control_path })?;
     if !crate::upgrade::migrates_queued_connections() {
@@ -337,6 +300,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             .await?
             .context("asking the running idgate to hand over (it keeps serving)")?;
         std::fs::rename(&staging, &control_path).with_context(|| format!("moving the control socket to {}", control_path.display()))?;
+        binder.store_pending();
         tracing::info!("took over from the previous idgate: new flows are this process's");
     } else {
         crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
@@ -349,6 +313,8 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         Some(successor) = handovers.recv() => {
             // The successor serves: stop accepting, let peers move their new flows to it
             // (GOAWAY), name it the main process, and serve what is open until it ends.
+            // Out of the store first: once closed here, they must not listen on in its hands.
+            binder.owned.remove_all();
             crate::service::main_pid(successor, &format!("handed over to pid {successor}; serving the open flows"));
             let _ = stop.send(true);
             let _ = inbound.retire.send(true);
