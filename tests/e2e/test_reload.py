@@ -97,6 +97,7 @@ def test_a_reload_closes_what_the_new_policy_denies_and_nothing_else(net):
     out = reload(net, net.b, b).stdout.decode()
     assert "1 open flow(s) closed" in out, out
     got_bob, got_alice = ended(bob), ended(alice)
+    print(f"server-side reload: the denied flow's client saw the reset {(got_bob['at'] - t0) * 1000:.0f} ms after the command")
     assert got_bob["how"] != "ok" and got_bob["at"] - t0 < 1.0, got_bob
     assert got_alice["how"] == "ok" and got_alice["sent"] > 60, got_alice
     closed = [d for d in b.status()["decisions"] if d["verdict"] == "closed"]
@@ -137,6 +138,7 @@ def test_a_client_side_reload_closes_flows_of_processes_whose_identity_changed(n
     t0 = time.time()
     reload(net, net.a, a)
     got_bob, got_alice = ended(bob), ended(alice)
+    print(f"client-side reload: the flow's client saw the reset {(got_bob['at'] - t0) * 1000:.0f} ms after the command")
     assert got_bob["how"] != "ok" and got_bob["at"] - t0 < 1.0, got_bob
     assert got_alice["how"] == "ok", got_alice
     closed = [d for d in a.status()["decisions"] if d["verdict"] == "closed"]
