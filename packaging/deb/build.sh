@@ -39,7 +39,7 @@ Version: $version
 Architecture: $arch
 Maintainer: idgate developers <dev@idgate.invalid>
 Depends: libc6 (>= 2.34), libnftnl11 (>= 1.2.4), libmnl0, nftables
-Recommends: idgate-dkms
+Recommends: idgate-dkms, ca-certificates
 Section: net
 Priority: optional
 Description: transparent mTLS proxy with per-process SPIFFE identities
