@@ -12,6 +12,13 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
+/// This process's id, read once: flow ids and trail records carry it (two idgate processes
+/// serve at an upgrade's handover), and getpid is a system call every time.
+pub fn own_pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// What is known of a flow once it is authorized. Fixed for its life.
 #[derive(Debug, Clone)]
 pub struct FlowFacts {

@@ -100,7 +100,7 @@ impl Trail {
         let record = Record {
             unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
             host: &self.host,
-            idgate_pid: std::process::id(),
+            idgate_pid: crate::flows::own_pid(),
             flow: &f.id,
             direction: f.direction,
             verdict,

@@ -58,8 +58,8 @@ impl Inbound {
         let Peer { id: peer_id, serial, remote, cert } = peer;
         let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let flow =
-            header(FLOW_HEADER).unwrap_or_else(|| format!("{}-{}.in{}", self.host, std::process::id(), self.flows.fetch_add(1, Ordering::Relaxed)));
+        let flow = header(FLOW_HEADER)
+            .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
         let mut d = Decision::new("inbound", flow);
         d.source_id = Some(peer_id.to_string());
         d.process = header(PROCESS_HEADER);

@@ -7,6 +7,7 @@ use super::outbound::{Outbound, Refusal};
 use crate::config::Protocol;
 use crate::decisions::Decision;
 use crate::flows::{Counted, FlowFacts};
+use crate::live::Policy;
 use crate::socket::connect_marked;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use tokio::net::TcpStream;
 
 impl Outbound {
     /// Whether a redirected flow to `dst` is a local caller of a protected port.
-    pub(super) fn is_local_protected(&self, dst: &SocketAddr) -> bool {
-        self.strict && self.live.policy().authorizer.covers(dst.port()) && self.inbound.local.contains(&dst.ip())
+    pub(super) fn is_local_protected(&self, policy: &Policy, dst: &SocketAddr) -> bool {
+        self.strict && policy.authorizer.covers(dst.port()) && self.inbound.local.contains(&dst.ip())
     }
 
     pub(super) async fn forward_local(
@@ -24,9 +25,9 @@ impl Outbound {
         src: SocketAddr,
         dst: SocketAddr,
         d: &mut Decision,
+        policy: Arc<Policy>,
     ) -> Result<(), (Option<TcpStream>, Refusal)> {
         d.direction = "local";
-        let policy = self.live.policy();
         let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
             Ok(w) => w,
             Err(e) => return Err((Some(stream), e.into())),

@@ -128,7 +128,7 @@ impl Outbound {
         let _ = stream.set_nodelay(true);
         let _active = self.metrics.flow_guard();
         // Unique per host across restarts and upgrades (two processes serve at a handover).
-        let flow = format!("{}-{}.{}", self.host, std::process::id(), self.flows.fetch_add(1, Ordering::Relaxed));
+        let flow = format!("{}-{}.{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
         decision.verdict = "tunneled";
         match self.forward(stream, client, &mut decision).await {
@@ -163,10 +163,11 @@ impl Outbound {
             Err(e) => bail!(Refusal::NoOriginalDst(e)),
         };
         d.destination = dst.to_string();
-        if self.is_local_protected(&dst) {
-            return Box::pin(self.forward_local(stream, src, dst, d)).await;
-        }
+        // One snapshot of the policy decides the whole flow.
         let policy = self.live.policy();
+        if self.is_local_protected(&policy, &dst) {
+            return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
+        }
         let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
         let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
             Ok(w) => w,
