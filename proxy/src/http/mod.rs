@@ -1,8 +1,11 @@
-//! The HTTP-aware path (`protocol = "http"`): requests are parsed by hyper, rewritten by
-//! `[[http_rule]]`s with credentials from files, the environment or JWT-SVIDs, and sent on
-//! through the tunnel or over TLS that idgate originates. The inbound side adds the caller's
-//! verified identity header.
+//! The HTTP-aware path (`protocol = "http"`): HTTP/1 requests have only their heads parsed
+//! (httparse) and bodies move as bytes; HTTP/2 with prior knowledge goes through hyper.
+//! Requests are rewritten by `[[http_rule]]`s with credentials from files, the environment or
+//! JWT-SVIDs, and sent on through the tunnel or over TLS that idgate originates. The inbound
+//! side adds the caller's verified identity header.
 pub mod forward;
+mod h1;
+mod h2c;
 mod identity_header;
 pub mod jwt;
 pub mod origin;

@@ -1,0 +1,242 @@
+//! HTTP/1 message heads: a request head becomes `http::request::Parts` (what the rules
+//! rewrite) and is written out again; a response head is only read for its framing and
+//! forwarded byte for byte. Anything ambiguous about where a body ends is refused: a proxy
+//! that frames a message differently from the server behind it is how requests get smuggled.
+use super::body::Framing;
+use crate::http::Failure;
+use bytes::{BufMut, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+use http::{request, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+
+/// Longest head accepted, in bytes.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in one head.
+const MAX_HEADERS: usize = 128;
+
+/// A parsed request head and what the connection must know about its message.
+pub struct RequestHead {
+    pub parts: request::Parts,
+    /// Its length in the read buffer.
+    pub len: usize,
+    pub body: Framing,
+    /// The client expects the connection to stay open after the response.
+    pub keep_alive: bool,
+    /// A protocol switch (Upgrade, or CONNECT) may follow the response.
+    pub upgrade: bool,
+}
+
+/// Parses a request head at the start of `buf`: `None` while it is incomplete.
+pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+        Err(e) => return Err(bad(format!("malformed request: {e}"))),
+    };
+    if len > MAX_HEAD {
+        return Err(too_large());
+    }
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| bad("malformed method"))?;
+    let uri: Uri = req.path.unwrap_or_default().parse().map_err(|_| bad("malformed request target"))?;
+    let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad(format!("malformed header name `{}`", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad(format!("malformed value of header `{name}`")))?;
+        headers.append(name, value);
+    }
+    let body = request_framing(version, &headers)?;
+    let keep_alive = keeps_alive(version, &headers);
+    let upgrade = method == Method::CONNECT || headers.contains_key(UPGRADE);
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    (parts.method, parts.uri, parts.version, parts.headers) = (method, uri, version, headers);
+    Ok(Some(RequestHead { parts, len, body, keep_alive, upgrade }))
+}
+
+/// RFC 9112 section 6.3 for requests, minus every leniency.
+fn request_framing(version: Version, headers: &HeaderMap) -> Result<Framing, Failure> {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(bad("both Transfer-Encoding and Content-Length"));
+        }
+        if !is_just_chunked(headers) {
+            return Err(Failure::new(StatusCode::NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is supported in requests"));
+        }
+        return Ok(Framing::Chunked);
+    }
+    match content_length(headers) {
+        Ok(Some(0)) | Ok(None) => Ok(Framing::Empty),
+        Ok(Some(n)) => Ok(Framing::Length(n)),
+        Err(()) => Err(bad("invalid Content-Length")),
+    }
+}
+
+/// A parsed response head: its status, its length in the buffer and how its body ends.
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub len: usize,
+    pub body: Framing,
+    /// The server closes the connection after this response.
+    pub close: bool,
+}
+
+/// Parses a response head at the start of `buf` (the answer to a `method` request): `None`
+/// while it is incomplete. Errors name what is wrong; the response is not forwarded.
+pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut fields);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err("response head too large".into()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("malformed response: {e}")),
+    };
+    if len > MAX_HEAD {
+        return Err("response head too large".into());
+    }
+    let status = StatusCode::from_u16(res.code.unwrap_or_default()).map_err(|_| "malformed status code".to_string())?;
+    let version = if res.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut headers = HeaderMap::new();
+    for h in res.headers.iter() {
+        // Only what framing depends on is looked at; everything else passes as bytes.
+        let name = h.name.as_bytes();
+        if [CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION].iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name)) {
+            let name = HeaderName::from_bytes(name).map_err(|_| "malformed header name".to_string())?;
+            headers.append(name, HeaderValue::from_bytes(h.value).map_err(|_| "malformed header value".to_string())?);
+        }
+    }
+    let mut close = !keeps_alive(version, &headers);
+    // No body: answers to HEAD, 1xx, 204, 304, and a 2xx to CONNECT (the connection
+    // becomes a tunnel).
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || (*method == Method::CONNECT && status.is_success());
+    let body = if bodiless {
+        Framing::Empty
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        // Transfer-Encoding wins over Content-Length; not reusing the connection after
+        // such a message is what RFC 9112 asks of an intermediary.
+        close |= headers.contains_key(CONTENT_LENGTH);
+        if is_chunked_last(&headers) {
+            Framing::Chunked
+        } else {
+            close = true;
+            Framing::UntilClose
+        }
+    } else {
+        match content_length(&headers) {
+            Ok(Some(0)) => Framing::Empty,
+            Ok(Some(n)) => Framing::Length(n),
+            Ok(None) => {
+                close = true;
+                Framing::UntilClose
+            }
+            Err(()) => return Err("invalid Content-Length".into()),
+        }
+    };
+    Ok(Some(ResponseHead { status, len, body, close }))
+}
+
+/// The request head as it goes upstream.
+pub fn write_request(parts: &request::Parts, out: &mut BytesMut) {
+    let target = parts.uri.path_and_query().map(|p| p.as_str());
+    // Absolute and authority forms go on as received; origin form is its path and query.
+    let target = match (parts.uri.scheme(), target) {
+        (None, Some(p)) if parts.method != Method::CONNECT => std::borrow::Cow::Borrowed(p),
+        _ => std::borrow::Cow::Owned(parts.uri.to_string()),
+    };
+    let version: &[u8] = if parts.version == Version::HTTP_10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
+    out.reserve(64 + target.len() + parts.headers.len() * 48);
+    out.put_slice(parts.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(version);
+    out.put_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// What idgate answers itself: a short text body saying why (never a secret).
+pub fn write_failure(f: &Failure, head_only: bool, close: bool, out: &mut BytesMut) {
+    let body = format!("idgate: {}\n", f.why);
+    let reason = f.status.canonical_reason().unwrap_or("");
+    let connection = if close { "connection: close\r\n" } else { "" };
+    let head = format!("HTTP/1.1 {} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{connection}\r\n", f.status.as_u16(), body.len());
+    out.put_slice(head.as_bytes());
+    if !head_only {
+        out.put_slice(body.as_bytes());
+    }
+}
+
+/// HTTP/1.1 keeps a connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token));
+    if version == Version::HTTP_10 {
+        has("keep-alive") && !has("close")
+    } else {
+        !has("close")
+    }
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
+fn transfer_codings(headers: &HeaderMap) -> Vec<&[u8]> {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn is_just_chunked(headers: &HeaderMap) -> bool {
+    matches!(transfer_codings(headers).as_slice(), [only] if only.eq_ignore_ascii_case(b"chunked"))
+}
+
+fn is_chunked_last(headers: &HeaderMap) -> bool {
+    transfer_codings(headers).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The Content-Length: every field and list element must be the same decimal number.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(());
+            }
+            let n: u64 = std::str::from_utf8(part).map_err(|_| ())?.parse().map_err(|_| ())?;
+            if found.is_some_and(|f| f != n) {
+                return Err(());
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+fn bad(why: impl Into<String>) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, why)
+}
+
+fn too_large() -> Failure {
+    Failure::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, format!("request head larger than {MAX_HEAD} bytes or {MAX_HEADERS} fields"))
+}

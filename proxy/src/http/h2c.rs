@@ -1,0 +1,154 @@
+//! HTTP/2 with prior knowledge (h2c) on the downstream side: hyper serves it and each request
+//! goes on over one upstream HTTP/2 connection (opened on the first request, re-opened if the
+//! upstream closed it).
+use super::forward::{upstream_failure, Failure, Io, Upstream};
+use crate::tunnel::h2_settings::*;
+use bytes::{Buf, Bytes};
+use http::{Request, Response, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+type ProxyBody = Either<Incoming, Full<Bytes>>;
+type TrySendError = hyper::client::conn::TrySendError<Request<Incoming>>;
+
+fn response(f: &Failure) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(format!("idgate: {}\n", f.why)));
+    let mut r = Response::new(Either::Right(body));
+    *r.status_mut() = f.status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    r
+}
+
+struct Conn<U> {
+    upstream: U,
+    sender: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+}
+
+/// Serves one downstream HTTP/2 connection until it closes.
+pub async fn serve<U: Upstream>(downstream: impl Io, upstream: U) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let conn = Arc::new(Conn { upstream, sender: tokio::sync::Mutex::new(None) });
+    let service = hyper::service::service_fn(move |req| {
+        let conn = conn.clone();
+        async move {
+            let response = match conn.send(req).await {
+                Ok(r) => {
+                    conn.upstream.answered(r.status(), None);
+                    r.map(Either::Left)
+                }
+                Err(f) => {
+                    conn.upstream.answered(f.status, Some(&f));
+                    response(&f)
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME.min(16 * 1024 * 1024 - 1))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .serve_connection(TokioIo::new(downstream), service)
+        .await?;
+    Ok(())
+}
+
+impl<U: Upstream> Conn<U> {
+    async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
+        let (mut parts, body) = req.into_parts();
+        self.upstream.rewrite(&mut parts)?;
+        let mut req = Request::from_parts(parts, body);
+        let mut fresh = false;
+        loop {
+            match self.dispatch(req, fresh).await? {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    // The upstream closed an idle connection before our request left: the
+                    // request is intact, so it goes once more on a new connection.
+                    Some(back) if !fresh => {
+                        tracing::debug!(error = %e.error(), "upstream connection closed while idle; retrying on a new one");
+                        req = back;
+                        fresh = true;
+                    }
+                    _ => return Err(upstream_failure(&e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Sends `req` on the connection's upstream, opening one if there is none, it is closed,
+    /// or `fresh` asks for a new one.
+    async fn dispatch(&self, req: Request<Incoming>, fresh: bool) -> Result<Result<Response<Incoming>, TrySendError>, Failure> {
+        let mut slot = self.sender.lock().await;
+        if fresh || slot.as_ref().is_none_or(|s| s.is_closed()) {
+            *slot = Some(self.connect().await?);
+        }
+        let mut sender = slot.as_ref().expect("set above").clone();
+        drop(slot);
+        sender.ready().await.map_err(|e| upstream_failure(&e))?;
+        Ok(sender.try_send_request(req).await)
+    }
+
+    async fn connect(&self) -> Result<http2::SendRequest<Incoming>, Failure> {
+        let io = TokioIo::new(self.upstream.open(Version::HTTP_2).await?);
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake(io)
+            .await
+            .map_err(|e| upstream_failure(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A stream whose first bytes were already read (to recognise the HTTP/2 preface).
+pub struct Prefixed<T> {
+    prefix: Bytes,
+    io: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(prefix: Bytes, io: T) -> Self {
+        Prefixed { prefix, io }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
