@@ -1,5 +1,7 @@
-//! Arbitrary bytes from a "workload" through the whole HTTP-aware path (hyper parsing,
-//! rewrite, forwarding to an in-memory upstream): no panic, no hang past the deadline.
+//! Arbitrary bytes from a "workload" through the whole HTTP-aware path (head parsing,
+//! rewrite, body framing, forwarding to an in-memory upstream): no panic, no hang past the
+//! deadline. Input after a 0xFF byte is what the upstream answers, raw, so response framing is
+//! fuzzed too; without one, a real HTTP server (hyper) answers.
 #![no_main]
 mod common;
 
@@ -14,11 +16,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct InMemory {
     source: SpiffeId,
+    /// Raw bytes the upstream answers with, instead of a real server.
+    answer: Option<Vec<u8>>,
 }
 
 impl Upstream for InMemory {
     async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        if let Some(answer) = self.answer.clone() {
+            tokio::spawn(async move {
+                let _ = theirs.write_all(&answer).await;
+                let _ = theirs.shutdown().await;
+                let mut sink = Vec::new();
+                let _ = theirs.read_to_end(&mut sink).await;
+            });
+            return Ok(Box::new(ours));
+        }
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(|_req| async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) });
@@ -46,10 +59,14 @@ fuzz_target!(|data: &[u8]| {
     RT.with(|rt| {
         rt.block_on(async {
             let (mut workload, proxy_side) = tokio::io::duplex(1 << 20);
-            let upstream = InMemory { source: SpiffeId::parse("spiffe://td/app/a").unwrap() };
+            let (request, answer) = match data.iter().position(|b| *b == 0xFF) {
+                Some(i) => (&data[..i], Some(data[i + 1..].to_vec())),
+                None => (data, None),
+            };
+            let upstream = InMemory { source: SpiffeId::parse("spiffe://td/app/a").unwrap(), answer };
             let server = tokio::spawn(idgate::http::serve(proxy_side, upstream));
             let exchange = async {
-                workload.write_all(data).await.ok()?;
+                workload.write_all(request).await.ok()?;
                 workload.shutdown().await.ok()?;
                 let mut answer = Vec::new();
                 workload.read_to_end(&mut answer).await.ok()?;

@@ -54,7 +54,8 @@ pub async fn serve<U: Upstream>(downstream: impl Io, upstream: U) -> Result<(), 
     }
     if down.buf.starts_with(H2_PREFACE) {
         let prefix = down.take_all();
-        super::h2c::serve(super::h2c::Prefixed::new(prefix, down.io), upstream).await
+        // Boxed: an HTTP/1 flow's task then does not carry hyper's larger state.
+        Box::pin(super::h2c::serve(super::h2c::Prefixed::new(prefix, down.io), upstream)).await
     } else {
         super::h1::serve(down, &upstream).await
     }

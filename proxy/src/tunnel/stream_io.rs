@@ -58,6 +58,10 @@ impl AsyncRead for StreamIo {
                 let n = this.pending.len().min(buf.remaining());
                 buf.put_slice(&this.pending[..n]);
                 this.pending.advance(n);
+                if this.pending.is_empty() {
+                    // An emptied slice still pins the frame buffer it came from.
+                    this.pending = Bytes::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             match &mut this.recv {

@@ -27,9 +27,9 @@ pub struct RequestHead {
 
 /// Parses a request head at the start of `buf`: `None` while it is incomplete.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(buf) {
+    let mut fields = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(too_large()),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -102,16 +102,12 @@ pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead
     }
     let status = StatusCode::from_u16(res.code.unwrap_or_default()).map_err(|_| "malformed status code".to_string())?;
     let version = if res.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::new();
+    // Only what framing depends on is looked at; everything else passes as bytes.
+    let mut framing = FramingFields::default();
     for h in res.headers.iter() {
-        // Only what framing depends on is looked at; everything else passes as bytes.
-        let name = h.name.as_bytes();
-        if [CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION].iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name)) {
-            let name = HeaderName::from_bytes(name).map_err(|_| "malformed header name".to_string())?;
-            headers.append(name, HeaderValue::from_bytes(h.value).map_err(|_| "malformed header value".to_string())?);
-        }
+        framing.add(h.name, h.value);
     }
-    let mut close = !keeps_alive(version, &headers);
+    let mut close = if version == Version::HTTP_10 { !framing.keep_alive || framing.close } else { framing.close };
     // No body: answers to HEAD, 1xx, 204, 304, and a 2xx to CONNECT (the connection
     // becomes a tunnel).
     let bodiless = *method == Method::HEAD
@@ -121,28 +117,71 @@ pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead
         || (*method == Method::CONNECT && status.is_success());
     let body = if bodiless {
         Framing::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if framing.transfer_encoding {
         // Transfer-Encoding wins over Content-Length; not reusing the connection after
         // such a message is what RFC 9112 asks of an intermediary.
-        close |= headers.contains_key(CONTENT_LENGTH);
-        if is_chunked_last(&headers) {
+        close |= framing.content_length.is_some();
+        if framing.chunked_last {
             Framing::Chunked
         } else {
             close = true;
             Framing::UntilClose
         }
     } else {
-        match content_length(&headers) {
-            Ok(Some(0)) => Framing::Empty,
-            Ok(Some(n)) => Framing::Length(n),
-            Ok(None) => {
+        match framing.content_length {
+            Some(Ok(0)) => Framing::Empty,
+            Some(Ok(n)) => Framing::Length(n),
+            None => {
                 close = true;
                 Framing::UntilClose
             }
-            Err(()) => return Err("invalid Content-Length".into()),
+            Some(Err(())) => return Err("invalid Content-Length".into()),
         }
     };
     Ok(Some(ResponseHead { status, len, body, close }))
+}
+
+/// A response's framing header fields, read straight from the parsed head.
+#[derive(Default)]
+struct FramingFields {
+    content_length: Option<Result<u64, ()>>,
+    transfer_encoding: bool,
+    /// The last transfer coding seen is `chunked`.
+    chunked_last: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl FramingFields {
+    fn add(&mut self, name: &str, value: &[u8]) {
+        if name.eq_ignore_ascii_case("content-length") {
+            for part in value.split(|b| *b == b',') {
+                let n = parse_decimal(part.trim_ascii());
+                self.content_length = match (self.content_length, n) {
+                    (None, n) => Some(n),
+                    (Some(Ok(a)), Ok(b)) if a == b => Some(Ok(a)),
+                    _ => Some(Err(())),
+                };
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.transfer_encoding = true;
+            if let Some(last) = value.split(|b| *b == b',').map(|t| t.trim_ascii()).rfind(|t| !t.is_empty()) {
+                self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|b| *b == b',').map(|t| t.trim_ascii()) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+}
+
+fn parse_decimal(digits: &[u8]) -> Result<u64, ()> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The request head as it goes upstream.
@@ -210,20 +249,12 @@ fn is_just_chunked(headers: &HeaderMap) -> bool {
     matches!(transfer_codings(headers).as_slice(), [only] if only.eq_ignore_ascii_case(b"chunked"))
 }
 
-fn is_chunked_last(headers: &HeaderMap) -> bool {
-    transfer_codings(headers).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
-}
-
 /// The Content-Length: every field and list element must be the same decimal number.
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let mut found = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for part in value.as_bytes().split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n: u64 = std::str::from_utf8(part).map_err(|_| ())?.parse().map_err(|_| ())?;
+            let n = parse_decimal(part.trim_ascii())?;
             if found.is_some_and(|f| f != n) {
                 return Err(());
             }
