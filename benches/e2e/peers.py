@@ -186,7 +186,9 @@ class Idgate(Scenario):
             cfg = self.config(side, name)
             before = list(host.procs)
             try:
-                g = host.start_idgate(cfg, w, name=self.key)
+                # Hosts here are network namespaces of one machine; the kernel's process events
+                # answer only in the initial one, where idgate on a real host runs.
+                g = host.start_idgate(cfg, w, name=self.key, env={"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"})
             except Exception:
                 for p in host.procs[len(before):]:  # the one that did not come up
                     if p.poll() is None:

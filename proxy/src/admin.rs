@@ -48,6 +48,9 @@ pub struct Admin {
     /// What `idgate upgrade` starts: this program, with this config.
     pub program: std::path::PathBuf,
     pub config_path: std::path::PathBuf,
+    /// Whether workloads are prepared before their first flow (process events), and counts.
+    pub process_events: crate::prewarm::EventsState,
+    pub prewarm: Arc<crate::prewarm::Stats>,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -184,6 +187,15 @@ impl Admin {
             "trust_domain": self.trust_domain,
             "identity_backend": self.identity_backend,
             "identity_backend_reason": self.identity_backend_reason,
+            "process_events": {
+                "available": self.process_events.available,
+                "reason": self.process_events.reason,
+                "execs": self.prewarm.execs.load(Ordering::Relaxed),
+                "workloads_prepared": self.prewarm.prepared.load(Ordering::Relaxed),
+                "warm_requests": self.prewarm.warm_requests.load(Ordering::Relaxed),
+                "exits": self.prewarm.exits.load(Ordering::Relaxed),
+                "overflows": self.prewarm.lost.load(Ordering::Relaxed),
+            },
             "mode": self.mode,
             "policy_generation": self.live.policy().generation,
             "revoked_entries": self.live.revoked().len(),

@@ -205,6 +205,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         flows: Default::default(),
         retire: tokio::sync::watch::channel(false).0,
     });
+    let history = Arc::new(crate::prewarm::History::default());
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
             identities: identities.clone(),
@@ -220,6 +221,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             strict: config.mode == InboundMode::Strict,
             registry: registry.clone(),
             trail: trail.clone(),
+            history: history.clone(),
         })
     };
     let reloader = Reloader::new(
@@ -243,6 +245,16 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         &config,
         ruleset.clone(),
     );
+    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let prewarm = Arc::new(crate::prewarm::Prewarm {
+        identities: identities.clone(),
+        credentials: credentials.clone(),
+        live: live.clone(),
+        history: history.clone(),
+        workers: warm_senders,
+        stats: Default::default(),
+    });
+    let process_events = prewarm.clone().start();
     let (handover_tx, mut handovers) = tokio::sync::mpsc::unbounded_channel();
     let admin = Arc::new(Admin {
         host: host.clone(),
@@ -262,14 +274,17 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         handovers: handover_tx,
         program: crate::upgrade::own_program(),
         config_path: config_path.to_path_buf(),
+        process_events: process_events.clone(),
+        prewarm: prewarm.stats.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (fatal, mut faults) = tokio::sync::mpsc::unbounded_channel();
     let beats: Vec<Arc<AtomicU64>> = (0..workers).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    for (i, (listeners, pool)) in worker_listeners.into_iter().zip(&pools).enumerate() {
+    for (i, ((listeners, pool), warm)) in worker_listeners.into_iter().zip(&pools).zip(warm_receivers).enumerate() {
         // On failure the table stays: flows are refused until a start succeeds.
-        workers::spawn(i, listeners, outbound_for(pool), inbound.clone(), stopped.clone(), fatal.clone(), beats[i].clone())?;
+        let path = workers::DataPath { outbound: outbound_for(pool), inbound: inbound.clone(), warm };
+        workers::spawn(i, listeners, path, stopped.clone(), fatal.clone(), beats[i].clone())?;
     }
     let mut tasks = Supervised::default();
     tasks.spawn("admin server", admin.clone().serve_public(admin_listener));

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod netif;
 mod netlink;
 pub mod policy;
+pub mod prewarm;
 pub mod reload;
 pub mod revocation;
 pub mod service;

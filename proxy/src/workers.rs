@@ -71,17 +71,25 @@ pub struct Listeners {
     pub inbound: std::net::TcpListener,
 }
 
+/// What one worker serves: both directions of the data path, and the warm-up requests that
+/// fill its tunnel pool ahead of flows (see `prewarm`).
+pub struct DataPath {
+    pub outbound: Arc<Outbound>,
+    pub inbound: Arc<Inbound>,
+    pub warm: mpsc::UnboundedReceiver<crate::prewarm::Warm>,
+}
+
 /// Starts a worker thread serving `listeners` until `stop` turns true; flows already open keep
 /// running on it until the process exits (the caller drains them).
 pub fn spawn(
     index: usize,
     listeners: Listeners,
-    outbound: Arc<Outbound>,
-    inbound: Arc<Inbound>,
+    path: DataPath,
     stop: watch::Receiver<bool>,
     fatal: mpsc::UnboundedSender<String>,
     beat: Arc<AtomicU64>,
 ) -> Result<()> {
+    let DataPath { outbound, inbound, warm } = path;
     spawn_serving(
         index,
         move || {
@@ -89,6 +97,7 @@ pub fn spawn(
             let mut loops: Vec<(&'static str, ServeLoop)> =
                 listeners.outbound.into_iter().map(|l| ("outbound accept loop", Box::pin(outbound.clone().serve(adopt(l))) as ServeLoop)).collect();
             loops.push(("inbound accept loop", Box::pin(inbound.serve(adopt(listeners.inbound)))));
+            loops.push(("warm-up loop", Box::pin(outbound.warm_loop(warm))));
             loops
         },
         stop,

@@ -5,12 +5,14 @@
 mod kmod;
 pub mod kmod_envelope;
 mod kmod_uapi;
+mod proc_events;
 mod procdir;
 mod procfs;
 mod selector;
 mod sock_diag;
 
 pub use kmod::{kmod_device, KmodBackend, KMOD_DEVICE};
+pub use proc_events::{ProcEvent, ProcEvents};
 pub use procfs::{read_process, ProcfsBackend};
 pub use selector::Selector;
 
@@ -63,6 +65,10 @@ pub trait FlowIdentity: Send + Sync {
     fn reconfigure(&self, _routes: &[crate::config::OutboundRule], _intercept: &crate::config::Intercept) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Process `pid` just exec'd into a workload: its first flow is likely soon.
+    fn process_started(&self, _pid: u32) {}
+    /// Process `pid` exited: nothing kept for it is of use any more.
+    fn process_exited(&self, _pid: u32) {}
 }
 
 /// A process with its resolved identity and the pre-rendered header telling the peer about it.
@@ -76,14 +82,12 @@ pub struct Workload {
 
 const CACHE_LIMIT: usize = 8192;
 
-/// A process: its pid and start time (pids are reused).
-type ProcessKey = (u32, u64);
-
 /// The identity backend, and each process's workload as the selectors of one policy
 /// generation made it (a reload's new selectors re-decide every process).
 pub struct Identities {
     backend: Box<dyn FlowIdentity>,
-    cache: RwLock<HashMap<ProcessKey, (u64, Arc<Workload>)>>,
+    /// By pid; an entry counts only for the process with its start time (pids are reused).
+    cache: RwLock<HashMap<u32, (u64, Arc<Workload>)>>,
 }
 
 impl Identities {
@@ -103,8 +107,7 @@ impl Identities {
     /// `generation`) gives it.
     pub fn resolve(&self, client: SocketAddr, dst: SocketAddr, selector: &Selector, generation: u64) -> Result<Arc<Workload>, IdentityError> {
         let process = self.backend.process_of(client, dst)?;
-        let key = (process.tgid, process.start_time);
-        if let Some((g, w)) = self.cache.read().get(&key) {
+        if let Some((g, w)) = self.cache.read().get(&process.tgid) {
             // Same pid and start time is not enough: execve and setuid change the process.
             if *g == generation && *w.process == *process {
                 return Ok(w.clone());
@@ -115,8 +118,19 @@ impl Identities {
         if cache.len() >= CACHE_LIMIT {
             cache.clear(); // rare; recomputing is cheap and keeps memory bounded
         }
-        cache.insert(key, (generation, workload.clone()));
+        cache.insert(workload.process.tgid, (generation, workload.clone()));
         Ok(workload)
+    }
+
+    /// A hint from the process events: `pid` exec'd into a workload.
+    pub fn process_started(&self, pid: u32) {
+        self.backend.process_started(pid);
+    }
+
+    /// A hint from the process events: `pid` is gone, and so is what was cached for it.
+    pub fn process_exited(&self, pid: u32) {
+        self.cache.write().remove(&pid);
+        self.backend.process_exited(pid);
     }
 
     /// Held while the flow from `client` runs: its drop tells the backend that the flow is

@@ -18,6 +18,8 @@ const OWNERS_WITH_FILES: usize = 16;
 const HOT_FDS: usize = 16;
 /// Open flows whose fd is remembered for `flow_closed`; only a hint, so simply forgotten when full.
 const OPEN_FLOWS: usize = 65_536;
+/// Processes announced by exec events, searched before walking all of /proc.
+const EXPECTED: usize = 16;
 
 /// One process's procfs files, kept open: a flow then costs one pread per file instead of
 /// open + read + close. They cannot show another process: a /proc handle pins the pid it was
@@ -104,6 +106,9 @@ pub struct ProcfsBackend {
     recent: Mutex<VecDeque<Owner>>,
     /// Flow (workload socket address) → (pid, fd) that opened it, until the flow closes.
     open_flows: Mutex<HashMap<SocketAddr, (u32, u32)>>,
+    /// Workloads that just started (process events), newest first: a flow no recent owner
+    /// holds is most likely theirs.
+    expected: Mutex<VecDeque<u32>>,
 }
 
 impl FlowIdentity for ProcfsBackend {
@@ -140,6 +145,18 @@ impl FlowIdentity for ProcfsBackend {
         if let Some(owner) = self.recent.lock().iter_mut().find(|o| o.pid == pid) {
             owner.released(fd);
         }
+    }
+
+    fn process_started(&self, pid: u32) {
+        let mut expected = self.expected.lock();
+        expected.retain(|p| *p != pid);
+        expected.push_front(pid);
+        expected.truncate(EXPECTED);
+    }
+
+    fn process_exited(&self, pid: u32) {
+        self.expected.lock().retain(|p| *p != pid);
+        self.forget(&[pid]);
     }
 }
 
@@ -192,11 +209,15 @@ impl ProcfsBackend {
         if !gone.is_empty() {
             self.forget(&gone);
         }
-        // Full walk: first only processes of the socket's uid, then everyone (setuid after connect).
+        // Then workloads that just started; then the full walk: first only processes of the
+        // socket's uid, then everyone (setuid after connect).
         let (pid, fd, files) = match found {
             Some(f) => f,
             None => {
-                let (pid, fd) = scan(needle, Some(uid)).or_else(|| scan(needle, None))?;
+                let expected: Vec<u32> = self.expected.lock().iter().copied().collect();
+                let just_started = expected.into_iter().find_map(|pid| Some((pid, FdTable::open(pid).ok()?.find(needle)?)));
+                let (pid, fd) = just_started.or_else(|| scan(needle, Some(uid))).or_else(|| scan(needle, None))?;
+                self.expected.lock().retain(|p| *p != pid);
                 (pid, fd, Arc::new(OwnerFiles::open(pid).ok()?))
             }
         };

@@ -42,6 +42,8 @@ pub struct Outbound {
     /// Open flows (shared by every worker), and the trail they leave when they end.
     pub registry: Arc<FlowRegistry>,
     pub trail: Arc<Trail>,
+    /// Where flows went, so that a workload's next process can have its connections warmed.
+    pub history: Arc<crate::prewarm::History>,
 }
 
 /// How the trail and `idgate flows` name a peer idgate: its address and SPIFFE ID.
@@ -210,6 +212,7 @@ impl Outbound {
             Ok(s) => s,
             Err(e) => bail!(e),
         };
+        self.history.used(&key.source, (peer, dst.ip()));
         let registration = self.registry.register(
             crate::workers::current_index(),
             FlowFacts {
@@ -251,6 +254,26 @@ impl Outbound {
                 Ok(())
             }
         }
+    }
+
+    /// Serves warm-up requests (see `prewarm`) on this worker, so that the connections land
+    /// in its pool and run on its thread.
+    pub async fn warm_loop(self: Arc<Self>, mut requests: tokio::sync::mpsc::UnboundedReceiver<crate::prewarm::Warm>) {
+        while let Some(warm) = requests.recv().await {
+            let Ok(issued) = self.credentials.workload(&warm.source) else { continue };
+            for (peer, dst) in warm.targets {
+                let this = self.clone();
+                let (key, issued) = (PoolKey { peer, source: warm.source.clone() }, issued.clone());
+                tokio::spawn(async move {
+                    // The lease ends at once; the connection stays pooled for the first flow.
+                    match this.pool.lease(&key, &issued, dst).await {
+                        Ok(lease) => tracing::debug!(%peer, source = %key.source, fresh = lease.fresh, "tunnel connection warmed"),
+                        Err(e) => tracing::debug!(%peer, source = %key.source, error = %e, "warming a tunnel connection failed"),
+                    }
+                });
+            }
+        }
+        std::future::pending::<()>().await // the control side is gone: nothing more to warm
     }
 
     pub(super) async fn open_stream(

@@ -1,0 +1,231 @@
+//! Getting ready for a workload before its first `connect()`: the kernel's process events
+//! (see `identity::proc_events`) report each exec; a process whose attributes give it an
+//! identity has its SVID minted then, and each worker dials the peers that identity (or, for
+//! one never seen, this host) used recently, so the flow finds a pooled connection. Exits
+//! retire what was kept per process. All of it is an optimisation: nothing decides a flow on
+//! it, and where the events are unavailable (containers) flows just do this work themselves.
+use crate::credential::Credentials;
+use crate::identity::{read_process, Identities, ProcEvent, ProcEvents};
+use crate::live::Live;
+use crate::spiffe::SpiffeId;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Peers (with the destination address each was verified for) kept per identity, and host-wide.
+const TARGETS_KEPT: usize = 4;
+/// Identities whose peers are remembered; beyond it the history starts over.
+const IDENTITIES_KEPT: usize = 4096;
+
+/// A tunnel target: the peer idgate and the destination address it was verified as the host of.
+pub type Target = (SocketAddr, IpAddr);
+
+/// Where this host's flows went recently: per identity, and the latest few overall.
+#[derive(Default)]
+pub struct History {
+    by_identity: Mutex<HashMap<SpiffeId, VecDeque<Target>>>,
+    any: Mutex<VecDeque<Target>>,
+}
+
+fn remember(list: &mut VecDeque<Target>, target: Target) {
+    if list.front() == Some(&target) {
+        return;
+    }
+    list.retain(|t| *t != target);
+    list.push_front(target);
+    list.truncate(TARGETS_KEPT);
+}
+
+impl History {
+    /// A flow of `id` was tunnelled to `target`.
+    pub fn used(&self, id: &SpiffeId, target: Target) {
+        {
+            let mut by_identity = self.by_identity.lock();
+            if let Some(list) = by_identity.get_mut(id) {
+                remember(list, target);
+            } else {
+                if by_identity.len() >= IDENTITIES_KEPT {
+                    by_identity.clear();
+                }
+                by_identity.insert(id.clone(), VecDeque::from([target]));
+            }
+        }
+        remember(&mut self.any.lock(), target);
+    }
+
+    /// What to warm for `id`: its own recent targets, else the host's.
+    pub fn targets(&self, id: &SpiffeId) -> Vec<Target> {
+        match self.by_identity.lock().get(id) {
+            Some(list) => list.iter().copied().collect(),
+            None => self.any.lock().iter().copied().collect(),
+        }
+    }
+}
+
+/// A request to a worker: have a pooled connection of `source` to each target.
+pub struct Warm {
+    pub source: SpiffeId,
+    pub targets: Vec<Target>,
+}
+
+/// What `idgate status` shows about it.
+#[derive(Default)]
+pub struct Stats {
+    pub execs: AtomicU64,
+    pub prepared: AtomicU64,
+    pub warm_requests: AtomicU64,
+    pub exits: AtomicU64,
+    pub lost: AtomicU64,
+}
+
+pub struct Prewarm {
+    pub identities: Arc<Identities>,
+    pub credentials: Arc<Credentials>,
+    pub live: Arc<Live>,
+    pub history: Arc<History>,
+    pub workers: Vec<mpsc::UnboundedSender<Warm>>,
+    pub stats: Arc<Stats>,
+}
+
+/// Whether process events are in use, and why not if they are not.
+#[derive(Clone, serde::Serialize)]
+pub struct EventsState {
+    pub available: bool,
+    pub reason: String,
+}
+
+/// Overrides the network namespace the connector socket is opened in (a path such as
+/// `/proc/<pid>/ns/net` of a process there): for tests and benchmarks whose hosts are network namespaces of one
+/// machine. A real host runs idgate in the initial namespace and needs nothing.
+pub const NETNS_ENV: &str = "IDGATE_PROC_EVENTS_NETNS";
+
+impl Prewarm {
+    /// Subscribes on a thread of its own and handles events on the calling runtime.
+    pub fn start(self: Arc<Self>) -> EventsState {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<ProcEvent>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stats = self.stats.clone();
+        let spawned = std::thread::Builder::new().name("idgate-proc-events".into()).spawn(move || {
+            let subscribed = enter_netns().and_then(|()| ProcEvents::subscribe());
+            let mut events = match subscribed {
+                Ok(e) => {
+                    let _ = ready_tx.send(Ok(()));
+                    e
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut batch = Vec::new();
+                match events.next(&mut batch) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        stats.lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "process events stopped; workloads are prepared at their first flow from now on");
+                        return;
+                    }
+                }
+                if !batch.is_empty() && tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        let outcome = match spawned {
+            Ok(_) => ready_rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("the events thread ended"))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            let reason = format!("process events unavailable ({e}): workloads are prepared at their first flow");
+            tracing::info!("{reason}");
+            return EventsState { available: false, reason };
+        }
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for event in batch {
+                    self.handle(event);
+                }
+            }
+        });
+        EventsState { available: true, reason: "subscribed to the kernel's process events (proc connector)".into() }
+    }
+
+    fn handle(&self, event: ProcEvent) {
+        match event {
+            ProcEvent::Exec(pid) => {
+                self.stats.execs.fetch_add(1, Ordering::Relaxed);
+                self.prepare(pid);
+            }
+            ProcEvent::Ids(_) => {} // flows re-read ids at connect time
+            ProcEvent::Exit(pid) => {
+                self.stats.exits.fetch_add(1, Ordering::Relaxed);
+                self.identities.process_exited(pid);
+            }
+        }
+    }
+
+    /// A process just ran execve: if it is a workload, mint its SVID and warm its peers.
+    fn prepare(&self, pid: u32) {
+        let Ok(process) = read_process(pid) else { return }; // gone already
+        let policy = self.live.policy();
+        let Some(id) = policy.selector.select(&process) else { return };
+        if self.live.revoked().why(Some(&id), None).is_some() {
+            return;
+        }
+        self.identities.process_started(pid);
+        if let Err(e) = self.credentials.workload(&id) {
+            tracing::debug!(%id, error = %format!("{e:#}"), "minting ahead of the first flow failed; the flow will try again");
+            return;
+        }
+        self.stats.prepared.fetch_add(1, Ordering::Relaxed);
+        let targets = self.history.targets(&id);
+        tracing::debug!(pid, %id, targets = targets.len(), "workload prepared before its first flow");
+        if targets.is_empty() {
+            return;
+        }
+        for worker in &self.workers {
+            self.stats.warm_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = worker.send(Warm { source: id.clone(), targets: targets.clone() });
+        }
+    }
+}
+
+/// Moves this thread into the namespace `IDGATE_PROC_EVENTS_NETNS` names, if it is set.
+fn enter_netns() -> std::io::Result<()> {
+    let Ok(path) = std::env::var(NETNS_ENV) else { return Ok(()) };
+    let file = std::fs::File::open(&path).map_err(|e| std::io::Error::new(e.kind(), format!("{NETNS_ENV}={path}: {e}")))?;
+    // SAFETY: setns on a namespace file we hold open; it changes only this thread.
+    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(e.kind(), format!("{NETNS_ENV}={path}: setns: {e}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_latest_targets_per_identity_and_falls_back_to_the_hosts() {
+        let h = History::default();
+        let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
+        let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
+        let t = |i: u8| (SocketAddr::from(([10, 0, 0, i], 15443)), IpAddr::from([10, 0, 0, i]));
+        assert!(h.targets(&alice).is_empty());
+        for i in 1..=6 {
+            h.used(&alice, t(i));
+        }
+        h.used(&alice, t(4)); // used again: to the front, not twice
+        assert_eq!(h.targets(&alice), vec![t(4), t(6), t(5), t(3)]);
+        assert_eq!(h.targets(&bob), vec![t(4), t(6), t(5), t(3)], "an identity never seen gets the host's recent targets");
+        h.used(&bob, t(9));
+        assert_eq!(h.targets(&bob), vec![t(9)]);
+    }
+}

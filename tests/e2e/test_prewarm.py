@@ -1,0 +1,87 @@
+"""Process events (the proc connector): a workload whose process has just started gets its SVID
+minted and a tunnel connection to where this host's flows go before it calls connect(); its
+first flow then uses that connection. Without the events (a container, another network
+namespace) idgate says why and flows do the same work themselves.
+
+The connector answers only in the initial network namespace, and these hosts are namespaces of
+one machine: host a opens its events socket there (IDGATE_PROC_EVENTS_NETNS), as an idgate on a
+real host does without being told."""
+import json
+import os
+import subprocess
+import time
+
+from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
+from netns import IDGATE
+from test_tunnel import client
+
+ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
+# The test runner runs in the initial network namespace.
+EVENTS = {"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"}
+
+# Starts, waits for a line on stdin, then makes one connection and reads the answer.
+LATE = r"""
+import socket, sys
+sys.stdin.readline()
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"hi"); s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    data += b
+print(len(data))
+"""
+
+
+def status(host, idg):
+    return json.loads(host.run(IDGATE, "status", "--json", "-c", idg.config).stdout)
+
+
+def start(net, name, host, env=None):
+    return host.start_idgate(host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir), net.tmp, env=env)
+
+
+def wait_for(check, what, timeout=5.0):
+    deadline = time.time() + timeout
+    while True:
+        got = check()
+        if got or time.time() > deadline:
+            assert got, f"not within {timeout}s: {what}"
+            return got
+        time.sleep(0.05)
+
+
+def test_a_new_workload_is_ready_before_its_first_connect(net):
+    a, _b = start(net, "a", net.a, EVENTS), start(net, "b", net.b)
+    events = status(net.a, a)["process_events"]
+    assert events["available"], events
+    # Bob's flow shows host a where its flows go; alice has never been seen.
+    assert isinstance(client(net, 1002), dict)
+    before = status(net.a, a)
+    assert ALICE not in [s["spiffe_id"] for s in before["svids"]], before["svids"]
+    late = net.a.popen("/usr/bin/python3", "-c", LATE, net.b.ip, SERVER_PORT, uid=1001,
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        # Before alice's process connects: her SVID exists and a connection of hers is dialled.
+        ready = wait_for(lambda: (lambda st: st if ALICE in [s["spiffe_id"] for s in st["svids"]]
+                                  and st["tunnel_dials"] == before["tunnel_dials"] + 1 else None)(status(net.a, a)),
+                         "alice's SVID minted and her tunnel connection dialled ahead of her flow")
+        assert ready["process_events"]["workloads_prepared"] > before["process_events"]["workloads_prepared"]
+        late.stdin.write("go\n")
+        late.stdin.flush()
+        assert late.wait(timeout=20) == 0 and int(late.stdout.read()) > 0
+    finally:
+        late.kill()
+    after = status(net.a, a)
+    assert after["tunnel_dials"] == ready["tunnel_dials"], "the first flow dialled again instead of using the warmed connection"
+    assert after["svids_minted"] == ready["svids_minted"], "the first flow minted again"
+
+
+def test_without_process_events_idgate_says_why_and_flows_still_work(net):
+    a, _b = start(net, "a", net.a), start(net, "b", net.b)
+    events = status(net.a, a)["process_events"]
+    assert not events["available"] and "unavailable" in events["reason"] and "namespace" in events["reason"], events
+    assert "process events unavailable" in net.a.run(IDGATE, "status", "-c", a.config).stdout.decode()
+    r = client(net, 1001)
+    assert isinstance(r, dict) and r["echo_sha"] == r["sent_sha"], r
