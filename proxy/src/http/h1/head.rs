@@ -89,11 +89,29 @@ pub struct ResponseHead {
 /// Parses a response head at the start of `buf` (the answer to a `method` request): `None`
 /// while it is incomplete. Errors name what is wrong; the response is not forwarded.
 pub fn parse_response(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, String> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut fields);
-    let len = match res.parse(buf) {
+    // Most responses have a handful of fields: a small array first, the full one if needed.
+    let mut few = [httparse::EMPTY_HEADER; 24];
+    let mut res = httparse::Response::new(&mut few);
+    match res.parse(buf) {
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut all = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut res = httparse::Response::new(&mut all);
+            let parsed = res.parse(buf);
+            response_head(&res, parsed, buf.len(), method)
+        }
+        parsed => response_head(&res, parsed, buf.len(), method),
+    }
+}
+
+fn response_head(
+    res: &httparse::Response<'_, '_>,
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+    method: &Method,
+) -> Result<Option<ResponseHead>, String> {
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err("response head too large".into()),
+        Ok(httparse::Status::Partial) if buffered >= MAX_HEAD => return Err("response head too large".into()),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("malformed response: {e}")),
     };

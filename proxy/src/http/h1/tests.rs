@@ -280,6 +280,10 @@ fn response_framing() {
     assert_eq!((r.body, r.close), (Framing::Chunked, true));
     assert!(head(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Method::GET).close);
     assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &Method::GET).is_err());
+    // More fields than the first, small array holds: parsed again with the full one.
+    let many: String = (0..60).map(|i| format!("x-{i}: v\r\n")).collect();
+    let r = head(format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 5\r\n\r\n").as_bytes(), Method::GET);
+    assert_eq!(r.body, Framing::Length(5));
 }
 
 #[tokio::test]
