@@ -50,6 +50,14 @@ def first_added(res, key):
     return agg(out)
 
 
+def next_process_added(res, key):
+    """First request of a second client process (identity known), minus a direct new-connection request."""
+    d = {r["rep"]: r.get("first", {}).get("warm_ms") for r in res["scenarios"].get("direct", {}).get("reps", [])}
+    out = [r["first"]["next_process_ms"] - d[r["rep"]] for r in res["scenarios"].get(key, {}).get("reps", [])
+           if r.get("first", {}).get("next_process_ms") is not None and d.get(r["rep"]) is not None]
+    return agg(out)
+
+
 def side_mem(res, key, what, side):
     out = []
     for r in res["scenarios"].get(key, {}).get("reps", []):
@@ -224,6 +232,52 @@ def targets(res):
     return rows
 
 
+def targets_http(res, tcp="idgate", http="idgate_http"):
+    """Issue 14's targets: the HTTP-aware path against the TCP path, and first flows."""
+    rows = []
+    lab = {k: s["label"] for k, s in res["scenarios"].items()}
+
+    def verdict(ok):
+        return "**met**" if ok else "**missed**"
+
+    def ratio(wl, field):
+        a = paired(res, http, wl, field, lambda x, y: x / y if y else None, base=tcp)
+        return a[0] if a else None
+
+    d = paired(res, http, "ka1", "p50", lambda x, y: x - y, base=tcp)
+    rows.append(("HTTP-aware, 1 conn keep-alive: p50 ≤ TCP path + 20 µs",
+                 f"{d[0]:+.0f} µs" if d else "—", verdict(d[0] <= 20) if d else "n/a"))
+    for wl, n in (("ka10", 10), ("ka64", 64)):
+        r = ratio(wl, "rps")
+        rows.append((f"HTTP-aware, {n} conn keep-alive: req/s ≥ 0.85× TCP path",
+                     f"{r:.2f}× ({med(res, http, wl, 'rps'):,.0f} vs {med(res, tcp, wl, 'rps'):,.0f} req/s)" if r else "—",
+                     verdict(r >= 0.85) if r else "n/a"))
+    r = ratio("ka10", "cpu10k")
+    rows.append(("HTTP-aware: proxy CPU per request ≤ 1.2× TCP path (10 conn keep-alive)",
+                 f"{r:.2f}×" if r else "—", verdict(r <= 1.2) if r else "n/a"))
+    a, b = side_mem(res, http, "idle", "A"), side_mem(res, http, "idle", "B")
+    rows.append(("HTTP-aware: RSS ≤ 20 MB with 1,000 open keep-alive flows (each idgate process)",
+                 f"A {a[0]:.1f} MB, B {b[0]:.1f} MB" if a and b else "—",
+                 verdict(max(a[0], b[0]) <= 20) if a and b else "n/a"))
+    lost = []
+    for wl in ("ka10", "ka64"):
+        h, bp = med(res, http, wl, "rps"), best_peer(res, wl, "rps", False)
+        if h is not None and bp is not None and h < bp[1]:
+            lost.append(f"{wl} ({lab[bp[0]]} {bp[1]:,.0f} req/s)")
+    if any(p in res["scenarios"] and not res["scenarios"][p].get("missing") for p in PEERS):
+        rows.append(("HTTP-aware beats every peer pair at 10 and 64 conns", "lost: " + (", ".join(lost) or "none"), verdict(not lost)))
+    nf = next_process_added(res, tcp)
+    rows.append(("first flow of a new process whose identity is known: ≤ 0.3 ms added",
+                 f"+{nf[0]:.2f} ms over a direct new connection" if nf else "—", verdict(nf[0] <= 0.3) if nf else "n/a"))
+    ff = first_added(res, tcp)
+    rows.append(("first flow of an identity never seen (right after start): ≤ 1 ms added",
+                 f"+{ff[0]:.2f} ms over a direct new connection" if ff else "—", verdict(ff[0] <= 1) if ff else "n/a"))
+    ig, bp = med(res, tcp, "close10", "rps"), best_peer(res, "close10", "rps", False)
+    if ig is not None and bp is not None:
+        rows.append(("new connection per request: ≥ 6× best peer req/s", f"{ig / bp[1]:.1f}× ({lab[bp[0]]})", verdict(ig >= 6 * bp[1])))
+    return rows
+
+
 # (workload, field, what, digits) compared between the HTTP-aware and the TCP idgate pair.
 HTTP_VS_TCP = [
     ("ka1", "p50", "keep-alive, 1 conn: p50 µs", 0),
@@ -305,6 +359,14 @@ def markdown(res):
             L.append("| " + " | ".join(row) + " |")
         L.append("")
     # Targets
+    sc = res["scenarios"]
+    if all(k in sc and not sc[k].get("missing") and not row_status(res, k) for k in ("idgate", "idgate_http")):
+        L.append("## Targets from issue 14: the HTTP-aware path and first flows (reported, not asserted)\n")
+        L.append("| target | measured (median) | verdict |")
+        L.append("|---|---|---|")
+        for row in targets_http(res):
+            L.append("| " + " | ".join(row) + " |")
+        L.append("")
     L.append("## Targets from issue 5 (reported, not asserted)\n")
     L.append("| target | idgate | best peer | verdict |")
     L.append("|---|---|---|---|")
