@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../proxy/fuzz"
 command -v cargo-fuzz >/dev/null || { echo "fuzz: installing cargo-fuzz (cargo install, a few minutes)" >&2; cargo install --locked cargo-fuzz; }
 export RUSTC_BOOTSTRAP=1
+# The sanitizer build is kept between runs (like the kernel builds under /var/cache/idgate-vm):
+# a fresh clone then rebuilds only what changed instead of every dependency.
+export CARGO_TARGET_DIR="${IDGATE_FUZZ_TARGET_DIR:-/var/cache/idgate-fuzz/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+echo "fuzz: build directory $CARGO_TARGET_DIR (kept between runs)"
 seconds="${FUZZ_SECONDS:-45}"
 for target in rewrite http_path; do
     mkdir -p "corpus/$target"

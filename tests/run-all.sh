@@ -10,7 +10,7 @@ step "building idgate (release, fat LTO: about 5 minutes cold, seconds warm)"
 cargo build --release --locked
 step "unit tests, and every bench once in test mode (about 4 minutes cold)"
 cargo test --release --locked --all-targets
-step "fuzz targets (build about 4 minutes cold, then 45 s each)"
+step "fuzz targets (sanitizer build: about 8 minutes cold, 3 warm; then 45 s each)"
 bash tests/fuzz.sh
 step "two-host namespace tests (about 3 minutes)"
 python3 -m pytest -q tests/e2e
