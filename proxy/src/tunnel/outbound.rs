@@ -212,7 +212,6 @@ impl Outbound {
             Ok(s) => s,
             Err(e) => bail!(e),
         };
-        self.history.used(&key.source, (peer, dst.ip()));
         let registration = self.registry.register(
             crate::workers::current_index(),
             FlowFacts {
@@ -289,7 +288,13 @@ impl Outbound {
         loop {
             let lease = self.pool.lease(key, issued, dst.ip()).await?;
             match self.connect_request(&lease, key.peer, dst, workload, flow).await {
-                Ok((send, response)) => return Ok((lease, send, response)),
+                Ok((send, response)) => {
+                    if lease.fresh {
+                        // Remembered per connection, not per flow: warm flows take no lock here.
+                        self.history.used(&key.source, (key.peer, dst.ip()));
+                    }
+                    return Ok((lease, send, response));
+                }
                 Err(Refusal::Stream { peer, source }) if attempt == 0 && !lease.fresh => {
                     tracing::debug!(%peer, error = %source, "pooled connection failed; re-dialing");
                     self.pool.discard(&lease);

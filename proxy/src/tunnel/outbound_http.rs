@@ -100,7 +100,6 @@ impl Upstream for Tunnel {
         let key = PoolKey { peer: self.peer, source: c.source.clone() };
         let (lease, send, answer) =
             c.outbound.open_stream(&key, &issued, c.dst, &self.workload, &c.decision.flow).await.map_err(|e| unreachable(e.to_string()))?;
-        c.outbound.history.used(&key.source, (self.peer, c.dst.ip()));
         let common = self.common.clone();
         let answer_timeout = c.outbound.pool.limits().dial_timeout.0;
         Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted("tunneled"), lease)))

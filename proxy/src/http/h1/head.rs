@@ -5,7 +5,7 @@
 use super::body::Framing;
 use crate::http::Failure;
 use bytes::{BufMut, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+use http::header::UPGRADE;
 use http::{request, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 /// Longest head accepted, in bytes.
@@ -43,13 +43,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
     let uri: Uri = req.path.unwrap_or_default().parse().map_err(|_| bad("malformed request target"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut framing = FramingFields::default();
     for h in req.headers.iter() {
+        framing.add(h.name, h.value);
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad(format!("malformed header name `{}`", h.name)))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| bad(format!("malformed value of header `{name}`")))?;
         headers.append(name, value);
     }
-    let body = request_framing(version, &headers)?;
-    let keep_alive = keeps_alive(version, &headers);
+    let body = request_framing(version, &framing)?;
+    let keep_alive = framing.keeps_alive(version);
     let upgrade = method == Method::CONNECT || headers.contains_key(UPGRADE);
     let (mut parts, ()) = http::Request::new(()).into_parts();
     (parts.method, parts.uri, parts.version, parts.headers) = (method, uri, version, headers);
@@ -57,23 +59,23 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
 }
 
 /// RFC 9112 section 6.3 for requests, minus every leniency.
-fn request_framing(version: Version, headers: &HeaderMap) -> Result<Framing, Failure> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+fn request_framing(version: Version, framing: &FramingFields) -> Result<Framing, Failure> {
+    if framing.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        if headers.contains_key(CONTENT_LENGTH) {
+        if framing.content_length.is_some() {
             return Err(bad("both Transfer-Encoding and Content-Length"));
         }
-        if !is_just_chunked(headers) {
+        if !(framing.codings == 1 && framing.chunked_last) {
             return Err(Failure::new(StatusCode::NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is supported in requests"));
         }
         return Ok(Framing::Chunked);
     }
-    match content_length(headers) {
-        Ok(Some(0)) | Ok(None) => Ok(Framing::Empty),
-        Ok(Some(n)) => Ok(Framing::Length(n)),
-        Err(()) => Err(bad("invalid Content-Length")),
+    match framing.content_length {
+        Some(Ok(0)) | None => Ok(Framing::Empty),
+        Some(Ok(n)) => Ok(Framing::Length(n)),
+        Some(Err(())) => Err(bad("invalid Content-Length")),
     }
 }
 
@@ -125,7 +127,7 @@ fn response_head(
     for h in res.headers.iter() {
         framing.add(h.name, h.value);
     }
-    let mut close = if version == Version::HTTP_10 { !framing.keep_alive || framing.close } else { framing.close };
+    let mut close = !framing.keeps_alive(version);
     // No body: answers to HEAD, 1xx, 204, 304, and a 2xx to CONNECT (the connection
     // becomes a tunnel).
     let bodiless = *method == Method::HEAD
@@ -159,11 +161,13 @@ fn response_head(
     Ok(Some(ResponseHead { status, len, body, close }))
 }
 
-/// A response's framing header fields, read straight from the parsed head.
+/// A message's framing header fields, read straight from the parsed head.
 #[derive(Default)]
 struct FramingFields {
     content_length: Option<Result<u64, ()>>,
     transfer_encoding: bool,
+    /// How many transfer codings are listed.
+    codings: usize,
     /// The last transfer coding seen is `chunked`.
     chunked_last: bool,
     close: bool,
@@ -183,8 +187,9 @@ impl FramingFields {
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             self.transfer_encoding = true;
-            if let Some(last) = value.split(|b| *b == b',').map(|t| t.trim_ascii()).rfind(|t| !t.is_empty()) {
-                self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            for coding in value.split(|b| *b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty()) {
+                self.codings += 1;
+                self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(|b| *b == b',').map(|t| t.trim_ascii()) {
@@ -192,6 +197,13 @@ impl FramingFields {
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
+    }
+}
+
+impl FramingFields {
+    /// HTTP/1.1 keeps a connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
+    fn keeps_alive(&self, version: Version) -> bool {
+        !self.close && (version != Version::HTTP_10 || self.keep_alive)
     }
 }
 
@@ -237,49 +249,6 @@ pub fn write_failure(f: &Failure, head_only: bool, close: bool, out: &mut BytesM
     if !head_only {
         out.put_slice(body.as_bytes());
     }
-}
-
-/// HTTP/1.1 keeps a connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token));
-    if version == Version::HTTP_10 {
-        has("keep-alive") && !has("close")
-    } else {
-        !has("close")
-    }
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers.get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
-}
-
-fn transfer_codings(headers: &HeaderMap) -> Vec<&[u8]> {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-fn is_just_chunked(headers: &HeaderMap) -> bool {
-    matches!(transfer_codings(headers).as_slice(), [only] if only.eq_ignore_ascii_case(b"chunked"))
-}
-
-/// The Content-Length: every field and list element must be the same decimal number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = parse_decimal(part.trim_ascii())?;
-            if found.is_some_and(|f| f != n) {
-                return Err(());
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
 }
 
 fn bad(why: impl Into<String>) -> Failure {
