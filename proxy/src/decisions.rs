@@ -1,4 +1,8 @@
-//! The per-flow decision record: logged through tracing and kept in a short ring for /status.
+//! The per-flow decision record: kept in a short ring for /status, and logged at debug level
+//! when it is made. The log's record of every flow at info level is the attribution trail's,
+//! written once when the flow ends or is refused (one line per flow, as ztunnel logs a
+//! connection when it completes: a second line per flow would double the log's volume and
+//! its cost on the connection path).
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,7 +51,7 @@ impl DecisionLog {
 
     pub fn record(&self, mut d: Decision) {
         d.unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        tracing::info!(
+        tracing::debug!(
             direction = d.direction,
             flow = %d.flow,
             source_id = d.source_id.as_deref().unwrap_or("-"),

@@ -47,7 +47,8 @@ start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a 
 	# A fresh, empty log before the start: the background job opens it later than this shell
 	# greps, and a previous instance's "idgate ready" must not pass for this one's.
 	: > $W/$2.log
-	nsenter --net=/run/netns/$1 idgate run -c $W/$2.toml >> $W/$2.log 2>&1 &
+	# The tests read decision lines, which idgate logs at debug level.
+	RUST_LOG=${RUST_LOG:-info,idgate::decisions=debug} nsenter --net=/run/netns/$1 idgate run -c $W/$2.toml >> $W/$2.log 2>&1 &
 	PID=$!
 	i=0
 	while ! grep -q "idgate ready" $W/$2.log; do
