@@ -100,6 +100,22 @@ impl ProcDir {
     pub fn readlink<'a>(&self, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
         readlink_at(self.0.as_raw_fd(), name, buf)
     }
+
+    /// The owner of the directory, as the kernel works it out for each stat: a live process's
+    /// effective uid and gid (for this directory even when the process is not dumpable, unlike
+    /// the files in it), or root's ids for a kernel thread or a process that is gone. So only
+    /// an owner other than root proves it is the process's; `None` means "read its status".
+    pub fn effective_ids(&self) -> Option<(u32, u32)> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes one stat struct into st, which is read only after it succeeded.
+        let st = unsafe {
+            if libc::fstat(self.0.as_raw_fd(), st.as_mut_ptr()) != 0 {
+                return None;
+            }
+            st.assume_init()
+        };
+        (st.st_uid != 0).then_some((st.st_uid, st.st_gid))
+    }
 }
 
 /// The fd table of one process (`/proc/<pid>/fd`), to find which fd holds a socket.

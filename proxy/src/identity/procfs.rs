@@ -26,9 +26,12 @@ const EXPECTED: usize = 16;
 /// opened for and fails (ESRCH) once that process is gone, even if the number is reused.
 struct OwnerFiles {
     dir: ProcDir,
-    stat: OwnedFd,
+    comm: OwnedFd,
     status: OwnedFd,
     cgroup: OwnedFd,
+    /// When the process started (it never changes, so /proc/<pid>/stat is read once: it is
+    /// also the costliest file to render).
+    start_time: u64,
 }
 
 impl OwnerFiles {
@@ -37,7 +40,9 @@ impl OwnerFiles {
     }
 
     fn in_dir(dir: ProcDir) -> io::Result<Self> {
-        Ok(OwnerFiles { stat: dir.open_file(c"stat")?, status: dir.open_file(c"status")?, cgroup: dir.open_file(c"cgroup")?, dir })
+        let stat = dir.open_file(c"stat")?;
+        let start_time = parse_start_time(&String::from_utf8_lossy(read_whole(&stat, &mut Vec::with_capacity(1024))?))?;
+        Ok(OwnerFiles { comm: dir.open_file(c"comm")?, status: dir.open_file(c"status")?, cgroup: dir.open_file(c"cgroup")?, start_time, dir })
     }
 }
 
@@ -262,15 +267,17 @@ fn malformed(what: &str) -> io::Error {
     io::Error::other(format!("malformed /proc/<pid>/{what}"))
 }
 
-/// `(comm, start_time)` from /proc/<pid>/stat.
-fn parse_stat(stat: &str) -> io::Result<(String, u64)> {
+/// The start time (field 22) of /proc/<pid>/stat.
+fn parse_start_time(stat: &str) -> io::Result<u64> {
     // comm may contain spaces and parentheses: it ends at the last ')'.
-    let open = stat.find('(').ok_or_else(|| malformed("stat"))?;
     let close = stat.rfind(')').ok_or_else(|| malformed("stat"))?;
-    let comm = stat[open + 1..close].to_string();
     // Fields after comm start at field 3 (state); starttime is field 22.
-    let start = stat[close + 1..].split_whitespace().nth(19).and_then(|f| f.parse().ok()).ok_or_else(|| malformed("stat starttime"))?;
-    Ok((comm, start))
+    stat[close + 1..].split_whitespace().nth(19).and_then(|f| f.parse().ok()).ok_or_else(|| malformed("stat starttime"))
+}
+
+/// /proc/<pid>/comm is the name and one newline (the name itself may hold newlines).
+fn parse_comm(comm: &[u8]) -> String {
+    String::from_utf8_lossy(comm.strip_suffix(b"\n").unwrap_or(comm)).into_owned()
 }
 
 /// The effective id (second column) of a `Uid:`/`Gid:` line of /proc/<pid>/status.
@@ -299,13 +306,18 @@ pub fn read_process(pid: u32) -> io::Result<ProcessInfo> {
 }
 
 fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
-    // One buffer for the three files; each is parsed before the next read reuses it.
+    // One buffer for the files; each is parsed before the next read reuses it.
     let mut buf = Vec::with_capacity(4096);
     let text = String::from_utf8_lossy;
-    let (comm, start_time) = parse_stat(&text(read_whole(&files.stat, &mut buf)?))?;
-    let (uid, gid) = {
-        let status = text(read_whole(&files.status, &mut buf)?);
-        (effective_id(&status, "Uid:")?, effective_id(&status, "Gid:")?)
+    let comm = parse_comm(read_whole(&files.comm, &mut buf)?);
+    // The directory's owner is the cheap answer (a stat, where status is rendered in full);
+    // root, a kernel thread and a gone process all show uid 0 there, so those read status.
+    let (uid, gid) = match files.dir.effective_ids() {
+        Some(ids) => ids,
+        None => {
+            let status = text(read_whole(&files.status, &mut buf)?);
+            (effective_id(&status, "Uid:")?, effective_id(&status, "Gid:")?)
+        }
     };
     let mut link = [0u8; 4096];
     // An exiting process has no exe any more: unknown, so no exe selector matches it.
@@ -320,7 +332,7 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
         exe: exe.unwrap_or_default(),
         comm,
         cgroup: cgroup.unwrap_or_default(),
-        start_time,
+        start_time: files.start_time,
     })
 }
 
@@ -411,6 +423,46 @@ mod tests {
         assert_eq!(me.tgid, std::process::id());
         let pids: Vec<u32> = backend.recent.lock().iter().map(|o| o.pid).collect();
         assert_eq!(pids, [std::process::id()], "the exited owner is no longer searched");
+    }
+
+    #[test]
+    fn cheap_reads_agree_with_stat_and_status() {
+        let me = read_process(std::process::id()).unwrap();
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let comm = &stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()];
+        assert_eq!(me.comm, comm);
+        assert_eq!(me.start_time, parse_start_time(&stat).unwrap());
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!((me.uid, me.gid), (effective_id(&status, "Uid:").unwrap(), effective_id(&status, "Gid:").unwrap()));
+        assert_eq!(parse_comm(b"a\nb\n"), "a\nb", "only the closing newline goes");
+    }
+
+    #[test]
+    fn a_process_that_is_not_dumpable_shows_its_effective_ids() {
+        // Real and effective uids differ: the kernel makes it non-dumpable, so its status and
+        // other files belong to root, and only its directory (or status' text) has its ids.
+        let mut child = std::process::Command::new("setpriv")
+            .args(["--ruid=65533", "--euid=65534", "--rgid=65533", "--egid=65532", "--clear-groups", "sleep", "30"])
+            .spawn()
+            .expect("setpriv (util-linux)");
+        let pid = child.id();
+        let status = (0..200)
+            .find_map(|_| {
+                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let exec_done = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()? == "sleep\n";
+                exec_done.then_some(s).or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("the child runs sleep");
+        let files_owner = std::fs::metadata(format!("/proc/{pid}/status")).unwrap();
+        let p = read_process(pid).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&files_owner), 0, "not dumpable: its files are root's");
+        assert_eq!((effective_id(&status, "Uid:").unwrap(), effective_id(&status, "Gid:").unwrap()), (65534, 65532));
+        assert_eq!((p.uid, p.gid), (65534, 65532));
     }
 
     #[test]
