@@ -92,11 +92,11 @@ impl Inbound {
                     drop(policy);
                     if http {
                         let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
-                        // Boxed: the HTTP engine's state is large, and a plain TCP flow should not
-                        // carry room for it (the task's size is per open flow).
+                        // Both paths boxed: the task's size is per open flow, and each flow
+                        // should carry only the state of the path it takes.
                         return Box::pin(self.forward_http(request, respond, tcp, identity, d, facts)).await;
                     }
-                    return self.forward(request, respond, tcp, d, facts).await;
+                    return Box::pin(self.forward(request, respond, tcp, d, facts)).await;
                 }
                 Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
             },

@@ -234,7 +234,9 @@ impl Outbound {
         };
         let answer_timeout = self.pool.limits().dial_timeout.0;
         let counts = (&flow.up, &flow.down);
-        let result = splice_connect(stream, early, (send, response), answer_timeout, counts, flow.closed(), on_accept, || open.client_done()).await;
+        // Boxed, like the HTTP path: each flow's task then holds only the state of the path it took.
+        let result =
+            Box::pin(splice_connect(stream, early, (send, response), answer_timeout, counts, flow.closed(), on_accept, || open.client_done())).await;
         drop(lease); // the stream slot is free only once the flow is over
         if accepted.load(Ordering::Relaxed) {
             self.trail.ended(flow, "tunneled");

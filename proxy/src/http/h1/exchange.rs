@@ -55,7 +55,9 @@ pub async fn run<D: Io, U: Upstream>(down: &mut Reader<D>, up: &mut Option<Reade
     loop {
         let reused = up.is_some() && usable(up);
         if !reused {
-            *up = match upstream.open(Version::HTTP_11).await {
+            // Boxed: opening (a dial, a TLS handshake) takes kilobytes of state that an idle
+            // flow's task would otherwise carry all its life.
+            *up = match Box::pin(upstream.open(Version::HTTP_11)).await {
                 Ok(io) => Some(Reader::new(io, BytesMut::new())),
                 Err(failure) => return Ok(Exchanged::Failed { failure, body_consumed: req.body == Framing::Empty }),
             };
