@@ -24,6 +24,8 @@ pub enum RewriteError {
 
 pub struct Rewriter {
     rules: Vec<HttpRule>,
+    /// How the trail names each rule (its `name`, else `http_rule[i]`).
+    names: Vec<String>,
     identity_header: HeaderName,
     files: FileSecrets,
     /// `${env:NAME}` values, read once at start.
@@ -70,7 +72,8 @@ impl Rewriter {
                 }
             }
         }
-        Ok(Rewriter { rules, identity_header, files, env, jwt })
+        let names = rules.iter().enumerate().map(|(i, r)| r.name.clone().unwrap_or_else(|| format!("http_rule[{i}]"))).collect();
+        Ok(Rewriter { rules, names, identity_header, files, env, jwt })
     }
 
     pub fn jwt(&self) -> &JwtIssuer {
@@ -78,8 +81,8 @@ impl Rewriter {
     }
 
     /// How the trail names rule `i` (its `name`, else `http_rule[i]`).
-    pub fn rule_name(&self, i: usize) -> String {
-        self.rules.get(i).and_then(|r| r.name.clone()).unwrap_or_else(|| format!("http_rule[{i}]"))
+    pub fn rule_name(&self, i: usize) -> &str {
+        &self.names[i]
     }
 
     /// Rewrites `parts` in place; returns the indices of the rules that applied. On error the
@@ -88,25 +91,23 @@ impl Rewriter {
     pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<Vec<usize>, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
-        for host in request_hosts(parts) {
-            if !flow.is_named(&host) {
-                return Err(RewriteError::Misdirected { host, dst: flow.dst });
-            }
+        let (mut hosts, selected) = request_hosts(parts);
+        if let Some(at) = hosts.iter().position(|h| !flow.is_named(h)) {
+            return Err(RewriteError::Misdirected { host: hosts.swap_remove(at), dst: flow.dst });
         }
-        let host = request_host(parts);
+        let host = selected.map(|i| hosts[i].as_str());
         let path = parts.uri.path();
-        let for_destination: Vec<(usize, &HttpRule)> =
-            self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host.as_deref(), path)).collect();
+        let for_destination = || self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host, path));
         // Anti-spoofing first: the identity header and any header a rule for this destination
         // injects may only come from idgate, whichever workload sent the request.
         parts.headers.remove(&self.identity_header);
-        for (_, rule) in &for_destination {
+        for (_, rule) in for_destination() {
             for name in rule.set.keys() {
                 parts.headers.remove(&name.0);
             }
         }
         let mut applied = Vec::new();
-        for (i, rule) in for_destination {
+        for (i, rule) in for_destination() {
             if rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
                 continue;
             }
@@ -160,32 +161,23 @@ impl Rewriter {
 }
 
 /// Every host a request names, without port, lower case: its target's authority (HTTP/2's
-/// :authority, HTTP/1's absolute form) and each Host header. An unparsable Host header is
+/// :authority, HTTP/1's absolute form) and each Host header; and which of them rules select
+/// on: the target's, else the first Host header's if it parses. An unparsable Host header is
 /// returned as it is, so that it can never pass for the destination's name.
-pub fn request_hosts(parts: &Parts) -> Vec<String> {
+fn request_hosts(parts: &Parts) -> (Vec<String>, Option<usize>) {
     let mut out: Vec<String> = parts.uri.host().map(|h| h.to_ascii_lowercase()).into_iter().collect();
-    for value in parts.headers.get_all(HOST) {
-        let host = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<http::uri::Authority>().ok())
-            .map(|a| a.host().to_ascii_lowercase())
-            .unwrap_or_else(|| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
+    let mut selected = (!out.is_empty()).then_some(0);
+    for (n, value) in parts.headers.get_all(HOST).iter().enumerate() {
+        let parsed = value.to_str().ok().and_then(|v| v.parse::<http::uri::Authority>().ok()).map(|a| a.host().to_ascii_lowercase());
+        if n == 0 && selected.is_none() && parsed.is_some() {
+            selected = Some(out.len());
+        }
+        let host = parsed.unwrap_or_else(|| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
         if !out.contains(&host) {
             out.push(host);
         }
     }
-    out
-}
-
-/// Host of the request without port, lower case: :authority for HTTP/2, Host for HTTP/1.
-pub fn request_host(parts: &Parts) -> Option<String> {
-    if let Some(host) = parts.uri.host() {
-        return Some(host.to_ascii_lowercase());
-    }
-    let value = parts.headers.get(HOST)?.to_str().ok()?;
-    let authority: http::uri::Authority = value.parse().ok()?;
-    Some(authority.host().to_ascii_lowercase())
+    (out, selected)
 }
 
 fn destination_matches(rule: &HttpRule, flow: &Flow<'_>, host: Option<&str>, path: &str) -> bool {

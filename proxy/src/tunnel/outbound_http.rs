@@ -41,8 +41,8 @@ impl Common {
                     let mut names = self.flow.rules.lock();
                     for i in applied {
                         let name = rewriter.rule_name(i);
-                        if !names.contains(&name) {
-                            names.push(name);
+                        if !names.iter().any(|n| n == name) {
+                            names.push(name.to_owned());
                         }
                     }
                 }

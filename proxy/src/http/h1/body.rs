@@ -205,8 +205,8 @@ pub async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: &mut Reader
         if !from.buf.is_empty() {
             let n = cursor.advance(&from.buf).map_err(CopyError::Source)?;
             if n > 0 {
-                let bytes = from.take(n);
-                to.write_all(&bytes).await.map_err(CopyError::Sink)?;
+                to.write_all(&from.buf[..n]).await.map_err(CopyError::Sink)?;
+                from.consume(n);
             }
         }
         if cursor.is_done() {

@@ -66,15 +66,16 @@ pub async fn run<D: Io, U: Upstream>(down: &mut Reader<D>, up: &mut Option<Reade
         let mut cursor = Cursor::new(req.body);
         // The head and whatever of the body is already here leave in one write.
         let first = match cursor.advance(&down.buf) {
-            Ok(n) => down.take(n),
+            Ok(n) => n,
             Err(why) => return Ok(Exchanged::Failed { failure: Failure::new(StatusCode::BAD_REQUEST, why), body_consumed: false }),
         };
-        let sent = if first.is_empty() {
+        let sent = if first == 0 {
             conn.io.write_all(&req.head).await
         } else {
-            let mut both = BytesMut::with_capacity(req.head.len() + first.len());
+            let mut both = BytesMut::with_capacity(req.head.len() + first);
             both.extend_from_slice(&req.head);
-            both.extend_from_slice(&first);
+            both.extend_from_slice(&down.buf[..first]);
+            down.consume(first);
             conn.io.write_all(&both).await
         };
         let outcome = match sent {
@@ -183,15 +184,15 @@ async fn relay<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(up: &mut Reader<R>, 
             return Err(RelayError::BadAnswer("switched protocols unasked".into()));
         }
         if head.status.is_informational() && !switched {
-            let bytes = up.take(head.len);
-            down.write_all(&bytes).await.map_err(RelayError::Downstream)?;
+            down.write_all(&up.buf[..head.len]).await.map_err(RelayError::Downstream)?;
+            up.consume(head.len);
             forwarded = true;
             continue;
         }
         let mut cursor = Cursor::new(head.body);
         let in_hand = cursor.advance(&up.buf[head.len..]).map_err(RelayError::BadAnswer)?;
-        let bytes = up.take(head.len + in_hand);
-        down.write_all(&bytes).await.map_err(RelayError::Downstream)?;
+        down.write_all(&up.buf[..head.len + in_hand]).await.map_err(RelayError::Downstream)?;
+        up.consume(head.len + in_hand);
         if switched {
             return Ok(Relayed { status: head.status, switched, close: true });
         }

@@ -42,7 +42,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| bad("malformed method"))?;
     let uri: Uri = req.path.unwrap_or_default().parse().map_err(|_| bad("malformed request target"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // Room for the fields the rewrite adds, so that adding them does not grow the map.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 4);
     let mut framing = FramingFields::default();
     for h in req.headers.iter() {
         framing.add(h.name, h.value);

@@ -34,7 +34,7 @@ pub async fn serve<D: Io, U: Upstream>(mut down: Reader<D>, upstream: &U) -> Res
                 return Ok(());
             }
         };
-        down.take(head.len);
+        down.consume(head.len);
         let head::RequestHead { mut parts, body, keep_alive, upgrade, .. } = head;
         if let Err(f) = upstream.rewrite(&mut parts) {
             upstream.answered(f.status, Some(&f));

@@ -42,17 +42,18 @@ impl<T: AsyncRead + Unpin> Reader<T> {
         }
     }
 
-    /// Takes the first `n` buffered bytes; an emptied buffer gives its memory back.
-    pub fn take(&mut self, n: usize) -> Bytes {
-        let out = self.buf.split_to(n).freeze();
-        if self.buf.is_empty() {
+    /// Drops the first `n` buffered bytes (once written on: no copy, no allocation); an
+    /// emptied buffer gives its memory back.
+    pub fn consume(&mut self, n: usize) {
+        if n >= self.buf.len() {
             self.buf = BytesMut::new();
+        } else {
+            bytes::Buf::advance(&mut self.buf, n);
         }
-        out
     }
 
-    /// Takes everything buffered.
+    /// Takes everything buffered; the buffer starts again empty.
     pub fn take_all(&mut self) -> Bytes {
-        self.take(self.buf.len())
+        std::mem::take(&mut self.buf).freeze()
     }
 }
