@@ -4,7 +4,7 @@
 #![no_main]
 mod common;
 
-use idgate::http::rules::{request_host, request_hosts};
+use idgate::http::rules::request_hosts;
 use idgate::http::{Flow, RewriteError};
 use idgate::spiffe::SpiffeId;
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let source = SpiffeId::parse(if data.len() % 2 == 0 { "spiffe://td/app/a" } else { "spiffe://td/app/b" }).unwrap();
     let dst = std::net::SocketAddr::from(([10, 0, 0, 1], (data.len() as u16).max(1)));
     let names = common::names();
-    let hosts = request_hosts(&parts);
+    let (hosts, selected) = request_hosts(&parts);
     match common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts) {
         Err(RewriteError::Misdirected { .. }) => {
             assert!(hosts.iter().any(|h| !common::named(h)), "refused a request naming only its own destination: {hosts:?}");
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
 
     assert!(parts.headers.get("x-forwarded-client-cert").is_none(), "forged identity header survived");
     // Headers a rule for this destination sets appear at most once; others are the workload's.
-    let host_matches = request_host(&parts).is_some_and(|h| h.len() > ".example.com".len() && h.ends_with(".example.com"));
+    let host_matches = selected.map(|i| &hosts[i]).is_some_and(|h| h.len() > ".example.com".len() && h.ends_with(".example.com"));
     let jwt_matches = parts.uri.path().starts_with("/v2/") && dst.port() <= 32767;
     for (name, managed) in [("authorization", host_matches), ("x-caller", host_matches), ("x-jwt", jwt_matches)] {
         assert!(!managed || parts.headers.get_all(name).iter().count() <= 1, "{name} duplicated");

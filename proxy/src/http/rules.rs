@@ -164,7 +164,7 @@ impl Rewriter {
 /// :authority, HTTP/1's absolute form) and each Host header; and which of them rules select
 /// on: the target's, else the first Host header's if it parses. An unparsable Host header is
 /// returned as it is, so that it can never pass for the destination's name.
-fn request_hosts(parts: &Parts) -> (Vec<String>, Option<usize>) {
+pub fn request_hosts(parts: &Parts) -> (Vec<String>, Option<usize>) {
     let mut out: Vec<String> = parts.uri.host().map(|h| h.to_ascii_lowercase()).into_iter().collect();
     let mut selected = (!out.is_empty()).then_some(0);
     for (n, value) in parts.headers.get_all(HOST).iter().enumerate() {
