@@ -1,6 +1,8 @@
-//! This host's interface addresses (getifaddrs).
+//! This host's interface addresses (getifaddrs), and the kernel's notice when they change.
 use std::collections::BTreeSet;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Every address on every interface, loopback included.
 pub fn all() -> BTreeSet<IpAddr> {
@@ -44,5 +46,53 @@ fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// A subscription to the kernel's IPv4 and IPv6 address notifications (rtnetlink), in the
+/// network namespace of the thread that subscribes.
+pub struct AddressEvents(OwnedFd);
+
+impl AddressEvents {
+    pub fn subscribe() -> io::Result<Self> {
+        // SAFETY: socket(2); ownership goes to OwnedFd.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor socket(2) just returned and nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        // SAFETY: bind(2) with a sockaddr_nl of the size given.
+        if unsafe { libc::bind(fd.as_raw_fd(), &addr as *const libc::sockaddr_nl as *const libc::sockaddr, len) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AddressEvents(fd))
+    }
+
+    /// Blocks until an address was added or removed, then takes every notification already
+    /// queued. Lost notifications (the socket's buffer overflowed) count as a change.
+    pub fn wait(&self) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        let mut flags = 0;
+        loop {
+            // SAFETY: recv(2) into a buffer of the length given.
+            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+            if n >= 0 {
+                flags = libc::MSG_DONTWAIT;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::ENOBUFS) => flags = libc::MSG_DONTWAIT,
+                Some(libc::EAGAIN) if flags != 0 => return Ok(()),
+                _ => return Err(e),
+            }
+        }
     }
 }
