@@ -4,9 +4,9 @@ use super::jwt::JwtIssuer;
 use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
 use crate::config::{HostPattern, HttpRule, Part, Template};
 use crate::spiffe::SpiffeId;
-use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::request::Parts;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ impl Rewriter {
     /// Rewrites `parts` in place; returns the indices of the rules that applied. On error the
     /// request must not be forwarded: it names another destination than the flow's, or it
     /// would leave without the credential it is meant to carry.
-    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<Vec<usize>, RewriteError> {
+    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
         let (mut hosts, selected) = request_hosts(parts);
@@ -106,7 +106,7 @@ impl Rewriter {
                 parts.headers.remove(&name.0);
             }
         }
-        let mut applied = Vec::new();
+        let mut applied = SmallVec::new();
         for (i, rule) in for_destination() {
             if rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
                 continue;
@@ -129,34 +129,43 @@ impl Rewriter {
 
     fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
         let fail = |why: String| RewriteError::Credential { rule, header: header.clone(), why };
-        let mut out = BytesMut::new();
-        let mut sensitive = false;
+        // Secrets are fetched first (shared, not copied) so that the value is made in one
+        // buffer of its exact size.
+        let mut secrets = SmallVec::<[Secret; 2]>::new();
         for part in &template.parts {
-            match part {
-                Part::Literal(text) => out.extend_from_slice(text.as_bytes()),
-                Part::SpiffeId => out.extend_from_slice(source.as_str().as_bytes()),
-                Part::File(path) => {
-                    let secret = self.files.get(path).map_err(|e| fail(e.to_string()))?;
-                    out.extend_from_slice(secret.expose());
-                    sensitive = true;
-                }
-                Part::Env(var) => {
-                    let secret = self.env.get(var).ok_or_else(|| fail(format!("environment variable {var} was not read at start")))?;
-                    out.extend_from_slice(secret.expose());
-                    sensitive = true;
-                }
-                Part::JwtSvid(audience) => {
-                    let token = self.jwt.token(source, audience).map_err(|e| fail(e.to_string()))?;
-                    out.extend_from_slice(token.expose());
-                    sensitive = true;
-                }
+            let secret = match part {
+                Part::Literal(_) | Part::SpiffeId => continue,
+                Part::File(path) => self.files.get(path).map_err(|e| fail(e.to_string()))?,
+                Part::Env(var) => self.env.get(var).cloned().ok_or_else(|| fail(format!("environment variable {var} was not read at start")))?,
+                Part::JwtSvid(audience) => self.jwt.token(source, audience).map_err(|e| fail(e.to_string()))?,
+            };
+            secrets.push(secret);
+        }
+        let literal = |part| literal_bytes(part, source);
+        let len = template.parts.iter().filter_map(literal).map(<[u8]>::len).sum::<usize>() + secrets.iter().map(|s| s.expose().len()).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        let mut secret = secrets.iter();
+        for part in &template.parts {
+            match literal(part) {
+                Some(bytes) => out.extend_from_slice(bytes),
+                None => out.extend_from_slice(secret.next().map(Secret::expose).unwrap_or_default()),
             }
         }
         // Every part was validated as header-safe; this cannot fail, but never panic on it.
-        let mut value = HeaderValue::from_maybe_shared(out.freeze()).map_err(|_| fail("rendered value is not a valid header value".into()))?;
+        let mut value =
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(out)).map_err(|_| fail("rendered value is not a valid header value".into()))?;
         // Keeps the value out of HPACK's dynamic table (and out of Debug output).
-        value.set_sensitive(sensitive);
+        value.set_sensitive(!secrets.is_empty());
         Ok(value)
+    }
+}
+
+/// A template part's bytes, unless it is a secret.
+fn literal_bytes<'a>(part: &'a Part, source: &'a SpiffeId) -> Option<&'a [u8]> {
+    match part {
+        Part::Literal(text) => Some(text.as_bytes()),
+        Part::SpiffeId => Some(source.as_str().as_bytes()),
+        _ => None,
     }
 }
 

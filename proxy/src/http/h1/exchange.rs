@@ -5,7 +5,7 @@ use super::body::{self, Copied, CopyError, Cursor, Framing};
 use super::head;
 use super::reader::Reader;
 use super::{upstream_failure, BoxIo, Failure, Io, Upstream};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 use std::io;
 use std::task::{Context, Poll, Waker};
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 pub struct Request {
     /// The rewritten head, ready to send.
-    pub head: Bytes,
+    pub head: Vec<u8>,
     pub method: Method,
     pub body: Framing,
     pub upgrade: bool,

@@ -4,7 +4,7 @@
 //! that frames a message differently from the server behind it is how requests get smuggled.
 use super::body::Framing;
 use crate::http::Failure;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::UPGRADE;
 use http::{request, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
@@ -40,7 +40,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
         return Err(too_large());
     }
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| bad("malformed method"))?;
-    let uri: Uri = req.path.unwrap_or_default().parse().map_err(|_| bad("malformed request target"))?;
+    // One copy of the head that the target and every field value share, rather than one
+    // allocation each.
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let within = |part: &[u8]| match (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize) {
+        _ if part.is_empty() => Bytes::new(),
+        Some(at) if at + part.len() <= len => shared.slice(at..at + part.len()),
+        _ => Bytes::copy_from_slice(part),
+    };
+    let uri = Uri::from_maybe_shared(within(req.path.unwrap_or_default().as_bytes())).map_err(|_| bad("malformed request target"))?;
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // Room for the fields the rewrite adds, so that adding them does not grow the map.
     let mut headers = HeaderMap::with_capacity(req.headers.len() + 4);
@@ -48,7 +56,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, Failure> {
     for h in req.headers.iter() {
         framing.add(h.name, h.value);
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad(format!("malformed header name `{}`", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad(format!("malformed value of header `{name}`")))?;
+        let value = HeaderValue::from_maybe_shared(within(h.value)).map_err(|_| bad(format!("malformed value of header `{name}`")))?;
         headers.append(name, value);
     }
     let body = request_framing(version, &framing)?;
@@ -215,8 +223,8 @@ fn parse_decimal(digits: &[u8]) -> Result<u64, ()> {
     Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// The request head as it goes upstream.
-pub fn write_request(parts: &request::Parts, out: &mut BytesMut) {
+/// The request head as it goes upstream, in a buffer of exactly its size.
+pub fn write_request(parts: &request::Parts) -> Vec<u8> {
     let target = parts.uri.path_and_query().map(|p| p.as_str());
     // Absolute and authority forms go on as received; origin form is its path and query.
     let target = match (parts.uri.scheme(), target) {
@@ -224,8 +232,10 @@ pub fn write_request(parts: &request::Parts, out: &mut BytesMut) {
         _ => std::borrow::Cow::Owned(parts.uri.to_string()),
     };
     let version: &[u8] = if parts.version == Version::HTTP_10 { b"HTTP/1.0" } else { b"HTTP/1.1" };
-    out.reserve(64 + target.len() + parts.headers.len() * 48);
-    out.put_slice(parts.method.as_str().as_bytes());
+    let method = parts.method.as_str().as_bytes();
+    let fields: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let mut out = Vec::with_capacity(method.len() + target.len() + version.len() + 4 + fields + 2);
+    out.put_slice(method);
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_u8(b' ');
@@ -238,6 +248,7 @@ pub fn write_request(parts: &request::Parts, out: &mut BytesMut) {
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"\r\n");
+    out
 }
 
 /// What idgate answers itself: a short text body saying why (never a secret).

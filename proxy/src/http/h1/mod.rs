@@ -46,9 +46,7 @@ pub async fn serve<D: Io, U: Upstream>(mut down: Reader<D>, upstream: &U) -> Res
             }
             continue;
         }
-        let mut out = BytesMut::new();
-        head::write_request(&parts, &mut out);
-        let request = Request { head: out.freeze(), method: parts.method, body, upgrade };
+        let request = Request { head: head::write_request(&parts), method: parts.method, body, upgrade };
         match exchange::run(&mut down, &mut up, upstream, &request).await? {
             Exchanged::Answered { status, reuse_upstream, keep_downstream } => {
                 upstream.answered(status, None);
