@@ -180,34 +180,48 @@ class Idgate(Scenario):
         return host_config(hostname, self.env.work / f"{self.key}-state-{side}", ca_dir=self.env.idgate_ca)
 
     def start(self):
-        w = self.env.work
         self.gates = []
-        for side, host, name in (("A", self.env.a, "host-a"), ("B", self.env.b, "host-b")):
-            cfg = self.config(side, name)
-            before = list(host.procs)
+        for side in ("A", "B"):
+            # Each repetition measures a first start: nothing remembered from the one before.
+            (self.env.work / f"{self.key}-state-{side}" / "peer-history.json").unlink(missing_ok=True)
+            self.gates.append(self.start_side(side))
+
+    def start_side(self, side):
+        host, name = (self.env.a, "host-a") if side == "A" else (self.env.b, "host-b")
+        before = list(host.procs)
+        try:
+            # Hosts here are network namespaces of one machine; the kernel's process events
+            # answer only in the initial one, where idgate on a real host runs.
+            g = host.start_idgate(self.config(side, name), self.env.work, name=self.key,
+                                  env={"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"})
+        except Exception:
+            for p in host.procs[len(before):]:  # the one that did not come up
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+            del host.procs[len(before):]
+            raise
+        g.side = side
+        return g
+
+    def restart_client_side(self):
+        """Host A's idgate stops and starts again, as at an upgrade or a reboot; its state
+        directory (and the target history in it) stays."""
+        self.stop_gate(next(g for g in self.gates if g.side == "A"))
+        self.gates = [g for g in self.gates if g.side != "A"] + [self.start_side("A")]
+
+    def stop_gate(self, g):
+        if g.proc.poll() is None:
             try:
-                # Hosts here are network namespaces of one machine; the kernel's process events
-                # answer only in the initial one, where idgate on a real host runs.
-                g = host.start_idgate(cfg, w, name=self.key, env={"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"})
-            except Exception:
-                for p in host.procs[len(before):]:  # the one that did not come up
-                    if p.poll() is None:
-                        p.kill()
-                    p.wait()
-                del host.procs[len(before):]
-                raise
-            g.side = side
-            self.gates.append(g)
+                g.terminate()  # clean shutdown removes its nftables table
+            except subprocess.TimeoutExpired:
+                g.kill()
+        if g.proc in g.host.procs:
+            g.host.procs.remove(g.proc)
 
     def stop(self):
         for g in getattr(self, "gates", []):
-            if g.proc.poll() is None:
-                try:
-                    g.terminate()  # clean shutdown removes its nftables table
-                except subprocess.TimeoutExpired:
-                    g.kill()
-            if g.proc in g.host.procs:
-                g.host.procs.remove(g.proc)
+            self.stop_gate(g)
         self.gates = []
 
     def pids(self):

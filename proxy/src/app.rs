@@ -206,6 +206,12 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         retire: tokio::sync::watch::channel(false).0,
     });
     let history = Arc::new(crate::prewarm::History::default());
+    match crate::history_file::load(&history, &state_dir) {
+        Ok(what) => tracing::info!("{what}"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "target history not read; starting without it (first flows dial their tunnel connections themselves)")
+        }
+    }
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
             identities: identities.clone(),
@@ -294,6 +300,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
     tasks.spawn("watchdog", crate::service::watchdog(beats, takeover));
+    tasks.spawn("target history", crate::history_file::keep(history.clone(), state_dir.clone()));
     // Not among `tasks`: after an upgrade's handover the old process still closes revoked
     // flows while it drains.
     tokio::spawn(watch_revocations(reloader));
@@ -346,6 +353,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
                 () = drained => {}
                 _ = shutdown_signal() => {}
             }
+            crate::history_file::save_if_changed(&history, &state_dir).await;
             tracing::info!(remaining_flows = metrics.active_flows.get(), "exiting after the handover");
             return Ok(());
         }
@@ -379,6 +387,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     while metrics.active_flows.get() > 0 && started.elapsed() < DRAIN_DEADLINE {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    crate::history_file::save_if_changed(&history, &state_dir).await;
     tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
     Ok(())
 }

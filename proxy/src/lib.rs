@@ -12,6 +12,7 @@ pub mod credential;
 pub mod decisions;
 pub mod fdstore;
 pub mod flows;
+pub mod history_file;
 pub mod http;
 pub mod identity;
 pub mod intercept;

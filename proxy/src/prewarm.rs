@@ -11,7 +11,7 @@ use crate::spiffe::SpiffeId;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,37 +23,73 @@ const IDENTITIES_KEPT: usize = 4096;
 /// A tunnel target: the peer idgate and the destination address it was verified as the host of.
 pub type Target = (SocketAddr, IpAddr);
 
-/// Where this host's flows went recently: per identity, and the latest few overall.
+/// Where this host's flows went recently: per identity, and the latest few overall. It is
+/// kept across restarts (see `history_file`).
 #[derive(Default)]
 pub struct History {
     by_identity: Mutex<HashMap<SpiffeId, VecDeque<Target>>>,
     any: Mutex<VecDeque<Target>>,
+    /// Changed since it was last saved.
+    changed: AtomicBool,
 }
 
-fn remember(list: &mut VecDeque<Target>, target: Target) {
+/// What a `History` holds, newest target first.
+#[derive(Default, Debug, PartialEq)]
+pub struct Snapshot {
+    pub by_identity: Vec<(SpiffeId, Vec<Target>)>,
+    pub any: Vec<Target>,
+}
+
+/// Puts `target` first; whether that changed the list.
+fn remember(list: &mut VecDeque<Target>, target: Target) -> bool {
     if list.front() == Some(&target) {
-        return;
+        return false;
     }
     list.retain(|t| *t != target);
     list.push_front(target);
     list.truncate(TARGETS_KEPT);
+    true
 }
 
 impl History {
     /// A flow of `id` was tunnelled to `target`.
     pub fn used(&self, id: &SpiffeId, target: Target) {
-        {
+        let mut changed = {
             let mut by_identity = self.by_identity.lock();
             if let Some(list) = by_identity.get_mut(id) {
-                remember(list, target);
+                remember(list, target)
             } else {
                 if by_identity.len() >= IDENTITIES_KEPT {
                     by_identity.clear();
                 }
                 by_identity.insert(id.clone(), VecDeque::from([target]));
+                true
             }
+        };
+        changed |= remember(&mut self.any.lock(), target);
+        if changed {
+            self.changed.store(true, Ordering::Release);
         }
-        remember(&mut self.any.lock(), target);
+    }
+
+    /// Whether it changed since the last call.
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let by_identity = self.by_identity.lock().iter().map(|(id, list)| (id.clone(), list.iter().copied().collect())).collect();
+        Snapshot { by_identity, any: self.any.lock().iter().copied().collect() }
+    }
+
+    /// Starts from a saved history (within the same bounds as one built by flows).
+    pub fn restore(&self, saved: Snapshot) {
+        let bounded = |list: Vec<Target>| list.into_iter().take(TARGETS_KEPT).collect::<VecDeque<_>>();
+        let mut by_identity = self.by_identity.lock();
+        for (id, list) in saved.by_identity.into_iter().take(IDENTITIES_KEPT) {
+            by_identity.insert(id, bounded(list));
+        }
+        *self.any.lock() = bounded(saved.any);
     }
 
     /// What to warm for `id`: its own recent targets, else the host's.

@@ -78,6 +78,40 @@ def test_a_new_workload_is_ready_before_its_first_connect(net):
     assert after["svids_minted"] == ready["svids_minted"], "the first flow minted again"
 
 
+def test_after_a_restart_known_workloads_find_their_connection_dialled_ahead(net):
+    a, _b = start(net, "a", net.a, EVENTS), start(net, "b", net.b)
+    assert isinstance(client(net, 1002), dict)  # bob's flows go to host b
+    assert a.terminate() == 0
+    history = json.loads((net.tmp / "state-a" / "peer-history.json").read_text())
+    assert [i["spiffe_id"] for i in history["identities"]] == [f"spiffe://{TRUST_DOMAIN}/app/bob"], history
+    assert oct((net.tmp / "state-a" / "peer-history.json").stat().st_mode & 0o777) == "0o600"
+    a = start(net, "a", net.a, EVENTS)
+    assert "target history of 1 identities read" in a.log.read_text()
+    before = status(net.a, a)
+    assert before["tunnel_dials"] == 0, before
+    late = net.a.popen("/usr/bin/python3", "-c", LATE, net.b.ip, SERVER_PORT, uid=1002,
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = wait_for(lambda: (lambda st: st if st["tunnel_dials"] == 1 else None)(status(net.a, a)),
+                         "bob's tunnel connection dialled from the saved history ahead of his first flow")
+        late.stdin.write("go\n")
+        late.stdin.flush()
+        assert late.wait(timeout=20) == 0 and int(late.stdout.read()) > 0
+    finally:
+        late.kill()
+    assert status(net.a, a)["tunnel_dials"] == ready["tunnel_dials"], "the first flow after the restart dialled again"
+
+
+def test_a_history_file_that_is_not_ours_is_ignored_at_start(net):
+    state = net.tmp / "state-a"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "peer-history.json").write_text('{"version": 1, "identities": [{"spiffe_id": "not an id"}]}')
+    a, _b = start(net, "a", net.a, EVENTS), start(net, "b", net.b)
+    assert "target history not read; starting without it" in a.log.read_text()
+    r = client(net, 1001)
+    assert isinstance(r, dict) and r["echo_sha"] == r["sent_sha"], r
+
+
 def test_without_process_events_idgate_says_why_and_flows_still_work(net):
     a, _b = start(net, "a", net.a), start(net, "b", net.b)
     events = status(net.a, a)["process_events"]
