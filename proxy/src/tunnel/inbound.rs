@@ -94,9 +94,9 @@ impl Inbound {
                         let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
                         // Both paths boxed: the task's size is per open flow, and each flow
                         // should carry only the state of the path it takes.
-                        return Box::pin(self.forward_http(request, respond, tcp, identity, d, facts)).await;
+                        return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, facts)).await;
                     }
-                    return Box::pin(self.forward(request, respond, tcp, d, facts)).await;
+                    return Box::pin(self.forward(request.into_body(), respond, tcp, d, facts)).await;
                 }
                 Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
             },
@@ -129,13 +129,13 @@ impl Inbound {
         Some(send)
     }
 
-    async fn forward(&self, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision, facts: FlowFacts) {
+    async fn forward(&self, body: h2::RecvStream, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision, facts: FlowFacts) {
         let _active = self.metrics.flow_guard();
         let Some(send) = self.accept(&mut respond, d) else { return };
         let registration = self.registry.register(crate::workers::current_index(), facts);
         let flow = &registration.flow;
         // The caller's bytes come from the tunnel (up), the service's go back (down).
-        match splice(tcp, send, request.into_body(), (&flow.down, &flow.up), flow.closed()).await {
+        match splice(tcp, send, body, (&flow.down, &flow.up), flow.closed()).await {
             Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
             Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
         }

@@ -8,7 +8,7 @@ use crate::flows::{Counted, FlowFacts, OpenFlow};
 use crate::http::{BoxIo, Failure, Upstream};
 use bytes::Bytes;
 use h2::server::SendResponse;
-use http::{request, HeaderValue, Request, StatusCode, Version};
+use http::{request, HeaderValue, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -47,7 +47,7 @@ impl Upstream for Local {
 impl Inbound {
     pub(super) async fn forward_http(
         self: Arc<Self>,
-        request: Request<h2::RecvStream>,
+        body: h2::RecvStream,
         mut respond: SendResponse<Bytes>,
         tcp: TcpStream,
         identity: HeaderValue,
@@ -57,7 +57,7 @@ impl Inbound {
         let _active = self.metrics.flow_guard();
         let Some(send) = self.accept(&mut respond, d) else { return };
         let registration = self.registry.register(crate::workers::current_index(), facts);
-        self.clone().serve_http(StreamIo::server(send, request.into_body()), tcp, identity, &registration.flow).await;
+        self.clone().serve_http(StreamIo::server(send, body), tcp, identity, &registration.flow).await;
         self.trail.ended(&registration.flow, "allowed");
     }
 

@@ -44,28 +44,32 @@ pub async fn splice_connect(
     on_client_eof: impl FnOnce(),
 ) -> Result<(u64, u64), ConnectSpliceError> {
     let (mut rd, mut wr) = tcp.split();
-    let down = async {
-        let response = tokio::time::timeout(answer_timeout, response).await.map_err(|_| no_answer(answer_timeout))?.map_err(h2_err)?;
-        if response.status() != http::StatusCode::OK {
-            return Err(ConnectSpliceError::Refused(response.status()));
-        }
-        on_accept();
-        let mut recv = response.into_body();
-        Ok(h2_to_tcp(&mut recv, &mut wr, counts.1).await?)
-    };
     let early_len = early.as_ref().map_or(0, |b| b.len() as u64);
-    let up = async {
-        if let Some(bytes) = early {
-            counts.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
+    // Each direction is made where it is pinned: a future bound to a variable and then moved
+    // into the one that joins them would take its room twice in this flow's state.
+    let result = {
+        let down = std::pin::pin!(async {
+            let response = tokio::time::timeout(answer_timeout, response).await.map_err(|_| no_answer(answer_timeout))?.map_err(h2_err)?;
+            if response.status() != http::StatusCode::OK {
+                return Err(ConnectSpliceError::Refused(response.status()));
+            }
+            on_accept();
+            let mut recv = response.into_body();
+            Ok(h2_to_tcp(&mut recv, &mut wr, counts.1).await?)
+        });
+        let up = std::pin::pin!(async {
+            if let Some(bytes) = early {
+                counts.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
+            }
+            let sent = tcp_to_h2(&mut rd, &mut send, counts.0).await?;
+            on_client_eof();
+            Ok(sent + early_len)
+        });
+        tokio::select! {
+            r = async { tokio::try_join!(up, down) } => r,
+            () = closed => Err(ConnectSpliceError::Io(closed_by_idgate())),
         }
-        let sent = tcp_to_h2(&mut rd, &mut send, counts.0).await?;
-        on_client_eof();
-        Ok(sent + early_len)
-    };
-    let result = tokio::select! {
-        r = async { tokio::try_join!(up, down) } => r,
-        () = closed => Err(ConnectSpliceError::Io(closed_by_idgate())),
     };
     if result.is_err() {
         crate::socket::set_abortive_close(&tcp);
