@@ -9,6 +9,7 @@ perf's top symbols. Run as root, after `cargo build --release`:
     python3 benches/e2e/profile.py idgate ka1 --no-perf   # numbers only (repeatable A/B checks)
     python3 benches/e2e/profile.py idgate close10 --syscalls --side A   # which syscalls, per request
     python3 benches/e2e/profile.py idgate ka1 --dso --side A    # kernel vs idgate vs libc share
+    python3 benches/e2e/profile.py idgate_http ka10 --no-perf --sides   # CPU per request, each host
 
 Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle."""
 import argparse
@@ -37,6 +38,7 @@ def main():
     ap.add_argument("--dso", action="store_true", help="perf report by binary (kernel, idgate, libc) instead of by symbol")
     ap.add_argument("--callers", action="store_true", help="perf report with call graphs (slower)")
     ap.add_argument("--top", type=int, default=40, help="symbols to print")
+    ap.add_argument("--sides", action="store_true", help="also print each side's proxy CPU per request (µs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("profile.py creates network namespaces: run it as root")
@@ -79,8 +81,13 @@ def main():
                 continue
             kind, prm = kinds[workload]
             dur = int(args.duration) if float(args.duration).is_integer() else args.duration
+            sides = scn.pids_by_side() if args.sides and hasattr(scn, "pids_by_side") else {}
+            before = {side: run.cpu_seconds(p) for side, p in sides.items()}
             r = (bench.wrk(scn, prm["conns"], dur, prm.get("close", False)) if kind == "wrk"
                  else bench.iperf3(scn, dur))
+            if sides and r.get("requests"):
+                per = {side: (run.cpu_seconds(p) - before[side]) / r["requests"] * 1e6 for side, p in sides.items()}
+                print(f"{args.scenario} {workload}: proxy CPU per request " + ", ".join(f"{side} {us:.2f} µs" for side, us in sorted(per.items())))
             requests = r.get("requests", 0)
             if "rps" in r:
                 print(f"{args.scenario} {workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
