@@ -2,7 +2,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Every address on every interface, loopback included.
 pub fn all() -> BTreeSet<IpAddr> {
@@ -55,23 +55,8 @@ pub struct AddressEvents(OwnedFd);
 
 impl AddressEvents {
     pub fn subscribe() -> io::Result<Self> {
-        // SAFETY: socket(2); ownership goes to OwnedFd.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor socket(2) just returned and nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
-        let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        // SAFETY: bind(2) with a sockaddr_nl of the size given.
-        if unsafe { libc::bind(fd.as_raw_fd(), &addr as *const libc::sockaddr_nl as *const libc::sockaddr, len) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(AddressEvents(fd))
+        let groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        Ok(AddressEvents(crate::netlink::subscribe(libc::SOCK_RAW, libc::NETLINK_ROUTE, groups)?))
     }
 
     /// Blocks until an address was added or removed, then takes every notification already

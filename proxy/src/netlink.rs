@@ -13,6 +13,27 @@ thread_local! {
 
 pub const HEADER_LEN: usize = size_of::<libc::nlmsghdr>();
 
+/// A netlink socket of `kind` (SOCK_RAW, SOCK_DGRAM) for `protocol`, subscribed to the
+/// multicast `groups`: how the kernel's notices (process events, address changes) are read.
+pub fn subscribe(kind: i32, protocol: i32, groups: u32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2); ownership goes to OwnedFd.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, kind | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: a zeroed sockaddr_nl is valid; fields set below.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = groups;
+    // SAFETY: bind with a sockaddr_nl of the declared size.
+    if unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_nl>() as u32) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 fn open(protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket(2); ownership goes to OwnedFd.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };

@@ -5,7 +5,7 @@
 //! namespace (not in containers): elsewhere `subscribe` fails and idgate says why.
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 const CN_IDX_PROC: u32 = 1;
@@ -41,21 +41,7 @@ impl ProcEvents {
     /// Subscribes to process events; fails where the connector is not available (another
     /// network or user namespace, no CAP_NET_ADMIN, a kernel without CONFIG_PROC_EVENTS).
     pub fn subscribe() -> io::Result<Self> {
-        // SAFETY: socket(2); ownership goes to OwnedFd.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_CONNECTOR) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: a zeroed sockaddr_nl is valid; fields set below.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = CN_IDX_PROC;
-        // SAFETY: bind with a sockaddr_nl of the declared size.
-        if unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_nl>() as u32) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = crate::netlink::subscribe(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC)?;
         // Bursts of forks must not overflow the queue while the reader is busy.
         let size: libc::c_int = 4 << 20;
         // SAFETY: setsockopt with an int of the declared size; failure only leaves the default.
