@@ -59,7 +59,8 @@ def main():
             sys.exit(scn.missing())
         scn.start()
         first = bench.first_requests(scn)
-        print(f"{args.scenario} first request after start: {first['first_ms']:.2f} ms, warm new connection: {first['warm_ms']:.2f} ms")
+        print(f"{args.scenario} first requests, ms: " + ", ".join(f"{k.removesuffix('_ms')} {v:.2f}" for k, v in first.items()
+                                                             if k.endswith("_ms") and v is not None))
         scn.verify()
         bench.client("wrk", "-t1", "-c10", "-d1s", bench.url(scn), timeout=30)  # warm-up
         pids = scn.pids_by_side() if hasattr(scn, "pids_by_side") else {}

@@ -261,13 +261,16 @@ def targets_http(res, tcp="idgate", http="idgate_http"):
     if any(p in res["scenarios"] and not res["scenarios"][p].get("missing") for p in PEERS):
         rows.append(("HTTP-aware beats every peer pair at 10 and 64 conns", "lost: " + (", ".join(lost) or "none"), verdict(not lost)))
     nf = first_added(res, tcp, "next_process_ms")
-    rows.append(("first flow of a new process whose identity is known: ≤ 0.3 ms added",
+    rows.append(("first flow of a new process whose identity is known: ≤ 0.3 ms added (median of 5 processes per rep)",
                  f"+{nf[0]:.2f} ms over a direct new connection" if nf else "—", verdict(nf[0] <= 0.3) if nf else "n/a"))
+    fn = first_added(res, tcp, "new_identity_ms")
+    rows.append(("first flow of an identity never seen, on a running host: ≤ 1 ms added",
+                 f"+{fn[0]:.2f} ms over a direct new connection" if fn else "—", verdict(fn[0] <= 1) if fn else "n/a"))
     ff = first_added(res, tcp)
-    rows.append(("first flow of an identity never seen (right after start): ≤ 1 ms added",
+    rows.append(("(stricter: the same right after idgate's first start, no peer known yet: ≤ 1 ms added)",
                  f"+{ff[0]:.2f} ms over a direct new connection" if ff else "—", verdict(ff[0] <= 1) if ff else "n/a"))
     fr = first_added(res, tcp, "after_restart_ms")
-    rows.append(("(same, after host A's idgate restarted, its target history kept: ≤ 1 ms added)",
+    rows.append(("(a new process right after host A's idgate restarted, its target history kept: ≤ 1 ms added)",
                  f"+{fr[0]:.2f} ms over a direct new connection" if fr else "—", verdict(fr[0] <= 1) if fr else "n/a"))
     ig, bp = med(res, tcp, "close10", "rps"), best_peer(res, "close10", "rps", False)
     if ig is not None and bp is not None:
@@ -430,7 +433,9 @@ def markdown(res):
              "the clients as uid 1001 (idgate maps it to `spiffe://demo.idgate/app/alice`). Only one proxy pair runs at "
              "a time; each repetition starts every pair afresh, in a rotated order, so scenarios are interleaved. Within a "
              "pair's block: first requests (right after the pair started, with nothing remembered from an earlier "
-             "repetition; a second client process; for idgate, a new process after host A's idgate restarted with its "
+             "repetition; five new client processes of the same workload, the rep's value their median; for idgate, the first "
+             "process of a workload identity idgate has not seen yet (uid 1002, `app/bob`), and a new process after host A's "
+             "idgate restarted with its "
              "state directory kept), a 1 s warm-up, bulk, keep-alive 1/10/64, new connection per request, "
              "constant rate, then the 1,000 idle flows.")
     L.append("- **Scenarios.** " + " ".join(f"*{lab[k]}*: {res['scenarios'][k]['what']}." for k in keys))

@@ -37,6 +37,8 @@ import report  # noqa: E402
 
 PREFIX = "ibench"  # namespaces ibenchsw/ibencha/ibenchb; not "idg*", which the tests' cleanup removes
 CLIENT_UID = 1001  # has a [[workload]] rule in tests/e2e/hosts.py (spiffe://demo.idgate/app/alice)
+NEW_IDENTITY_UID = 1002  # spiffe://demo.idgate/app/bob there: no benchmark workload runs as it before
+NEW_PROCESSES = 5  # new client processes timed per repetition (their median is the rep's value)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = b"hello from host B\n"
 
@@ -348,19 +350,27 @@ class Bench:
         if not out[0]["ok"]:
             raise RuntimeError(f"first request through {scn.label} failed: {out[0]['head']!r}")
         warm = sorted(x["ms"] for x in out[1:] if x["ok"])
-        # A new process of the same workload: its identity is known and (with idgate's process
-        # events) its connection warm; only the process itself is new.
-        r = self.client("/usr/bin/python3", "-c", FIRST_REQUESTS, host, port, 1, timeout=60)
-        nxt = json.loads(r.stdout)[0]
+
+        def new_process(uid=CLIENT_UID):
+            r = subprocess.run(self.a.cmd("/usr/bin/python3", "-c", FIRST_REQUESTS, host, port, 1, uid=uid),
+                               capture_output=True, text=True, timeout=60)
+            x = json.loads(r.stdout)[0]
+            return x["ms"] if x["ok"] else None
+
+        # New processes of the same workload: its identity is known and (with idgate's process
+        # events) its connection warm; only the process is new. Several, as one sample of a
+        # path of six process wake-ups is at the mercy of the scheduler.
+        nxt = sorted(x for x in (new_process() for _ in range(NEW_PROCESSES)) if x is not None)
         res = {"first_ms": out[0]["ms"], "warm_ms": warm[len(warm) // 2] if warm else None,
-               "next_process_ms": nxt["ms"] if nxt["ok"] else None}
+               "next_process_ms": nxt[len(nxt) // 2] if nxt else None, "next_process_samples": nxt}
         if hasattr(scn, "restart_client_side"):
+            # The first process of an identity host A's idgate has never seen (bob), on a host
+            # whose idgate has been running (it has talked to host B).
+            res["new_identity_ms"] = new_process(NEW_IDENTITY_UID)
             # The client side's proxy restarts (upgrade, reboot); then a new process of the
             # same workload makes its first request.
             scn.restart_client_side()
-            r = self.client("/usr/bin/python3", "-c", FIRST_REQUESTS, host, port, 1, timeout=60)
-            again = json.loads(r.stdout)[0]
-            res["after_restart_ms"] = again["ms"] if again["ok"] else None
+            res["after_restart_ms"] = new_process()
         return res
 
     def idle_flows(self, scn, n):
