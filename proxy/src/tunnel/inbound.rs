@@ -16,6 +16,7 @@ use crate::trail::Trail;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,64 +55,75 @@ pub(super) struct Peer {
 }
 
 impl Inbound {
-    pub(super) async fn stream(self: Arc<Self>, request: Request<h2::RecvStream>, mut respond: SendResponse<Bytes>, peer: &Peer) {
-        let Peer { id: peer_id, serial, remote, cert } = peer;
-        let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let flow = header(FLOW_HEADER)
-            .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
-        let mut d = Decision::new("inbound", flow);
-        d.source_id = Some(peer_id.to_string());
-        d.process = header(PROCESS_HEADER);
-        d.destination = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-        d.verdict = "allowed";
-        d.detail = Some(format!("client certificate serial {serial}"));
-        let dst: Option<SocketAddr> =
-            (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
-        let policy = self.live.policy();
-        let revoked = self.live.revoked().why(Some(&peer_id), Some(&serial));
-        let (status, detail) = match dst {
-            None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
-            Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
-            Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),
-            Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
-                (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
-            }
-            Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
-                Ok(tcp) => {
-                    let facts = FlowFacts {
-                        id: d.flow.clone(),
-                        direction: "inbound",
-                        process: None,
-                        source: Some(peer_id.clone()),
-                        serial: Some(serial.clone()),
-                        destination: dst,
-                        peer: Some(remote.to_string()),
-                    };
-                    let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
-                    drop(policy);
-                    if http {
-                        let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
-                        // Both paths boxed: the task's size is per open flow, and each flow
-                        // should carry only the state of the path it takes.
-                        return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, facts)).await;
-                    }
-                    return Box::pin(self.forward(request.into_body(), respond, tcp, d, facts)).await;
+    /// One CONNECT stream of an authenticated peer, from the request to the flow's end. Its
+    /// state is kept while the flow is open, so the arguments are taken by an `async move`
+    /// block that uses them where they lie (an `async fn` would keep a second copy of each).
+    #[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+    pub(super) fn stream(
+        self: Arc<Self>,
+        request: Request<h2::RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        peer: Arc<Peer>,
+    ) -> impl Future<Output = ()> {
+        async move {
+            let Peer { id: peer_id, serial, remote, cert } = &*peer;
+            let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
+            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let flow = header(FLOW_HEADER)
+                .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
+            let mut d = Decision::new("inbound", flow);
+            d.source_id = Some(peer_id.to_string());
+            d.process = header(PROCESS_HEADER);
+            d.destination = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+            d.verdict = "allowed";
+            d.detail = Some(format!("client certificate serial {serial}"));
+            let dst: Option<SocketAddr> =
+                (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
+            let policy = self.live.policy();
+            let revoked = self.live.revoked().why(Some(&peer_id), Some(&serial));
+            let (status, detail) = match dst {
+                None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
+                Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
+                Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),
+                Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
+                    (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
                 }
-                Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
-            },
-        };
-        d.verdict = match status {
-            StatusCode::FORBIDDEN => "denied",
-            StatusCode::BAD_GATEWAY => "unreachable",
-            _ => "bad_request",
-        };
-        d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
-        self.metrics.inbound(d.verdict);
-        self.trail.refused(&d);
-        self.decisions.record(d);
-        let response = Response::builder().status(status).body(()).expect("static response");
-        let _ = respond.send_response(response, true);
+                Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
+                    Ok(tcp) => {
+                        let facts = FlowFacts {
+                            id: d.flow.clone(),
+                            direction: "inbound",
+                            process: None,
+                            source: Some(peer_id.clone()),
+                            serial: Some(serial.clone()),
+                            destination: dst,
+                            peer: Some(remote.to_string()),
+                        };
+                        let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
+                        drop(policy);
+                        if http {
+                            let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
+                            // Both paths boxed: the task's size is per open flow, and each flow
+                            // should carry only the state of the path it takes.
+                            return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, facts)).await;
+                        }
+                        return Box::pin(self.forward(request.into_body(), respond, tcp, d, facts)).await;
+                    }
+                    Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
+                },
+            };
+            d.verdict = match status {
+                StatusCode::FORBIDDEN => "denied",
+                StatusCode::BAD_GATEWAY => "unreachable",
+                _ => "bad_request",
+            };
+            d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
+            self.metrics.inbound(d.verdict);
+            self.trail.refused(&d);
+            self.decisions.record(d);
+            let response = Response::builder().status(status).body(()).expect("static response");
+            let _ = respond.send_response(response, true);
+        }
     }
 
     /// Answers 200 and counts the flow as allowed; None if the peer went away meanwhile.
@@ -129,16 +141,27 @@ impl Inbound {
         Some(send)
     }
 
-    async fn forward(&self, body: h2::RecvStream, mut respond: SendResponse<Bytes>, tcp: TcpStream, d: Decision, facts: FlowFacts) {
-        let _active = self.metrics.flow_guard();
-        let Some(send) = self.accept(&mut respond, d) else { return };
-        let registration = self.registry.register(crate::workers::current_index(), facts);
-        let flow = &registration.flow;
-        // The caller's bytes come from the tunnel (up), the service's go back (down).
-        match splice(tcp, send, body, (&flow.down, &flow.up), flow.closed()).await {
-            Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
-            Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
+    /// Answers and registers the flow now; the future it returns is the flow while it runs,
+    /// holding only what that needs (an `async fn` would keep a copy of every argument).
+    fn forward(
+        &self,
+        body: h2::RecvStream,
+        mut respond: SendResponse<Bytes>,
+        tcp: TcpStream,
+        d: Decision,
+        facts: FlowFacts,
+    ) -> impl Future<Output = ()> + '_ {
+        let active = self.metrics.flow_guard();
+        let accepted = self.accept(&mut respond, d).map(|send| (send, self.registry.register(crate::workers::current_index(), facts)));
+        async move {
+            let _active = active;
+            let Some((send, registration)) = accepted else { return };
+            let flow = &registration.flow;
+            match splice(tcp, send, body, flow).await {
+                Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
+                Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
+            }
+            self.trail.ended(flow, "allowed");
         }
-        self.trail.ended(flow, "allowed");
     }
 }

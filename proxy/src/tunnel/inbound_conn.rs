@@ -115,8 +115,7 @@ impl Inbound {
                 next = conn.accept() => match next {
                     Some(Ok((request, respond))) => {
                         let this = self.clone();
-                        let peer = peer.clone();
-                        tokio::spawn(async move { this.stream(request, respond, &peer).await });
+                        tokio::spawn(this.stream(request, respond, peer.clone()));
                     }
                     Some(Err(e)) => {
                         tracing::debug!(%remote, error = %e, "inbound tunnel connection ended");

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::socket::{connect_marked, set_abortive_close};
 use crate::trail::Trail;
 use bytes::Bytes;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl Outbound {
             match listener.accept().await {
                 Ok((stream, client)) => {
                     let this = self.clone();
-                    tokio::spawn(async move { this.handle(stream, client).await });
+                    tokio::spawn(this.handle(stream, client));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "outbound accept failed");
@@ -126,133 +127,146 @@ impl Outbound {
         }
     }
 
-    async fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
+    /// One intercepted flow, start to end. Its state is kept while the flow is open, so the
+    /// arguments are taken by an `async move` block that uses them where they lie (an `async
+    /// fn` would keep a second copy of each).
+    fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) -> impl Future<Output = ()> {
         let _ = stream.set_nodelay(true);
-        let _active = self.metrics.flow_guard();
+        let active = self.metrics.flow_guard();
         // Unique per host across restarts and upgrades (two processes serve at a handover).
         let flow = format!("{}-{}.{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
         decision.verdict = "tunneled";
-        match self.forward(stream, client, &mut decision).await {
-            Ok(()) => {}
-            Err((stream, refusal)) => {
-                if let Some(stream) = stream {
-                    set_abortive_close(&stream);
+        async move {
+            let _active = active;
+            match self.forward(stream, client, &mut decision).await {
+                Ok(()) => {}
+                Err((stream, refusal)) => {
+                    if let Some(stream) = stream {
+                        set_abortive_close(&stream);
+                    }
+                    decision.verdict = refusal.verdict();
+                    decision.detail = Some(refusal.to_string());
+                    self.metrics.outbound(decision.verdict);
+                    self.trail.refused(&decision);
+                    self.decisions.record(decision);
                 }
-                decision.verdict = refusal.verdict();
-                decision.detail = Some(refusal.to_string());
-                self.metrics.outbound(decision.verdict);
-                self.trail.refused(&decision);
-                self.decisions.record(decision);
             }
         }
     }
 
-    async fn forward(self: &Arc<Self>, stream: TcpStream, client: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
-        macro_rules! bail {
-            ($e:expr) => {
-                return Err((Some(stream), $e.into()))
+    #[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+    fn forward<'a>(
+        self: &'a Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+        d: &'a mut Decision,
+    ) -> impl Future<Output = Result<(), (Option<TcpStream>, Refusal)>> + 'a {
+        // Like `handle`: an `async move` block, so the arguments are not kept twice.
+        async move {
+            macro_rules! bail {
+                ($e:expr) => {
+                    return Err((Some(stream), $e.into()))
+                };
+            }
+            let local = match stream.local_addr() {
+                Ok(a) => a,
+                Err(e) => bail!(Refusal::NoOriginalDst(e)),
             };
-        }
-        let local = match stream.local_addr() {
-            Ok(a) => a,
-            Err(e) => bail!(Refusal::NoOriginalDst(e)),
-        };
-        // The workload's real address may differ from `client`: NAT can rewrite the source port.
-        let (src, dst) = match crate::intercept::original_tuple(local, client) {
-            Ok(t) if t.dst != local => (t.src, t.dst),
-            Ok(_) => bail!(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
-            Err(e) => bail!(Refusal::NoOriginalDst(e)),
-        };
-        d.destination = dst.to_string();
-        // One snapshot of the policy decides the whole flow.
-        let policy = self.live.policy();
-        if self.is_local_protected(&policy, &dst) {
-            return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
-        }
-        let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
-        let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
-            Ok(w) => w,
-            Err(e) => bail!(e),
-        };
-        let open = self.identities.open_flow(src);
-        d.process = Some(process_label(&workload));
-        d.process_info = Some(workload.process.clone());
-        let Some(id) = workload.spiffe_id.clone() else {
-            if policy.default_action == DefaultAction::Passthrough {
-                return Box::pin(self.passthrough(stream, dst, d)).await;
+            // The workload's real address may differ from `client`: NAT can rewrite the source port.
+            let (src, dst) = match crate::intercept::original_tuple(local, client) {
+                Ok(t) if t.dst != local => (t.src, t.dst),
+                Ok(_) => bail!(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
+                Err(e) => bail!(Refusal::NoOriginalDst(e)),
+            };
+            d.destination = dst.to_string();
+            // One snapshot of the policy decides the whole flow.
+            let policy = self.live.policy();
+            if self.is_local_protected(&policy, &dst) {
+                return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
             }
-            bail!(Refusal::NoWorkloadRule)
-        };
-        d.source_id = Some(id.to_string());
-        if let Some(why) = self.live.revoked().why(Some(&id), None) {
-            bail!(Refusal::Revoked(why))
-        }
-        if policy.routes[route].protocol == Protocol::Http {
-            d.detail = Some("http".into());
-            let route = super::outbound_http::HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
+            let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
+            let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
+                Ok(w) => w,
+                Err(e) => bail!(e),
+            };
+            let open = self.identities.open_flow(src);
+            d.process = Some(process_label(&workload));
+            d.process_info = Some(workload.process.clone());
+            let Some(id) = workload.spiffe_id.clone() else {
+                if policy.default_action == DefaultAction::Passthrough {
+                    return Box::pin(self.passthrough(stream, dst, d)).await;
+                }
+                bail!(Refusal::NoWorkloadRule)
+            };
+            d.source_id = Some(id.to_string());
+            if let Some(why) = self.live.revoked().why(Some(&id), None) {
+                bail!(Refusal::Revoked(why))
+            }
+            if policy.routes[route].protocol == Protocol::Http {
+                d.detail = Some("http".into());
+                let route = super::outbound_http::HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
+                drop(policy);
+                // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
+                Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
+                return Ok(());
+            }
             drop(policy);
-            // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
-            Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
-            return Ok(());
-        }
-        drop(policy);
-        let issued = match self.credentials.workload(&id) {
-            Ok(i) => i,
-            Err(e) => bail!(Refusal::Svid(e)),
-        };
-        // Usually the workload's whole first request is already here: it then shares the
-        // CONNECT's TLS record and packet instead of following in its own.
-        let early = match crate::socket::read_queued::<EARLY_READ>(&stream) {
-            Ok(early) => early,
-            Err(e) => bail!(Refusal::ClientGone(e)),
-        };
-        let key = PoolKey { peer, source: id };
-        let (lease, send, response) = match Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)).await {
-            Ok(s) => s,
-            Err(e) => bail!(e),
-        };
-        let registration = self.registry.register(
-            crate::workers::current_index(),
-            FlowFacts {
-                id: d.flow.clone(),
-                direction: "outbound",
-                process: Some(workload.process.clone()),
-                source: Some(key.source.clone()),
-                serial: Some(issued.svid.serial.as_str().into()),
-                destination: dst,
-                peer: Some(peer_label(peer, lease.peer_id())),
-            },
-        );
-        let flow = &registration.flow;
-        let accepted = std::sync::atomic::AtomicBool::new(false);
-        let on_accept = || {
-            // Allowed by the peer: log now, so long-lived flows show up while they run.
-            accepted.store(true, Ordering::Relaxed);
-            self.metrics.outbound("tunneled");
-            self.decisions.record(d.clone());
-        };
-        let answer_timeout = self.pool.limits().dial_timeout.0;
-        let counts = (&flow.up, &flow.down);
-        // Boxed, like the HTTP path: each flow's task then holds only the state of the path it took.
-        let result =
-            Box::pin(splice_connect(stream, early, (send, response), answer_timeout, counts, flow.closed(), on_accept, || open.client_done())).await;
-        drop(lease); // the stream slot is free only once the flow is over
-        if accepted.load(Ordering::Relaxed) {
-            self.trail.ended(flow, "tunneled");
-        }
-        match result {
-            Ok((up, down)) => {
-                self.metrics.bytes_out.inc_by(up);
-                self.metrics.bytes_in.inc_by(down);
-                tracing::debug!(flow = %d.flow, up, down, "outbound flow closed");
-                Ok(())
+            let issued = match self.credentials.workload(&id) {
+                Ok(i) => i,
+                Err(e) => bail!(Refusal::Svid(e)),
+            };
+            // Usually the workload's whole first request is already here: it then shares the
+            // CONNECT's TLS record and packet instead of following in its own.
+            let early = match crate::socket::read_queued::<EARLY_READ>(&stream) {
+                Ok(early) => early,
+                Err(e) => bail!(Refusal::ClientGone(e)),
+            };
+            let key = PoolKey { peer, source: id };
+            let (lease, send, response) = match Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)).await {
+                Ok(s) => s,
+                Err(e) => bail!(e),
+            };
+            let registration = self.registry.register(
+                crate::workers::current_index(),
+                FlowFacts {
+                    id: d.flow.clone(),
+                    direction: "outbound",
+                    process: Some(workload.process.clone()),
+                    source: Some(key.source.clone()),
+                    serial: Some(issued.svid.serial.as_str().into()),
+                    destination: dst,
+                    peer: Some(peer_label(peer, lease.peer_id())),
+                },
+            );
+            let flow = &registration.flow;
+            let accepted = std::sync::atomic::AtomicBool::new(false);
+            let on_accept = || {
+                // Allowed by the peer: log now, so long-lived flows show up while they run.
+                accepted.store(true, Ordering::Relaxed);
+                self.metrics.outbound("tunneled");
+                self.decisions.record(d.clone());
+            };
+            let answer_timeout = self.pool.limits().dial_timeout.0;
+            // Boxed, like the HTTP path: each flow's task then holds only the state of the path it took.
+            let result = Box::pin(splice_connect(stream, early, (send, response), answer_timeout, flow, on_accept, || open.client_done())).await;
+            drop(lease); // the stream slot is free only once the flow is over
+            if accepted.load(Ordering::Relaxed) {
+                self.trail.ended(flow, "tunneled");
             }
-            Err(ConnectSpliceError::Refused(status)) => Err((None, Refusal::PeerStatus { peer, status })),
-            Err(ConnectSpliceError::Io(source)) if !accepted.load(Ordering::Relaxed) => Err((None, Refusal::Answer { peer, source })),
-            Err(e) => {
-                tracing::debug!(flow = %d.flow, error = %e, "outbound flow reset");
-                Ok(())
+            match result {
+                Ok((up, down)) => {
+                    self.metrics.bytes_out.inc_by(up);
+                    self.metrics.bytes_in.inc_by(down);
+                    tracing::debug!(flow = %d.flow, up, down, "outbound flow closed");
+                    Ok(())
+                }
+                Err(ConnectSpliceError::Refused(status)) => Err((None, Refusal::PeerStatus { peer, status })),
+                Err(ConnectSpliceError::Io(source)) if !accepted.load(Ordering::Relaxed) => Err((None, Refusal::Answer { peer, source })),
+                Err(e) => {
+                    tracing::debug!(flow = %d.flow, error = %e, "outbound flow reset");
+                    Ok(())
+                }
             }
         }
     }

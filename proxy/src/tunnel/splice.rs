@@ -1,5 +1,6 @@
 //! Bidirectional copy between a TCP socket and an HTTP/2 stream. EOF becomes END_STREAM and
 //! END_STREAM becomes a TCP half-close; an error or reset on either side resets both.
+use crate::flows::OpenFlow;
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use std::future::{poll_fn, Future};
@@ -29,75 +30,88 @@ pub enum ConnectSpliceError {
 /// `early` is what the workload had sent before the stream opened: queued now, it leaves in
 /// the same write as the headers. `on_accept` runs when the 200 arrives, `on_client_eof` when
 /// the workload has closed its side (usually well before the peer's end of stream arrives).
-/// An answer that takes longer than `answer_timeout` fails the flow. `counts` grow as bytes
-/// pass (up, down); `closed` resolving (a reload or revocation closing the flow) resets both
+/// An answer that takes longer than `answer_timeout` fails the flow. Bytes are counted on
+/// `flow` as they pass (up, down); `flow` being closed (a reload or revocation) resets both
 /// ends.
-#[allow(clippy::too_many_arguments)]
-pub async fn splice_connect(
+///
+/// Its state is per open flow, so it is kept small: the arguments are taken by an `async move`
+/// block and used where they lie (an `async fn` would keep a second copy of each), and the
+/// answer's deadline, needed only until the answer, lives in an allocation of its own.
+#[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+pub fn splice_connect<'a>(
     mut tcp: TcpStream,
-    early: Option<Bytes>,
+    mut early: Option<Bytes>,
     (mut send, response): (SendStream<Bytes>, h2::client::ResponseFuture),
     answer_timeout: std::time::Duration,
-    counts: (&AtomicU64, &AtomicU64),
-    closed: impl Future<Output = ()>,
-    on_accept: impl FnOnce(),
-    on_client_eof: impl FnOnce(),
-) -> Result<(u64, u64), ConnectSpliceError> {
-    let (mut rd, mut wr) = tcp.split();
-    let early_len = early.as_ref().map_or(0, |b| b.len() as u64);
-    // Each direction is made where it is pinned: a future bound to a variable and then moved
-    // into the one that joins them would take its room twice in this flow's state.
-    let result = {
-        let down = std::pin::pin!(async {
-            let response = tokio::time::timeout(answer_timeout, response).await.map_err(|_| no_answer(answer_timeout))?.map_err(h2_err)?;
-            if response.status() != http::StatusCode::OK {
-                return Err(ConnectSpliceError::Refused(response.status()));
+    flow: &'a OpenFlow,
+    on_accept: impl FnOnce() + 'a,
+    on_client_eof: impl FnOnce() + 'a,
+) -> impl Future<Output = Result<(u64, u64), ConnectSpliceError>> + 'a {
+    async move {
+        let (mut rd, mut wr) = tcp.split();
+        let early_len = early.as_ref().map_or(0, |b| b.len() as u64);
+        // Each direction is made where it is pinned: a future bound to a variable and then moved
+        // into the one that joins them would take its room twice in this flow's state.
+        let result = {
+            let down = std::pin::pin!(async {
+                // The answer is dropped once its body is taken (in its own block, so it takes
+                // no room while the flow runs).
+                let mut recv = {
+                    let answer = Box::pin(tokio::time::timeout(answer_timeout, response)).await;
+                    let response = answer.map_err(|_| no_answer(answer_timeout))?.map_err(h2_err)?;
+                    if response.status() != http::StatusCode::OK {
+                        return Err(ConnectSpliceError::Refused(response.status()));
+                    }
+                    response.into_body()
+                };
+                on_accept();
+                Ok(h2_to_tcp(&mut recv, &mut wr, &flow.down).await?)
+            });
+            let up = std::pin::pin!(async {
+                if let Some(bytes) = early.take() {
+                    flow.up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
+                }
+                let sent = tcp_to_h2(&mut rd, &mut send, &flow.up).await?;
+                on_client_eof();
+                Ok(sent + early_len)
+            });
+            tokio::select! {
+                r = async { tokio::try_join!(up, down) } => r,
+                () = flow.closed() => Err(ConnectSpliceError::Io(closed_by_idgate())),
             }
-            on_accept();
-            let mut recv = response.into_body();
-            Ok(h2_to_tcp(&mut recv, &mut wr, counts.1).await?)
-        });
-        let up = std::pin::pin!(async {
-            if let Some(bytes) = early {
-                counts.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                send.send_data(bytes, false).map_err(h2_err)?; // buffered by h2 within the stream window
-            }
-            let sent = tcp_to_h2(&mut rd, &mut send, counts.0).await?;
-            on_client_eof();
-            Ok(sent + early_len)
-        });
-        tokio::select! {
-            r = async { tokio::try_join!(up, down) } => r,
-            () = closed => Err(ConnectSpliceError::Io(closed_by_idgate())),
+        };
+        if result.is_err() {
+            crate::socket::set_abortive_close(&tcp);
+            send.send_reset(h2::Reason::CANCEL);
         }
-    };
-    if result.is_err() {
-        crate::socket::set_abortive_close(&tcp);
-        send.send_reset(h2::Reason::CANCEL);
+        result
     }
-    result
 }
 
-/// Byte counts of one finished flow: (TCP → h2, h2 → TCP), also added to `counts` as they
-/// pass. `closed` resolving resets both ends.
-pub async fn splice(
+/// Byte counts of one finished flow: (TCP → h2, h2 → TCP), also added to `flow`'s counts
+/// (`down`, `up`: the server side's peer sends what the service receives) as they pass.
+/// `flow` being closed resets both ends. Kept small like `splice_connect`.
+#[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+pub fn splice<'a>(
     mut tcp: TcpStream,
     mut send: SendStream<Bytes>,
     mut recv: RecvStream,
-    counts: (&AtomicU64, &AtomicU64),
-    closed: impl Future<Output = ()>,
-) -> io::Result<(u64, u64)> {
-    let (mut rd, mut wr) = tcp.split();
-    let result = tokio::select! {
-        r = async { tokio::try_join!(tcp_to_h2(&mut rd, &mut send, counts.0), h2_to_tcp(&mut recv, &mut wr, counts.1)) } => r,
-        () = closed => Err(closed_by_idgate()),
-    };
-    if result.is_err() {
-        // Dropping the unfinished h2 stream sends RST_STREAM; linger 0 turns our close into RST.
-        crate::socket::set_abortive_close(&tcp);
-        send.send_reset(h2::Reason::CANCEL);
+    flow: &'a OpenFlow,
+) -> impl Future<Output = io::Result<(u64, u64)>> + 'a {
+    async move {
+        let (mut rd, mut wr) = tcp.split();
+        let result = tokio::select! {
+            r = async { tokio::try_join!(tcp_to_h2(&mut rd, &mut send, &flow.down), h2_to_tcp(&mut recv, &mut wr, &flow.up)) } => r,
+            () = flow.closed() => Err(closed_by_idgate()),
+        };
+        if result.is_err() {
+            // Dropping the unfinished h2 stream sends RST_STREAM; linger 0 turns our close into RST.
+            crate::socket::set_abortive_close(&tcp);
+            send.send_reset(h2::Reason::CANCEL);
+        }
+        result
     }
-    result
 }
 
 /// idgate closed the flow on purpose (a reload's new policy or a revocation denies it).
@@ -156,7 +170,9 @@ async fn tcp_to_h2(rd: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>, count: &
             let chunk = data.split_to(granted.min(data.len()));
             send.send_data(chunk, false).map_err(h2_err)?;
         }
-        if drained && want > FIRST_READ && !idle_within(rd, BUSY_GRACE).await? {
+        // Boxed: only a busy flow pausing waits here, and its deadline would otherwise take
+        // room in every flow's state.
+        if drained && want > FIRST_READ && !Box::pin(idle_within(rd, BUSY_GRACE)).await? {
             buf = BytesMut::new(); // quiet for a while: back to the no-buffer mode
             want = FIRST_READ;
         }
