@@ -10,18 +10,27 @@ perf's top symbols. Run as root, after `cargo build --release`:
     python3 benches/e2e/profile.py idgate close10 --syscalls --side A   # which syscalls, per request
     python3 benches/e2e/profile.py idgate ka1 --dso --side A    # kernel vs idgate vs libc share
     python3 benches/e2e/profile.py idgate_http ka10 --no-perf --sides   # CPU per request, each host
+    python3 benches/e2e/profile.py idgate ka10,close10 --instructions A   # instructions per request
+
+--instructions runs one side's idgate under callgrind (instrumented only while each workload
+runs) and prints the instructions it executed per request: the same for the same binary and
+load whatever else the machine does, so two binaries compare where req/s and CPU time are too
+noisy to (this VM has no hardware counters for `perf stat`).
 
 Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle."""
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import run  # noqa: E402
+import run  # noqa: E402  (puts tests/e2e on the path)
+import netns  # noqa: E402
 from peers import SCENARIOS  # noqa: E402
 
 
@@ -39,6 +48,7 @@ def main():
     ap.add_argument("--callers", action="store_true", help="perf report with call graphs (slower)")
     ap.add_argument("--top", type=int, default=40, help="symbols to print")
     ap.add_argument("--sides", action="store_true", help="also print each side's proxy CPU per request (µs)")
+    ap.add_argument("--instructions", choices=["A", "B"], help="run this side's idgate under callgrind; print instructions per request")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("profile.py creates network namespaces: run it as root")
@@ -52,6 +62,9 @@ def main():
             sys.exit(f"unknown workload {w!r}; one of {', '.join(kinds)}, idle")
 
     bench = run.Bench(argparse.Namespace(quick=False))
+    if args.instructions:
+        args.no_perf = True
+        counted = CallgrindSide(args.instructions)
     try:
         bench.up()
         scn = classes[args.scenario](bench)
@@ -84,8 +97,14 @@ def main():
             dur = int(args.duration) if float(args.duration).is_integer() else args.duration
             sides = scn.pids_by_side() if args.sides and hasattr(scn, "pids_by_side") else {}
             before = {side: run.cpu_seconds(p) for side, p in sides.items()}
+            if args.instructions:
+                counted.start(scn.pids_by_side()[args.instructions][0])
             r = (bench.wrk(scn, prm["conns"], dur, prm.get("close", False)) if kind == "wrk"
                  else bench.iperf3(scn, dur))
+            if args.instructions and r.get("requests"):
+                n = counted.stop()
+                print(f"{args.scenario} {workload}: side {args.instructions} idgate ran {n / r['requests']:,.0f} instructions "
+                      f"per request ({n:,} over {r['requests']:,} requests, under callgrind)")
             if sides and r.get("requests"):
                 per = {side: (run.cpu_seconds(p) - before[side]) / r["requests"] * 1e6 for side, p in sides.items()}
                 print(f"{args.scenario} {workload}: proxy CPU per request " + ", ".join(f"{side} {us:.2f} µs" for side, us in sorted(per.items())))
@@ -118,6 +137,39 @@ def main():
         scn.stop()
     finally:
         bench.down()
+
+
+class CallgrindSide:
+    """Wraps the idgate binary so that `run` on one side's config starts under callgrind with
+    instrumentation off; `start`/`stop` bracket a workload and return the instructions run."""
+
+    def __init__(self, side):
+        if not shutil.which("callgrind_control"):
+            sys.exit("--instructions needs valgrind (apt install valgrind)")
+        self.dir = Path(tempfile.mkdtemp(prefix="idgate-callgrind-"))
+        real = netns.IDGATE
+        wrapper = self.dir / "idgate"
+        wrapper.write_text(f"""#!/bin/sh
+if [ "$1" = run ]; then
+  case "$*" in *{side.lower()}-idgate*)
+    exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={self.dir}/out.%p {real} "$@" ;;
+  esac
+fi
+exec {real} "$@"
+""")
+        wrapper.chmod(0o755)
+        netns.IDGATE = wrapper  # only the hosts' idgate is started through it
+
+    def start(self, pid):
+        self.pid = pid
+        subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+
+    def stop(self):
+        subprocess.run(["callgrind_control", "-i", "off", str(self.pid)], capture_output=True, check=True)
+        subprocess.run(["callgrind_control", "-d", str(self.pid)], capture_output=True, check=True)
+        dump = max(self.dir.glob(f"out.{self.pid}.*"), key=lambda f: f.stat().st_mtime)
+        return next(int(l.split()[1]) for l in dump.read_text().splitlines() if l.startswith("totals:"))
 
 
 if __name__ == "__main__":
