@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,9 @@ struct Version {
 
 #[derive(Default)]
 pub struct FileSecrets {
-    cache: Mutex<HashMap<PathBuf, (Version, Secret)>>,
+    /// Keyed by the path's bytes: a `Path` hashes component by component, and this lookup is
+    /// made for every request that carries a file secret.
+    cache: Mutex<HashMap<OsString, (Version, Secret)>>,
 }
 
 impl FileSecrets {
@@ -61,7 +64,7 @@ impl FileSecrets {
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         };
-        if let Some((v, secret)) = self.cache.lock().get(path) {
+        if let Some((v, secret)) = self.cache.lock().get(path.as_os_str()) {
             if *v == version {
                 return Ok(secret.clone());
             }
@@ -78,7 +81,7 @@ impl FileSecrets {
             return Err(err("contains bytes that cannot go into a header (only visible ASCII, space, tab)".into()));
         }
         let secret = Secret(Bytes::from(content));
-        self.cache.lock().insert(path.into(), (version, secret.clone()));
+        self.cache.lock().insert(path.as_os_str().to_owned(), (version, secret.clone()));
         Ok(secret)
     }
 }
