@@ -266,8 +266,8 @@ class Bench:
             self.topo.cleanup()
             self.topo = None
 
-    def client(self, *args, timeout):
-        return subprocess.run(self.a.cmd(*args, uid=CLIENT_UID), capture_output=True, text=True, timeout=timeout)
+    def client(self, *args, timeout, uid=CLIENT_UID):
+        return subprocess.run(self.a.cmd(*args, uid=uid), capture_output=True, text=True, timeout=timeout)
 
     # -- measurements
     def url(self, scn):
@@ -352,9 +352,7 @@ class Bench:
         warm = sorted(x["ms"] for x in out[1:] if x["ok"])
 
         def new_process(uid=CLIENT_UID):
-            r = subprocess.run(self.a.cmd("/usr/bin/python3", "-c", FIRST_REQUESTS, host, port, 1, uid=uid),
-                               capture_output=True, text=True, timeout=60)
-            x = json.loads(r.stdout)[0]
+            x = json.loads(self.client("/usr/bin/python3", "-c", FIRST_REQUESTS, host, port, 1, timeout=60, uid=uid).stdout)[0]
             return x["ms"] if x["ok"] else None
 
         # New processes of the same workload: its identity is known and (with idgate's process

@@ -16,13 +16,7 @@ pub const HEADER_LEN: usize = size_of::<libc::nlmsghdr>();
 /// A netlink socket of `kind` (SOCK_RAW, SOCK_DGRAM) for `protocol`, subscribed to the
 /// multicast `groups`: how the kernel's notices (process events, address changes) are read.
 pub fn subscribe(kind: i32, protocol: i32, groups: u32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2); ownership goes to OwnedFd.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, kind | libc::SOCK_CLOEXEC, protocol) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = socket(kind, protocol)?;
     // SAFETY: a zeroed sockaddr_nl is valid; fields set below.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
@@ -34,13 +28,19 @@ pub fn subscribe(kind: i32, protocol: i32, groups: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn open(protocol: i32) -> io::Result<OwnedFd> {
+fn socket(kind: i32, protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket(2); ownership goes to OwnedFd.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 {
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, kind | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
         return Err(io::Error::last_os_error());
     }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// This thread's socket for request/answer exchanges with `protocol`.
+fn open(protocol: i32) -> io::Result<OwnedFd> {
+    let fd = socket(libc::SOCK_RAW, protocol)?;
     let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
     // SAFETY: setsockopt with a timeval of the declared size.
     unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const _, size_of::<libc::timeval>() as u32) };

@@ -55,10 +55,9 @@ pub(super) struct Peer {
 }
 
 impl Inbound {
-    /// One CONNECT stream of an authenticated peer, from the request to the flow's end. Its
-    /// state is kept while the flow is open, so the arguments are taken by an `async move`
-    /// block that uses them where they lie (an `async fn` would keep a second copy of each).
-    #[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+    /// One CONNECT stream of an authenticated peer, from the request to the flow's end (an
+    /// `async move` block rather than an `async fn`: see `splice_connect`).
+    #[expect(clippy::manual_async_fn, reason = "per-flow state: see `splice_connect`")]
     pub(super) fn stream(
         self: Arc<Self>,
         request: Request<h2::RecvStream>,
@@ -142,7 +141,7 @@ impl Inbound {
     }
 
     /// Answers and registers the flow now; the future it returns is the flow while it runs,
-    /// holding only what that needs (an `async fn` would keep a copy of every argument).
+    /// holding only what that needs.
     fn forward(
         &self,
         body: h2::RecvStream,

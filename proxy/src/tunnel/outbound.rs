@@ -127,9 +127,8 @@ impl Outbound {
         }
     }
 
-    /// One intercepted flow, start to end. Its state is kept while the flow is open, so the
-    /// arguments are taken by an `async move` block that uses them where they lie (an `async
-    /// fn` would keep a second copy of each).
+    /// One intercepted flow, start to end (an `async move` block rather than an `async fn`:
+    /// see `splice_connect`).
     fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) -> impl Future<Output = ()> {
         let _ = stream.set_nodelay(true);
         let active = self.metrics.flow_guard();
@@ -155,14 +154,14 @@ impl Outbound {
         }
     }
 
-    #[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+    #[expect(clippy::manual_async_fn, reason = "per-flow state: see `splice_connect`")]
     fn forward<'a>(
         self: &'a Arc<Self>,
         stream: TcpStream,
         client: SocketAddr,
         d: &'a mut Decision,
     ) -> impl Future<Output = Result<(), (Option<TcpStream>, Refusal)>> + 'a {
-        // Like `handle`: an `async move` block, so the arguments are not kept twice.
+        // An `async move` block rather than an `async fn`: see `splice_connect`.
         async move {
             macro_rules! bail {
                 ($e:expr) => {

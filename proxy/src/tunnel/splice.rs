@@ -37,7 +37,7 @@ pub enum ConnectSpliceError {
 /// Its state is per open flow, so it is kept small: the arguments are taken by an `async move`
 /// block and used where they lie (an `async fn` would keep a second copy of each), and the
 /// answer's deadline, needed only until the answer, lives in an allocation of its own.
-#[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+#[expect(clippy::manual_async_fn, reason = "an async fn keeps a second copy of each argument in every open flow's state")]
 pub fn splice_connect<'a>(
     mut tcp: TcpStream,
     mut early: Option<Bytes>,
@@ -92,7 +92,7 @@ pub fn splice_connect<'a>(
 /// Byte counts of one finished flow: (TCP → h2, h2 → TCP), also added to `flow`'s counts
 /// (`down`, `up`: the server side's peer sends what the service receives) as they pass.
 /// `flow` being closed resets both ends. Kept small like `splice_connect`.
-#[expect(clippy::manual_async_fn, reason = "an async fn would keep a second copy of each argument in every open flow's state")]
+#[expect(clippy::manual_async_fn, reason = "per-flow state: see `splice_connect`")]
 pub fn splice<'a>(
     mut tcp: TcpStream,
     mut send: SendStream<Bytes>,
