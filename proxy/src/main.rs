@@ -193,15 +193,24 @@ fn raise_fd_limit() {
     }
 }
 
+/// Logs to stderr (journald under systemd). Trail records are printed unsanitized: they are
+/// escaped JSON already (see `idgate::trail::TARGET`).
+fn init_logging() {
+    use tracing_subscriber::{filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let is_trail = |m: &tracing::Metadata<'_>| m.target() == idgate::trail::TARGET;
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter_fn(move |m| !is_trail(m))))
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(false).with_filter(filter_fn(is_trail)))
+        .init();
+}
+
 fn main() -> ExitCode {
     tune_malloc();
     raise_fd_limit();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let result = match cli.command {
         Command::Check { config } => {
             return match idgate::config::load_checked(&config) {

@@ -13,6 +13,32 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The log target of trail records. Its events skip the log's character-by-character
+/// sanitizing (most of a short flow's cost on the proxy): a record is JSON with every
+/// character a terminal acts on already escaped (`escape_terminal_controls`).
+pub const TARGET: &str = "idgate::trail";
+
+/// serde_json escapes the C0 controls (ESC among them) but leaves DEL and the C1 controls
+/// (U+0080 to U+009F) raw, and terminals act on those too. A workload chooses its exe path, so
+/// it could recolour or rewrite the screen of an operator reading the trail. Outside strings
+/// JSON is plain ASCII, and inside one `\u00XX` decodes to the same character.
+fn escape_terminal_controls(line: String) -> String {
+    use std::fmt::Write;
+    // In UTF-8, DEL is 0x7f and every C1 control starts with 0xc2.
+    if memchr::memchr2(0x7f, 0xc2, line.as_bytes()).is_none() {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len() + 32);
+    for c in line.chars() {
+        if ('\u{7f}'..='\u{9f}').contains(&c) {
+            let _ = write!(out, "\\u{:04x}", c as u32); // writing to a String cannot fail
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct Process<'a> {
     pid: u32,
@@ -123,7 +149,9 @@ impl Trail {
             duration_ms,
         };
         let Ok(line) = serde_json::to_string(&record) else { return };
-        tracing::info!(target: "idgate::trail", "{line}");
+        let line = escape_terminal_controls(line);
+        // The log prints it as it is (see `TARGET`).
+        tracing::info!(target: TARGET, "{line}");
         if let Some(file) = &self.file {
             let mut file = file.lock();
             // A flow's record is complete on disk when its line is: one write per record.
@@ -131,5 +159,53 @@ impl Trail {
                 tracing::warn!("could not append to the trail file");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ProcessInfo;
+    use std::sync::Arc;
+
+    fn facts(exe: &str) -> FlowFacts {
+        FlowFacts {
+            id: "host-a-1.1".into(),
+            direction: "outbound",
+            process: Some(Arc::new(ProcessInfo {
+                tgid: 7,
+                uid: 1001,
+                gid: 1001,
+                exe: exe.into(),
+                comm: "x".into(),
+                cgroup: "/".into(),
+                start_time: 1,
+                exe_unknown: false,
+                cgroup_unknown: false,
+            })),
+            source: None,
+            serial: None,
+            destination: "10.0.0.2:80".parse().unwrap(),
+            peer: None,
+        }
+    }
+
+    #[test]
+    fn a_record_carries_no_terminal_controls_and_decodes_to_the_same_text() {
+        // A workload chooses its exe path: escape sequences in it must not reach an operator's
+        // terminal raw, neither from the trail file nor from the log.
+        let exe = "/tmp/\u{1b}[2J\u{7}red\u{7f}\u{9b}31m\u{85}x\u{a9}";
+        let dir = std::env::temp_dir().join(format!("idgate-trail-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trail.jsonl");
+        let trail = Trail::open("host-a".into(), Some(&path)).unwrap();
+        trail.write(&facts(exe), "tunneled", None, &[], (1, 2), 3);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let controls: Vec<char> = text.trim_end().chars().filter(|c| c.is_control()).collect();
+        assert!(controls.is_empty(), "raw controls {controls:?} in {text:?}");
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(record["process"]["exe"], exe);
+        assert!(text.contains('\u{a9}'), "printable non-ASCII stays as it is: {text:?}");
     }
 }

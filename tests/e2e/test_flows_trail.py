@@ -2,11 +2,15 @@
 ends both hosts record it in the attribution trail under one flow id: the client host names
 the process and the SVID it used, the server host the same SPIFFE ID and certificate serial."""
 import json
+import re
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
-from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
-from netns import IDGATE
+from hosts import CLIENT, SERVER_PORT, TRUST_DOMAIN, host_config
+from netns import IDGATE, WORKLOAD_PYTHON
 from test_tunnel import client
 
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
@@ -67,3 +71,30 @@ def test_open_flows_are_listed_and_both_hosts_record_the_same_flow(net):
     assert [r for r in ta if r["flow"] == denied_b[0]["flow"] and r["verdict"] == "denied_by_peer"], ta
     # The log carries the same records (journald keeps them).
     assert f'"flow":"{f["flow"]}"' in a.log.read_text()
+
+
+# What a terminal acts on beyond the C0 controls JSON escapes: DEL and the C1 controls (CSI, NEL...).
+RAW_TERMINAL_CONTROLS = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def test_a_workload_cannot_put_terminal_controls_in_the_log_or_the_trail(net):
+    """A workload chooses its exe path. One with escape sequences in it (ESC, DEL, the C1 CSI)
+    reaches an operator's terminal escaped, from the trail file and from the log, and the
+    record still decodes to the real path."""
+    hostile = Path(tempfile.mkdtemp(prefix="idgate-\x1b[2J\x07\x7f\u009b31m\u0085-"))
+    try:
+        hostile.chmod(0o755)
+        exe = hostile / "python3"
+        shutil.copy(WORKLOAD_PYTHON, exe)
+        a, _ = start(net, "a", net.a), start(net, "b", net.b)
+        r = json.loads(net.a.run(str(exe), "-c", CLIENT, net.b.ip, SERVER_PORT, 1000, "hi", uid=1001).stdout)
+        assert r["echo_sha"] == r["sent_sha"], r
+        time.sleep(0.3)
+        for name, path in (("trail file", net.tmp / "trail-a.jsonl"), ("log", a.log)):
+            data = path.read_bytes().replace(b"\n", b"")
+            found = RAW_TERMINAL_CONTROLS.search(data)
+            assert not found, f"raw {found.group()!r} in the {name}: {data[max(0, found.start() - 80):found.end() + 20]!r}"
+        records = [r for r in trail(net.tmp / "trail-a.jsonl") if r.get("process", {}).get("exe") == str(exe)]
+        assert [r["verdict"] for r in records] == ["tunneled"], records
+    finally:
+        shutil.rmtree(hostile)
