@@ -48,45 +48,50 @@ fn put_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     buf.resize(buf.len() + (4 - len % 4) % 4, 0);
 }
 
-fn nested(kind: u16, build: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut inner = Vec::new();
-    build(&mut inner);
-    let mut out = Vec::new();
-    put_attr(&mut out, kind | NLA_F_NESTED, &inner);
-    out
+/// Opens a nested attribute, filled by the attributes appended next and closed by `end_nest`:
+/// the whole request is built in one buffer.
+fn begin_nest(buf: &mut Vec<u8>, kind: u16) -> usize {
+    let at = buf.len();
+    buf.extend_from_slice(&[0, 0]);
+    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    at
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+fn end_nest(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at) as u16;
+    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+fn put_ip(buf: &mut Vec<u8>, kind: u16, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+        IpAddr::V4(v4) => put_attr(buf, kind, &v4.octets()),
+        IpAddr::V6(v6) => put_attr(buf, kind, &v6.octets()),
     }
 }
 
 fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
     let (src_kind, dst_kind, family) =
         if local.is_ipv4() { (CTA_IP_V4_SRC, CTA_IP_V4_DST, libc::AF_INET) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST, libc::AF_INET6) };
-    let tuple = nested(CTA_TUPLE_REPLY, |t| {
-        t.extend(nested(CTA_TUPLE_IP, |ip| {
-            put_attr(ip, src_kind, &ip_bytes(local.ip()));
-            put_attr(ip, dst_kind, &ip_bytes(peer.ip()));
-        }));
-        t.extend(nested(CTA_TUPLE_PROTO, |p| {
-            put_attr(p, CTA_PROTO_NUM, &[libc::IPPROTO_TCP as u8]);
-            put_attr(p, CTA_PROTO_SRC_PORT, &local.port().to_be_bytes());
-            put_attr(p, CTA_PROTO_DST_PORT, &peer.port().to_be_bytes());
-        }));
-    });
-    let total = netlink::HEADER_LEN + 4 + tuple.len();
-    let h = netlink::header(total, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, libc::NLM_F_REQUEST as u16);
-    let mut msg = Vec::with_capacity(total);
-    msg.extend_from_slice(&h.nlmsg_len.to_ne_bytes());
-    msg.extend_from_slice(&h.nlmsg_type.to_ne_bytes());
-    msg.extend_from_slice(&h.nlmsg_flags.to_ne_bytes());
-    msg.extend_from_slice(&h.nlmsg_seq.to_ne_bytes());
-    msg.extend_from_slice(&h.nlmsg_pid.to_ne_bytes());
+    let mut msg = Vec::with_capacity(128);
+    msg.resize(netlink::HEADER_LEN, 0); // written last, when the length is known
     msg.extend_from_slice(&[family as u8, 0 /* NFNETLINK_V0 */, 0, 0]); // nfgenmsg
-    msg.extend(tuple);
+    let tuple = begin_nest(&mut msg, CTA_TUPLE_REPLY);
+    let ip = begin_nest(&mut msg, CTA_TUPLE_IP);
+    put_ip(&mut msg, src_kind, local.ip());
+    put_ip(&mut msg, dst_kind, peer.ip());
+    end_nest(&mut msg, ip);
+    let proto = begin_nest(&mut msg, CTA_TUPLE_PROTO);
+    put_attr(&mut msg, CTA_PROTO_NUM, &[libc::IPPROTO_TCP as u8]);
+    put_attr(&mut msg, CTA_PROTO_SRC_PORT, &local.port().to_be_bytes());
+    put_attr(&mut msg, CTA_PROTO_DST_PORT, &peer.port().to_be_bytes());
+    end_nest(&mut msg, proto);
+    end_nest(&mut msg, tuple);
+    let h = netlink::header(msg.len(), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, libc::NLM_F_REQUEST as u16);
+    msg[0..4].copy_from_slice(&h.nlmsg_len.to_ne_bytes());
+    msg[4..6].copy_from_slice(&h.nlmsg_type.to_ne_bytes());
+    msg[6..8].copy_from_slice(&h.nlmsg_flags.to_ne_bytes());
+    msg[8..12].copy_from_slice(&h.nlmsg_seq.to_ne_bytes());
+    msg[12..16].copy_from_slice(&h.nlmsg_pid.to_ne_bytes());
     msg
 }
 
@@ -152,5 +157,42 @@ fn parse_reply(buf: &[u8]) -> io::Result<OriginalTuple> {
     match (src, sport, dst, dport) {
         (Some(s), Some(sp), Some(d), Some(dp)) => Ok(OriginalTuple { src: SocketAddr::new(s, sp), dst: SocketAddr::new(d, dp) }),
         _ => Err(io::Error::other("incomplete CTA_TUPLE_ORIG in ctnetlink reply")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only(buf: &[u8], kind: u16) -> &[u8] {
+        let found: Vec<_> = attrs(buf).filter(|(k, _)| *k == kind).collect();
+        assert_eq!(found.len(), 1, "one attribute {kind} in {buf:?}");
+        found[0].1
+    }
+
+    #[test]
+    fn the_request_names_the_reply_tuple() {
+        for (local, peer) in [("10.0.0.1:15001", "10.0.0.9:40000"), ("[fd00::1]:15001", "[fd00::9]:40000")] {
+            let (local, peer): (SocketAddr, SocketAddr) = (local.parse().unwrap(), peer.parse().unwrap());
+            let msg = request(local, peer);
+            assert_eq!(u32::from_ne_bytes(msg[0..4].try_into().unwrap()) as usize, msg.len());
+            assert_eq!(netlink::message_type(&msg), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET);
+            let family = if local.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+            assert_eq!(msg[netlink::HEADER_LEN], family as u8);
+            let body = &msg[netlink::HEADER_LEN + 4..];
+            assert_eq!(attrs(body).count(), 1, "only the reply tuple");
+            let tuple = only(body, CTA_TUPLE_REPLY);
+            let ip = only(tuple, CTA_TUPLE_IP);
+            let (src, dst) = if local.is_ipv4() { (CTA_IP_V4_SRC, CTA_IP_V4_DST) } else { (CTA_IP_V6_SRC, CTA_IP_V6_DST) };
+            let octets = |a: SocketAddr| match a.ip() {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            assert_eq!((only(ip, src), only(ip, dst)), (&octets(local)[..], &octets(peer)[..]));
+            let proto = only(tuple, CTA_TUPLE_PROTO);
+            assert_eq!(only(proto, CTA_PROTO_NUM), [libc::IPPROTO_TCP as u8]);
+            assert_eq!(only(proto, CTA_PROTO_SRC_PORT), local.port().to_be_bytes());
+            assert_eq!(only(proto, CTA_PROTO_DST_PORT), peer.port().to_be_bytes());
+        }
     }
 }

@@ -330,11 +330,15 @@ impl Outbound {
         flow: &str,
     ) -> Result<(h2::SendStream<Bytes>, h2::client::ResponseFuture), Refusal> {
         let stream_err = |source| Refusal::Stream { peer, source };
+        // Unique to the flow, so never indexed: encoding it then neither searches the
+        // connection's header table nor evicts the entries that do repeat.
+        let mut flow_id = http::HeaderValue::from_str(flow).expect("a flow id is a host name and numbers");
+        flow_id.set_sensitive(true);
         let request = http::Request::builder()
             .method(http::Method::CONNECT)
             .uri(dst.to_string())
             .header(PROCESS_HEADER, workload.process_header.clone())
-            .header(FLOW_HEADER, flow)
+            .header(FLOW_HEADER, flow_id)
             .body(())
             .expect("CONNECT request from valid parts");
         let mut sender = lease.sender.clone().ready().await.map_err(stream_err)?;
