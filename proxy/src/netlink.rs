@@ -104,3 +104,15 @@ pub fn error_of(answer: &[u8]) -> Option<io::Error> {
 pub fn header(total: usize, kind: u16, flags: u16) -> libc::nlmsghdr {
     libc::nlmsghdr { nlmsg_len: total as u32, nlmsg_type: kind, nlmsg_flags: flags, nlmsg_seq: 1, nlmsg_pid: 0 }
 }
+
+/// The same header as bytes, for a request built in a byte buffer.
+pub fn header_bytes(total: usize, kind: u16, flags: u16) -> [u8; HEADER_LEN] {
+    let h = header(total, kind, flags);
+    let mut out = [0u8; HEADER_LEN];
+    out[0..4].copy_from_slice(&h.nlmsg_len.to_ne_bytes());
+    out[4..6].copy_from_slice(&h.nlmsg_type.to_ne_bytes());
+    out[6..8].copy_from_slice(&h.nlmsg_flags.to_ne_bytes());
+    out[8..12].copy_from_slice(&h.nlmsg_seq.to_ne_bytes());
+    out[12..16].copy_from_slice(&h.nlmsg_pid.to_ne_bytes());
+    out
+}

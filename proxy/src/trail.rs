@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The log target of trail records. Its events skip the log's character-by-character
-/// sanitizing (most of a short flow's cost on the proxy): a record is JSON with every
+/// sanitizing (the costliest step of a short flow's bookkeeping): a record is JSON with every
 /// character a terminal acts on already escaped (`escape_terminal_controls`).
 pub const TARGET: &str = "idgate::trail";
 
@@ -67,7 +67,7 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     rules: &'a [String],
     peer: Option<&'a str>,
-    destination: String,
+    destination: std::net::SocketAddr,
     bytes_up: u64,
     bytes_down: u64,
     duration_ms: u64,
@@ -143,12 +143,16 @@ impl Trail {
             svid_serial: f.serial.as_deref(),
             rules,
             peer: f.peer.as_deref(),
-            destination: f.destination.to_string(),
+            destination: f.destination,
             bytes_up: up,
             bytes_down: down,
             duration_ms,
         };
-        let Ok(line) = serde_json::to_string(&record) else { return };
+        let mut json = Vec::with_capacity(512);
+        if serde_json::to_writer(&mut json, &record).is_err() {
+            return;
+        }
+        let Ok(line) = String::from_utf8(json) else { return };
         let line = escape_terminal_controls(line);
         // The log prints it as it is (see `TARGET`).
         tracing::info!(target: TARGET, "{line}");

@@ -56,9 +56,7 @@ impl ProcEvents {
     fn listen(&mut self) -> io::Result<()> {
         let total = crate::netlink::HEADER_LEN + CN_MSG_LEN + 4;
         let mut msg = Vec::with_capacity(total);
-        let header = crate::netlink::header(total, libc::NLMSG_DONE as u16, 0);
-        // SAFETY: nlmsghdr is plain old data; its bytes are read, not reinterpreted.
-        msg.extend_from_slice(unsafe { std::slice::from_raw_parts(&header as *const _ as *const u8, crate::netlink::HEADER_LEN) });
+        msg.extend_from_slice(&crate::netlink::header_bytes(total, libc::NLMSG_DONE as u16, 0));
         for word in [CN_IDX_PROC, CN_VAL_PROC, 0, 0] {
             msg.extend_from_slice(&word.to_ne_bytes());
         }

@@ -86,12 +86,8 @@ fn request(local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
     put_attr(&mut msg, CTA_PROTO_DST_PORT, &peer.port().to_be_bytes());
     end_nest(&mut msg, proto);
     end_nest(&mut msg, tuple);
-    let h = netlink::header(msg.len(), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, libc::NLM_F_REQUEST as u16);
-    msg[0..4].copy_from_slice(&h.nlmsg_len.to_ne_bytes());
-    msg[4..6].copy_from_slice(&h.nlmsg_type.to_ne_bytes());
-    msg[6..8].copy_from_slice(&h.nlmsg_flags.to_ne_bytes());
-    msg[8..12].copy_from_slice(&h.nlmsg_seq.to_ne_bytes());
-    msg[12..16].copy_from_slice(&h.nlmsg_pid.to_ne_bytes());
+    let header = netlink::header_bytes(msg.len(), (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, libc::NLM_F_REQUEST as u16);
+    msg[..netlink::HEADER_LEN].copy_from_slice(&header);
     msg
 }
 
