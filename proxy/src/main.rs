@@ -196,13 +196,20 @@ fn raise_fd_limit() {
 /// Logs to stderr (journald under systemd). Trail records are printed unsanitized: they are
 /// escaped JSON already (see `idgate::trail::TARGET`).
 fn init_logging() {
-    use tracing_subscriber::{filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+    use tracing_subscriber::{filter::filter_fn, filter::LevelFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Without a hint a per-layer filter makes the whole subscriber "maybe any level", and then
+    // every disabled debug and trace call site (h2 has several per frame) is looked up instead
+    // of being turned away by one comparison.
+    let most = env.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let is_trail = |m: &tracing::Metadata<'_>| m.target() == idgate::trail::TARGET;
+    let others = filter_fn(move |m| !is_trail(m)).with_max_level_hint(most);
+    let trail = filter_fn(is_trail).with_max_level_hint(most);
     tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(filter_fn(move |m| !is_trail(m))))
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(false).with_filter(filter_fn(is_trail)))
+        .with(env)
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(others))
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(false).with_filter(trail))
         .init();
 }
 
