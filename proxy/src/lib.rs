@@ -29,6 +29,7 @@ pub mod service;
 pub mod socket;
 pub mod spiffe;
 pub mod supervise;
+mod terminal;
 pub mod trail;
 pub mod tunnel;
 pub mod upgrade;

@@ -15,29 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The log target of trail records. Its events skip the log's character-by-character
 /// sanitizing (the costliest step of a short flow's bookkeeping): a record is JSON with every
-/// character a terminal acts on already escaped (`escape_terminal_controls`).
+/// character a terminal acts on already escaped (`terminal::escape_json`).
 pub const TARGET: &str = "idgate::trail";
-
-/// serde_json escapes the C0 controls (ESC among them) but leaves DEL and the C1 controls
-/// (U+0080 to U+009F) raw, and terminals act on those too. A workload chooses its exe path, so
-/// it could recolour or rewrite the screen of an operator reading the trail. Outside strings
-/// JSON is plain ASCII, and inside one `\u00XX` decodes to the same character.
-fn escape_terminal_controls(line: String) -> String {
-    use std::fmt::Write;
-    // In UTF-8, DEL is 0x7f and every C1 control starts with 0xc2.
-    if memchr::memchr2(0x7f, 0xc2, line.as_bytes()).is_none() {
-        return line;
-    }
-    let mut out = String::with_capacity(line.len() + 32);
-    for c in line.chars() {
-        if ('\u{7f}'..='\u{9f}').contains(&c) {
-            let _ = write!(out, "\\u{:04x}", c as u32); // writing to a String cannot fail
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 #[derive(Serialize)]
 struct Process<'a> {
@@ -153,7 +132,7 @@ impl Trail {
             return;
         }
         let Ok(line) = String::from_utf8(json) else { return };
-        let line = escape_terminal_controls(line);
+        let line = crate::terminal::escape_json(line);
         // The log prints it as it is (see `TARGET`).
         tracing::info!(target: TARGET, "{line}");
         if let Some(file) = &self.file {

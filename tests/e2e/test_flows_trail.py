@@ -96,5 +96,11 @@ def test_a_workload_cannot_put_terminal_controls_in_the_log_or_the_trail(net):
             assert not found, f"raw {found.group()!r} in the {name}: {data[max(0, found.start() - 80):found.end() + 20]!r}"
         records = [r for r in trail(net.tmp / "trail-a.jsonl") if r.get("process", {}).get("exe") == str(exe)]
         assert [r["verdict"] for r in records] == ["tunneled"], records
+        # The operator's commands print the process too (the decision's `exe(pid)`).
+        for args in (["status"], ["status", "--json"]):
+            out = net.a.run(IDGATE, *args, "-c", a.config).stdout
+            found = RAW_TERMINAL_CONTROLS.search(out.replace(b"\n", b""))
+            assert not found, f"raw {found.group()!r} in `idgate {' '.join(args)}`: {out[max(0, found.start() - 80):found.end() + 20]!r}"
+            assert b"python3(" in out, out
     finally:
         shutil.rmtree(hostile)

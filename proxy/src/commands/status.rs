@@ -40,7 +40,7 @@ pub fn request(socket: &Path, method: &str, path: &str) -> Result<String> {
 pub fn status(socket: &Path, json: bool) -> Result<()> {
     let body = get(socket, "/status")?;
     if json {
-        println!("{body}");
+        println!("{}", crate::terminal::escape_json(body));
         return Ok(());
     }
     let st: Value = serde_json::from_str(&body).context("the status document is not JSON")?;
@@ -48,9 +48,10 @@ pub fn status(socket: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A value as a table cell; text a workload or a peer chose shows its controls escaped.
 fn s(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::terminal::escape_text(s),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
@@ -82,7 +83,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 pub fn flows(socket: &Path, json: bool) -> Result<()> {
     let body = get(socket, "/flows")?;
     if json {
-        println!("{body}");
+        println!("{}", crate::terminal::escape_json(body));
         return Ok(());
     }
     let flows: Vec<Value> = serde_json::from_str(&body).context("the flow list is not JSON")?;
