@@ -134,8 +134,10 @@ impl Admin {
             Err(why) => (StatusCode::UNPROCESSABLE_ENTITY, "text/plain", why),
         };
         match (method, path) {
-            (&Method::GET, "/status") => (StatusCode::OK, "application/json", self.status_json()),
-            (&Method::GET, "/flows") => (StatusCode::OK, "application/json", self.flows_json()),
+            // Both carry text workloads and peers chose (exe paths, refusal details): whoever
+            // prints them to a terminal gets no raw control character.
+            (&Method::GET, "/status") => (StatusCode::OK, "application/json", crate::terminal::escape_json(self.status_json())),
+            (&Method::GET, "/flows") => (StatusCode::OK, "application/json", crate::terminal::escape_json(self.flows_json())),
             (&Method::POST, "/reload") => report(self.reloader.reload()),
             (&Method::POST, "/revocations") => report(self.reloader.revocations()),
             (&Method::POST, "/upgrade") => match crate::upgrade::spawn_successor(&self.program, &self.config_path) {

@@ -40,7 +40,7 @@ pub fn request(socket: &Path, method: &str, path: &str) -> Result<String> {
 pub fn status(socket: &Path, json: bool) -> Result<()> {
     let body = get(socket, "/status")?;
     if json {
-        println!("{}", crate::terminal::escape_json(body));
+        println!("{body}"); // escaped by idgate (`terminal::escape_json`)
         return Ok(());
     }
     let st: Value = serde_json::from_str(&body).context("the status document is not JSON")?;
@@ -83,7 +83,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 pub fn flows(socket: &Path, json: bool) -> Result<()> {
     let body = get(socket, "/flows")?;
     if json {
-        println!("{}", crate::terminal::escape_json(body));
+        println!("{body}"); // escaped by idgate (`terminal::escape_json`)
         return Ok(());
     }
     let flows: Vec<Value> = serde_json::from_str(&body).context("the flow list is not JSON")?;
