@@ -11,16 +11,23 @@ perf's top symbols. Run as root, after `cargo build --release`:
     python3 benches/e2e/profile.py idgate ka1 --dso --side A    # kernel vs idgate vs libc share
     python3 benches/e2e/profile.py idgate_http ka10 --no-perf --sides   # CPU per request, each host
     python3 benches/e2e/profile.py idgate ka10,close10 --instructions A   # instructions per request
+    python3 benches/e2e/profile.py idgate newconn --no-perf   # one new connection at a time
 
 --instructions runs one side's idgate under callgrind (instrumented only while each workload
 runs) and prints the instructions it executed per request: the same for the same binary and
 load whatever else the machine does, so two binaries compare where req/s and CPU time are too
 noisy to (this VM has no hardware counters for `perf stat`).
 
-Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle."""
+Workload keys are run.py's: ka1 ka10 ka64 close10 bulk idle, and `newconn`: one client makes
+200 new connections one after another, each a GET timed from connect() to the response's first
+byte, first with 50 ms of idle between them (as the first-request figures are taken: every
+process on the path wakes from idle) and then back to back; it prints the medians of both, and
+of connect() alone."""
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,11 +40,47 @@ import run  # noqa: E402  (puts tests/e2e on the path)
 import netns  # noqa: E402
 from peers import SCENARIOS  # noqa: E402
 
+NEW_CONNECTIONS = r"""
+import json, socket, sys, time
+host, port, n, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+out = []
+for i in range(n):
+    s = socket.socket()
+    t0 = time.perf_counter()
+    s.connect((host, port))
+    t1 = time.perf_counter()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: b.bench\r\nConnection: close\r\n\r\n")
+    if not s.recv(65536).startswith(b"HTTP/1.1 200"):
+        sys.exit("no 200 answer")
+    t2 = time.perf_counter()
+    while s.recv(65536):
+        pass
+    s.close()
+    out.append(((t1 - t0) * 1e6, (t2 - t0) * 1e6))
+    time.sleep(gap)
+print(json.dumps(out))
+"""
+
+
+def new_connections(bench, scn):
+    """Medians of connect() and of connect-to-first-byte, after idle gaps and back to back."""
+    host, port = scn.http_addr()
+    parts = []
+    for label, gap in (("50 ms idle between", 0.05), ("back to back", 0.0)):
+        r = bench.client("/usr/bin/python3", "-c", NEW_CONNECTIONS, host, port, 200, gap, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"new connections through {scn.label}: {r.stderr.strip()}")
+        samples = json.loads(r.stdout)[20:]  # the first ones warm the client's own code paths
+        connect, first_byte = (statistics.median(x[i] for x in samples) for i in (0, 1))
+        parts.append(f"{label}: first byte {first_byte:.0f} µs (connect {connect:.0f} µs)")
+    return "; ".join(parts)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario", help="scenario key, e.g. idgate, idgate_http, envoy")
-    ap.add_argument("workload", help="ka1 | ka10 | ka64 | close10 | bulk | idle, or several: bulk,idle")
+    ap.add_argument("workload", help="ka1 | ka10 | ka64 | close10 | bulk | idle | newconn, or several: bulk,idle")
     ap.add_argument("--duration", type=float, default=5, help="seconds of load (default 5)")
     ap.add_argument("--repeat", type=int, default=1, help="run the workload this many times, print each")
     ap.add_argument("--side", choices=["A", "B", "both"], default="both", help="whose proxy perf samples")
@@ -58,8 +101,8 @@ def main():
     kinds = {k: (kind, prm) for k, _t, kind, prm in run.WORKLOADS if kind in ("wrk", "iperf3")}
     workloads = args.workload.split(",")
     for w in workloads:
-        if w not in kinds and w != "idle":
-            sys.exit(f"unknown workload {w!r}; one of {', '.join(kinds)}, idle")
+        if w not in kinds and w not in ("idle", "newconn"):
+            sys.exit(f"unknown workload {w!r}; one of {', '.join(kinds)}, idle, newconn")
 
     bench = run.Bench(argparse.Namespace(quick=False))
     if args.instructions:
@@ -92,6 +135,9 @@ def main():
         for workload in [w for _ in range(args.repeat) for w in workloads]:
             if workload == "idle":
                 print(bench.idle_flows(scn, 1000))
+                continue
+            if workload == "newconn":
+                print(f"{args.scenario} newconn: {new_connections(bench, scn)}")
                 continue
             kind, prm = kinds[workload]
             dur = int(args.duration) if float(args.duration).is_integer() else args.duration
