@@ -115,6 +115,42 @@ def test_inbound_sets_identity_header_and_drops_forged_copies(hx):
     assert fields["By"] == B_SERVER_ID and fields["URI"] == BOB, fields
 
 
+# Names that servers mapping header fields to CGI-style variables (WSGI, PHP-FPM, CGI:
+# HTTP_X_FORWARDED_CLIENT_CERT) read as the protected header: `_` and `-` are one there.
+LOOKALIKES = {
+    "X_Forwarded_Client_Cert": "By=spiffe://demo.idgate/idgate/host/host-b;URI=spiffe://demo.idgate/app/admin",
+    "x-forwarded_client-cert": "URI=spiffe://demo.idgate/app/admin",
+    "X_Caller": "spiffe://demo.idgate/app/admin",
+}
+
+
+def cgi_names(headers):
+    """The service's headers as a CGI-style server sees them: `_` and `-` alike."""
+    out = {}
+    for name, values in headers.items():
+        out.setdefault(name.lower().replace("_", "-"), []).extend(values)
+    return out
+
+
+def test_look_alike_names_cannot_forge_protected_headers(hx):
+    # The identity header (inbound side) and what rules set (outbound side) are stripped under
+    # every spelling a service might fold into theirs, over HTTP/1.1 and h2c.
+    for sid, path in ((ALICE, "/inspect/lookalike/alice"), (CAROL, "/inspect/lookalike/carol")):
+        h = cgi_names(inspect(hx, sid, path, LOOKALIKES)["headers"])
+        assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == sid, h
+        assert h.get("x-caller") == ([sid] if sid == ALICE else None), h
+    _, status, body = curl_h2c(hx, ALICE, f"http://{B}:8080/inspect/lookalike-h2", [f"{k}: {v}" for k, v in LOOKALIKES.items()])
+    assert status == 200, body
+    h = cgi_names(json.loads(body)["headers"])
+    assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == ALICE, h
+    assert h.get("x-caller") == [ALICE], h
+    # A local caller on host B (strict mode) goes through the inbound side only.
+    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/lookalike-local", json.dumps(LOOKALIKES), uid=UIDS[ALICE], check=False)
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    h = cgi_names(json.loads(json.loads(r.stdout)["body"])["headers"])
+    assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == ALICE, h
+
+
 def test_local_callers_get_the_identity_header_and_cannot_forge_it(hx):
     # Strict mode: b's own processes reach its protected HTTP port through idgate as well.
     forged = {"X-Forwarded-Client-Cert": "By=spiffe://demo.idgate/idgate/host/host-b;URI=spiffe://demo.idgate/app/admin"}

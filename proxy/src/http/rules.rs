@@ -1,5 +1,6 @@
 //! Applies `[[http_rule]]`s to one outbound request: strip what a workload must not forge,
 //! then set/append/remove headers with values rendered from templates.
+use super::forged::Lookalikes;
 use super::jwt::JwtIssuer;
 use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
 use crate::config::{HostPattern, HttpRule, Part, Template};
@@ -99,11 +100,13 @@ impl Rewriter {
         let path = parts.uri.path();
         let for_destination = || self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host, path));
         // Anti-spoofing first: the identity header and any header a rule for this destination
-        // injects may only come from idgate, whichever workload sent the request.
-        parts.headers.remove(&self.identity_header);
+        // injects may only come from idgate, whichever workload sent the request, under any
+        // spelling the service may read as theirs.
+        let lookalikes = Lookalikes::of(&parts.headers);
+        lookalikes.strip(&mut parts.headers, &self.identity_header);
         for (_, rule) in for_destination() {
             for name in rule.set.keys() {
-                parts.headers.remove(&name.0);
+                lookalikes.strip(&mut parts.headers, &name.0);
             }
         }
         let mut applied = SmallVec::new();
@@ -112,7 +115,7 @@ impl Rewriter {
                 continue;
             }
             for name in &rule.remove {
-                parts.headers.remove(&name.0);
+                lookalikes.strip(&mut parts.headers, &name.0);
             }
             for (name, template) in &rule.set {
                 let value = self.render(i, &name.0, template, flow.source)?;

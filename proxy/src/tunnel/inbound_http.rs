@@ -5,6 +5,7 @@ use super::inbound::Inbound;
 use super::StreamIo;
 use crate::decisions::Decision;
 use crate::flows::{Counted, FlowFacts, OpenFlow};
+use crate::http::forged::Lookalikes;
 use crate::http::{BoxIo, Failure, Upstream};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -34,7 +35,9 @@ impl Upstream for Local {
 
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
         let name = &self.inbound.identity_header.name;
-        parts.headers.remove(name);
+        // Any copy that came over the network goes, under any spelling the service may read
+        // as this header.
+        Lookalikes::of(&parts.headers).strip(&mut parts.headers, name);
         parts.headers.insert(name.clone(), self.identity.clone());
         Ok(())
     }
