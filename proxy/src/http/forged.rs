@@ -14,13 +14,13 @@ pub struct Lookalikes {
 
 impl Lookalikes {
     pub fn of(headers: &HeaderMap) -> Self {
-        Lookalikes { underscored: headers.keys().filter(|name| name.as_str().contains('_')).cloned().collect() }
+        Lookalikes { underscored: headers.keys().filter(|name| has_underscore(name)).cloned().collect() }
     }
 
     /// Removes every field named `name`, or named like it with `_` and `-` taken as one.
     pub fn strip(&self, headers: &mut HeaderMap, name: &HeaderName) {
         headers.remove(name);
-        if name.as_str().contains('_') {
+        if has_underscore(name) {
             // A protected name spelt with `_` (configs may) has dashed look-alikes too.
             let all: SmallVec<[HeaderName; 2]> = headers.keys().filter(|other| same_when_folded(other.as_str(), name.as_str())).cloned().collect();
             for other in &all {
@@ -32,6 +32,11 @@ impl Lookalikes {
             headers.remove(other);
         }
     }
+}
+
+/// A byte search: this runs for every field of every request on the HTTP-aware path.
+fn has_underscore(name: &HeaderName) -> bool {
+    name.as_str().as_bytes().contains(&b'_')
 }
 
 /// Header names are lower case here (`HeaderName` guarantees it).
