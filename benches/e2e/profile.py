@@ -40,39 +40,17 @@ import run  # noqa: E402  (puts tests/e2e on the path)
 import netns  # noqa: E402
 from peers import SCENARIOS  # noqa: E402
 
-NEW_CONNECTIONS = r"""
-import json, socket, sys, time
-host, port, n, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-out = []
-for i in range(n):
-    s = socket.socket()
-    t0 = time.perf_counter()
-    s.connect((host, port))
-    t1 = time.perf_counter()
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: b.bench\r\nConnection: close\r\n\r\n")
-    if not s.recv(65536).startswith(b"HTTP/1.1 200"):
-        sys.exit("no 200 answer")
-    t2 = time.perf_counter()
-    while s.recv(65536):
-        pass
-    s.close()
-    out.append(((t1 - t0) * 1e6, (t2 - t0) * 1e6))
-    time.sleep(gap)
-print(json.dumps(out))
-"""
-
-
 def new_connections(bench, scn):
     """Medians of connect() and of connect-to-first-byte, after idle gaps and back to back."""
     host, port = scn.http_addr()
     parts = []
     for label, gap in (("50 ms idle between", 0.05), ("back to back", 0.0)):
-        r = bench.client("/usr/bin/python3", "-c", NEW_CONNECTIONS, host, port, 200, gap, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError(f"new connections through {scn.label}: {r.stderr.strip()}")
+        r = bench.client("/usr/bin/python3", "-c", run.FIRST_REQUESTS, host, port, 200, gap, timeout=120)
         samples = json.loads(r.stdout)[20:]  # the first ones warm the client's own code paths
-        connect, first_byte = (statistics.median(x[i] for x in samples) for i in (0, 1))
+        failed = [x["head"] for x in samples if not x["ok"]]
+        if failed:
+            raise RuntimeError(f"new connections through {scn.label}: {len(failed)} failed, first: {failed[0]!r}")
+        connect, first_byte = (statistics.median(x[k] * 1e3 for x in samples) for k in ("connect_ms", "first_byte_ms"))
         parts.append(f"{label}: first byte {first_byte:.0f} µs (connect {connect:.0f} µs)")
     return "; ".join(parts)
 

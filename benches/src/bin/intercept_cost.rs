@@ -45,10 +45,8 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-/// A failed step ends the run with one line naming it.
 fn die(what: &str, e: impl std::fmt::Display) -> ! {
-    eprintln!("intercept_cost: {what}: {e}");
-    std::process::exit(1)
+    idgate_benches::die("intercept_cost", what, e)
 }
 
 fn transparent_listener() -> TcpListener {

@@ -3,7 +3,6 @@
 //!   pingpong client ADDR N SIZE     N round trips of SIZE bytes; prints p50/p90/p99/p99.9 in µs
 //!   pingpong connect ADDR N         N fresh connections, one 1-byte round trip each
 //!   pingpong fire ADDR MSG          connect, send MSG and exit at once (no close handshake wait)
-use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
@@ -25,10 +24,8 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-/// A failed step ends the run with one line naming it (a tool in test scripts: no panic dump).
-fn die(what: &str, e: impl Display) -> ! {
-    eprintln!("pingpong: {what}: {e}");
-    std::process::exit(1)
+fn die(what: &str, e: impl std::fmt::Display) -> ! {
+    idgate_benches::die("pingpong", what, e)
 }
 
 /// Prints one result line; a reader that went away (`| head -1`) is not an error.
