@@ -8,10 +8,9 @@ import signal
 import subprocess
 import time
 
-from hosts import SERVER, SERVER_PORT, host_config
+from fleet import ADDRESSES, ca, config, issue
+from hosts import SERVER, SERVER_PORT
 from netns import IDGATE
-
-ADDRESSES = {"a": "10.77.0.1", "b": "10.77.0.2", "c": "10.77.0.3"}
 
 # Connects to each target in turn until SIGUSR1 (or once, with "once"): 100 bytes up, the answer back.
 LOAD = r"""
@@ -32,21 +31,6 @@ while not stop:
     time.sleep(0.02)
 print(json.dumps({"ok": ok, "failed": failed, "errors": errors[:10]}))
 """
-
-
-def ca(*args):
-    return subprocess.run([str(IDGATE), "ca", *args], check=True, capture_output=True, text=True)
-
-
-def config(net, name, ca_dir, bundle, extra=""):
-    text = host_config(f"host-{name}", net.tmp / f"state-{name}", ca_dir, extra=extra)
-    return text.replace(f'key = "{ca_dir}/ca-key.pem"\n', f'key = "{ca_dir}/ca-key.pem"\ntrust_bundle = ["{bundle}"]\n', 1)
-
-
-def issue(net, root, name, generation):
-    out = net.tmp / f"{name}-ca{generation}"
-    ca("issue", "--dir", root, "--host", f"host-{name}", "--address", ADDRESSES[name], "--days", "30", "--out", out)
-    return out
 
 
 def reload_all(net, daemons):
