@@ -4,6 +4,7 @@ the others go on untouched), new flows see it at once, a broken file changes not
 names its line, and a revoked identity's flow sends no byte a second after the command."""
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -203,3 +204,51 @@ def test_a_revoked_serial_is_replaced_on_the_client_host(net):
     # A bad entry is refused by the command and changes nothing.
     r = net.a.run(IDGATE, "revoke", "not-an-entry", "-c", a.config, check=False)
     assert r.returncode != 0 and b"neither a SPIFFE ID" in r.stderr, r
+
+
+# Drops the SYNs of connections to PORT on a host (its service is slow to take them): the
+# inbound side's dial to the service hangs until the table goes and the SYN is sent again.
+SLOW_SERVICE = f"""
+table inet slowsvc {{
+  chain out {{ type filter hook output priority -300; policy accept;
+    tcp dport {PORT} tcp flags & (syn | ack) == syn drop
+  }}
+}}
+"""
+
+
+def test_a_revocation_during_a_slow_dial_closes_the_flow_on_either_host(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    log = timeserver(net)
+
+    # Client host: b's idgate is stopped, so a's dial to it hangs in the TLS handshake while
+    # alice is revoked; the flow is reset then, not let through when b answers.
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        alice = ticker(net, 1001, 3)
+        time.sleep(0.5)
+        t0 = time.time()
+        net.a.run(IDGATE, "revoke", ALICE, "-c", a.config)
+        time.sleep(1)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    got = ended(alice)
+    print(f"revoked during the client host's dial: the client saw the reset after {(got['at'] - t0) * 1000:.0f} ms")
+    assert got["how"] != "ok" and got["at"] - t0 < 1.0, got
+    assert [d for d in a.decisions(direction="outbound", verdict="revoked") if d["source_id"] == ALICE], a.status()["decisions"]
+
+    # Server host: b's connection to the service hangs while bob is revoked there.
+    net.b.run("nft", "-f", "-", input=SLOW_SERVICE.encode())
+    bob = ticker(net, 1002, 3)
+    time.sleep(0.4)
+    t0 = time.time()
+    net.b.run(IDGATE, "revoke", BOB, "-c", b.config)
+    time.sleep(0.3)
+    net.b.run("nft", "delete", "table", "inet", "slowsvc")
+    got = ended(bob)
+    print(f"revoked during the server host's dial: the client saw the reset after {(got['at'] - t0) * 1000:.0f} ms")
+    assert got["how"] != "ok" and got["at"] - t0 < 1.0, got
+    time.sleep(0.3)
+    served = log.read_text() if log.exists() else ""
+    assert all(line.split()[0] == "0" for line in served.splitlines()), f"the service received a revoked flow's bytes: {served}"
+    assert [d for d in b.decisions(direction="inbound") if d["source_id"] == BOB and "revoked" in (d["detail"] or "")], b.status()["decisions"]
