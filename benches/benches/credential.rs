@@ -14,7 +14,7 @@ pub fn credentials(dir: &std::path::Path) -> Credentials {
     let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "bench.idgate".into() };
     let server = SpiffeId::parse("spiffe://bench.idgate/idgate/host/b").unwrap();
     let addresses = idgate::credential::HostAddresses::Configured(vec![[127, 0, 0, 1].into()]);
-    Credentials::new(ca, bundle, server, addresses, Duration::from_secs(3600)).unwrap()
+    Credentials::new(ca, bundle, server, addresses, Duration::from_secs(3600), Default::default()).unwrap()
 }
 
 fn pump(

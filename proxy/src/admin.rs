@@ -173,7 +173,7 @@ impl Admin {
                     "spiffe_id": f.facts.source.as_ref().map(|s| s.as_str()),
                     "serial": f.facts.serial.as_deref(),
                     "destination": f.facts.destination.to_string(),
-                    "peer": f.facts.peer,
+                    "peer": f.peer_label(),
                     "bytes_up": f.up.load(Ordering::Relaxed),
                     "bytes_down": f.down.load(Ordering::Relaxed),
                     "age_ms": f.started.elapsed().as_millis() as u64,

@@ -11,7 +11,7 @@ use crate::intercept::guard::{self, Redirect};
 use crate::live::{Live, Policy};
 use crate::metrics::Metrics;
 use crate::reload::{Fixed, Parts, Reloader};
-use crate::revocation::Revocations;
+use crate::revocation::{DenyList, Revocations};
 use crate::spiffe::SpiffeId;
 use crate::supervise::Supervised;
 use crate::trail::Trail;
@@ -63,13 +63,17 @@ pub fn ca_files(config: &Config) -> Result<(std::path::PathBuf, std::path::PathB
     })
 }
 
-/// The CA that mints SVIDs and the roots peers are verified against (the CA itself, and
-/// every certificate of the trust bundle files).
+/// The CA that mints SVIDs and the roots peers are verified against: every certificate of the
+/// trust bundle files, and the CA itself when it is a root or no bundle is given (a CA the
+/// hosts share). A host CA under a root in the bundle is not an anchor of its own: the host
+/// verifies its own SVIDs as its peers do, through the root and within the CA's grant.
 pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBundle)> {
     let (cert_path, key_path) = ca_files(config)?;
     let ca = CertificateAuthority::load(&cert_path, &key_path)?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
+    if ca.is_root() || config.ca.trust_bundle.is_empty() {
+        roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
+    }
     for path in &config.ca.trust_bundle {
         for cert in trust_anchors(path)? {
             roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
@@ -79,7 +83,8 @@ pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBun
 }
 
 /// Everything that can fail before touching the network: CA, trust bundle, first SVID.
-pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
+/// `revoked`: the deny list's slot, which peers are checked against at every handshake.
+pub fn load_credentials(config: &Config, host: &str, revoked: Arc<DenyList>) -> Result<Credentials> {
     let td = &config.trust_domain.0;
     let (ca, bundle) = load_authority(config)?;
     let server_id = match &config.svid.server_id {
@@ -93,7 +98,13 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
         Some(list) => HostAddresses::Configured(list.clone()),
         None => HostAddresses::Interfaces,
     };
-    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0)
+    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0, revoked)
+}
+
+/// The deny list the config gives (its inline entries and its file), in a slot of its own.
+pub fn deny_list(config: &Config) -> Result<Arc<DenyList>> {
+    let entries = config.revocation.entries().map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(DenyList::from_pointee(Revocations::new(entries))))
 }
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
@@ -142,7 +153,8 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     }
     let host = hostname(&config);
     crate::credential::keep_keys_out_of_core_dumps()?;
-    let credentials = Arc::new(load_credentials(&config, &host)?);
+    let revoked = deny_list(&config)?;
+    let credentials = Arc::new(load_credentials(&config, &host, revoked.clone())?);
     credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
     let metrics = Arc::new(Metrics::new());
     let (backend, backend_reason) = identity_backend(&config)?;
@@ -157,12 +169,11 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
-    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, revoked.clone()))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
     let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
-    let revoked = Revocations::new(config.revocation.entries().map_err(anyhow::Error::msg)?);
     let live = Live::new(policy, revoked);
     let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
 

@@ -2,7 +2,9 @@
 //! revocation re-checks (and closes when the new policy denies it), and what the attribution
 //! trail records when the flow ends. Each worker thread registers its flows in its own shard,
 //! so the data path takes an uncontended lock per flow; the control thread reads all shards.
+use crate::credential::PeerChain;
 use crate::identity::ProcessInfo;
+use crate::revocation::{DenyList, Revocations};
 use crate::spiffe::SpiffeId;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ pub struct FlowFacts {
     /// caller's (inbound).
     pub serial: Option<Arc<str>>,
     pub destination: SocketAddr,
-    /// The peer idgate's address and SPIFFE ID (outbound), or the caller's address (inbound).
+    /// The peer idgate's address (outbound), or the caller's address (inbound).
     pub peer: Option<String>,
 }
 
@@ -47,11 +49,50 @@ pub struct OpenFlow {
     pub down: AtomicU64,
     /// Credential rules applied to its requests (HTTP flows; names, never values).
     pub rules: Mutex<Vec<String>>,
+    /// The peer's certificate chain: the server idgate's (outbound, known once its tunnel
+    /// connection is dialled, and for HTTP flows the latest one's) or the caller's (inbound).
+    peer_chain: Mutex<Option<Arc<PeerChain>>>,
     close: Notify,
     closed_because: Mutex<Option<String>>,
 }
 
 impl OpenFlow {
+    pub fn peer_chain(&self) -> Option<Arc<PeerChain>> {
+        self.peer_chain.lock().clone()
+    }
+
+    /// Records the peer's chain and checks the flow against the deny list in force, which may
+    /// have changed while the flow waited for its dial: a revocation swaps the list in before it
+    /// looks at open flows, and the flow's chain is in place before it reads the list here, so
+    /// one of the two sees the other. `Err` says why the flow must stop.
+    pub fn set_peer_chain(&self, chain: Option<Arc<PeerChain>>, deny: &DenyList) -> Result<(), String> {
+        if chain.is_some() {
+            *self.peer_chain.lock() = chain;
+        }
+        match self.revoked_by(&deny.load()) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the deny list stops this flow, if it does: its own identity or certificate, or any
+    /// certificate of its peer's chain.
+    pub fn revoked_by(&self, list: &Revocations) -> Option<String> {
+        if list.is_empty() {
+            return None;
+        }
+        list.why(self.facts.source.as_ref(), self.facts.serial.as_deref()).or_else(|| self.peer_chain().and_then(|c| list.why_chain(&c)))
+    }
+
+    /// How the trail and `idgate flows` name the peer: an outbound flow's peer idgate by its
+    /// address and SPIFFE ID, an inbound flow's caller by its address.
+    pub fn peer_label(&self) -> Option<String> {
+        match (self.facts.direction, &self.facts.peer, self.peer_chain()) {
+            ("outbound", Some(addr), Some(chain)) => Some(format!("{addr} {}", chain.id)),
+            (_, peer, _) => peer.clone(),
+        }
+    }
+
     /// Asks the flow's task to close it (both ends, a reset) and says why.
     pub fn close(&self, why: String) {
         *self.closed_because.lock() = Some(why);
@@ -93,6 +134,21 @@ impl FlowRegistry {
         Arc::new(FlowRegistry { shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(), next: AtomicU64::new(0) })
     }
 
+    /// Registers a flow and checks it against the deny list in force (see `set_peer_chain`):
+    /// a revocation that landed since the flow was last checked is seen here, and any later
+    /// one finds the flow registered. `Err` says why the flow must not go on.
+    pub fn register_checked(
+        self: &Arc<Self>,
+        shard: usize,
+        facts: FlowFacts,
+        chain: Option<Arc<PeerChain>>,
+        deny: &DenyList,
+    ) -> Result<Registration, String> {
+        let registration = self.register(shard, facts);
+        registration.flow.set_peer_chain(chain, deny)?;
+        Ok(registration)
+    }
+
     pub fn register(self: &Arc<Self>, shard: usize, facts: FlowFacts) -> Registration {
         let shard = shard % self.shards.len();
         let key = self.next.fetch_add(1, Ordering::Relaxed);
@@ -103,6 +159,7 @@ impl FlowRegistry {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             rules: Mutex::new(Vec::new()),
+            peer_chain: Mutex::new(None),
             close: Notify::new(),
             closed_because: Mutex::new(None),
         });
@@ -204,5 +261,35 @@ mod tests {
         assert!(a.flow.closed_because().is_none());
         drop(b);
         assert_eq!(reg.all().iter().map(|f| f.facts.id.clone()).collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn a_flow_registers_only_while_neither_it_nor_its_peer_is_revoked() {
+        use crate::revocation::Entry;
+        let reg = FlowRegistry::new(1);
+        let list = |entries: &[&str]| DenyList::from_pointee(Revocations::new(entries.iter().map(|e| Entry::parse(e).unwrap()).collect::<Vec<_>>()));
+        let peer = || {
+            Some(Arc::new(PeerChain {
+                id: SpiffeId::parse("spiffe://td/idgate/host/b").unwrap(),
+                serials: vec!["0b".into(), "ca".into()],
+                hosts: vec![SpiffeId::parse("spiffe://td/idgate/host/b").unwrap()],
+            }))
+        };
+        let mut outbound = facts("o");
+        outbound.direction = "outbound";
+        outbound.peer = Some("10.0.0.2:15008".into());
+        let err = reg.register_checked(0, outbound.clone(), peer(), &list(&["spiffe://td/app/a"])).err().unwrap();
+        assert_eq!(err, "spiffe://td/app/a is revoked");
+        let err = reg.register_checked(0, outbound.clone(), peer(), &list(&["ca"])).err().unwrap();
+        assert_eq!(err, "CA certificate serial ca in the chain of spiffe://td/idgate/host/b is revoked");
+        assert!(reg.all().is_empty(), "a refused flow stays out of the registry");
+        // Registered before its dial: the chain comes later, and is checked then.
+        let flow = reg.register_checked(0, outbound, None, &list(&["spiffe://td/idgate/host/b"])).unwrap();
+        assert_eq!(flow.flow.peer_label().as_deref(), Some("10.0.0.2:15008"));
+        let err = flow.flow.set_peer_chain(peer(), &list(&["spiffe://td/idgate/host/b"])).unwrap_err();
+        assert_eq!(err, "spiffe://td/idgate/host/b is revoked");
+        assert_eq!(flow.flow.peer_label().as_deref(), Some("10.0.0.2:15008 spiffe://td/idgate/host/b"));
+        assert_eq!(flow.flow.revoked_by(&list(&["0b"]).load()).as_deref(), Some("certificate serial 0b is revoked"));
+        assert!(flow.flow.revoked_by(&list(&[]).load()).is_none());
     }
 }

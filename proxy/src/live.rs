@@ -7,7 +7,7 @@ use crate::config::{Config, DefaultAction, HostPattern, OutboundRule, PeerChoice
 use crate::http::{JwtIssuer, Origin, Rewriter};
 use crate::identity::Selector;
 use crate::policy::Authorizer;
-use crate::revocation::Revocations;
+use crate::revocation::{DenyList, Revocations};
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -69,15 +69,35 @@ impl Policy {
 }
 
 /// The policy in force and the deny list, each swapped whole. The deny list has its own
-/// slot: its file changes far more often than the config and is re-read on its own.
+/// slot: its file changes far more often than the config and is re-read on its own. The TLS
+/// verifiers share it (see `DenyList`).
 pub struct Live {
     policy: ArcSwap<Policy>,
-    revoked: ArcSwap<Revocations>,
+    revoked: Arc<DenyList>,
+    /// Ticks once a new deny list has been enforced on open flows: inbound tunnel connections
+    /// then re-check their caller.
+    revoked_changed: tokio::sync::watch::Sender<()>,
 }
 
 impl Live {
-    pub fn new(policy: Policy, revoked: Revocations) -> Arc<Self> {
-        Arc::new(Live { policy: ArcSwap::from_pointee(policy), revoked: ArcSwap::from_pointee(revoked) })
+    pub fn new(policy: Policy, revoked: Arc<DenyList>) -> Arc<Self> {
+        Arc::new(Live { policy: ArcSwap::from_pointee(policy), revoked, revoked_changed: tokio::sync::watch::Sender::new(()) })
+    }
+
+    /// Resolves (`changed()`) each time a new deny list has been enforced.
+    pub fn revocations_changed(&self) -> tokio::sync::watch::Receiver<()> {
+        self.revoked_changed.subscribe()
+    }
+
+    /// The deny list swapped in by `set_revoked` has been applied to open flows (each closed
+    /// with its reason): connections of revoked callers may go now.
+    pub fn revocations_enforced(&self) {
+        self.revoked_changed.send_replace(());
+    }
+
+    /// The deny list's slot, for those that read it on their own (verifiers, the pool).
+    pub fn deny_list(&self) -> &Arc<DenyList> {
+        &self.revoked
     }
 
     pub fn policy(&self) -> Arc<Policy> {

@@ -126,17 +126,24 @@ enum CaCommand {
         trust_domain: String,
     },
     /// Issue a CA for one host, signed by the root in DIR, that may name only the host's
-    /// addresses in its SVIDs (IP name constraints): OUT/ca.pem and OUT/ca-key.pem for the
-    /// host's [ca] section (source = "files"), with the root's ca.pem as its trust_bundle.
+    /// addresses in its SVIDs (IP name constraints) and issue only its host's ID and the
+    /// granted workload IDs: OUT/ca.pem and OUT/ca-key.pem for the host's [ca] section
+    /// (source = "files"), with the root's ca.pem as its trust_bundle.
     Issue {
         /// The root's directory (`ca init --dir`).
         #[arg(long)]
         dir: PathBuf,
+        /// The host's name: its CA may issue its idgate ID, spiffe://<td>/idgate/host/<HOST>
+        /// (the default for a host whose `hostname` is HOST).
         #[arg(long)]
         host: String,
         /// An address (or CIDR) of the host; repeat for each.
         #[arg(long = "address", required = true, value_parser = address_or_net)]
         addresses: Vec<ipnet::IpNet>,
+        /// A workload SPIFFE ID the host may issue, exact or a prefix ending in /*
+        /// (spiffe://<td>/app/*); repeat for each. Peers refuse any other from this host.
+        #[arg(long = "grant", value_name = "SPIFFE_ID")]
+        grants: Vec<String>,
         /// How long the host CA is valid; its SVIDs never outlive it.
         #[arg(long, default_value_t = 90)]
         days: u32,
@@ -263,8 +270,9 @@ fn main() -> ExitCode {
         Command::CaInit { dir, trust_domain } | Command::Ca { command: CaCommand::Init { dir, trust_domain } } => {
             idgate::credential::init_fleet_root(&dir, &trust_domain).map(|p| println!("{}", p.display()))
         }
-        Command::Ca { command: CaCommand::Issue { dir, host, addresses, days, out } } => {
-            idgate::credential::fleet::issue_host_ca(&dir, &host, &addresses, days, &out).map(|i| {
+        Command::Ca { command: CaCommand::Issue { dir, host, addresses, grants, days, out } } => {
+            let for_host = idgate::credential::fleet::HostCa { host: &host, addresses: &addresses, grants: &grants, days };
+            idgate::credential::fleet::issue_host_ca(&dir, &for_host, &out).map(|i| {
                 println!("{}\n{}", i.cert.display(), i.key.display());
             })
         }

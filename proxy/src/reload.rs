@@ -269,8 +269,12 @@ impl Reloader {
     }
 
     /// Closes what the policy and deny list in force no longer allow: open flows (with a
-    /// decision record each), pooled tunnel connections of revoked identities or peers, and
-    /// revoked identities' SVIDs.
+    /// decision record each: their own identity or certificate, or any certificate of their
+    /// peer's chain), pooled tunnel connections of revoked identities or to revoked peers (with
+    /// every stream on them), and revoked identities' SVIDs; then inbound tunnel connections of
+    /// revoked callers close themselves (`Live::revocations_enforced`).
+    /// The list is swapped in before this runs: a flow or connection that registers meanwhile
+    /// checks it itself (`FlowRegistry::register_checked`, `Pool::lease`).
     fn enforce(&self, cause: &'static str, report: &mut Report) {
         let policy = self.parts.live.policy();
         let revoked = self.parts.live.revoked();
@@ -287,17 +291,22 @@ impl Reloader {
             Some(format!("{cause}: {why}"))
         });
         if !revoked.is_empty() {
-            report.closed_connections =
-                self.parts.pools.iter().map(|p| p.close_where(|key, peer| revoked.id(&key.source) || peer.is_some_and(|id| revoked.id(id)))).sum();
+            report.closed_connections = self
+                .parts
+                .pools
+                .iter()
+                .map(|p| p.close_where(|key, peer| revoked.id(&key.source) || peer.is_some_and(|chain| revoked.why_chain(chain).is_some())))
+                .sum();
             report.dropped_svids = self.parts.credentials.forget(|id, serial| revoked.id(id) || revoked.serial(serial)).len();
         }
+        self.parts.live.revocations_enforced();
     }
 }
 
 /// Why `flow` may not go on under `policy` and `revoked`, if it may not.
 fn denial(policy: &Policy, revoked: &Revocations, flow: &OpenFlow) -> Option<String> {
     let f = &flow.facts;
-    if let Some(why) = revoked.why(f.source.as_ref(), f.serial.as_deref()) {
+    if let Some(why) = flow.revoked_by(revoked) {
         return Some(why);
     }
     let port = f.destination.port();

@@ -3,9 +3,14 @@
 //! (`[revocation] ids`, `serials`) and in a watched file that the fleet distributes and
 //! `idgate revoke` appends to: one entry per line, `#` starts a comment.
 use crate::config::AllowPattern;
+use crate::credential::PeerChain;
 use crate::spiffe::SpiffeId;
 use std::collections::HashSet;
 use std::path::Path;
+
+/// The deny list in force, swapped whole by a reload or a change of its file. One handle is
+/// shared by the policy (`Live`) and the TLS verifiers, which consult it at every handshake.
+pub type DenyList = arc_swap::ArcSwap<Revocations>;
 
 #[derive(Debug, Default)]
 pub struct Revocations {
@@ -107,7 +112,23 @@ impl Revocations {
         if let Some(id) = id.filter(|id| self.id(id)) {
             return Some(format!("{id} is revoked"));
         }
-        serial.filter(|s| self.serial(s)).map(|s| format!("certificate serial {s} is revoked"))
+        serial.filter(|s| self.serial(s)).map(|s| format!("certificate serial {} is revoked", normalize_serial(s)))
+    }
+
+    /// Why a peer with this chain must be refused or cut off, if it must: its ID, any
+    /// certificate of the chain, or the host a CA of the chain was issued for.
+    pub fn why_chain(&self, chain: &PeerChain) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let (leaf, cas) = chain.serials.split_first()?;
+        if let Some(why) = self.why(Some(&chain.id), Some(leaf)) {
+            return Some(why);
+        }
+        if let Some(ca) = cas.iter().find(|s| self.serial(s)) {
+            return Some(format!("CA certificate serial {} in the chain of {} is revoked", normalize_serial(ca), chain.id));
+        }
+        chain.hosts.iter().find(|h| self.id(h)).map(|host| format!("{host} is revoked: its CA issued {}", chain.id))
     }
 }
 
@@ -129,6 +150,22 @@ mod tests {
         assert!(!r.serial("a1b3"));
         assert_eq!(r.why(Some(&id("spiffe://t/app/alice")), Some("a1b2")).unwrap(), "certificate serial a1b2 is revoked");
         assert!(r.why(Some(&id("spiffe://t/app/alice")), Some("01")).is_none());
+    }
+
+    #[test]
+    fn a_chain_is_refused_for_its_id_any_serial_or_its_cas_host() {
+        let chain = PeerChain {
+            id: SpiffeId::parse("spiffe://t/app/alice").unwrap(),
+            serials: vec!["00c1".into(), "0a0b".into()],
+            hosts: vec![SpiffeId::parse("spiffe://t/idgate/host/a").unwrap()],
+        };
+        let why = |entries: &[&str]| Revocations::new(entries.iter().map(|e| Entry::parse(e).unwrap()).collect::<Vec<_>>()).why_chain(&chain);
+        assert_eq!(why(&[]), None);
+        assert_eq!(why(&["spiffe://t/app/bob", "ff"]), None);
+        assert_eq!(why(&["spiffe://t/app/*"]).unwrap(), "spiffe://t/app/alice is revoked");
+        assert_eq!(why(&["c1"]).unwrap(), "certificate serial c1 is revoked");
+        assert_eq!(why(&["a0b"]).unwrap(), "CA certificate serial 0a0b in the chain of spiffe://t/app/alice is revoked");
+        assert_eq!(why(&["spiffe://t/idgate/host/a"]).unwrap(), "spiffe://t/idgate/host/a is revoked: its CA issued spiffe://t/app/alice");
     }
 
     #[test]

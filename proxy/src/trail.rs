@@ -84,7 +84,8 @@ impl Trail {
         let verdict = if reason.is_some() { "closed" } else { verdict };
         let up = flow.up.load(std::sync::atomic::Ordering::Relaxed);
         let down = flow.down.load(std::sync::atomic::Ordering::Relaxed);
-        self.write(&flow.facts, verdict, reason.as_deref(), &rules, (up, down), flow.started.elapsed().as_millis() as u64);
+        let peer = flow.peer_label();
+        self.write(&flow.facts, peer.as_deref(), verdict, reason.as_deref(), &rules, (up, down), flow.started.elapsed().as_millis() as u64);
     }
 
     /// A flow that was refused (nothing crossed), as its decision record tells it.
@@ -98,10 +99,20 @@ impl Trail {
             destination: d.destination.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
             peer: None,
         };
-        self.write(&facts, d.verdict, d.detail.as_deref(), &[], (0, 0), 0);
+        self.write(&facts, None, d.verdict, d.detail.as_deref(), &[], (0, 0), 0);
     }
 
-    fn write(&self, f: &FlowFacts, verdict: &str, reason: Option<&str>, rules: &[String], (up, down): (u64, u64), duration_ms: u64) {
+    #[expect(clippy::too_many_arguments, reason = "one record's fields, from a flow or a decision")]
+    fn write(
+        &self,
+        f: &FlowFacts,
+        peer: Option<&str>,
+        verdict: &str,
+        reason: Option<&str>,
+        rules: &[String],
+        (up, down): (u64, u64),
+        duration_ms: u64,
+    ) {
         let record = Record {
             unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
             host: &self.host,
@@ -121,7 +132,7 @@ impl Trail {
             spiffe_id: f.source.as_ref().map(|s| s.as_str()),
             svid_serial: f.serial.as_deref(),
             rules,
-            peer: f.peer.as_deref(),
+            peer,
             destination: f.destination,
             bytes_up: up,
             bytes_down: down,
@@ -182,7 +193,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("trail.jsonl");
         let trail = Trail::open("host-a".into(), Some(&path)).unwrap();
-        trail.write(&facts(exe), "tunneled", None, &[], (1, 2), 3);
+        trail.write(&facts(exe), None, "tunneled", None, &[], (1, 2), 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let controls: Vec<char> = text.trim_end().chars().filter(|c| c.is_control()).collect();

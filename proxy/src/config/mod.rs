@@ -467,7 +467,7 @@ pub struct InboundRule {
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum AllowPattern {
     Exact(SpiffeId),

@@ -100,13 +100,35 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
         return;
     }
     let host = crate::app::hostname(config);
-    match crate::app::load_credentials(config, &host) {
+    // The deny list applies to the self-test as to any peer (reported on its own if it is bad).
+    let revoked = crate::app::deny_list(config).unwrap_or_default();
+    match crate::app::load_credentials(config, &host, revoked) {
         Ok(credentials) => {
             if let Err(e) = credentials.self_test() {
                 p.at(&["[ca]", "trust_domain"], format!("the CA and trust bundle fail an mTLS handshake of this host with itself: {e:#}"));
             }
+            if let Some(grant) = credentials.grant() {
+                workloads_within(p, config, &grant);
+            }
         }
         Err(e) => p.at(&["[ca]", "trust_domain"], format!("{e:#}")),
+    }
+}
+
+/// Every `[[workload]]` rule's SPIFFE ID must be one the host's CA may issue: peers would
+/// refuse the SVID, and every flow of the rule would fail.
+fn workloads_within(p: &mut Problems<'_>, config: &Config, grant: &crate::credential::Grant) {
+    for rule in &config.workloads {
+        let id = &rule.spiffe_id.get_ref().0;
+        if !grant.permits(id) {
+            p.found.push(ConfigError {
+                file: p.file.into(),
+                position: Some(position_of(p.text, rule.spiffe_id.span().start)),
+                message: format!(
+                    "workload.spiffe_id: this host's CA may not issue {id} (it was granted: {grant}); re-issue it with `idgate ca issue --grant`"
+                ),
+            });
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub struct CertificateAuthority {
     pub(super) chain: Vec<CertificateDer<'static>>,
     /// No SVID outlives its issuer.
     pub(super) not_after: SystemTime,
+    /// What it may issue (a host CA from `idgate ca issue`); None for a CA without the grant.
+    pub grant: Option<super::Grant>,
 }
 
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -98,6 +100,7 @@ impl CertificateAuthority {
             bail!("{} does not belong to the certificate in {} (their public keys differ)", key_path.display(), cert_path.display());
         }
         let not_after = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(parsed.validity().not_after.timestamp().max(0) as u64);
+        let grant = super::Grant::of_cert(&parsed).map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
         let params =
             CertificateParams::from_ca_cert_pem(&cert_pem).with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
         // Re-signing the parsed params gives rcgen an issuer with the same name and key; the
@@ -107,6 +110,11 @@ impl CertificateAuthority {
             bail!("{} is not a CA certificate", cert_path.display());
         }
         let chain = certs.into_iter().filter(|c| !is_self_signed(c)).collect();
-        Ok(CertificateAuthority { cert, key, cert_der, chain, not_after })
+        Ok(CertificateAuthority { cert, key, cert_der, chain, not_after, grant })
+    }
+
+    /// A self-signed CA: a root, which peers must have in their trust bundle.
+    pub fn is_root(&self) -> bool {
+        is_self_signed(&self.cert_der)
     }
 }

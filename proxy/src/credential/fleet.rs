@@ -3,8 +3,12 @@
 //! under. Each intermediate carries IP name constraints: the host's addresses. A host's SVID
 //! naming any other address fails verification at every peer (and at the host's own start-up
 //! self-test), so a compromised host cannot mint a certificate that passes for another host's
-//! address. Peers trust the root (one bundle for the fleet); two roots during a rotation.
+//! address. It also carries a grant (see `grant`): the host's own ID and the workload IDs it
+//! may issue, which every peer checks too. Peers trust the root (one bundle for the fleet);
+//! two roots during a rotation.
 use super::ca::{write_private, CertificateAuthority};
+use super::Grant;
+use crate::spiffe::SpiffeId;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use rcgen::{BasicConstraints, CertificateParams, CidrSubnet, DnType, GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints, SanType};
@@ -19,10 +23,21 @@ pub struct Issued {
     pub key: PathBuf,
 }
 
-/// Signs an intermediate CA for `host`, valid `days`, allowed to name only `addresses` in
-/// its SVIDs, with the root in `root_dir` (its `ca.pem` and `ca-key.pem`); writes
-/// `out/ca.pem` and `out/ca-key.pem` (0600).
-pub fn issue_host_ca(root_dir: &Path, host: &str, addresses: &[IpNet], days: u32, out: &Path) -> Result<Issued> {
+/// What a host CA is issued for.
+pub struct HostCa<'a> {
+    /// The host's name: its idgate ID is `spiffe://<td>/idgate/host/<host>`.
+    pub host: &'a str,
+    /// The only addresses its SVIDs may name.
+    pub addresses: &'a [IpNet],
+    /// The workload SPIFFE IDs it may issue (exact, or prefixes ending in `/*`).
+    pub grants: &'a [String],
+    pub days: u32,
+}
+
+/// Signs an intermediate CA for `for_host` with the root in `root_dir` (its `ca.pem` and
+/// `ca-key.pem`); writes `out/ca.pem` and `out/ca-key.pem` (0600).
+pub fn issue_host_ca(root_dir: &Path, for_host: &HostCa<'_>, out: &Path) -> Result<Issued> {
+    let HostCa { host, addresses, grants, days } = *for_host;
     if addresses.is_empty() {
         bail!("give the host's addresses (--address, repeatable): its SVIDs may name only those");
     }
@@ -31,6 +46,11 @@ pub fn issue_host_ca(root_dir: &Path, host: &str, addresses: &[IpNet], days: u32
     let trust_domain = super::spiffe_id_of_cert(&root.cert_der)
         .map(|id| id.trust_domain().to_string())
         .context("the root CA carries no SPIFFE trust domain (URI SAN spiffe://<td>): was it made by `idgate ca init`?")?;
+    let host_id = SpiffeId::parse(&format!("spiffe://{trust_domain}/idgate/host/{host}"))
+        .ok()
+        .filter(|_| !host.contains('/'))
+        .with_context(|| format!("--host `{host}` is not a host name idgate can put in a SPIFFE ID (letters, digits, '.', '-', '_')"))?;
+    let grant = Grant::new(host_id, grants).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
     let (cert, key) = (out.join(super::CA_CERT_FILE), out.join(super::CA_KEY_FILE));
     if cert.exists() || key.exists() {
         bail!("{} already holds a CA: issue into an empty directory (rotation keeps the old one until it is retired)", out.display());
@@ -50,6 +70,7 @@ pub fn issue_host_ca(root_dir: &Path, host: &str, addresses: &[IpNet], days: u32
         permitted_subtrees: addresses.iter().map(|n| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.network(), n.prefix_len()))).collect(),
         excluded_subtrees: vec![],
     });
+    params.custom_extensions = vec![grant.extension()];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days.into());

@@ -3,14 +3,15 @@
 //! connection costs a handshake and nothing else. A background task rotates at half life.
 use super::ca::CertificateAuthority;
 use super::svid::Svid;
-use super::verify::{IdgateServerVerifier, TrustBundle};
+use super::verify::{IdgateClientVerifier, IdgateServerVerifier, TrustBundle};
 use super::ALPN_H2;
+use crate::revocation::DenyList;
 use crate::spiffe::SpiffeId;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use rustls::client::ResolvesClientCert;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 use std::collections::HashMap;
@@ -71,14 +72,16 @@ struct Authority {
 }
 
 impl Authority {
+    /// Both sides' verifiers read the deny list in force at every handshake (`revoked`).
     fn new(
         ca: CertificateAuthority,
         bundle: Arc<TrustBundle>,
         provider: &Arc<rustls::crypto::CryptoProvider>,
         server_cert: Arc<ServerCertSlot>,
+        revoked: &Arc<DenyList>,
     ) -> Result<Self> {
-        let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone()));
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider.clone()).build()?;
+        let verifier = Arc::new(IdgateServerVerifier::new(&bundle, provider.clone(), revoked.clone()));
+        let client_verifier = Arc::new(IdgateClientVerifier::new(&bundle, provider.clone(), revoked.clone())?);
         let mut server_config = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier)
@@ -95,6 +98,7 @@ impl Authority {
 pub struct Credentials {
     authority: ArcSwap<Authority>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    revoked: Arc<DenyList>,
     ttl: Duration,
     workloads: RwLock<HashMap<SpiffeId, Arc<Issued>>>,
     server_id: SpiffeId,
@@ -110,14 +114,24 @@ fn unix_secs(t: SystemTime) -> u64 {
 }
 
 impl Credentials {
-    pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, server_addresses: HostAddresses, ttl: Duration) -> Result<Self> {
+    /// `revoked` is the deny list's slot, shared with the policy (`Live`): peers are checked
+    /// against the list in force when they connect.
+    pub fn new(
+        ca: CertificateAuthority,
+        bundle: TrustBundle,
+        server_id: SpiffeId,
+        server_addresses: HostAddresses,
+        ttl: Duration,
+        revoked: Arc<DenyList>,
+    ) -> Result<Self> {
         let provider = super::crypto_provider();
         let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
-        let authority = Authority::new(ca, Arc::new(bundle), &provider, server_cert.clone())?;
+        let authority = Authority::new(ca, Arc::new(bundle), &provider, server_cert.clone(), &revoked)?;
         let creds = Credentials {
             authority: ArcSwap::from_pointee(authority),
             provider,
+            revoked,
             ttl,
             workloads: RwLock::new(HashMap::new()),
             server_id,
@@ -139,11 +153,11 @@ impl Credentials {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let svid = Svid::mint(&ca, &self.server_id, &self.server_addresses.current(), self.ttl, generation)?;
         let trial_slot = Arc::new(ServerCertSlot(RwLock::new(svid.certified.clone())));
-        let trial = Authority::new(ca, Arc::new(bundle), &self.provider, trial_slot)?;
+        let trial = Authority::new(ca, Arc::new(bundle), &self.provider, trial_slot, &self.revoked)?;
         self.self_test_with(&trial, svid.certified.clone(), svid.addresses.first().copied())
             .context("TLS self-test under the new CA and trust bundle")?;
         let Authority { ca, bundle, .. } = trial;
-        let authority = Authority::new(ca, bundle, &self.provider, self.server_cert.clone())?;
+        let authority = Authority::new(ca, bundle, &self.provider, self.server_cert.clone(), &self.revoked)?;
         self.authority.store(Arc::new(authority));
         *self.server_cert.0.write() = svid.certified.clone();
         *self.server_svid_meta.write() = summary(&svid);
@@ -162,6 +176,11 @@ impl Credentials {
     /// The roots and trust domain peers are verified against now.
     pub fn bundle(&self) -> Arc<TrustBundle> {
         self.authority.load().bundle.clone()
+    }
+
+    /// What this host's CA may issue, if it is a host CA with a grant (`idgate ca issue`).
+    pub fn grant(&self) -> Option<super::Grant> {
+        self.authority.load().ca.grant.clone()
     }
 
     /// An in-memory mTLS handshake of this host with itself (see `selftest`): the client side
@@ -209,6 +228,10 @@ impl Credentials {
     fn issue(&self, id: &SpiffeId) -> Result<Issued> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let authority = self.authority.load();
+        if let Some(grant) = authority.ca.grant.as_ref().filter(|g| !g.permits(id)) {
+            // Peers would refuse it: fail here, saying why.
+            anyhow::bail!("this host's CA may not issue {id} (it was granted: {grant}); re-issue it with `idgate ca issue --grant`");
+        }
         let svid = Svid::mint(&authority.ca, id, &[], self.ttl, generation)?;
         self.minted.fetch_add(1, Ordering::Relaxed);
         let config = self.client_config_with(&authority, svid.certified.clone())?;

@@ -1,7 +1,9 @@
 //! Credentials: the CA, X.509-SVIDs minted just in time, their rotation, and the TLS
 //! configurations and verifiers built from them.
 mod ca;
+mod chain;
 pub mod fleet;
+mod grant;
 mod key_pem;
 mod manager;
 mod selftest;
@@ -9,9 +11,11 @@ mod svid;
 mod verify;
 
 pub use ca::{init_embedded_ca, init_fleet_root, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
+pub use chain::PeerChain;
+pub use grant::Grant;
 pub use manager::{Credentials, HostAddresses, Issued, SvidSummary};
 pub use svid::Svid;
-pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
+pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, is_revoked_error, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
 
 use std::sync::Arc;
 
@@ -43,6 +47,9 @@ pub const ALPN_H2: &[u8] = b"h2";
 #[cfg(test)]
 #[path = "ca_tests.rs"]
 mod ca_tests;
+
+#[cfg(test)]
+pub(crate) mod test_pki;
 
 #[cfg(test)]
 mod tests {

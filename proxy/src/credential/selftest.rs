@@ -66,7 +66,8 @@ mod tests {
         roots.add(trusted.cert_der.clone()).unwrap();
         let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "selftest.idgate".into() };
         let id = SpiffeId::parse("spiffe://selftest.idgate/idgate/host/a").unwrap();
-        Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(600)).unwrap()
+        Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(600), Default::default())
+            .unwrap()
     }
 
     #[test]

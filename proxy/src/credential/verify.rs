@@ -1,14 +1,20 @@
 //! Peer verification: certificates must chain to the trust bundle and carry exactly one
-//! SPIFFE ID (URI SAN) in our trust domain. Host names play no part, so the stock
-//! server-name check is replaced by a SPIFFE ID check.
+//! SPIFFE ID (URI SAN) in our trust domain, which the CA that issued it may issue (its grant),
+//! and no certificate of the chain may be on the deny list. Host names play no part, so the
+//! stock server-name check is replaced by a SPIFFE ID check.
+use super::chain::PeerChain;
+use super::grant::Grant;
+use crate::revocation::DenyList;
 use crate::spiffe::SpiffeId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore, SignatureScheme};
 use std::net::IpAddr;
 use std::sync::Arc;
+use x509_parser::certificate::X509Certificate;
 
 pub struct TrustBundle {
     pub roots: Arc<RootCertStore>,
@@ -31,6 +37,27 @@ pub enum SpiffeCertError {
     NotDestinationHost { id: SpiffeId, dialled: IpAddr, named: String },
     #[error("peer idgates are dialled by address, not by name ({0})")]
     NotAnAddress(String),
+    #[error("{id} was issued by CA `{ca}`, an intermediate without an idgate grant: re-issue that CA with `idgate ca issue --grant ...`")]
+    NoGrant { id: SpiffeId, ca: String },
+    #[error("CA `{ca}`: {why}")]
+    BadGrant { ca: String, why: String },
+    #[error("{}", outside_grant(id, grant))]
+    OutsideGrant { id: SpiffeId, grant: Grant },
+    #[error("{0}")]
+    Revoked(String),
+}
+
+fn outside_grant(id: &SpiffeId, grant: &Grant) -> String {
+    if id.path().starts_with("/idgate/") {
+        format!("{id} is not the host its CA was issued for ({})", grant.host)
+    } else {
+        format!("{id} is outside the grant of the CA that issued it ({grant})")
+    }
+}
+
+/// A serial number in lowercase hex, as the trail, `idgate status` and the deny list print it.
+pub(super) fn serial_hex(raw: &[u8]) -> String {
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The IP SANs of a certificate.
@@ -49,16 +76,14 @@ pub fn addresses_of_cert(der: &[u8]) -> Result<Vec<IpAddr>, SpiffeCertError> {
     Ok(out)
 }
 
-/// Hex serial number of a certificate (for logs: which SVID a peer presented).
-pub fn serial_of_cert(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The SPIFFE ID of a leaf certificate (its single URI SAN).
 pub fn spiffe_id_of_cert(der: &[u8]) -> Result<SpiffeId, SpiffeCertError> {
-    use x509_parser::extensions::GeneralName;
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
+    spiffe_id_of_parsed(&cert)
+}
+
+pub(super) fn spiffe_id_of_parsed(cert: &X509Certificate<'_>) -> Result<SpiffeId, SpiffeCertError> {
+    use x509_parser::extensions::GeneralName;
     let san = cert.subject_alternative_name().map_err(|e| SpiffeCertError::Parse(e.to_string()))?;
     let uris: Vec<&str> = san
         .map(|s| s.value.general_names.iter().filter_map(|n| if let GeneralName::URI(u) = n { Some(*u) } else { None }).collect())
@@ -105,20 +130,43 @@ fn reject(e: SpiffeCertError) -> Error {
     Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }
 
-/// Client-side check of the peer idgate: chain to the bundle, `spiffe://<td>/idgate/...`, and
-/// an IP SAN equal to the address the flow was going to (the server name the pool dials
-/// with). Without the last check any host of the trust domain could terminate every other
-/// host's flows once a route or DNS pointed them at it.
+/// What both sides check of a peer's chain once it verified: the leaf's ID within its issuer's
+/// grant, and no certificate of the chain (nor the host its CA was issued for) on the deny
+/// list in force.
+fn check_chain(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &RootCertStore,
+    revoked: &DenyList,
+) -> Result<PeerChain, SpiffeCertError> {
+    let chain = PeerChain::inspect(end_entity, intermediates, roots)?;
+    match revoked.load().why_chain(&chain) {
+        Some(why) => Err(SpiffeCertError::Revoked(why)),
+        None => Ok(chain),
+    }
+}
+
+/// Whether a failed handshake failed because the peer's chain is on the deny list.
+pub fn is_revoked_error(e: &Error) -> bool {
+    matches!(e, Error::InvalidCertificate(CertificateError::Other(OtherError(why)))
+        if matches!(why.downcast_ref::<SpiffeCertError>(), Some(SpiffeCertError::Revoked(_))))
+}
+
+/// Client-side check of the peer idgate: chain to the bundle, `spiffe://<td>/idgate/...`
+/// within its CA's grant and not revoked, and an IP SAN equal to the address the flow was
+/// going to (the server name the pool dials with). Without the last check any host of the
+/// trust domain could terminate every other host's flows once a route or DNS pointed them at it.
 #[derive(Debug)]
 pub struct IdgateServerVerifier {
     roots: Arc<RootCertStore>,
     trust_domain: String,
     provider: Arc<CryptoProvider>,
+    revoked: Arc<DenyList>,
 }
 
 impl IdgateServerVerifier {
-    pub fn new(bundle: &TrustBundle, provider: Arc<CryptoProvider>) -> Self {
-        IdgateServerVerifier { roots: bundle.roots.clone(), trust_domain: bundle.trust_domain.clone(), provider }
+    pub fn new(bundle: &TrustBundle, provider: Arc<CryptoProvider>, revoked: Arc<DenyList>) -> Self {
+        IdgateServerVerifier { roots: bundle.roots.clone(), trust_domain: bundle.trust_domain.clone(), provider, revoked }
     }
 }
 
@@ -139,7 +187,7 @@ impl ServerCertVerifier for IdgateServerVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        let id = spiffe_id_of_cert(end_entity).map_err(reject)?;
+        let id = check_chain(end_entity, intermediates, &self.roots, &self.revoked).map_err(reject)?.id;
         if id.trust_domain() != self.trust_domain {
             return Err(reject(SpiffeCertError::WrongTrustDomain { id, expected: self.trust_domain.clone() }));
         }
@@ -180,3 +228,62 @@ impl ServerCertVerifier for IdgateServerVerifier {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// Server-side check of a calling idgate: rustls' WebPKI client verification (chain to the
+/// bundle, client-auth usage), then the same grant and deny-list checks as the client side.
+#[derive(Debug)]
+pub struct IdgateClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+    revoked: Arc<DenyList>,
+}
+
+impl IdgateClientVerifier {
+    pub fn new(bundle: &TrustBundle, provider: Arc<CryptoProvider>, revoked: Arc<DenyList>) -> anyhow::Result<Self> {
+        let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(bundle.roots.clone(), provider).build()?;
+        Ok(IdgateClientVerifier { webpki, roots: bundle.roots.clone(), revoked })
+    }
+}
+
+impl ClientCertVerifier for IdgateClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.webpki.verify_client_cert(end_entity, intermediates, now)?;
+        check_chain(end_entity, intermediates, &self.roots, &self.revoked).map_err(reject)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

@@ -7,8 +7,9 @@ use super::refusals::HandshakeRefusals;
 use super::{splice, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::TunnelConfig;
 use crate::credential::Credentials;
+use crate::credential::PeerChain;
 use crate::decisions::{Decision, DecisionLog};
-use crate::flows::{FlowFacts, FlowRegistry};
+use crate::flows::{FlowFacts, FlowRegistry, Registration};
 use crate::metrics::Metrics;
 use crate::socket::connect_marked;
 use crate::spiffe::SpiffeId;
@@ -52,6 +53,8 @@ pub(super) struct Peer {
     pub remote: SocketAddr,
     /// The caller's certificate (DER), for the identity header of HTTP flows.
     pub cert: Arc<[u8]>,
+    /// Its chain, checked against the deny list for each stream and when the list changes.
+    pub chain: Arc<PeerChain>,
 }
 
 impl Inbound {
@@ -65,7 +68,7 @@ impl Inbound {
         peer: Arc<Peer>,
     ) -> impl Future<Output = ()> {
         async move {
-            let Peer { id: peer_id, serial, remote, cert } = &*peer;
+            let Peer { id: peer_id, serial, remote, cert, chain } = &*peer;
             let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
             let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
             let flow = header(FLOW_HEADER)
@@ -79,7 +82,8 @@ impl Inbound {
             let dst: Option<SocketAddr> =
                 (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
             let policy = self.live.policy();
-            let revoked = self.live.revoked().why(Some(&peer_id), Some(&serial));
+            let revoked = self.live.revoked().why_chain(chain);
+            let mut closed = false;
             let (status, detail) = match dst {
                 None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
                 Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
@@ -87,31 +91,49 @@ impl Inbound {
                 Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
                     (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
                 }
-                Some(dst) => match Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)).await {
-                    Ok(tcp) => {
-                        let facts = FlowFacts {
-                            id: d.flow.clone(),
-                            direction: "inbound",
-                            process: None,
-                            source: Some(peer_id.clone()),
-                            serial: Some(serial.clone()),
-                            destination: dst,
-                            peer: Some(remote.to_string()),
-                        };
-                        let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
-                        drop(policy);
-                        if http {
-                            let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
-                            // Both paths boxed: the task's size is per open flow, and each flow
-                            // should carry only the state of the path it takes.
-                            return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, facts)).await;
+                Some(dst) => {
+                    let facts = FlowFacts {
+                        id: d.flow.clone(),
+                        direction: "inbound",
+                        process: None,
+                        source: Some(peer_id.clone()),
+                        serial: Some(serial.clone()),
+                        destination: dst,
+                        peer: Some(remote.to_string()),
+                    };
+                    let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
+                    drop(policy);
+                    // Registered before the service is dialled: a revocation meanwhile closes it.
+                    match self.registry.register_checked(crate::workers::current_index(), facts, Some(chain.clone()), self.live.deny_list()) {
+                        Err(why) => (StatusCode::FORBIDDEN, why),
+                        Ok(registration) => {
+                            let flow = registration.flow.clone();
+                            let connected = tokio::select! {
+                                connected = Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)) => Some(connected),
+                                () = flow.closed() => None,
+                            };
+                            match (connected, flow.closed_because()) {
+                                // Closed while it dialled: the closer recorded the decision.
+                                (_, Some(why)) => {
+                                    closed = true;
+                                    (StatusCode::FORBIDDEN, why)
+                                }
+                                (None, None) => (StatusCode::FORBIDDEN, "closed by idgate".to_string()),
+                                (Some(Err(e)), None) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
+                                (Some(Ok(tcp)), None) if http => {
+                                    let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
+                                    // Both paths boxed: the task's size is per open flow, and each
+                                    // flow should carry only the state of the path it takes.
+                                    return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, registration)).await;
+                                }
+                                (Some(Ok(tcp)), None) => return Box::pin(self.forward(request.into_body(), respond, tcp, d, registration)).await,
+                            }
                         }
-                        return Box::pin(self.forward(request.into_body(), respond, tcp, d, facts)).await;
                     }
-                    Err(e) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
-                },
+                }
             };
             d.verdict = match status {
+                _ if closed => "closed",
                 StatusCode::FORBIDDEN => "denied",
                 StatusCode::BAD_GATEWAY => "unreachable",
                 _ => "bad_request",
@@ -119,7 +141,9 @@ impl Inbound {
             d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
             self.metrics.inbound(d.verdict);
             self.trail.refused(&d);
-            self.decisions.record(d);
+            if !closed {
+                self.decisions.record(d);
+            }
             let response = Response::builder().status(status).body(()).expect("static response");
             let _ = respond.send_response(response, true);
         }
@@ -140,18 +164,17 @@ impl Inbound {
         Some(send)
     }
 
-    /// Answers and registers the flow now; the future it returns is the flow while it runs,
-    /// holding only what that needs.
+    /// Answers now; the future it returns is the flow while it runs, holding only what that needs.
     fn forward(
         &self,
         body: h2::RecvStream,
         mut respond: SendResponse<Bytes>,
         tcp: TcpStream,
         d: Decision,
-        facts: FlowFacts,
+        registration: Registration,
     ) -> impl Future<Output = ()> + '_ {
         let active = self.metrics.flow_guard();
-        let accepted = self.accept(&mut respond, d).map(|send| (send, self.registry.register(crate::workers::current_index(), facts)));
+        let accepted = self.accept(&mut respond, d).map(|send| (send, registration));
         async move {
             let _active = active;
             let Some((send, registration)) = accepted else { return };

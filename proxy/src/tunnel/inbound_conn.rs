@@ -5,6 +5,7 @@
 use super::h2_settings::*;
 use super::inbound::{Inbound, Peer};
 use super::lazy_buffer::LazyBuffer;
+use crate::credential::PeerChain;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,15 +75,19 @@ impl Inbound {
             Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", crate::credential::describe_tls_io_error(&e))),
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
-        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-        let id = match leaf.as_deref().map(|l| self.credentials.bundle().peer_id(l)) {
-            Some(Ok(id)) => id,
-            Some(Err(e)) => return refuse(reason::IDENTITY, e.to_string()),
-            None => return refuse(reason::IDENTITY, "no client certificate".into()),
+        let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let Some((leaf, cas)) = certs.split_first() else { return refuse(reason::IDENTITY, "no client certificate".into()) };
+        let id = match self.credentials.bundle().peer_id(leaf) {
+            Ok(id) => id,
+            Err(e) => return refuse(reason::IDENTITY, e.to_string()),
         };
+        let chain = match PeerChain::read(leaf, cas) {
+            Ok(chain) => Arc::new(chain),
+            Err(e) => return refuse(reason::IDENTITY, e.to_string()),
+        };
+        let (serial, cert): (Arc<str>, Arc<[u8]>) = (chain.serials[0].as_str().into(), leaf.as_ref().into());
         tls.get_mut().0.grow(crate::socket::TLS_READ_BUFFER);
-        let serial: Arc<str> = leaf.as_deref().and_then(crate::credential::serial_of_cert).unwrap_or_default().into();
-        Some((tls, Peer { id, serial, remote, cert: leaf.unwrap_or_default().into() }))
+        Some((tls, Peer { id, serial, remote, cert, chain }))
     }
 
     async fn run_connection(self: Arc<Self>, tls: TlsStream<LazyBuffer>, peer: Peer) {
@@ -104,6 +109,7 @@ impl Inbound {
         let ping_pong = conn.ping_pong().expect("a new connection hands out its PingPong");
         let keepalive = super::keepalive::watch(ping_pong, self.limits.ping_interval(), self.limits.peer_timeout.0);
         let retire = tokio::time::sleep(self.limits.max_connection_age.0);
+        let mut revocations = self.live.revocations_changed();
         let mut handover = self.retire.subscribe();
         let handed_over = async move {
             let _ = handover.wait_for(|h| *h).await;
@@ -137,6 +143,12 @@ impl Inbound {
                     conn.graceful_shutdown();
                     retiring = true;
                 }
+                // A caller whose chain the deny list now names is cut off with its flows (they
+                // are closed with a decision record each by the revocation itself).
+                Ok(()) = revocations.changed() => if let Some(why) = self.live.revoked().why_chain(&peer.chain) {
+                    tracing::info!(%remote, peer_id = %peer.id, "closing a revoked caller's tunnel connection: {why}");
+                    break;
+                },
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::inbound::Inbound;
 use super::StreamIo;
 use crate::decisions::Decision;
-use crate::flows::{Counted, FlowFacts, OpenFlow};
+use crate::flows::{Counted, OpenFlow, Registration};
 use crate::http::forged::Lookalikes;
 use crate::http::{BoxIo, Failure, Upstream};
 use bytes::Bytes;
@@ -55,11 +55,10 @@ impl Inbound {
         tcp: TcpStream,
         identity: HeaderValue,
         d: Decision,
-        facts: FlowFacts,
+        registration: Registration,
     ) {
         let _active = self.metrics.flow_guard();
         let Some(send) = self.accept(&mut respond, d) else { return };
-        let registration = self.registry.register(crate::workers::current_index(), facts);
         self.clone().serve_http(StreamIo::server(send, body), tcp, identity, &registration.flow).await;
         self.trail.ended(&registration.flow, "allowed");
     }

@@ -48,19 +48,11 @@ impl Outbound {
         }
         let http = policy.authorizer.protocol(dst.port()) == Protocol::Http;
         drop(policy);
-        let tcp = match Box::pin(connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0)).await {
-            Ok(tcp) => tcp,
-            Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
-        };
         // The identity header hashes the caller's certificate, as for tunnelled callers.
         let issued = match self.credentials.workload(&id) {
             Ok(i) => i,
             Err(e) => return Err((Some(stream), Refusal::Svid(e))),
         };
-        d.verdict = "allowed";
-        d.detail = Some(format!("local caller {src}"));
-        self.metrics.inbound("allowed");
-        self.decisions.record(d.clone());
         let facts = FlowFacts {
             id: d.flow.clone(),
             direction: "local",
@@ -70,7 +62,26 @@ impl Outbound {
             destination: dst,
             peer: None,
         };
-        let registration = self.registry.register(crate::workers::current_index(), facts);
+        // Registered before the service is dialled: a revocation meanwhile closes it.
+        let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+            Ok(r) => r,
+            Err(why) => return Err((Some(stream), Refusal::Revoked(why))),
+        };
+        let connected = tokio::select! {
+            connected = Box::pin(connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0)) => connected,
+            () = registration.flow.closed() => return Err((Some(stream), Refusal::Closed(registration.flow.closed_because().unwrap_or_default()))),
+        };
+        let tcp = match connected {
+            Ok(tcp) => tcp,
+            Err(source) => return Err((Some(stream), Refusal::LocalUnreachable { dst, source })),
+        };
+        if let Some(why) = registration.flow.closed_because() {
+            return Err((Some(stream), Refusal::Closed(why)));
+        }
+        d.verdict = "allowed";
+        d.detail = Some(format!("local caller {src}"));
+        self.metrics.inbound("allowed");
+        self.decisions.record(d.clone());
         let flow = &registration.flow;
         if http {
             let cert = issued.svid.certified.cert.first().map(|c| c.to_vec()).unwrap_or_default();

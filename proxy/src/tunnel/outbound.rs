@@ -47,14 +47,6 @@ pub struct Outbound {
     pub history: Arc<crate::prewarm::History>,
 }
 
-/// How the trail and `idgate flows` name a peer idgate: its address and SPIFFE ID.
-pub(super) fn peer_label(addr: SocketAddr, id: Option<&crate::spiffe::SpiffeId>) -> String {
-    match id {
-        Some(id) => format!("{addr} {id}"),
-        None => addr.to_string(),
-    }
-}
-
 /// How decision records name a process: `exe(pid)`.
 pub(super) fn process_label(workload: &Workload) -> String {
     format!("{}({})", workload.process.exe, workload.process.tgid)
@@ -89,6 +81,12 @@ pub(super) enum Refusal {
     ClientGone(std::io::Error),
     #[error("{0}")]
     Revoked(String),
+    /// The peer idgate's chain was revoked after its handshake, before the flow took it.
+    #[error("peer idgate: {0}")]
+    PeerRevoked(String),
+    /// A reload or revocation closed the flow while it dialled (and recorded the decision).
+    #[error("{0}")]
+    Closed(String),
     #[error("passthrough connect to {dst}: {source}")]
     Passthrough { dst: SocketAddr, source: std::io::Error },
 }
@@ -97,6 +95,7 @@ impl Refusal {
     fn verdict(&self) -> &'static str {
         match self {
             Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
+            Refusal::Dial(e) if e.is_revoked() => "denied",
             Refusal::Dial(e) if e.is_unverified() => "peer_unverified",
             Refusal::LocalDenied { .. } => "denied",
             Refusal::LocalUnreachable { .. } => "unreachable",
@@ -105,6 +104,7 @@ impl Refusal {
             }
             Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
             Refusal::Revoked(_) => "revoked",
+            Refusal::Closed(_) => "closed",
             Refusal::ClientGone(_) => "client_gone",
             _ => "denied",
         }
@@ -148,7 +148,9 @@ impl Outbound {
                     decision.detail = Some(refusal.to_string());
                     self.metrics.outbound(decision.verdict);
                     self.trail.refused(&decision);
-                    self.decisions.record(decision);
+                    if !matches!(refusal, Refusal::Closed(_)) {
+                        self.decisions.record(decision); // a closed flow's is the closer's
+                    }
                 }
             }
         }
@@ -207,8 +209,7 @@ impl Outbound {
                 let route = super::outbound_http::HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
                 drop(policy);
                 // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
-                Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
-                return Ok(());
+                return Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
             }
             drop(policy);
             let issued = match self.credentials.workload(&id) {
@@ -222,22 +223,35 @@ impl Outbound {
                 Err(e) => bail!(Refusal::ClientGone(e)),
             };
             let key = PoolKey { peer, source: id };
-            let (lease, send, response) = match Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)).await {
+            // Registered before the dial, so that a revocation landing while it dials closes it.
+            let facts = FlowFacts {
+                id: d.flow.clone(),
+                direction: "outbound",
+                process: Some(workload.process.clone()),
+                source: Some(key.source.clone()),
+                serial: Some(issued.svid.serial.as_str().into()),
+                destination: dst,
+                peer: Some(peer.to_string()),
+            };
+            let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+                Ok(r) => r,
+                Err(why) => bail!(Refusal::Revoked(why)),
+            };
+            let opened = tokio::select! {
+                opened = Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)) => opened,
+                () = registration.flow.closed() => Err(Refusal::Closed(registration.flow.closed_because().unwrap_or_default())),
+            };
+            let (lease, send, response) = match opened {
                 Ok(s) => s,
                 Err(e) => bail!(e),
             };
-            let registration = self.registry.register(
-                crate::workers::current_index(),
-                FlowFacts {
-                    id: d.flow.clone(),
-                    direction: "outbound",
-                    process: Some(workload.process.clone()),
-                    source: Some(key.source.clone()),
-                    serial: Some(issued.svid.serial.as_str().into()),
-                    destination: dst,
-                    peer: Some(peer_label(peer, lease.peer_id())),
-                },
-            );
+            if let Some(why) = registration.flow.closed_because() {
+                bail!(Refusal::Closed(why))
+            }
+            // The peer's chain, checked against the deny list of now (see `set_peer_chain`).
+            if let Err(why) = registration.flow.set_peer_chain(lease.chain(), self.live.deny_list()) {
+                bail!(Refusal::PeerRevoked(why))
+            }
             let flow = &registration.flow;
             let accepted = std::sync::atomic::AtomicBool::new(false);
             let on_accept = || {

@@ -100,6 +100,11 @@ impl Upstream for Tunnel {
         let key = PoolKey { peer: self.peer, source: c.source.clone() };
         let (lease, send, answer) =
             c.outbound.open_stream(&key, &issued, c.dst, &self.workload, &c.decision.flow).await.map_err(|e| unreachable(e.to_string()))?;
+        // This connection's peer, checked against the deny list of now (see `set_peer_chain`).
+        if let Err(why) = c.flow.set_peer_chain(lease.chain(), c.outbound.live.deny_list()) {
+            c.flow.close(format!("revocation: {why}"));
+            return Err(Failure::new(StatusCode::FORBIDDEN, why));
+        }
         let common = self.common.clone();
         let answer_timeout = c.outbound.pool.limits().dial_timeout.0;
         Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted("tunneled"), lease)))
@@ -156,7 +161,8 @@ pub(super) struct HttpRoute {
 }
 
 impl Outbound {
-    /// Serves an intercepted HTTP connection until it closes.
+    /// Serves an intercepted HTTP connection until it closes; refuses it if its identity was
+    /// revoked since it was checked.
     pub(super) async fn forward_http(
         self: &Arc<Self>,
         stream: TcpStream,
@@ -164,7 +170,7 @@ impl Outbound {
         workload: Arc<Workload>,
         source: SpiffeId,
         decision: Decision,
-    ) {
+    ) -> Result<(), (Option<TcpStream>, super::outbound::Refusal)> {
         let HttpRoute { dst, names, peer, origin } = route;
         let verdict = if origin.is_some() { "tls_originated" } else { "tunneled" };
         let facts = FlowFacts {
@@ -179,7 +185,10 @@ impl Outbound {
                 None => peer.to_string(),
             }),
         };
-        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+            Ok(r) => r,
+            Err(why) => return Err((Some(stream), super::outbound::Refusal::Revoked(why))),
+        };
         let flow = registration.flow.clone();
         let common = Arc::new(Common { outbound: self.clone(), source, dst, names, decision, flow: flow.clone(), logged: AtomicBool::new(false) });
         let downstream = Counted::new(stream, flow.clone());
@@ -198,5 +207,6 @@ impl Outbound {
         if common.logged.load(Ordering::Relaxed) {
             self.trail.ended(&flow, verdict);
         }
+        Ok(())
     }
 }

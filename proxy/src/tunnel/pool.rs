@@ -3,10 +3,12 @@
 //! full connection) pays for a handshake, and concurrent first flows share that one handshake.
 //! A connection made with an SVID that has since rotated, or older than `max_connection_age`,
 //! takes no new streams and closes when its last stream ends. A peer that stops answering
-//! keepalive PINGs has its connection, and every flow on it, closed within `peer_timeout`.
+//! keepalive PINGs has its connection, and every flow on it, closed within `peer_timeout`;
+//! a revoked one at once.
 use super::h2_settings::*;
 use crate::config::TunnelConfig;
-use crate::credential::{addresses_of_cert, spiffe_id_of_cert, Issued};
+use crate::credential::{addresses_of_cert, Issued, PeerChain};
+use crate::revocation::DenyList;
 use crate::spiffe::SpiffeId;
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -26,19 +28,26 @@ pub struct PoolKey {
 
 struct Conn {
     sender: SendRequest<Bytes>,
-    /// The peer idgate's SPIFFE ID, as its certificate said.
-    peer_id: Option<SpiffeId>,
+    /// The peer idgate's certificate chain (its SPIFFE ID, serials, its CA's host).
+    chain: Option<Arc<PeerChain>>,
     /// The destination addresses the peer's certificate names: streams to others need a
     /// connection of their own (verified for them).
     covers: Vec<IpAddr>,
     svid_generation: u64,
     active: AtomicU32,
     closed: Arc<AtomicBool>,
+    /// Ends the connection at once, resetting every stream on it.
+    abort: Arc<tokio::sync::Notify>,
     idle_since: Mutex<Instant>,
     born: Instant,
 }
 
 impl Conn {
+    fn close_now(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.abort.notify_one();
+    }
+
     /// Whether a new stream to `dst` with SVID `generation` may use this connection.
     fn usable(&self, generation: u64, dst: IpAddr, max_age: Duration) -> bool {
         self.svid_generation == generation && !self.closed.load(Ordering::Acquire) && self.covers.contains(&dst) && self.born.elapsed() < max_age
@@ -55,7 +64,12 @@ pub struct Lease {
 impl Lease {
     /// The peer idgate's SPIFFE ID (for the trail and `idgate flows`).
     pub fn peer_id(&self) -> Option<&SpiffeId> {
-        self.conn.peer_id.as_ref()
+        self.conn.chain.as_ref().map(|c| &c.id)
+    }
+
+    /// The peer idgate's certificate chain, which revocations are checked against.
+    pub fn chain(&self) -> Option<Arc<PeerChain>> {
+        self.conn.chain.clone()
     }
 }
 
@@ -75,9 +89,22 @@ pub enum DialError {
     Tls { peer: SocketAddr, source: std::io::Error },
     #[error("HTTP/2 with peer idgate {peer}: {source}")]
     H2 { peer: SocketAddr, source: h2::Error },
+    #[error("peer idgate {peer}: {why}")]
+    Revoked { peer: SocketAddr, why: String },
 }
 
 impl DialError {
+    /// The peer, or a certificate of its chain, is on the deny list.
+    pub fn is_revoked(&self) -> bool {
+        match self {
+            DialError::Revoked { .. } => true,
+            DialError::Tls { source, .. } => {
+                source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).is_some_and(crate::credential::is_revoked_error)
+            }
+            _ => false,
+        }
+    }
+
     /// The peer answered but its certificate was refused: not the destination's host, not an
     /// idgate, or not chaining to the trust bundle.
     pub fn is_unverified(&self) -> bool {
@@ -91,14 +118,16 @@ pub struct Pool {
     dialing: Mutex<HashMap<PoolKey, Arc<tokio::sync::Mutex<()>>>>,
     mark: u32,
     limits: TunnelConfig,
+    /// The deny list in force (shared with the verifiers and the policy).
+    revoked: Arc<DenyList>,
     pub dials: AtomicU64,
 }
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Pool {
-    pub fn new(mark: u32, limits: TunnelConfig) -> Self {
-        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, dials: AtomicU64::new(0) }
+    pub fn new(mark: u32, limits: TunnelConfig, revoked: Arc<DenyList>) -> Self {
+        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, revoked, dials: AtomicU64::new(0) }
     }
 
     pub fn limits(&self) -> TunnelConfig {
@@ -123,11 +152,21 @@ impl Pool {
         }
         let conn = Arc::new(self.dial(key, issued, dst).await?);
         conn.active.store(1, Ordering::Release);
-        let mut conns = self.conns.write();
-        let list = conns.entry(key.clone()).or_default();
-        let max_age = self.limits.max_connection_age.0;
-        list.retain(|c| !c.closed.load(Ordering::Acquire) && c.svid_generation == issued.svid.generation && c.born.elapsed() < max_age);
-        list.push(conn.clone());
+        {
+            let mut conns = self.conns.write();
+            let list = conns.entry(key.clone()).or_default();
+            let max_age = self.limits.max_connection_age.0;
+            list.retain(|c| !c.closed.load(Ordering::Acquire) && c.svid_generation == issued.svid.generation && c.born.elapsed() < max_age);
+            list.push(conn.clone());
+        }
+        // The peer was verified against the deny list of the moment of its handshake; one
+        // swapped in since, whose revocation sweep may have run before the connection was
+        // pooled, is read now (the sweep takes the pool's lock after swapping the list in).
+        let why = self.revoked.load().why(Some(&key.source), None).or_else(|| conn.chain.as_ref().and_then(|c| self.revoked.load().why_chain(c)));
+        if let Some(why) = why {
+            conn.close_now();
+            return Err(DialError::Revoked { peer: key.peer, why });
+        }
         Ok(Lease { sender: conn.sender.clone(), conn, fresh: true })
     }
 
@@ -159,9 +198,9 @@ impl Pool {
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
-        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-        let peer_id = leaf.and_then(|c| spiffe_id_of_cert(c).ok());
-        let covers = leaf.and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
+        let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let chain = certs.split_first().and_then(|(leaf, cas)| PeerChain::read(leaf, cas).ok()).map(Arc::new);
+        let covers = certs.first().and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
         let (sender, mut connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -172,7 +211,8 @@ impl Pool {
             .await
             .map_err(|source| DialError::H2 { peer, source })?;
         let closed = Arc::new(AtomicBool::new(false));
-        let flag = closed.clone();
+        let abort = Arc::new(tokio::sync::Notify::new());
+        let (flag, aborted) = (closed.clone(), abort.clone());
         let ping_pong = connection.ping_pong().expect("a new connection hands out its PingPong");
         let (interval, peer_timeout) = (self.limits.ping_interval(), self.limits.peer_timeout.0);
         tokio::spawn(async move {
@@ -184,17 +224,20 @@ impl Pool {
                 why = super::keepalive::watch(ping_pong, interval, peer_timeout) => {
                     tracing::warn!(%peer, "peer idgate taken for dead, closing its tunnel connection and flows: {why}");
                 }
+                () = aborted.notified() => tracing::info!(%peer, "tunnel connection closed with its flows: revoked"),
             }
             flag.store(true, Ordering::Release);
         });
+        let peer_id = chain.as_ref().map(|c| c.id.to_string());
         tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
         Ok(Conn {
             sender,
-            peer_id,
+            chain,
             covers,
             svid_generation: issued.svid.generation,
             active: AtomicU32::new(0),
             closed,
+            abort,
             idle_since: Mutex::new(Instant::now()),
             born: Instant::now(),
         })
@@ -218,17 +261,16 @@ impl Pool {
         self.dialing.lock().retain(|k, gate| live.contains(k) || Arc::strong_count(gate) > 1);
     }
 
-    /// Closes the connections `doomed` picks (by pool key and peer ID): no new stream uses
-    /// them, and they go once their open streams (which a revocation resets) are over.
-    /// Returns how many.
-    pub fn close_where(&self, doomed: impl Fn(&PoolKey, Option<&SpiffeId>) -> bool) -> usize {
+    /// Closes the connections `doomed` picks (by pool key and peer chain) at once: no new
+    /// stream uses them, and every stream on them is reset (a revocation). Returns how many.
+    pub fn close_where(&self, doomed: impl Fn(&PoolKey, Option<&PeerChain>) -> bool) -> usize {
         let mut conns = self.conns.write();
         let mut closed = 0;
         for (key, list) in conns.iter_mut() {
             list.retain(|c| {
-                let close = !c.closed.load(Ordering::Acquire) && doomed(key, c.peer_id.as_ref());
+                let close = !c.closed.load(Ordering::Acquire) && doomed(key, c.chain.as_deref());
                 if close {
-                    c.closed.store(true, Ordering::Release);
+                    c.close_now();
                     closed += 1;
                 }
                 !close
@@ -243,3 +285,7 @@ impl Pool {
         lease.conn.closed.store(true, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
