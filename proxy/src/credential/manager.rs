@@ -92,6 +92,12 @@ impl Authority {
     }
 }
 
+/// A CA and trust bundle ready to be put in force (`Credentials::stage_authority`).
+pub struct StagedAuthority {
+    authority: Authority,
+    svid: Svid,
+}
+
 pub struct Credentials {
     authority: ArcSwap<Authority>,
     provider: Arc<rustls::crypto::CryptoProvider>,
@@ -130,12 +136,10 @@ impl Credentials {
         Ok(creds)
     }
 
-    /// A CA rotation: SVIDs are minted under `ca` from now on and peers verified against
-    /// `bundle`. This host's inbound SVID is re-minted at once (and checked in a self-test
-    /// before anything is swapped); workload SVIDs at their next flow. Pooled connections made
-    /// under the old ones take no new flow (open flows on them go on), so new flows are made,
-    /// and verified, under the new CA and bundle.
-    pub fn replace_authority(&self, ca: CertificateAuthority, bundle: TrustBundle) -> Result<()> {
+    /// A CA rotation, first half: this host's inbound SVID minted under `ca` and checked in a
+    /// self-test against `bundle`, the TLS configs built; nothing in force changes. A reload
+    /// that fails later just drops what this returns.
+    pub fn stage_authority(&self, ca: CertificateAuthority, bundle: TrustBundle) -> Result<StagedAuthority> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let svid = Svid::mint(&ca, &self.server_id, &self.server_addresses.current(), self.ttl, generation)?;
         let trial_slot = Arc::new(ServerCertSlot(RwLock::new(svid.certified.clone())));
@@ -144,13 +148,21 @@ impl Credentials {
             .context("TLS self-test under the new CA and trust bundle")?;
         let Authority { ca, bundle, .. } = trial;
         let authority = Authority::new(ca, bundle, &self.provider, self.server_cert.clone())?;
+        Ok(StagedAuthority { authority, svid })
+    }
+
+    /// A CA rotation, second half: SVIDs are minted under the staged CA from now on and peers
+    /// verified against its bundle. This host's inbound SVID is the staged one; workload SVIDs
+    /// are re-minted at their next flow. Pooled connections made under the old ones take no new
+    /// flow (open flows on them go on), so new flows are made, and verified, under the new CA.
+    pub fn commit_authority(&self, staged: StagedAuthority) {
+        let StagedAuthority { authority, svid } = staged;
         self.authority.store(Arc::new(authority));
         *self.server_cert.0.write() = svid.certified.clone();
         *self.server_svid_meta.write() = summary(&svid);
         self.minted.fetch_add(1, Ordering::Relaxed);
         self.workloads.write().clear();
         tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "CA and trust bundle replaced; inbound X.509-SVID re-minted");
-        Ok(())
     }
 
     /// A client config presenting `cert` under the CA and bundle in force (for tests).

@@ -9,7 +9,7 @@ mod svid;
 mod verify;
 
 pub use ca::{init_embedded_ca, init_fleet_root, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
-pub use manager::{Credentials, HostAddresses, Issued, SvidSummary};
+pub use manager::{Credentials, HostAddresses, Issued, StagedAuthority, SvidSummary};
 pub use svid::Svid;
 pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, serial_of_cert, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
 
