@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
         tokio::spawn(inbound.serve(listener));
         let id = SpiffeId::parse("spiffe://bench.idgate/w/client").unwrap();
         let issued = creds.workload(&id).unwrap();
-        (Arc::new(Pool::new(MARK, idgate::config::TunnelConfig::default())), PoolKey { peer, source: id }, issued, echo)
+        (Arc::new(Pool::new(MARK, idgate::config::TunnelConfig::default(), Default::default())), PoolKey { peer, source: id }, issued, echo)
     });
     let mut g = c.benchmark_group("tunnel");
     g.bench_function("connect_stream_warm", |b| {

@@ -93,7 +93,7 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
         Some(list) => HostAddresses::Configured(list.clone()),
         None => HostAddresses::Interfaces,
     };
-    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0)
+    Credentials::with_key_exchange(ca, bundle, server_id, addresses, config.svid.ttl.0, config.tunnel.key_exchange.as_slice())
 }
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
@@ -157,7 +157,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
-    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, metrics.key_exchanges.clone()))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);

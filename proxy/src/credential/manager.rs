@@ -116,8 +116,22 @@ fn unix_secs(t: SystemTime) -> u64 {
 }
 
 impl Credentials {
+    /// With the tunnel's default key exchange groups.
     pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, server_addresses: HostAddresses, ttl: Duration) -> Result<Self> {
-        let provider = super::crypto_provider();
+        let groups = crate::config::TunnelConfig::default().key_exchange;
+        Self::with_key_exchange(ca, bundle, server_id, server_addresses, ttl, groups.as_slice())
+    }
+
+    /// `groups`: the key exchange groups tunnel handshakes offer, most preferred first.
+    pub fn with_key_exchange(
+        ca: CertificateAuthority,
+        bundle: TrustBundle,
+        server_id: SpiffeId,
+        server_addresses: HostAddresses,
+        ttl: Duration,
+        groups: &[crate::config::KeyExchange],
+    ) -> Result<Self> {
+        let provider = super::crypto_provider(groups);
         let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
         let authority = Authority::new(ca, Arc::new(bundle), &provider, server_cert.clone())?;

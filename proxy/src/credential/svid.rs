@@ -3,7 +3,7 @@ use super::ca::CertificateAuthority;
 use crate::spiffe::SpiffeId;
 use anyhow::{bail, Context, Result};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
-use rustls::crypto::ring::sign::any_ecdsa_type;
+use rustls::crypto::aws_lc_rs::sign::any_ecdsa_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::net::IpAddr;

@@ -74,6 +74,8 @@ impl Inbound {
             Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", crate::credential::describe_tls_io_error(&e))),
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
+        let group = crate::credential::negotiated_group(tls.get_ref().1);
+        self.metrics.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "server", group }).inc();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
         let id = match leaf.as_deref().map(|l| self.credentials.bundle().peer_id(l)) {
             Some(Ok(id)) => id,
