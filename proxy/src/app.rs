@@ -164,7 +164,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
     let revoked = Revocations::new(config.revocation.entries().map_err(anyhow::Error::msg)?);
     let live = Live::new(policy, revoked);
-    let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
+    let identity_header = crate::http::IdentityHeader::new(config.http.identity_header.0.clone(), config.http.identity_format);
 
     let port = config.listen.outbound_port;
     let mut binder = crate::listeners::Binder::new(mark, takeover);
