@@ -102,6 +102,7 @@ impl Inbound {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls);
         let mut conn = match tokio::time::timeout(self.limits.dial_timeout.0, handshake).await {
             Ok(Ok(c)) => c,
