@@ -37,6 +37,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub bytes_in: Counter,
     pub active_flows: Gauge,
+    /// Process events dropped because the runtime did not keep up (see `prewarm`).
+    pub process_events_dropped: Counter,
     pub registry: Registry,
 }
 
@@ -63,7 +65,24 @@ impl Metrics {
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { identity_backend, handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        let process_events_dropped = Counter::default();
+        registry.register(
+            "process_events_dropped",
+            "Process events dropped because their queue to the runtime was full",
+            process_events_dropped.clone(),
+        );
+        Metrics {
+            identity_backend,
+            handshakes_refused,
+            http_requests,
+            outbound_flows,
+            inbound_flows,
+            bytes_out,
+            bytes_in,
+            active_flows,
+            process_events_dropped,
+            registry,
+        }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
