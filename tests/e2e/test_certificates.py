@@ -3,6 +3,7 @@ py-spiffe and many services use to read a peer's certificate) and follows the SP
 rules: roots from `ca init`, host CAs from `ca issue`, the embedded CA, host SVIDs and workload
 SVIDs, each made by the real binary."""
 import ipaddress
+import select
 import subprocess
 
 from cryptography import x509
@@ -128,7 +129,10 @@ def test_svids_and_the_embedded_ca_parse_strictly_and_are_spiffe_leaves(net):
     a_cfg = host_config("host-a", net.tmp / "state-a", root_dir).replace(
         'ports = [8080, "9000-9100"]', f'ports = [8080, "9000-9100"]\npeer = "{net.b.ip}:16000"')
     net.a.start_idgate(a_cfg, net.tmp)
-    net.a.python("import socket; socket.create_connection(('10.77.0.2', 9000), timeout=5).close()", uid=1001, check=False)
+    # The connection stays open until idgate has dialled the "peer" for it.
+    net.a.python("import socket; s = socket.create_connection(('10.77.0.2', 9000), timeout=5); s.sendall(b'x'); s.recv(1)",
+                 uid=1001, check=False)
+    assert select.select([capture.stdout], [], [], 20)[0], "idgate never presented a workload SVID to the peer"
     workload = strict(bytes.fromhex(capture.stdout.readline().strip()))
     check_leaf(workload, f"spiffe://{TRUST_DOMAIN}/app/alice", "workload SVID")
     [root] = pem_certs(root_dir / "ca.pem")
