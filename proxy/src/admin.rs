@@ -51,6 +51,8 @@ pub struct Admin {
     /// Whether workloads are prepared before their first flow (process events), and counts.
     pub process_events: crate::prewarm::EventsState,
     pub prewarm: Arc<crate::prewarm::Stats>,
+    /// The tables and the cgroup guard, for /status and an upgrade's successor.
+    pub keeper: Arc<crate::intercept::Keeper>,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -140,7 +142,7 @@ impl Admin {
             (&Method::GET, "/flows") => (StatusCode::OK, "application/json", crate::terminal::escape_json(self.flows_json())),
             (&Method::POST, "/reload") => report(self.reloader.reload()),
             (&Method::POST, "/revocations") => report(self.reloader.revocations()),
-            (&Method::POST, "/upgrade") => match crate::upgrade::spawn_successor(&self.program, &self.config_path) {
+            (&Method::POST, "/upgrade") => match crate::upgrade::spawn_successor(&self.program, &self.config_path, self.keeper.owner_fd()) {
                 Ok(pid) => {
                     tracing::info!(successor = pid, program = %self.program.display(), "upgrade: started the successor idgate");
                     (StatusCode::OK, "application/json", serde_json::json!({ "successor_pid": pid, "pid": std::process::id() }).to_string())
@@ -201,6 +203,7 @@ impl Admin {
                 "warm_requests_dropped": self.prewarm.warm_dropped.load(Ordering::Relaxed),
             },
             "mode": self.mode,
+            "intercept": self.keeper.status(),
             "policy_generation": self.live.policy().generation,
             "revoked_entries": self.live.revoked().len(),
             "server_id": self.credentials.server_id().to_string(),

@@ -178,7 +178,14 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     }
 
     probe_conntrack()?;
-    crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
+    let inherited_nft = if takeover { crate::upgrade::inherited_nft_socket()? } else { None };
+    let keeper = crate::intercept::Keeper::start(&ruleset, inherited_nft)?;
+    tracing::info!(
+        "nftables tables inet {} (outlives idgate) and inet {} (held by this process, which no other program can flush) installed; cgroup guard: {}",
+        ruleset.standing_name(),
+        ruleset.owned_name(),
+        keeper.status().guard
+    );
     if let Err(e) = guard::save_snapshot(&state_dir, &ruleset) {
         tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
     }
@@ -247,6 +254,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             pools: pools.clone(),
             registry: registry.clone(),
             decisions: decisions.clone(),
+            keeper: keeper.clone(),
         },
         &config,
         ruleset.clone(),
@@ -282,6 +290,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         config_path: config_path.to_path_buf(),
         process_events: process_events.clone(),
         prewarm: prewarm.stats.clone(),
+        keeper: keeper.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -337,6 +346,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             // (GOAWAY), name it the main process, and serve what is open until it ends.
             // Out of the store first: once closed here, they must not listen on in its hands.
             binder.owned.remove_all();
+            keeper.retire();
             crate::service::main_pid(successor, &format!("handed over to pid {successor}; serving the open flows"));
             let _ = stop.send(true);
             let _ = inbound.retire.send(true);
@@ -374,12 +384,17 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             ruleset.table
         ),
         OnStop::Release => {
+            // Not put back by this process's own watch once removed.
+            keeper.retire();
             tracing::warn!(
                 "shutting down: removing nftables table inet {} (on_stop = \"release\"): intercepted flows now go out directly, in plaintext",
                 ruleset.table
             );
             if let Err(e) = crate::intercept::remove(&ruleset.table) {
                 tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
+            }
+            if let Err(e) = crate::intercept::cgroup_guard::remove(&ruleset.guard_cgroup) {
+                tracing::error!(error = %format!("{e:#}"), "removing the cgroup guard");
             }
         }
     }

@@ -60,6 +60,7 @@ pub struct Parts {
     pub pools: Vec<Arc<Pool>>,
     pub registry: Arc<FlowRegistry>,
     pub decisions: Arc<DecisionLog>,
+    pub keeper: Arc<crate::intercept::Keeper>,
 }
 
 struct Running {
@@ -201,12 +202,12 @@ impl Reloader {
             if let Err(e) = backend.reconfigure(&config.outbound, &self.fixed.intercept) {
                 return refuse(format!("reconfiguring the {} identity backend: {e:#}", backend.name()));
             }
-            if let Err(e) = crate::intercept::install(&ruleset) {
+            if let Err(e) = self.parts.keeper.apply(&ruleset) {
                 let old = self.parts.live.policy();
                 if let Err(back) = backend.reconfigure(&old.routes, &self.fixed.intercept) {
                     tracing::error!(error = %format!("{back:#}"), "restoring the identity backend's destinations");
                 }
-                return refuse(format!("installing nftables table inet {}: {e}", ruleset.table));
+                return refuse(format!("{e:#}"));
             }
             if let Err(e) = guard::save_snapshot(&self.fixed.state_dir, &ruleset) {
                 tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");

@@ -8,6 +8,7 @@
 //! main process, and serves the flows it has until they end or `[tunnel] upgrade_drain`
 //! passes. No listener is ever missing, no open flow is reset, and the table never leaves.
 use anyhow::{Context, Result};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -32,15 +33,24 @@ pub fn own_program() -> PathBuf {
 /// Starts the successor; its output goes where ours does (the journal). Returns its pid. A
 /// thread waits for it so that a successor that fails is reaped and reported; the old process
 /// then simply goes on serving.
-pub fn spawn_successor(program: &Path, config: &Path) -> Result<u32> {
-    let mut child = Command::new(program)
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--takeover")
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+/// `nft_owner`: the netlink socket that holds the owned nftables table; the successor
+/// inherits it (its number in `IDGATE_NFT_OWNER_FD`), so the table never lapses.
+pub fn spawn_successor(program: &Path, config: &Path, nft_owner: RawFd) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(program);
+    command.arg("run").arg("--config").arg(config).arg("--takeover").stdin(Stdio::null()).env(crate::intercept::OWNER_FD_ENV, nft_owner.to_string());
+    // SAFETY: runs in the child between fork and exec, and only calls fcntl(2), which is
+    // async-signal-safe: the one descriptor the successor inherits loses its close-on-exec flag.
+    unsafe {
+        command.pre_exec(move || {
+            let flags = libc::fcntl(nft_owner, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(nft_owner, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().with_context(|| format!("starting {}", program.display()))?;
     let pid = child.id();
     std::thread::Builder::new().name("idgate-successor".into()).spawn(move || match child.wait() {
         Ok(status) if status.success() => tracing::info!(pid, "the successor idgate exited"),
@@ -48,6 +58,27 @@ pub fn spawn_successor(program: &Path, config: &Path) -> Result<u32> {
         Err(e) => tracing::error!(pid, error = %e, "waiting for the successor idgate"),
     })?;
     Ok(pid)
+}
+
+/// In an upgrade's successor: the nftables socket the predecessor handed over, if any.
+pub fn inherited_nft_socket() -> Result<Option<OwnedFd>> {
+    let Some(value) = std::env::var_os(crate::intercept::OWNER_FD_ENV) else { return Ok(None) };
+    let fd: RawFd = value
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .filter(|fd| *fd > 2)
+        .with_context(|| format!("{} = {value:?} is not a descriptor number", crate::intercept::OWNER_FD_ENV))?;
+    // SAFETY: the predecessor passed this descriptor for this process alone; validate that it is
+    // open before taking ownership of it (Socket::from_fd checks what it is).
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!("{} names descriptor {fd}, which is not open", crate::intercept::OWNER_FD_ENV);
+    }
+    // SAFETY: as above: open, and nothing else in this process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Not passed on again to anything this process starts.
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(Some(owned))
 }
 
 /// In the successor, once it serves: tells the old process to hand over.

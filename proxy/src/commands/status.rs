@@ -115,14 +115,34 @@ pub fn flows(socket: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The tables, the cgroup guard, and whether another program removed or changed the table.
+fn interception(i: &Value) -> String {
+    let guard = match s(&i["guard"]["state"]).as_str() {
+        "attached" => format!("cgroup guard on {}", s(&i["guard"]["cgroup"])),
+        "off" => "cgroup guard off".to_string(),
+        _ => format!("cgroup guard UNAVAILABLE ({})", s(&i["guard"]["why"])),
+    };
+    let mut out = format!("tables inet {} and inet {} (held), {guard}", s(&i["standing_table"]), s(&i["owned_table"]));
+    if i["put_back"].as_u64().unwrap_or(0) > 0 {
+        out.push_str(&format!(
+            "; the table was put back {} time(s) after another program changed it, last by {} ({} us)",
+            s(&i["put_back"]),
+            s(&i["last_changed_by"]),
+            s(&i["last_put_back_us"])
+        ));
+    }
+    out
+}
+
 pub fn render(st: &Value) -> String {
     let mut out = format!(
-        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\nprocess events: {} ({} workloads prepared before their first flow, {} events dropped)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
+        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\ninterception: {}\nprocess events: {} ({} workloads prepared before their first flow, {} events dropped)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
         s(&st["host"]),
         s(&st["server_id"]),
         s(&st["mode"]),
         s(&st["identity_backend"]),
         s(&st["identity_backend_reason"]),
+        interception(&st["intercept"]),
         s(&st["process_events"]["reason"]),
         s(&st["process_events"]["workloads_prepared"]),
         s(&st["process_events"]["dropped"]),

@@ -261,11 +261,56 @@ pub struct Intercept {
     pub tag_mask: u32,
     /// What a stopping idgate does with its table.
     pub on_stop: OnStop,
+    /// The cgroup (v2) the second line of defence is attached to: a program that drops any
+    /// connection attempt to an intercepted destination that the table did not redirect (it
+    /// was flushed or deleted) and, in strict mode, plaintext to protected ports. It outlives
+    /// idgate like the table. "auto": the root of the host's cgroup v2 hierarchy, if it has
+    /// one; a path: that cgroup, or idgate does not start; "off".
+    pub guard_cgroup: GuardCgroup,
 }
 
 impl Default for Intercept {
     fn default() -> Self {
-        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x2000_0000, tag_mask: 0x2000_0000, on_stop: OnStop::Keep }
+        Intercept {
+            table: "idgate".into(),
+            bypass_mark: 0x1d6a_0001,
+            tag_mark: 0x2000_0000,
+            tag_mask: 0x2000_0000,
+            on_stop: OnStop::Keep,
+            guard_cgroup: GuardCgroup::Auto,
+        }
+    }
+}
+
+/// Where the cgroup guard is attached (see `Intercept::guard_cgroup`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum GuardCgroup {
+    #[default]
+    Auto,
+    Off,
+    Path(std::path::PathBuf),
+}
+
+impl TryFrom<String> for GuardCgroup {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "auto" => Ok(GuardCgroup::Auto),
+            "off" => Ok(GuardCgroup::Off),
+            p if p.starts_with('/') => Ok(GuardCgroup::Path(p.into())),
+            _ => Err(format!("guard_cgroup must be \"auto\", \"off\" or an absolute path to a cgroup (v2) directory, not `{s}`")),
+        }
+    }
+}
+
+impl From<GuardCgroup> for String {
+    fn from(g: GuardCgroup) -> String {
+        match g {
+            GuardCgroup::Auto => "auto".into(),
+            GuardCgroup::Off => "off".into(),
+            GuardCgroup::Path(p) => p.display().to_string(),
+        }
     }
 }
 
