@@ -113,7 +113,7 @@ def test_an_ipv6_64_is_one_source_however_many_addresses_it_floods_from(net):
     for host, addr in ((net.a, "fd77::1"), (net.b, "fd77::2"), (net.c, "fd77::3")):
         host.run("ip", "-6", "addr", "add", f"{addr}/64", "dev", "eth0", "nodad")
     net.c.run("ip", "-6", "route", "add", "local", "fd77:1::/64", "dev", "lo")
-    net.c.run("sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1")
+    net.c.run("sh", "-c", "echo 1 > /proc/sys/net/ipv6/ip_nonlocal_bind")  # c's namespace only
     net.b.run("ip", "-6", "route", "add", "fd77:1::/64", "via", "fd77::3")
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=HOLD + '[listen]\ninbound = "[::]:15008"\n'), net.tmp)
     sources = ",".join(f"fd77:1::{i:x}" for i in range(1, 1201))
