@@ -61,10 +61,8 @@ fn bench(c: &mut Criterion) {
             &format!("trust_domain = \"bench.idgate\"\n[[inbound]]\nports = [{}]\nallow = [\"spiffe://bench.idgate/w/*\"]\n", echo.port()),
         )
         .unwrap();
-        let identity_header = idgate::http::IdentityHeader {
-            name: http::HeaderName::from_static("x-forwarded-client-cert"),
-            format: idgate::config::IdentityFormat::Xfcc,
-        };
+        let identity_header =
+            idgate::http::IdentityHeader::new(http::HeaderName::from_static("x-forwarded-client-cert"), idgate::config::IdentityFormat::Xfcc);
         let limits = idgate::config::TunnelConfig::default();
         let metrics = Arc::new(Metrics::new());
         let inbound = Arc::new(Inbound {

@@ -164,7 +164,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
     let revoked = Revocations::new(config.revocation.entries().map_err(anyhow::Error::msg)?);
     let live = Live::new(policy, revoked);
-    let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
+    let identity_header = crate::http::IdentityHeader::new(config.http.identity_header.0.clone(), config.http.identity_format);
 
     let port = config.listen.outbound_port;
     let mut binder = crate::listeners::Binder::new(mark, takeover);
@@ -259,14 +259,14 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         &config,
         ruleset.clone(),
     );
-    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::channel(crate::prewarm::WARM_QUEUE)).unzip();
     let prewarm = Arc::new(crate::prewarm::Prewarm {
         identities: identities.clone(),
         credentials: credentials.clone(),
         live: live.clone(),
         history: history.clone(),
         workers: warm_senders,
-        stats: Default::default(),
+        stats: Arc::new(crate::prewarm::Stats { dropped: metrics.process_events_dropped.clone(), ..Default::default() }),
     });
     let process_events = prewarm.clone().start();
     let (handover_tx, mut handovers) = tokio::sync::mpsc::unbounded_channel();

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub bytes_in: Counter,
     pub active_flows: Gauge,
+    /// Process events dropped because the runtime did not keep up (see `prewarm`).
+    pub process_events_dropped: Counter,
     pub registry: Registry,
 }
 
@@ -81,6 +83,12 @@ impl Metrics {
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
+        let process_events_dropped = Counter::default();
+        registry.register(
+            "process_events_dropped",
+            "Process events dropped because their queue to the runtime was full",
+            process_events_dropped.clone(),
+        );
         Metrics {
             key_exchanges,
             identity_backend,
@@ -91,6 +99,7 @@ impl Metrics {
             bytes_out,
             bytes_in,
             active_flows,
+            process_events_dropped,
             registry,
         }
     }

@@ -217,7 +217,7 @@ pub struct TunnelConfig {
     pub handshake_timeout: HumanDuration,
     /// Inbound: handshakes in progress at once (more connections are closed at once).
     pub max_handshakes: usize,
-    /// Inbound: handshakes in progress at once from one source address.
+    /// Inbound: handshakes in progress at once from one source (an IPv4 address or an IPv6 /64).
     pub max_handshakes_per_source: usize,
     /// After an upgrade handed new flows to the next idgate (`idgate upgrade`), how long the
     /// old one keeps serving the flows it has before it closes the rest.

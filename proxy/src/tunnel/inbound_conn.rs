@@ -38,7 +38,16 @@ impl Inbound {
                     // The config in force now: a CA rotation replaces it.
                     let acceptor = TlsAcceptor::from(self.credentials.server_config());
                     tokio::spawn(async move {
-                        let Some((tls, peer)) = this.authenticate(acceptor, tcp, remote).await else { return };
+                        // A lighter source may take this place (see `HandshakeGate`): then the
+                        // handshake ends here, and its connection with it.
+                        let authenticated = tokio::select! {
+                            a = this.authenticate(acceptor, tcp, remote) => a,
+                            () = ticket.evicted() => {
+                                this.refusals.record(remote, crate::tunnel::handshake_gate::EVICTED, "handshake place given to a source holding fewer".into());
+                                None
+                            }
+                        };
+                        let Some((tls, peer)) = authenticated else { return };
                         drop(ticket);
                         // Boxed: an unauthenticated connection's task stays small.
                         Box::pin(this.run_connection(tls, peer)).await
@@ -95,6 +104,7 @@ impl Inbound {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls);
         let mut conn = match tokio::time::timeout(self.limits.dial_timeout.0, handshake).await {
             Ok(Ok(c)) => c,

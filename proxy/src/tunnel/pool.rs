@@ -172,6 +172,7 @@ impl Pool {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .enable_push(false)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls)
             .await
             .map_err(|source| DialError::H2 { peer, source })?;
