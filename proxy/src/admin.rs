@@ -199,6 +199,8 @@ impl Admin {
                 "warm_requests": self.prewarm.warm_requests.load(Ordering::Relaxed),
                 "exits": self.prewarm.exits.load(Ordering::Relaxed),
                 "overflows": self.prewarm.lost.load(Ordering::Relaxed),
+                "dropped": self.prewarm.dropped.get(),
+                "warm_requests_dropped": self.prewarm.warm_dropped.load(Ordering::Relaxed),
             },
             "mode": self.mode,
             "intercept": self.keeper.status(),

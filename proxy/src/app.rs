@@ -98,7 +98,7 @@ pub fn load_credentials(config: &Config, host: &str, revoked: Arc<DenyList>) -> 
         Some(list) => HostAddresses::Configured(list.clone()),
         None => HostAddresses::Interfaces,
     };
-    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0, revoked)
+    Credentials::with_key_exchange(ca, bundle, server_id, addresses, config.svid.ttl.0, config.tunnel.key_exchange.as_slice(), revoked)
 }
 
 /// The deny list the config gives (its inline entries and its file), in a slot of its own.
@@ -169,13 +169,13 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
-    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, revoked.clone()))).collect();
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, metrics.key_exchanges.clone(), revoked.clone()))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
     let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
     let live = Live::new(policy, revoked);
-    let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
+    let identity_header = crate::http::IdentityHeader::new(config.http.identity_header.0.clone(), config.http.identity_format);
 
     let port = config.listen.outbound_port;
     let mut binder = crate::listeners::Binder::new(mark, takeover);
@@ -270,14 +270,14 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         &config,
         ruleset.clone(),
     );
-    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::channel(crate::prewarm::WARM_QUEUE)).unzip();
     let prewarm = Arc::new(crate::prewarm::Prewarm {
         identities: identities.clone(),
         credentials: credentials.clone(),
         live: live.clone(),
         history: history.clone(),
         workers: warm_senders,
-        stats: Default::default(),
+        stats: Arc::new(crate::prewarm::Stats { dropped: metrics.process_events_dropped.clone(), ..Default::default() }),
     });
     let process_events = prewarm.clone().start();
     let (handover_tx, mut handovers) = tokio::sync::mpsc::unbounded_channel();

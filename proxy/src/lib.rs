@@ -23,6 +23,7 @@ pub mod netif;
 mod netlink;
 pub mod policy;
 pub mod prewarm;
+pub mod private_file;
 pub mod reload;
 pub mod revocation;
 pub mod service;

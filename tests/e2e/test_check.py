@@ -89,3 +89,60 @@ def test_cross_field_problems_are_all_reported(tmp_path):
 def test_usage_error_exits_2(tmp_path):
     r = subprocess.run([str(IDGATE), "check", "--no-such-flag"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
+
+
+def test_check_reports_secret_files_other_users_could_swap(tmp_path):
+    # Each secret file is fine itself (root's, 0600); what leads to it is not.
+    ca = make_ca(tmp_path / "ca")
+    shared = tmp_path / "shared"  # writable by everyone, no sticky bit
+    shared.mkdir()
+    (shared / "token").write_text("t\n")
+    (shared / "token").chmod(0o600)
+    shared.chmod(0o777)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "token").write_text("t\n")
+    (private / "token").chmod(0o600)
+    (private / "link").symlink_to(private / "token")
+    theirs = tmp_path / "theirs"  # another user's directory, linked to ours
+    theirs.mkdir()
+    (theirs / "to-private").symlink_to(private)
+    os.chown(theirs, 65534, 65534)
+    (ca / "ca-key.pem").rename(shared / "ca-key.pem")
+    text = f"""trust_domain = "demo.idgate"
+state_dir = "{tmp_path / 'state'}"
+
+[ca]
+source = "files"
+cert = "{ca}/ca.pem"
+key = "{shared}/ca-key.pem"
+
+[[outbound]]
+cidrs = ["10.0.0.0/24"]
+ports = [80]
+protocol = "http"
+
+[[http_rule]]
+set = {{ a = "${{file:{shared}/token}}" }}
+
+[[http_rule]]
+set = {{ b = "${{file:{private}/link}}" }}
+
+[[http_rule]]
+set = {{ c = "${{file:{theirs}/to-private/token}}" }}
+"""
+    cfg = tmp_path / "idgate.toml"
+    cfg.write_text(text)
+    r = check(cfg)
+    assert r.returncode == 1, r
+    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    expect = [
+        (line_of(text, "key = "), f"{shared}/ca-key.pem", "writable by others"),
+        (line_of(text, "set = { a"), f"{shared}/token", "writable by others"),
+        (line_of(text, "set = { b"), f"{private}/link", "symbolic link"),
+        (line_of(text, "set = { c"), f"{theirs}/to-private/token", "owned by uid 65534"),
+    ]
+    for line, path, why in expect:
+        assert any(f"{cfg}:{line}:" in e and path in e and why in e for e in errors), f"{path}: {why} at line {line} missing:\n{r.stderr}"
+    run = subprocess.run([str(IDGATE), "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "writable by others" in run.stderr, run

@@ -136,7 +136,7 @@ fn interception(i: &Value) -> String {
 
 pub fn render(st: &Value) -> String {
     let mut out = format!(
-        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\ninterception: {}\nprocess events: {} ({} workloads prepared before their first flow)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
+        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\ninterception: {}\nprocess events: {} ({} workloads prepared before their first flow, {} events dropped)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
         s(&st["host"]),
         s(&st["server_id"]),
         s(&st["mode"]),
@@ -145,6 +145,7 @@ pub fn render(st: &Value) -> String {
         interception(&st["intercept"]),
         s(&st["process_events"]["reason"]),
         s(&st["process_events"]["workloads_prepared"]),
+        s(&st["process_events"]["dropped"]),
         s(&st["active_flows"]),
         s(&st["tunnel_connections"]),
         s(&st["tunnel_dials"]),

@@ -9,7 +9,7 @@ pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Par
 
 pub use load::{load, parse, ConfigError, ConfigErrors};
 pub use preflight::preflight;
-pub use values::{Cidr, Glob, HumanDuration, PortRange};
+pub use values::{Cidr, Glob, HumanDuration, KeyExchange, KeyExchangeList, PortRange};
 
 use crate::spiffe::SpiffeId;
 use serde::Deserialize;
@@ -217,11 +217,17 @@ pub struct TunnelConfig {
     pub handshake_timeout: HumanDuration,
     /// Inbound: handshakes in progress at once (more connections are closed at once).
     pub max_handshakes: usize,
-    /// Inbound: handshakes in progress at once from one source address.
+    /// Inbound: handshakes in progress at once from one source (an IPv4 address or an IPv6 /64).
     pub max_handshakes_per_source: usize,
     /// After an upgrade handed new flows to the next idgate (`idgate upgrade`), how long the
     /// old one keeps serving the flows it has before it closes the rest.
     pub upgrade_drain: HumanDuration,
+    /// Key exchange groups for tunnel handshakes, most preferred first. The hybrid
+    /// post-quantum X25519MLKEM768 comes first, so traffic recorded today cannot be decrypted
+    /// by a quantum computer later; X25519 stays only so that hosts still running an idgate
+    /// without it can be reached during a fleet's upgrade: remove it once every host runs
+    /// this one (`idgate_tunnel_key_exchanges_total` shows which groups peers negotiate).
+    pub key_exchange: KeyExchangeList,
 }
 
 impl Default for TunnelConfig {
@@ -235,6 +241,7 @@ impl Default for TunnelConfig {
             upgrade_drain: secs(3600),
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
+            key_exchange: KeyExchangeList::try_from(vec![KeyExchange::X25519Mlkem768, KeyExchange::X25519]).expect("a valid list"),
         }
     }
 }

@@ -6,7 +6,6 @@
 //! service fail to start. Every problem is reported, each at the place in the file it names.
 use super::load::position_of;
 use super::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 struct Problems<'a> {
@@ -72,17 +71,10 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
         p.at(&[&at[0], "cert"], format!("ca.cert: cannot read {}: {e}", cert.display()));
         usable = false;
     }
-    match std::fs::metadata(&key) {
-        Err(e) => {
-            p.at(&[&at[1], "key"], format!("ca.key: cannot read {}: {e}", key.display()));
-            usable = false;
-        }
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-            let mode = m.permissions().mode() & 0o777;
-            p.at(&[&at[1], "key"], format!("ca.key: {} is readable by group or others (mode {mode:o}); chmod 600 it", key.display()));
-            usable = false;
-        }
-        Ok(_) => {}
+    // The same checks `run` makes (see `private_file`): owner, mode, the directories on its way.
+    if let Err(why) = crate::private_file::read(&key) {
+        p.at(&[&at[1], "key"], format!("ca.key: {}: {why}", key.display()));
+        usable = false;
     }
     for bundle in &config.ca.trust_bundle {
         if let Err(e) = crate::app::trust_anchors(bundle) {

@@ -33,21 +33,18 @@ pub fn ca_params(name: &str, lifetime: time::Duration) -> CertificateParams {
 
 pub struct Root {
     pub cert: rcgen::Certificate,
-    key: KeyPair,
+    pub issuer: rcgen::Issuer<'static, KeyPair>,
 }
 
 impl Root {
     pub fn new() -> Root {
         let key = KeyPair::generate().unwrap();
-        Root { cert: ca_params("test root", time::Duration::days(365)).self_signed(&key).unwrap(), key }
+        let params = ca_params("test root", time::Duration::days(365));
+        Root { cert: params.self_signed(&key).unwrap(), issuer: rcgen::Issuer::new(params, key) }
     }
 
     pub fn der(&self) -> CertificateDer<'static> {
         self.cert.der().clone()
-    }
-
-    pub fn key(&self) -> &KeyPair {
-        &self.key
     }
 
     /// A CA for `host` under this root, written as `<dir>/<host>.pem` (itself, then the root)
@@ -59,7 +56,7 @@ impl Root {
             let grant = Grant::new(host_id(host), &patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap();
             params.custom_extensions = vec![grant.extension()];
         }
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
         let (cert_path, key_path) = (dir.join(format!("{host}.pem")), dir.join(format!("{host}-key.pem")));
         std::fs::write(&cert_path, format!("{}{}", cert.pem(), self.cert.pem())).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();

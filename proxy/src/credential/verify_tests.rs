@@ -41,12 +41,16 @@ impl Fleet {
     }
 }
 
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    crate::credential::crypto_provider(crate::config::TunnelConfig::default().key_exchange.as_slice())
+}
+
 fn as_server(creds: &Credentials, revoked: &[&str]) -> IdgateServerVerifier {
-    IdgateServerVerifier::new(&creds.bundle(), crate::credential::crypto_provider(), deny(revoked))
+    IdgateServerVerifier::new(&creds.bundle(), provider(), deny(revoked))
 }
 
 fn as_client(creds: &Credentials, revoked: &[&str]) -> IdgateClientVerifier {
-    IdgateClientVerifier::new(&creds.bundle(), crate::credential::crypto_provider(), deny(revoked)).unwrap()
+    IdgateClientVerifier::new(&creds.bundle(), provider(), deny(revoked)).unwrap()
 }
 
 /// The verifier's answer; an error with its reason in words.
@@ -170,18 +174,19 @@ fn a_malformed_grant_is_refused() {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = crate::credential::test_pki::ca_params("host CA m", time::Duration::days(1));
     params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(crate::credential::grant::GRANT_OID, b"\x30\x03\x02\x01\x05".to_vec())];
-    let ca_cert = params.signed_by(&key, &fleet.root.cert, fleet.root.key()).unwrap();
+    let ca_cert = params.signed_by(&key, &fleet.root.issuer).unwrap();
     let (cert, key_path) = (fleet.dir.path().join("m.pem"), fleet.dir.path().join("m-key.pem"));
     std::fs::write(&cert, ca_cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
     std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let err = CertificateAuthority::load(&cert, &key_path).err().unwrap().to_string();
+    let err = format!("{:#}", CertificateAuthority::load(&cert, &key_path).err().unwrap());
     assert!(err.contains("m.pem: the idgate grant extension does not parse"), "{err}");
     // A peer presenting a chain through it is refused too.
     let mut leaf = rcgen::CertificateParams::new(vec![]).unwrap();
     leaf.subject_alt_names = vec![rcgen::SanType::URI("spiffe://fleet.idgate/app/alice".try_into().unwrap())];
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let leaf = leaf.signed_by(&rcgen::KeyPair::generate().unwrap(), &ca_cert, &key).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_der(ca_cert.der(), key).unwrap();
+    let leaf = leaf.signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer).unwrap();
     let (_, err) = client_check(&as_client(&b, &[]), &[leaf.der().clone(), ca_cert.der().clone()]).unwrap_err();
     assert!(err.contains("CA `CN=host CA m`: the idgate grant extension does not parse"), "{err}");
 }

@@ -87,13 +87,30 @@ impl Keeper {
         Ok(keeper)
     }
 
-    /// Replaces both tables and the guard with what `rs` says (a reload).
+    /// Replaces both tables and the guard with what `rs` says (a reload): all of it, or, if
+    /// the guard cannot follow, none of it (the tables go back to what they were).
     pub fn apply(&self, rs: &Ruleset) -> Result<()> {
-        self.install_tables(rs)?;
-        *self.installed.lock() = rs.clone();
-        let guard = install_guard(rs)?;
-        *self.guard.lock() = guard;
-        Ok(())
+        let old = std::mem::replace(&mut *self.installed.lock(), rs.clone());
+        if let Err(e) = self.install_tables(rs) {
+            *self.installed.lock() = old;
+            return Err(e);
+        }
+        match install_guard(rs) {
+            Ok(guard) => {
+                *self.guard.lock() = guard;
+                Ok(())
+            }
+            Err(e) => {
+                *self.installed.lock() = old.clone();
+                if let Err(back) = self.install_tables(&old) {
+                    tracing::error!(error = %format!("{back:#}"), "putting the previous tables back after the cgroup guard failed");
+                }
+                if let Err(back) = install_guard(&old) {
+                    tracing::error!(error = %format!("{back:#}"), "putting the previous cgroup guard back");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// After an upgrade's handover the successor keeps the tables: this process stops

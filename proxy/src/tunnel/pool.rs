@@ -121,13 +121,17 @@ pub struct Pool {
     /// The deny list in force (shared with the verifiers and the policy).
     revoked: Arc<DenyList>,
     pub dials: AtomicU64,
+    key_exchanges: crate::metrics::KeyExchanges,
 }
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Pool {
-    pub fn new(mark: u32, limits: TunnelConfig, revoked: Arc<DenyList>) -> Self {
-        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, revoked, dials: AtomicU64::new(0) }
+    /// `key_exchanges` counts its handshakes by the group they used; `revoked` is the deny
+    /// list in force.
+    pub fn new(mark: u32, limits: TunnelConfig, key_exchanges: crate::metrics::KeyExchanges, revoked: Arc<DenyList>) -> Self {
+        let (conns, dialing) = (RwLock::new(HashMap::new()), Mutex::new(HashMap::new()));
+        Pool { conns, dialing, mark, limits, revoked, dials: AtomicU64::new(0), key_exchanges }
     }
 
     pub fn limits(&self) -> TunnelConfig {
@@ -198,6 +202,8 @@ impl Pool {
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
+        let group = crate::credential::negotiated_group(tls.get_ref().1);
+        self.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "client", group }).inc();
         let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
         let chain = certs.split_first().and_then(|(leaf, cas)| PeerChain::read(leaf, cas).ok()).map(Arc::new);
         let covers = certs.first().and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
@@ -207,6 +213,7 @@ impl Pool {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .enable_push(false)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls)
             .await
             .map_err(|source| DialError::H2 { peer, source })?;
@@ -229,7 +236,7 @@ impl Pool {
             flag.store(true, Ordering::Release);
         });
         let peer_id = chain.as_ref().map(|c| c.id.to_string());
-        tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
+        tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, key_exchange = group, "tunnel connection established");
         Ok(Conn {
             sender,
             chain,

@@ -53,7 +53,7 @@ async fn setup() -> Setup {
     let server = credentials(root.host_ca(dir.path(), "b", Some(grant), time::Duration::days(1)), &[root.der()], "b", Default::default());
     let addr = peer(Arc::new(server)).await;
     // Mark 0: these sockets are this test's own, no table redirects them.
-    let pool = Pool::new(0, TunnelConfig::default(), list.clone());
+    let pool = Pool::new(0, TunnelConfig::default(), Default::default(), list.clone());
     Setup { _dir: dir, client, pool, list, key: PoolKey { peer: addr, source: id("/app/alice") } }
 }
 
