@@ -176,6 +176,8 @@ mod tests {
                 start_time: 1,
                 exe_unknown: false,
                 cgroup_unknown: false,
+                exe_id: None,
+                root_socket: false,
             })),
             source: None,
             serial: None,

@@ -1,5 +1,7 @@
-"""A cgroup (v2) per test host: each host's processes run in it, and its idgate attaches the
-cgroup egress guard there, never to the machine's root cgroup (which a real host uses)."""
+"""A cgroup (v2) per test host. Each host's processes run in it, inside a cgroup namespace of
+their own with the cgroup hierarchy mounted afresh, so that the host's cgroup is the root
+they see, as a container's is: idgate's guard (`guard_cgroup = "auto"`: the root) attaches
+there, and no test can attach anything to the machine's real root cgroup."""
 import os
 from pathlib import Path
 
@@ -22,6 +24,7 @@ class HostCgroup:
         root = cgroup2_root()
         if root is None:
             raise RuntimeError("no cgroup v2 hierarchy is mounted: the e2e hosts need one (mount -t cgroup2 none /sys/fs/cgroup/unified)")
+        self.mountpoint = root
         self.path = root / "idgate-test" / ns
         self.remove()
         self.path.mkdir(parents=True)
@@ -30,9 +33,23 @@ class HostCgroup:
         """A command prefix that moves the command into this cgroup before it runs."""
         return ["/bin/sh", "-c", f'echo $$ > {self.path}/cgroup.procs && exec "$@"', "sh"]
 
+    def scope_prefix(self):
+        """A command prefix (after `join_prefix`) that makes this cgroup the root the command sees:
+        a new cgroup namespace, and the hierarchy mounted again in a mount namespace of its own."""
+        mount = f"umount -l {self.mountpoint} && mount -t cgroup2 none {self.mountpoint}"
+        return ["unshare", "--cgroup", "--mount", "/bin/sh", "-c", f'{mount} && exec "$@"', "sh"]
+
     def remove(self):
         if not self.path.exists():
             return
+        # The guard idgate pinned for this cgroup (named by its inode, which a later cgroup may get).
+        pins = Path("/sys/fs/bpf/idgate") / str(self.path.stat().st_ino)
+        for pin in pins.glob("*"):
+            pin.unlink()
+        if pins.exists():
+            pins.rmdir()
+        for child in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            child.rmdir()
         kill = self.path / "cgroup.kill"
         if kill.exists():
             kill.write_text("1")

@@ -81,7 +81,7 @@ class Host:
     def cmd(self, *args, uid=None):
         # nsenter rather than `ip netns exec`, which mounts a sysfs of its own over /sys and so
         # hides the cgroup hierarchy the host's idgate attaches its guard to.
-        prefix = [*self.cgroup.join_prefix(), "nsenter", f"--net=/run/netns/{self.ns}"]
+        prefix = [*self.cgroup.join_prefix(), "nsenter", f"--net=/run/netns/{self.ns}", *self.cgroup.scope_prefix()]
         if uid is not None:
             prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         return prefix + [str(a) for a in args]
@@ -101,7 +101,7 @@ class Host:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         cfg = workdir / f"{self.name}-{name}.toml"
-        cfg.write_text(with_guard_cgroup(config_text, self.cgroup.path))
+        cfg.write_text(config_text)
         log = workdir / f"{self.name}-{name}.log"
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), NO_COLOR="1", **(env or {}))
         logf = open(log, "w")
@@ -122,17 +122,6 @@ class Host:
     def socket(self, family, type_, proto=0):
         """A socket created inside this host's namespace (from a helper thread)."""
         return in_netns(self.ns, lambda: __import__("socket").socket(family, type_, proto))
-
-
-def with_guard_cgroup(config_text, path):
-    """The config with its `[intercept] guard_cgroup` set to the test host's own cgroup, unless
-    the test set one: a test host's idgate must never attach to the machine's root cgroup."""
-    if "guard_cgroup" in config_text:
-        return config_text
-    line = f'guard_cgroup = "{path}"\n'
-    if "\n[intercept]\n" in config_text:
-        return config_text.replace("\n[intercept]\n", "\n[intercept]\n" + line, 1)
-    return config_text + "\n[intercept]\n" + line
 
 
 class Idgate:

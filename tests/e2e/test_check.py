@@ -146,3 +146,79 @@ set = {{ c = "${{file:{theirs}/to-private/token}}" }}
         assert any(f"{cfg}:{line}:" in e and path in e and why in e for e in errors), f"{path}: {why} at line {line} missing:\n{r.stderr}"
     run = subprocess.run([str(IDGATE), "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "writable by others" in run.stderr, run
+
+
+def test_exe_selectors_must_name_files_idgate_can_see(tmp_path):
+    """An `exe` selector matches only the file at its path in idgate's mount namespace: a path
+    reached through a symbolic link (a process's exe never is), or not absolute, would match no
+    process, and check refuses it at the value (a path that is not there, at least not yet, is
+    a warning); so are a malformed sha256 and a root_socket rule without a uid."""
+    real = tmp_path / "bin" / "app"
+    real.parent.mkdir()
+    real.write_text("#!/bin/sh\n")
+    (tmp_path / "link").symlink_to(real.parent)
+    text = f"""trust_domain = "demo.idgate"
+state_dir = "{tmp_path / 'state'}"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/ok"
+exe = "{real}"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/ok-glob"
+exe = "{real.parent}/ap*"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/anywhere"
+exe = "**/app"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/missing"
+exe = "{tmp_path}/bin/missing"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/missing-dir"
+exe = "{tmp_path}/nodir/*"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/linked"
+exe = "{tmp_path}/link/app"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/relative"
+exe = "app"
+
+[[workload]]
+spiffe_id = "spiffe://demo.idgate/dir"
+exe = "{real.parent}"
+"""
+    cfg = tmp_path / "idgate.toml"
+    cfg.write_text(text)
+    r = check(cfg)
+    assert r.returncode == 1, r
+    # A path that is not there is warned about, not refused: a workload's package removed must
+    # not keep idgate from starting (the rule matches nothing).
+    for needle, line in {f"{tmp_path}/bin/missing does not exist": line_of(text, "bin/missing"),
+                         f"{tmp_path}/nodir does not exist": line_of(text, "nodir")}.items():
+        assert any("WARN" in l and f"{cfg}:{line}:" in l and needle in l for l in r.stderr.splitlines()), f"no warning for {needle}:\n{r.stderr}"
+    expect = {
+        f"is reached through a symbolic link; a process running it shows {real}": line_of(text, "link/app"),
+        "`app` is not an absolute path": line_of(text, 'exe = "app"'),
+        f"{real.parent} is not a file": line_of(text, f'exe = "{real.parent}"'),
+    }
+    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    for needle, line in expect.items():
+        assert any(f"{cfg}:{line}:7:" in e and needle in e for e in errors), f"{needle} at {line}:7 missing:\n{r.stderr}"
+    assert f"{len(expect)} problem(s)" in r.stderr, r.stderr
+    # The same rules without the broken ones pass.
+    good = text.split("[[workload]]\nspiffe_id = \"spiffe://demo.idgate/missing\"")[0]
+    cfg.write_text(good)
+    assert check(cfg).returncode == 0, check(cfg)
+
+    cfg.write_text('trust_domain = "demo.idgate"\n[[workload]]\nspiffe_id = "spiffe://demo.idgate/x"\nsha256 = "abc"\n'
+                   '[[workload]]\nspiffe_id = "spiffe://demo.idgate/y"\nroot_socket = true\ncomm = "d"\n')
+    r = check(cfg)
+    assert r.returncode == 1 and f"{cfg}:4:" in r.stderr and "invalid sha256 `abc`" in r.stderr, r.stderr
+    cfg.write_text('trust_domain = "demo.idgate"\n[[workload]]\nspiffe_id = "spiffe://demo.idgate/y"\nroot_socket = true\ncomm = "d"\n')
+    r = check(cfg)
+    assert r.returncode == 1 and f"{cfg}:2:" in r.stderr and "root_socket needs uid" in r.stderr, r.stderr

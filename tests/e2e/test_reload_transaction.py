@@ -35,12 +35,14 @@ def test_a_refused_reload_changes_nothing_and_a_reverted_file_reloads_clean(net)
     both.write_text((root1 / "ca.pem").read_text() + (root2 / "ca.pem").read_text())
     a_ca, b_ca1, b_ca2 = issue(net, root1, "a", 1), issue(net, root1, "b", 1), issue(net, root2, "b", 2)
     # B's guard goes on a cgroup of its own that the test can take away: the step that fails.
-    guard = net.b.cgroup.path.parent / f"{net.b.ns}-guard"
+    # B sees its own cgroup as the hierarchy's root, so B's name for it is the mount point's.
+    guard = net.b.cgroup.path / "guard"
     guard.mkdir()
+    guard_in_b = net.b.cgroup.mountpoint / "guard"
     try:
         a_config = config(net, "a", a_ca, only_root1)  # A trusts root1 alone
         net.a.start_idgate(a_config, net.tmp)
-        b_text = config(net, "b", b_ca1, both, extra=f'[intercept]\nguard_cgroup = "{guard}"\n')
+        b_text = config(net, "b", b_ca1, both, extra=f'[intercept]\nguard_cgroup = "{guard_in_b}"\n')
         b = net.b.start_idgate(b_text, net.tmp)
         assert works(net)
 

@@ -9,7 +9,7 @@ pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Par
 
 pub use load::{load, parse, ConfigError, ConfigErrors};
 pub use preflight::preflight;
-pub use values::{Cidr, Glob, HumanDuration, KeyExchange, KeyExchangeList, PortRange};
+pub use values::{Cidr, Glob, HumanDuration, KeyExchange, KeyExchangeList, PortRange, Sha256Digest};
 
 use crate::spiffe::SpiffeId;
 use serde::Deserialize;
@@ -389,11 +389,20 @@ impl TryFrom<String> for SpiffeIdValue {
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
     pub spiffe_id: toml::Spanned<SpiffeIdValue>,
-    pub exe: Option<Glob>,
+    /// The path of the file the process runs, matched against the file at that path in
+    /// idgate's mount namespace (device and inode), not only its name.
+    pub exe: Option<toml::Spanned<Glob>>,
+    /// The content of the file the process runs.
+    pub sha256: Option<Sha256Digest>,
     pub comm: Option<Glob>,
     pub cgroup: Option<Glob>,
+    /// Effective uid and gid.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Also match a process of `uid` holding a socket that root created, when no root
+    /// process holds it and no other user does (a daemon that connects, then drops privileges).
+    #[serde(default)]
+    pub root_socket: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -108,6 +108,26 @@ impl Glob {
     }
 }
 
+/// A sha256 digest as `sha256sum` prints it: 64 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl TryFrom<String> for Sha256Digest {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("invalid sha256 `{s}` (64 hex digits, as `sha256sum FILE` prints them)");
+        if s.len() != 64 {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        }
+        Ok(Sha256Digest(digest))
+    }
+}
+
 /// `500ms`, `30s`, `5m`, `1h`, `1d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
