@@ -79,7 +79,8 @@ enum Command {
     },
     /// Revoke SPIFFE IDs (exact, or prefixes ending in /*) or certificate serials (hex): they
     /// are added to the deny-list file ([revocation] file) and the running idgate closes their
-    /// open flows and pooled connections and refuses new ones at once.
+    /// open flows and pooled connections and refuses new ones at once. A peer host's ID
+    /// (spiffe://TD/idgate/host/NAME) or the serial of its CA cuts that host off.
     Revoke {
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,

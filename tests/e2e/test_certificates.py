@@ -95,8 +95,10 @@ def test_roots_and_host_cas_parse_strictly_and_are_signing_certificates(tmp_path
 
 def test_svids_and_the_embedded_ca_parse_strictly_and_are_spiffe_leaves(net):
     root_dir, host_dir = net.ca_dir, net.tmp / "host-b-ca"
-    subprocess.run([IDGATE, "ca", "issue", "--dir", root_dir, "--host", "host-b", "--address", net.b.ip, "--out", host_dir],
-                   check=True, capture_output=True)
+    # Granted what host_config's workload rules name (check refuses rules outside the grant).
+    grants = [f"spiffe://{TRUST_DOMAIN}/app/*", f"spiffe://{TRUST_DOMAIN}/tools/*"]
+    subprocess.run([IDGATE, "ca", "issue", "--dir", root_dir, "--host", "host-b", "--address", net.b.ip,
+                    *[x for g in grants for x in ("--grant", g)], "--out", host_dir], check=True, capture_output=True)
     b_ca = f'[ca]\nsource = "files"\ncert = "{host_dir}/ca.pem"\nkey = "{host_dir}/ca-key.pem"\ntrust_bundle = ["{root_dir}/ca.pem"]\n'
     net.b.start_idgate(host_config("host-b", net.tmp / "state-b").replace('[ca]\nsource = "embedded"\n', b_ca), net.tmp)
 
