@@ -37,6 +37,9 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub bytes_in: Counter,
     pub active_flows: Gauge,
+    /// Unix times: when this host's CA expires, and the earliest expiry in the trust bundle.
+    pub ca_expiry: Gauge,
+    pub trust_bundle_expiry: Gauge,
     pub registry: Registry,
 }
 
@@ -63,7 +66,31 @@ impl Metrics {
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { identity_backend, handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        let ca_expiry = Gauge::default();
+        let trust_bundle_expiry = Gauge::default();
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "When this host's CA certificate expires (Unix time): no SVID outlives it",
+            ca_expiry.clone(),
+        );
+        registry.register(
+            "trust_bundle_expiry_timestamp_seconds",
+            "When the first certificate of the trust bundle files expires (Unix time; 0 without a bundle file)",
+            trust_bundle_expiry.clone(),
+        );
+        Metrics {
+            identity_backend,
+            handshakes_refused,
+            http_requests,
+            outbound_flows,
+            inbound_flows,
+            bytes_out,
+            bytes_in,
+            active_flows,
+            ca_expiry,
+            trust_bundle_expiry,
+            registry,
+        }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
@@ -86,6 +113,12 @@ impl Metrics {
 
     pub fn handshake_refused(&self, reason: &'static str) {
         self.handshakes_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Sets the expiry gauges from the CA and trust bundle in force.
+    pub fn expiries(&self, ca: Option<&crate::credential::expiry::CertExpiry>, bundle: &[crate::credential::expiry::CertExpiry]) {
+        self.ca_expiry.set(ca.map_or(0, |c| c.not_after_unix as i64));
+        self.trust_bundle_expiry.set(bundle.iter().map(|c| c.not_after_unix as i64).min().unwrap_or(0));
     }
 
     pub fn inbound(&self, verdict: &'static str) {
