@@ -23,8 +23,9 @@ mkdir -p "$src"
 cp -r packaging/debian "$src/debian"
 install -D -m 0644 README.md "$src/README.md"
 install -D -m 0644 configs/idgate.toml "$src/configs/idgate.toml"
-# What the package installs, as an upstream `make install` would lay it out.
-tmp=$src/debian/tmp
+# What the package installs, as an upstream `make install` would lay it out (in stage/:
+# dh_prep empties debian/tmp; debian/rules points dh_install there).
+tmp=$src/stage
 install -D -m 0755 "$bin" "$tmp/usr/bin/idgate"
 install -D -m 0644 packaging/conffile/idgate.toml "$tmp/etc/idgate/idgate.toml"
 install -D -m 0644 packaging/systemd/idgate.service "$tmp/lib/systemd/system/idgate.service"
@@ -39,6 +40,8 @@ install -D -m 0644 "$work/docs/completions/idgate.bash" "$tmp/usr/share/bash-com
 install -D -m 0644 "$work/docs/completions/_idgate" "$tmp/usr/share/zsh/vendor-completions/_idgate"
 install -D -m 0644 "$work/docs/completions/idgate.fish" "$tmp/usr/share/fish/vendor_completions.d/idgate.fish"
 bash packaging/dkms/stage.sh "$tmp/usr/src/idgate-$version" "$version" "$tmp"
+cp "$tmp/usr/src/idgate-$version/dkms.conf" "$src/debian/idgate-dkms.dkms"   # for dh_dkms
+cp packaging/logrotate/idgate "$src/debian/idgate.logrotate"                 # for dh_installlogrotate
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 cat > "$src/debian/changelog" <<CHANGELOG
 idgate ($version) unstable; urgency=medium

@@ -7,7 +7,7 @@
 # overrides the version. Needs rpmbuild (Debian: apt install rpm). Build on the distribution
 # the package is for: the binary links that system's glibc and libnftnl, and rpmbuild records
 # those libraries as the package's dependencies. Where systemd-rpm-macros is missing (on
-# Debian) its macros come from macros.systemd-fallback and build dependencies are not checked.
+# Debian) the macros come from macros.fallback and build dependencies are not checked.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v rpmbuild >/dev/null || { echo "build.sh: rpmbuild missing (Debian/Ubuntu: apt install rpm)" >&2; exit 1; }
@@ -20,7 +20,7 @@ top=$(mktemp -d)
 trap 'rm -rf "$top"' EXIT
 extra=()
 if [ -z "$(rpm --eval '%{?systemd_post:yes}')" ]; then
-    extra=(--load "$PWD/packaging/rpm/macros.systemd-fallback" --nodeps)
+    extra=(--load "$PWD/packaging/rpm/macros.fallback" --nodeps)
 fi
 stamp=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 rpmbuild -bb --quiet "${extra[@]}" \

@@ -185,7 +185,7 @@ def test_lintian_and_rpmlint(fleet):
     print(lint.stdout)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     rpms = sorted(fleet.rpms["old"].parent.glob("*.rpm"))
-    rl = sh("rpmlint", "-r", REPO / "packaging/rpm/idgate.rpmlintrc", *rpms, check=False)
+    rl = sh("rpmlint", "-c", REPO / "packaging/rpm/rpmlint.toml", "-r", REPO / "packaging/rpm/idgate.rpmlintrc", *rpms, check=False)
     print(rl.stdout)
     assert re.search(r"\b0 errors, 0 warnings", rl.stdout), rl.stdout + rl.stderr
 
