@@ -5,7 +5,8 @@
 #                            conffile), man pages, completions, the sysctl it needs
 #   idgate-dkms_<v>_all.deb  the kernel module's sources, built by DKMS for each kernel
 # from the binary built before (cargo build --release, or IDGATE_BIN). IDGATE_DEB_VERSION
-# overrides the version (Cargo.toml's), for a newer build of the same sources.
+# overrides the version (Cargo.toml's), for a newer build of the same sources;
+# IDGATE_PKG_OUT the output directory.
 # Needs debhelper and dh-dkms (tests/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,7 @@ version=${IDGATE_DEB_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml |
 bin=${IDGATE_BIN:-target/release/idgate}
 [ -x "$bin" ] || { echo "build.sh: $bin missing: cargo build --release first" >&2; exit 1; }
 command -v dh_dkms >/dev/null || { echo "build.sh: debhelper and dh-dkms missing (apt install debhelper dh-dkms)" >&2; exit 1; }
-out=packaging/deb/out
+out=${IDGATE_PKG_OUT:-packaging/deb/out}
 rm -rf "$out" && mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -4,7 +4,7 @@
 #                                  needs, /etc/idgate/idgate.toml (%config(noreplace), minimal)
 #   idgate-dkms-<v>-1.noarch.rpm   the kernel module sources, built by DKMS for each kernel
 # from the binary built before (cargo build --release, or IDGATE_BIN). IDGATE_RPM_VERSION
-# overrides the version. Needs rpmbuild (Debian: apt install rpm). Build on the distribution
+# overrides the version, IDGATE_PKG_OUT the output directory. Needs rpmbuild (Debian: apt install rpm). Build on the distribution
 # the package is for: the binary links that system's glibc and libnftnl, and rpmbuild records
 # those libraries as the package's dependencies. Where systemd-rpm-macros is missing (on
 # Debian) the macros come from macros.fallback and build dependencies are not checked.
@@ -14,7 +14,7 @@ command -v rpmbuild >/dev/null || { echo "build.sh: rpmbuild missing (Debian/Ubu
 version=${IDGATE_RPM_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
 bin=$(realpath "${IDGATE_BIN:-target/release/idgate}")
 [ -x "$bin" ] || { echo "build.sh: $bin missing: cargo build --release first" >&2; exit 1; }
-out=$PWD/packaging/rpm/out
+out=$(realpath -m "${IDGATE_PKG_OUT:-packaging/rpm/out}")
 rm -rf "$out" && mkdir -p "$out"
 top=$(mktemp -d)
 trap 'rm -rf "$top"' EXIT

@@ -60,6 +60,7 @@ class Machine:
         self.boots += 1
         log = open(self.dir / f"nspawn-{self.boots}.log", "w")
         self.proc = subprocess.Popen(
+            # --private-network as well: only then is /proc/sys/net writable inside (the sysctl).
             ["systemd-nspawn", "-b", "-D", str(self.root), f"--machine=pk-{self.name}", f"--network-namespace-path=/run/netns/{self.netns}",
              "--private-network", "--register=no", "--keep-unit", "--console=passive", "--capability=CAP_NET_ADMIN"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -80,7 +81,8 @@ class Machine:
                         say(f"{self.name}: booted degraded: {self.run('systemctl --failed --no-legend', check=False).stdout.strip()}")
                     return
             time.sleep(0.2)
-        raise TimeoutError(f"{self.name} did not finish booting: {self.nspawn_log()}")
+        jobs = self.run("systemctl is-system-running; systemctl list-jobs --no-pager", check=False).stdout if self.leader else "no init found"
+        raise TimeoutError(f"{self.name} did not finish booting: {jobs}\n{self.nspawn_log()}")
 
     def find_leader(self):
         """The container's init: the process in its network namespace that is pid 1 in its own."""
