@@ -67,7 +67,7 @@ class Machine:
         if wait:
             self.wait_booted()
 
-    def wait_booted(self, timeout=60):
+    def wait_booted(self, timeout=90):
         deadline = time.time() + timeout
         self.leader = None
         while time.time() < deadline:
@@ -81,17 +81,22 @@ class Machine:
                         say(f"{self.name}: booted degraded: {self.run('systemctl --failed --no-legend', check=False).stdout.strip()}")
                     return
             time.sleep(0.2)
-        jobs = self.run("systemctl is-system-running; systemctl list-jobs --no-pager", check=False).stdout if self.leader else "no init found"
+        jobs = "no init found"
+        if self.leader:
+            r = self.run("systemctl is-system-running; systemctl list-jobs --no-pager", check=False)
+            jobs = f"init {self.leader}: {r.stdout} {r.stderr}"
         raise TimeoutError(f"{self.name} did not finish booting: {jobs}\n{self.nspawn_log()}")
 
     def find_leader(self):
-        """The container's init: the process in its network namespace that is pid 1 in its own."""
+        """The container's init: the child of this boot's systemd-nspawn that is pid 1 in its
+        own pid namespace."""
         for pid in sh("ip", "netns", "pids", self.netns, check=False).stdout.split():
             try:
-                nspid = [l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("NSpid:")][0].split()
-            except (FileNotFoundError, IndexError, ProcessLookupError):
+                status = dict(l.split(":", 1) for l in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in l)
+            except (FileNotFoundError, ProcessLookupError):
                 continue
-            if len(nspid) > 2 and nspid[-1] == "1":
+            nspid = status.get("NSpid", "").split()
+            if len(nspid) > 1 and nspid[-1] == "1" and status.get("PPid", "").strip() == str(self.proc.pid):
                 return int(pid)
         return None
 
