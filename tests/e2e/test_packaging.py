@@ -78,8 +78,10 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     # Both units are valid as installed: systemd-analyze resolves their commands in the root,
     # which gets the host's own units (targets) beside them.
     shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True, dirs_exist_ok=True)
+    # Documentation=man:... pages are looked up with man, in the root's man pages.
     verify = subprocess.run(["systemd-analyze", "verify", f"--root={root}", str(units / "idgate-guard.service"),
-                             str(units / "idgate.service")], capture_output=True, text=True)
+                             str(units / "idgate.service")], capture_output=True, text=True,
+                            env=dict(BUILD_ENV, MANPATH=str(root / "usr/share/man")))
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     assert f'PACKAGE_VERSION="{version}"' in (root / f"usr/src/idgate-{version}/dkms.conf").read_text()
     assert (root / f"usr/src/idgate-{version}/include/uapi/idgate.h").exists()
@@ -90,6 +92,8 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     assert "reload" in (root / "usr/share/bash-completion/completions/idgate").read_text()
     # The installed (stripped) binary runs and accepts the config it ships with.
     subprocess.run([str(root / "usr/bin/idgate"), "check", "-c", str(conf)], check=True, capture_output=True)
+    # The preset enables both units (%systemd_post applies it on first install).
+    assert (root / "usr/lib/systemd/system-preset/80-idgate.preset").read_text().count("enable idgate") == 2
     # An operator's edits survive a reinstall, and removal keeps them as .rpmsave.
     conf.write_text(conf.read_text() + "\n# edited by the operator\n")
     subprocess.run(rpm + ["-U", "--replacepkgs", "--nodeps", "--noscripts", str(proxy)], check=True, capture_output=True)
@@ -99,7 +103,6 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     assert "edited by the operator" in (root / "etc/idgate/idgate.toml.rpmsave").read_text()
     # The scriptlets that did not run here are valid shell at least.
     assert "idgate uninstall" in rpm_tag(proxy, "PREUN") and "preset idgate-guard.service idgate.service" in rpm_tag(proxy, "POSTIN")
-    assert (root / "usr/lib/systemd/system-preset/80-idgate.preset").read_text().count("enable idgate") == 2
     for pkg, tags in ((proxy, ("POSTIN", "PREUN", "POSTUN")), (dkms, ("POSTIN", "PREUN"))):
         for tag in tags:
             body = rpm_tag(pkg, tag)
