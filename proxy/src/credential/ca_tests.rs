@@ -44,7 +44,7 @@ fn intermediate(dir: &Path, root: &Root, name: &str, lifetime: time::Duration) -
 fn credentials(ca: CertificateAuthority, root: &Root, host: &str) -> Credentials {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.cert.der().clone()).unwrap(); // the shared root only
-    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "fleet.idgate".into() };
+    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "fleet.idgate".into(), expiries: Vec::new() };
     let id = SpiffeId::parse(&format!("spiffe://fleet.idgate/idgate/host/{host}")).unwrap();
     Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(3600)).unwrap()
 }

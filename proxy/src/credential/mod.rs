@@ -1,6 +1,7 @@
 //! Credentials: the CA, X.509-SVIDs minted just in time, their rotation, and the TLS
 //! configurations and verifiers built from them.
 mod ca;
+pub mod expiry;
 pub mod fleet;
 mod key_pem;
 mod manager;
