@@ -74,12 +74,14 @@ pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBun
     if ca.is_root() || config.ca.trust_bundle.is_empty() {
         roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
     }
+    let mut expiries = Vec::new();
     for path in &config.ca.trust_bundle {
         for cert in trust_anchors(path)? {
+            expiries.extend(crate::credential::expiry::CertExpiry::of(&cert));
             roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
         }
     }
-    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone() }))
+    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone(), expiries }))
 }
 
 /// Everything that can fail before touching the network: CA, trust bundle, first SVID.
@@ -189,8 +191,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     }
 
     probe_conntrack()?;
-    let inherited_nft = if takeover { crate::upgrade::inherited_nft_socket()? } else { None };
-    let keeper = crate::intercept::Keeper::start(&ruleset, inherited_nft)?;
+    let keeper = crate::intercept::Keeper::start(&ruleset, crate::intercept::inherited_owner_socket()?)?;
     tracing::info!(
         "nftables tables inet {} (outlives idgate) and inet {} (held by this process, which no other program can flush) installed; cgroup guard: {}",
         ruleset.standing_name(),
@@ -297,8 +298,6 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         reloader: reloader.clone(),
         live: live.clone(),
         handovers: handover_tx,
-        program: crate::upgrade::own_program(),
-        config_path: config_path.to_path_buf(),
         process_events: process_events.clone(),
         prewarm: prewarm.stats.clone(),
         keeper: keeper.clone(),
@@ -319,7 +318,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
-    tasks.spawn("watchdog", crate::service::watchdog(beats, takeover));
+    tasks.spawn("watchdog", crate::service::watchdog(beats));
     tasks.spawn("target history", crate::history_file::keep(history.clone(), state_dir.clone()));
     // Not among `tasks`: after an upgrade's handover the old process still closes revoked
     // flows while it drains.
@@ -343,10 +342,10 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             .context("asking the running idgate to hand over (it keeps serving)")?;
         std::fs::rename(&staging, &control_path).with_context(|| format!("moving the control socket to {}", control_path.display()))?;
         binder.store_pending();
+        crate::main_process::report_takeover();
         tracing::info!("took over from the previous idgate: new flows are this process's");
-    } else {
-        crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
     }
+    crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
 
     let fault = tokio::select! {
         _ = shutdown_signal() => None,
@@ -358,21 +357,16 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             // Out of the store first: once closed here, they must not listen on in its hands.
             binder.owned.remove_all();
             keeper.retire();
-            crate::service::main_pid(successor, &format!("handed over to pid {successor}; serving the open flows"));
             let _ = stop.send(true);
             let _ = inbound.retire.send(true);
             tasks.abort_all();
             let open = metrics.active_flows.get();
             tracing::info!(successor, open_flows = open, "handed over to the successor idgate (pid {successor}); serving the {open} open flow(s) until they end");
+            // Until the flows end or the drain passes; a stop meanwhile gives them the stop's drain.
             let deadline = Instant::now() + limits.upgrade_drain.0;
-            let drained = async {
-                while metrics.active_flows.get() > 0 && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
             tokio::select! {
-                () = drained => {}
-                _ = shutdown_signal() => {}
+                () = drain(&metrics, &registry, deadline) => {}
+                _ = shutdown_signal() => drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await,
             }
             crate::history_file::save_if_changed(&history, &state_dir).await;
             tracing::info!(remaining_flows = metrics.active_flows.get(), "exiting after the handover");
@@ -409,13 +403,27 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             }
         }
     }
-    let started = Instant::now();
-    while metrics.active_flows.get() > 0 && started.elapsed() < DRAIN_DEADLINE {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await;
     crate::history_file::save_if_changed(&history, &state_dir).await;
     tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
     Ok(())
+}
+
+/// Waits until the open flows have ended or `deadline` passed; those still open then are reset
+/// at both ends: closed plainly, a cut stream would look complete to a client that reads to
+/// its end (a response without a length, say).
+async fn drain(metrics: &Metrics, registry: &FlowRegistry, deadline: Instant) {
+    while metrics.active_flows.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reset = registry.close_where(|_| Some("the drain ended with the flow still open (idgate stopping)".into()));
+    if reset > 0 {
+        tracing::info!(flows = reset, "the drain ended: resetting the {reset} flow(s) still open at both ends");
+        let until = Instant::now() + Duration::from_secs(1);
+        while metrics.active_flows.get() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Identity needs each flow's original tuple from ctnetlink; refuse to start without it

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub active_flows: Gauge,
     /// Process events dropped because the runtime did not keep up (see `prewarm`).
     pub process_events_dropped: Counter,
+    /// Unix times: when this host's CA expires, and the earliest expiry in the trust bundle.
+    pub ca_expiry: Gauge,
+    pub trust_bundle_expiry: Gauge,
     pub registry: Registry,
 }
 
@@ -89,6 +92,18 @@ impl Metrics {
             "Process events dropped because their queue to the runtime was full",
             process_events_dropped.clone(),
         );
+        let ca_expiry = Gauge::default();
+        let trust_bundle_expiry = Gauge::default();
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "When this host's CA certificate expires (Unix time): no SVID outlives it",
+            ca_expiry.clone(),
+        );
+        registry.register(
+            "trust_bundle_expiry_timestamp_seconds",
+            "When the first certificate of the trust bundle files expires (Unix time; 0 without a bundle file)",
+            trust_bundle_expiry.clone(),
+        );
         Metrics {
             key_exchanges,
             identity_backend,
@@ -100,6 +115,8 @@ impl Metrics {
             bytes_in,
             active_flows,
             process_events_dropped,
+            ca_expiry,
+            trust_bundle_expiry,
             registry,
         }
     }
@@ -124,6 +141,12 @@ impl Metrics {
 
     pub fn handshake_refused(&self, reason: &'static str) {
         self.handshakes_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Sets the expiry gauges from the CA and trust bundle in force.
+    pub fn expiries(&self, ca: Option<&crate::credential::expiry::CertExpiry>, bundle: &[crate::credential::expiry::CertExpiry]) {
+        self.ca_expiry.set(ca.map_or(0, |c| c.not_after_unix as i64));
+        self.trust_bundle_expiry.set(bundle.iter().map(|c| c.not_after_unix as i64).min().unwrap_or(0));
     }
 
     pub fn inbound(&self, verdict: &'static str) {

@@ -222,3 +222,30 @@ exe = "{real.parent}"
     cfg.write_text('trust_domain = "demo.idgate"\n[[workload]]\nspiffe_id = "spiffe://demo.idgate/y"\nroot_socket = true\ncomm = "d"\n')
     r = check(cfg)
     assert r.returncode == 1 and f"{cfg}:2:" in r.stderr and "root_socket needs uid" in r.stderr, r.stderr
+
+
+def test_check_opens_what_run_writes_as_run_does(tmp_path):
+    """The trail file and the state directory: a missing directory, and a read-only file system
+    (what ProtectSystem=strict makes of every path but the unit's own directories), fail
+    `check` at the line that names them, as they would fail `run`; a good path passes and
+    `check` leaves no file behind."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cfg = tmp_path / "idgate.toml"
+    base = f'trust_domain = "demo.idgate"\nstate_dir = "{tmp_path}/state"\n'
+    cfg.write_text(base + f'\n[trail]\nfile = "{tmp_path}/no-such-dir/trail.jsonl"\n')
+    r = check(cfg)
+    assert r.returncode == 1 and f"{cfg}:5:" in r.stderr and "no-such-dir does not exist" in r.stderr, r.stderr
+    # A read-only mount over ro/, in a mount namespace of the check's own.
+    cfg.write_text(base + f'\n[trail]\nfile = "{ro}/trail.jsonl"\n')
+    r = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro none {ro} && exec {IDGATE} check -c {cfg}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and f"{cfg}:5:" in r.stderr and "read-only file system" in r.stderr, r.stderr
+    cfg.write_text(f'trust_domain = "demo.idgate"\nstate_dir = "{ro}/state"\n')
+    r = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro none {ro} && exec {IDGATE} check -c {cfg}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and f"{cfg}:2:" in r.stderr and "state_dir" in r.stderr, r.stderr
+    cfg.write_text(base + f'\n[trail]\nfile = "{tmp_path}/trail.jsonl"\n')
+    r = check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "trail.jsonl").exists() and not [p for p in (tmp_path / "state").iterdir() if p.name.startswith(".idgate-check")]

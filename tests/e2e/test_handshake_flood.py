@@ -46,17 +46,18 @@ def test_five_thousand_idle_connections_cost_little_and_leave_nothing(net):
     held = '[tunnel]\nhandshake_timeout = "120s"\nmax_handshakes = 10000\nmax_handshakes_per_source = 10000\n'
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=held), net.tmp)
     time.sleep(0.5)
-    before = rss_mb(b.proc.pid)
+    proxy = b.status()["pid"]  # the proxy, child of the main process `idgate run`
+    before = rss_mb(proxy)
     idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert idle.stdout.readline().strip() == "5000"
     assert wait_for(lambda: b.status()["handshakes_in_progress"] == 5000), b.status()["handshakes_in_progress"]
-    holding = rss_mb(b.proc.pid)
+    holding = rss_mb(proxy)
     idle.stdin.close()
     idle.wait(timeout=30)
     assert wait_for(lambda: b.status()["handshakes_in_progress"] == 0)
     # Freed memory goes back after the next refusal summary (every 10 s).
-    wait_for(lambda: rss_mb(b.proc.pid) <= before + 8, timeout=15, step=0.5)
-    after = rss_mb(b.proc.pid)
+    wait_for(lambda: rss_mb(proxy) <= before + 8, timeout=15, step=0.5)
+    after = rss_mb(proxy)
     print(f"\nidgate RSS: {before:.1f} MB before, {holding:.1f} MB holding 5,000 idle pre-handshake connections, {after:.1f} MB after they closed")
     assert holding <= 40, f"{holding:.1f} MB with 5,000 idle connections"
     assert after <= before + 8, f"memory stayed after the connections closed: {before:.1f} -> {after:.1f} MB"

@@ -1,8 +1,9 @@
 //! What `run` checks before it binds a socket, done without running anything: CA files
 //! (readable, key mode, key matching the certificate, able to mint an SVID that passes the
 //! mTLS self-test), trust bundles, TLS origination bundles, secret sources (files' mode and
-//! owner, environment variables), the paths `exe` selectors name, and an explicit kmod
-//! backend's device. `idgate check` and
+//! owner, environment variables), the paths `exe` selectors name, an explicit kmod backend's
+//! device, and the files `run` writes (the state directory, the trail file), tried as `run`
+//! opens them. `idgate check` and
 //! `idgate run` both call it, so the unit's `ExecStartPre` check catches what would make the
 //! service fail to start. Every problem is reported, each at the place in the file it names.
 use super::load::position_of;
@@ -37,6 +38,7 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
     ca(&mut p, config);
     secrets(&mut p, config);
     exe_paths(&mut p, config);
+    written(&mut p, config);
     for (i, route) in config.outbound.iter().enumerate() {
         if let Some(tls) = &route.tls {
             if let Err(e) = crate::http::Origin::new(tls) {
@@ -194,6 +196,42 @@ fn exe_paths(p: &mut Problems<'_>, config: &Config) {
             ),
             Ok(_) if whole && !std::path::Path::new(path).is_file() => p.at_offset(at, format!("workload[{i}].exe: {path} is not a file")),
             Ok(_) => {}
+        }
+    }
+}
+
+/// Why a file cannot be written where `path` is, in terms an operator can act on.
+fn unwritable(path: &Path, e: &std::io::Error) -> String {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => format!("{}: directory {} does not exist", path.display(), dir.display()),
+        Some(libc::EROFS) => format!(
+            "{}: read-only file system here (the packaged unit can write only under /var/lib/idgate and /var/log/idgate: ProtectSystem=strict)",
+            path.display()
+        ),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+/// What `run` writes, tried as `run` opens it (so that under the unit's sandbox `check` fails
+/// where `run` would): the state directory (CA, table snapshot, control socket) and the trail
+/// file (opened for appending, created 0600). A file this check creates it removes again.
+fn written(p: &mut Problems<'_>, config: &Config) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = config.state_dir.join(format!(".idgate-check-{}", std::process::id()));
+    let state =
+        std::fs::create_dir_all(&config.state_dir).and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&probe));
+    match state {
+        Ok(_) => drop(std::fs::remove_file(&probe)),
+        Err(e) => p.at(&[&quoted(&config.state_dir), "state_dir"], format!("state_dir: {}", unwritable(&probe, &e))),
+    }
+    if let Some(file) = &config.trail.file {
+        let existed = file.exists();
+        let opened = std::fs::OpenOptions::new().append(true).create(!existed).mode(0o600).open(file);
+        match opened {
+            Ok(_) if !existed => drop(std::fs::remove_file(file)),
+            Ok(_) => {}
+            Err(e) => p.at(&[&quoted(file), "[trail]"], format!("trail file: {}", unwritable(file, &e))),
         }
     }
 }

@@ -343,6 +343,12 @@ impl Credentials {
         (self.ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(60))
     }
 
+    /// When this host's CA and the trust bundle files' certificates expire.
+    pub fn expiries(&self) -> (Option<super::expiry::CertExpiry>, Vec<super::expiry::CertExpiry>) {
+        let authority = self.authority.load();
+        (super::expiry::CertExpiry::of(&authority.ca.cert_der), authority.bundle.expiries.clone())
+    }
+
     pub fn summaries(&self) -> Vec<SvidSummary> {
         let mut v: Vec<SvidSummary> = self.workloads.read().values().map(|i| summary(&i.svid)).collect();
         v.push(self.server_svid_meta.read().clone());

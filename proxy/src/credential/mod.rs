@@ -2,6 +2,7 @@
 //! configurations and verifiers built from them.
 mod ca;
 mod chain;
+pub mod expiry;
 pub mod fleet;
 mod grant;
 mod key_pem;

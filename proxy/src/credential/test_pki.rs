@@ -76,6 +76,6 @@ pub fn credentials(ca: CertificateAuthority, anchors: &[CertificateDer<'static>]
     for a in anchors {
         roots.add(a.clone()).unwrap();
     }
-    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: TD.into() };
+    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: TD.into(), expiries: Vec::new() };
     Credentials::new(ca, bundle, host_id(host), HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(3600), revoked).unwrap()
 }

@@ -19,6 +19,8 @@ use x509_parser::certificate::X509Certificate;
 pub struct TrustBundle {
     pub roots: Arc<RootCertStore>,
     pub trust_domain: String,
+    /// When the trust bundle files' certificates expire (for status and metrics).
+    pub expiries: Vec<super::expiry::CertExpiry>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,9 @@
 //! - **the cgroup guard** (`cgroup_guard`), outside the ruleset: drops what was not redirected
 //!   when neither table is there (someone flushed the ruleset while idgate was stopped).
 //!
-//! An upgrade's successor inherits the owning socket, so the owned table never lapses.
+//! The owning socket is opened by the service's main process (`main_process`), which outlives
+//! the proxies and an upgrade's exec: each proxy inherits it, so the owned table never lapses
+//! while one runs.
 use super::cgroup_guard::{self, GuardState};
 use super::nft::msg::Kind;
 use super::nft::watch::{Event, Watch};
@@ -21,12 +23,12 @@ use super::Ruleset;
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The environment variable naming the inherited owning socket (an upgrade's successor).
+/// The environment variable naming the owning socket a proxy inherits from the main process.
 pub const OWNER_FD_ENV: &str = "IDGATE_NFT_OWNER_FD";
 /// Set ids within one transaction: the standing table's sets, then the owned table's.
 const STANDING_SET_IDS: u32 = 1;
@@ -88,8 +90,12 @@ impl Keeper {
     }
 
     /// Replaces both tables and the guard with what `rs` says (a reload): all of it, or, if
-    /// the guard cannot follow, none of it (the tables go back to what they were).
+    /// the guard cannot follow, none of it (the tables go back to what they were). A retired
+    /// keeper (an upgrade's predecessor) leaves them to its successor.
     pub fn apply(&self, rs: &Ruleset) -> Result<()> {
+        if self.retired.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let old = std::mem::replace(&mut *self.installed.lock(), rs.clone());
         if let Err(e) = self.install_tables(rs) {
             *self.installed.lock() = old;
@@ -263,4 +269,47 @@ pub fn remove(name: &str) -> std::io::Result<()> {
     let mut batch = Batch::default();
     table::delete(&mut batch, name)?;
     socket.run(batch)
+}
+
+/// In the main process: opens the socket that owns the table, to be inherited by every proxy it
+/// starts (its number in `IDGATE_NFT_OWNER_FD`). After an upgrade's exec the socket is already
+/// open and named there; it is kept.
+pub fn hold_owner_socket_for_proxies() -> std::io::Result<()> {
+    if let Some(fd) = std::env::var(OWNER_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
+        // SAFETY: fcntl only reads the flags of a descriptor number.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            return Ok(());
+        }
+    }
+    let socket = Socket::open()?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: fcntl on the descriptor just opened: it is to be inherited by the proxies (and
+    // kept across the exec of an upgrade), so it loses its close-on-exec flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The main process has no other thread (see main_process).
+    std::env::set_var(OWNER_FD_ENV, fd.to_string());
+    Ok(())
+}
+
+/// In a proxy: the owning socket the main process passed, if any (a proxy started on its own
+/// opens one itself).
+pub fn inherited_owner_socket() -> Result<Option<OwnedFd>> {
+    let Some(value) = std::env::var_os(OWNER_FD_ENV) else { return Ok(None) };
+    let fd: RawFd = value
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .filter(|fd| *fd > 2)
+        .with_context(|| format!("{OWNER_FD_ENV} = {value:?} is not a descriptor number"))?;
+    // SAFETY: fcntl only reads the flags of a descriptor number.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!("{OWNER_FD_ENV} names descriptor {fd}, which is not open");
+    }
+    // SAFETY: the main process passed this descriptor to this process, and nothing else in it
+    // owns the number (Socket::from_fd then checks what it is).
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fcntl on a descriptor this process now owns: not passed on to what it may start.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(Some(owned))
 }

@@ -12,5 +12,5 @@ mod nft;
 mod table;
 
 pub use conntrack::{original_tuple, OriginalTuple};
-pub use keeper::{exists, install_standing, remove, Keeper, KeeperStatus, OWNER_FD_ENV};
+pub use keeper::{exists, hold_owner_socket_for_proxies, inherited_owner_socket, install_standing, remove, Keeper, KeeperStatus, OWNER_FD_ENV};
 pub use table::{owned_name, Ruleset};

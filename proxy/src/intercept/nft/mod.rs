@@ -73,6 +73,10 @@ impl Socket {
         Ok(Socket { fd, portid: addr.nl_pid })
     }
 
+    pub fn into_raw_fd(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self.fd)
+    }
+
     pub fn portid(&self) -> u32 {
         self.portid
     }
