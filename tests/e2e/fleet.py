@@ -36,7 +36,8 @@ def config(net, name, ca_dir, bundle, extra=""):
 
 
 def serial_of(pem_path):
-    """A certificate's serial as the deny list takes it (hex)."""
+    """A certificate's serial as idgate prints it: lowercase hex, whole bytes, no leading zero byte."""
     from cryptography import x509
 
-    return format(x509.load_pem_x509_certificate(pem_path.read_bytes()).serial_number, "x")
+    digits = format(x509.load_pem_x509_certificate(pem_path.read_bytes()).serial_number, "x")
+    return "0" * (len(digits) % 2) + digits
