@@ -166,7 +166,8 @@ impl Pool {
         // The peer was verified against the deny list of the moment of its handshake; one
         // swapped in since, whose revocation sweep may have run before the connection was
         // pooled, is read now (the sweep takes the pool's lock after swapping the list in).
-        let why = self.revoked.load().why(Some(&key.source), None).or_else(|| conn.chain.as_ref().and_then(|c| self.revoked.load().why_chain(c)));
+        let list = self.revoked.load();
+        let why = list.why(Some(&key.source), None).or_else(|| conn.chain.as_ref().and_then(|c| list.why_chain(c)));
         if let Some(why) = why {
             conn.close_now();
             return Err(DialError::Revoked { peer: key.peer, why });
