@@ -322,7 +322,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     tasks.spawn("target history", crate::history_file::keep(history.clone(), state_dir.clone()));
     // Not among `tasks`: after an upgrade's handover the old process still closes revoked
     // flows while it drains.
-    tokio::spawn(watch_revocations(reloader));
+    tokio::spawn(watch_revocations(reloader.clone()));
     tracing::info!(
         %host,
         identity_backend = backend_name,
@@ -353,13 +353,16 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         fault = tasks.first_to_end() => Some(fault),
         Some(successor) = handovers.recv() => {
             // The successor serves: stop accepting, let peers move their new flows to it
-            // (GOAWAY), name it the main process, and serve what is open until it ends.
+            // (GOAWAY), and serve what is open until it ends.
             // Out of the store first: once closed here, they must not listen on in its hands.
             binder.owned.remove_all();
             keeper.retire();
+            reloader.retire();
             let _ = stop.send(true);
             let _ = inbound.retire.send(true);
             tasks.abort_all();
+            // The open flows still follow policy changes (the successor passes its reloads on).
+            tokio::spawn(reload_on_hangup(reloader.clone()));
             let open = metrics.active_flows.get();
             tracing::info!(successor, open_flows = open, "handed over to the successor idgate (pid {successor}); serving the {open} open flow(s) until they end");
             // Until the flows end or the drain passes; a stop meanwhile gives them the stop's drain.

@@ -58,6 +58,16 @@ pub fn request_upgrade() -> Result<()> {
     signal_parent(libc::SIGUSR2)
 }
 
+/// In the serving proxy, after a reload applied: the main process passes it on to the proxies
+/// still draining after an upgrade (their open flows get the new policy too).
+pub fn reload_draining() {
+    if supervised() {
+        if let Err(e) = signal_parent(libc::SIGHUP) {
+            tracing::warn!(error = %format!("{e:#}"), "could not pass the reload on to the proxies still draining");
+        }
+    }
+}
+
 /// In a new proxy that took over: tells the main process that it serves now.
 pub fn report_takeover() {
     if let Err(e) = signal_parent(libc::SIGUSR1) {
@@ -288,6 +298,9 @@ pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
                 stopping = true;
                 proxies.all().for_each(|p| send(p, signal));
             }
+            // From the serving proxy: it reloaded, the draining ones follow. From anyone else
+            // (`systemctl reload`, kill -HUP): the serving proxy reloads, then passes it on.
+            libc::SIGHUP if proxies.current == Some(from) => proxies.draining.iter().for_each(|p| send(*p, libc::SIGHUP)),
             libc::SIGHUP => proxies.current.into_iter().for_each(|p| send(p, libc::SIGHUP)),
             libc::SIGUSR1 => {
                 if let Some((pid, _)) = proxies.pending.filter(|(p, _)| *p == from) {

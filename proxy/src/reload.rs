@@ -79,6 +79,10 @@ pub struct Reloader {
     fixed: Fixed,
     parts: Parts,
     running: Mutex<Running>,
+    /// After an upgrade's handover: this process only drains, so a reload changes its policy
+    /// and deny list for its open flows, and leaves the tables, the identity backend, the CA
+    /// and the service manager to the process that serves.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 fn stamp(path: Option<&Path>) -> Option<(u64, u64, i64, i64)> {
@@ -142,18 +146,35 @@ impl Reloader {
             ca_digest: ca_digest(config),
             generation: parts.live.policy().generation,
         };
-        Arc::new(Reloader { fixed, parts, running: Mutex::new(running) })
+        Arc::new(Reloader { fixed, parts, running: Mutex::new(running), retired: Default::default() })
     }
 
-    /// Reads the config file again and applies it, or changes nothing and says why.
+    /// Reads the config file again and applies it, or changes nothing and says why. A reload
+    /// that applied reaches the processes still draining after an upgrade too (through the
+    /// main process), so that a tightened policy closes their flows as well.
     pub fn reload(&self) -> Result<Report, String> {
+        if self.is_retired() {
+            return self.apply_file();
+        }
         crate::service::reloading();
         let result = self.apply_file();
         match &result {
-            Ok(r) => crate::service::reloaded(&format!("ready: policy generation {}", r.generation)),
+            Ok(r) => {
+                crate::service::reloaded(&format!("ready: policy generation {}", r.generation));
+                crate::main_process::reload_draining();
+            }
             Err(_) => crate::service::reloaded("ready: the last reload was refused, the config in force stays"),
         }
         result
+    }
+
+    /// This process handed over to an upgrade's successor (see `retired`).
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn apply_file(&self) -> Result<Report, String> {
@@ -177,7 +198,7 @@ impl Reloader {
             return refuse(format!("trust_domain changed to {}: that takes a restart (and new certificates)", config.trust_domain.0));
         }
         let digest = ca_digest(&config);
-        let ca_replaced = digest != running.ca_digest;
+        let ca_replaced = digest != running.ca_digest && !self.is_retired();
         let generation = running.generation + 1;
         let policy = match Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation) {
             Ok(p) => p,
@@ -189,7 +210,7 @@ impl Reloader {
         config.intercept = self.fixed.intercept.clone();
         let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
         ruleset.redirect_port = running.ruleset.redirect_port;
-        let table_changed = ruleset != running.ruleset;
+        let table_changed = ruleset != running.ruleset && !self.is_retired();
         // One transaction: what can fail is staged first (the new CA's SVID minted and
         // self-tested, nothing swapped), then the kernel's side changes, each undone if a later
         // step fails, and only then is the CA committed, which cannot fail.

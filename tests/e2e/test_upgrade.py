@@ -109,3 +109,31 @@ def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_pro
     assert ended and ended[0]["idgate_pid"] == old["a"], ended
     assert client(net, 1001, n=1000)["echo_sha"]
     assert f"spiffe://{TRUST_DOMAIN}/app/alice" in [s["spiffe_id"] for s in a.status()["svids"]]
+
+
+def test_policy_and_revocation_reach_flows_still_draining_on_the_old_process(net):
+    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    log = net.tmp / "gaps.log"
+    net.b.popen("/usr/bin/python3", "-c", GAPSERVER, PORT, log)
+    time.sleep(0.3)
+    tickers = {uid: net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, 20, uid=uid, stdout=subprocess.PIPE, text=True)
+               for uid in (1001, 1002)}  # alice, bob
+    time.sleep(1.0)
+    old = a.status()["pid"]
+    net.a.run(IDGATE, "upgrade", "-c", a.config)
+    assert a.status()["pid"] != old and alive(old)
+    # Policy tightened on A while both flows drain on the old process: alice is no workload now.
+    a.config.write_text(a.config.read_text().replace("uid = 1001\n", "uid = 1999\n", 1))
+    t0 = time.time()
+    net.a.run(IDGATE, "reload", "-c", a.config)
+    got = json.loads(tickers[1001].communicate(timeout=30)[0])
+    took = time.time() - t0
+    print(f"reload reached the draining old process: alice's flow ended {took * 1000:.0f} ms after the command")
+    assert got["how"] != "ok" and took < 3, (got, took)
+    # A revocation reaches it too: bob's flow.
+    t0 = time.time()
+    net.a.run(IDGATE, "revoke", "-c", a.config, f"spiffe://{TRUST_DOMAIN}/app/bob")
+    got = json.loads(tickers[1002].communicate(timeout=30)[0])
+    took = time.time() - t0
+    print(f"revocation reached the draining old process: bob's flow ended {took * 1000:.0f} ms after the command")
+    assert got["how"] != "ok" and took < 3, (got, took)
