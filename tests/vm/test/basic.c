@@ -151,3 +151,98 @@ int test_markbits(void)
 	close(fd);
 	return 0;
 }
+
+/* A stand-in for one idgate process: its own /dev/idgate file, driven by
+ * one-byte commands: 'c' configure with itself as the proxy, 'z' configure
+ * with no proxy, 'q' close the file, 'x' connect to an intercepted
+ * destination; each answered with the socket's mark (or ~0 on failure). */
+struct stand_in {
+	pid_t pid;
+	int cmd, reply;
+};
+
+static void stand_in_start(struct stand_in *p)
+{
+	int c[2], r[2];
+
+	if (pipe(c) || pipe(r))
+		die("pipe");
+	p->pid = fork();
+	if (p->pid < 0)
+		die("fork");
+	if (!p->pid) {
+		int fd = dev_open(), s;
+		struct tuple t;
+		uint32_t mark;
+		char op;
+
+		close(c[1]);
+		close(r[0]);
+		while (read(c[0], &op, 1) == 1) {
+			mark = 0;
+			if (op == 'c' || op == 'z') {
+				set_config(fd, op == 'c' ? getpid() : 0, 2);
+			} else if (op == 'q') {
+				close(fd);
+			} else {
+				s = connect_to(SRV4, PORT_IN, 0, &t);
+				mark = s >= 0 ? t.mark : ~0U;
+				if (s >= 0)
+					close(s);
+			}
+			if (write(r[1], &mark, sizeof(mark)) != sizeof(mark))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(c[0]);
+	close(r[1]);
+	p->cmd = c[1];
+	p->reply = r[0];
+}
+
+static uint32_t stand_in(struct stand_in *p, char op)
+{
+	uint32_t mark = ~0U;
+
+	if (write(p->cmd, &op, 1) != 1 || read(p->reply, &mark, sizeof(mark)) != sizeof(mark))
+		die("stand-in proxy");
+	return mark;
+}
+
+/* An upgrade: the successor configures the module while the old process
+ * still serves its open flows. Both processes' own connections stay untagged
+ * as long as each keeps its file open; a process whose file is closed, or
+ * that configured no proxy, is tagged like any other. */
+int test_handover(void)
+{
+	struct stand_in old, next;
+	struct idgate_stats before, after;
+	int fd = dev_open();
+
+	stand_in_start(&old);
+	stand_in_start(&next);
+	stand_in(&old, 'c');
+	CHECK(stand_in(&old, 'x') == 0, "handover: the running proxy's own connection is untagged");
+	before = get_stats(fd);
+	stand_in(&next, 'c');
+	CHECK(stand_in(&next, 'x') == 0, "handover: the successor's own connection is untagged");
+	CHECK(stand_in(&old, 'x') == 0, "handover: after the successor configured, the old process's own connection is untagged still");
+	after = get_stats(fd);
+	CHECK(after.recorded == before.recorded && after.skipped_proxy - before.skipped_proxy == 2,
+	      "handover: nothing recorded, 2 skipped_proxy (%llu recorded, %llu skipped)",
+	      (unsigned long long)(after.recorded - before.recorded),
+	      (unsigned long long)(after.skipped_proxy - before.skipped_proxy));
+	stand_in(&old, 'q');
+	CHECK(stand_in(&old, 'x') == MARK, "handover: once the old process closed its file, its connection is tagged");
+	CHECK(stand_in(&next, 'x') == 0, "handover: the successor's connection is untagged still");
+	stand_in(&next, 'z');
+	CHECK(stand_in(&next, 'x') == MARK, "handover: a process that configured without a proxy_tgid is tagged");
+	close(old.cmd);
+	close(next.cmd);
+	waitpid(old.pid, NULL, 0);
+	waitpid(next.pid, NULL, 0);
+	set_config(fd, 0, 0);
+	close(fd);
+	return 0;
+}

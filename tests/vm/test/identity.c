@@ -17,8 +17,8 @@ int test_attrib(void)
 	mkdir("/sys/fs/cgroup/idg-b", 0755);
 	if (pipe(go))
 		die("pipe");
-	spawn_client(&a, "/bin/idg-client-a", "stay", SRV4, PORT_IN, 1001, 1001, "idg-a", go);
-	spawn_client(&b, "/bin/idg-client-b", "stay", SRV6, PORT_IN, 1002, 1002, "idg-b", go);
+	spawn_client(&a, "/bin/idg-client-a", "stay", SRV4, PORT_IN, 1001, 1001, "idg-a", go, NULL);
+	spawn_client(&b, "/bin/idg-client-b", "stay", SRV6, PORT_IN, 1002, 1002, "idg-b", go, NULL);
 	close(go[0]);
 	if (write(go[1], buf, 2) != 2)	/* both connect at once */
 		die("write go");
@@ -62,7 +62,7 @@ int test_exited(void)
 	set_config(fd, 0, 2);
 	if (pipe(go))
 		die("pipe");
-	spawn_client(&c, "/bin/idg-client-a", "exit", SRV4, PORT_IN, 1003, 1003, NULL, go);
+	spawn_client(&c, "/bin/idg-client-a", "exit", SRV4, PORT_IN, 1003, 1003, NULL, go, NULL);
 	close(go[0]);
 	if (write(go[1], "x", 1) != 1 || read_tuple(&c))
 		die("client");

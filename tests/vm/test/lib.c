@@ -73,7 +73,7 @@ int do_lookup(int fd, const struct tuple *t, int peek, struct idgate_lookup *l)
 	return ioctl(fd, IDGATE_IOC_LOOKUP, l) ? -errno : 0;
 }
 
-static void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (strchr(ip, ':')) {
