@@ -80,7 +80,9 @@ static void fake_exe(const char *exe, const char *from, uid_t uid, gid_t gid)
 	char map[64];
 
 	if (have_user_namespaces()) {
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
+		/* Dumpable again after setuid (as a user's own process is), or
+		 * /proc/self stays root's and the maps cannot be written. */
+		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) || prctl(PR_SET_DUMPABLE, 1))
 			die("setuid");
 		if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
 			die("unshare(CLONE_NEWUSER | CLONE_NEWNS) as an unprivileged user");
