@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Intercept configuration: validation, publication and matching. */
+#include <linux/err.h>
 #include <linux/mutex.h>
+#include <linux/pid.h>
 #include <linux/pid_namespace.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
@@ -9,9 +11,9 @@
 #include "config.h"
 #include "flowtable.h"
 #include "netns.h"
+#include "proxies.h"
 
-/* Serializes configuration writers of all namespaces. */
-static DEFINE_MUTEX(idgate_cfg_mutex);
+DEFINE_MUTEX(idgate_cfg_mutex);
 
 #ifdef IDGATE_FAULT_LOCK
 void idgate_cfg_mutex_lock(void)
@@ -62,69 +64,87 @@ static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 	cfg->mask = u->mark_mask;
 	cfg->nrules = u->rule_count;
 	memcpy(cfg->rules, u->rules, u->rule_count * sizeof(u->rules[0]));
-	if (u->proxy_tgid) {
-		/* Resolved in the caller's pid namespace. */
-		cfg->proxy = find_get_pid(u->proxy_tgid);
-		if (!cfg->proxy || !pid_has_task(cfg->proxy, PIDTYPE_TGID)) {
-			put_pid(cfg->proxy);
-			kfree(cfg);
-			return -ESRCH;
-		}
-	}
 	*out = cfg;
 	return 0;
 }
 
 static void cfg_free_rcu(struct rcu_head *head)
 {
-	struct idgate_cfg *cfg = container_of(head, struct idgate_cfg, rcu);
-
-	put_pid(cfg->proxy);
-	kfree(cfg);
+	kfree(container_of(head, struct idgate_cfg, rcu));
 }
 
-static void cfg_replace(struct idgate_net *in, struct idgate_cfg *cfg)
+/* Caller holds idgate_cfg_mutex. */
+static void cfg_replace_locked(struct idgate_net *in, struct idgate_cfg *cfg)
 {
-	struct idgate_cfg *old;
+	struct idgate_cfg *old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
 
-	mutex_lock(&idgate_cfg_mutex);
-	old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
-	mutex_unlock(&idgate_cfg_mutex);
 	if (old)
 		call_rcu(&old->rcu, cfg_free_rcu);
 }
 
-int idgate_cfg_set(struct idgate_net *in, const struct idgate_config *u)
+/* The proxy that u->proxy_tgid names (a reference, resolved in the caller's
+ * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process. */
+static struct pid *proxy_of(const struct idgate_config *u)
+{
+	struct pid *pid;
+
+	if (!u->rule_count || !u->proxy_tgid)
+		return NULL;
+	pid = find_get_pid(u->proxy_tgid);
+	if (!pid || !pid_has_task(pid, PIDTYPE_TGID)) {
+		put_pid(pid);
+		return ERR_PTR(-ESRCH);
+	}
+	return pid;
+}
+
+int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct idgate_config *u)
 {
 	struct idgate_cfg *cfg;
+	struct pid *proxy;
 	int ret = cfg_build(u, &cfg);
 
 	if (ret)
 		return ret;
-	cfg_replace(in, cfg);
-	return 0;
+	proxy = proxy_of(u);
+	if (IS_ERR(proxy)) {
+		kfree(cfg);
+		return PTR_ERR(proxy);
+	}
+	mutex_lock(&idgate_cfg_mutex);
+	/* The exemption is in force before the intercept set it goes with. */
+	ret = idgate_proxies_set_locked(c, in, proxy);
+	if (!ret)
+		cfg_replace_locked(in, cfg);
+	mutex_unlock(&idgate_cfg_mutex);
+	if (ret)
+		kfree(cfg);
+	return ret;
 }
 
 void idgate_cfg_clear(struct idgate_net *in)
 {
-	cfg_replace(in, NULL);
+	mutex_lock(&idgate_cfg_mutex);
+	cfg_replace_locked(in, NULL);
+	mutex_unlock(&idgate_cfg_mutex);
 }
 
-void idgate_cfg_get(struct idgate_net *in, struct idgate_config *u)
+void idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u)
 {
 	const struct idgate_cfg *cfg;
 
 	memset(u, 0, sizeof(*u));
-	rcu_read_lock();
-	cfg = rcu_dereference(in->cfg);
+	mutex_lock(&idgate_cfg_mutex);
+	cfg = rcu_dereference_protected(in->cfg, lockdep_is_held(&idgate_cfg_mutex));
 	if (cfg) {
 		u->mark = cfg->mark;
 		u->mark_mask = cfg->mask;
-		u->proxy_tgid = cfg->proxy ? pid_vnr(cfg->proxy) : 0;
 		u->rule_count = cfg->nrules;
 		memcpy(u->rules, cfg->rules, cfg->nrules * sizeof(cfg->rules[0]));
 	}
-	rcu_read_unlock();
+	if (c->in == in && pid_has_task(c->proxy, PIDTYPE_TGID))
+		u->proxy_tgid = pid_vnr(c->proxy);
+	mutex_unlock(&idgate_cfg_mutex);
 }
 
 static bool prefix_match(const u8 *addr, const u8 *prefix, unsigned int len)

@@ -164,6 +164,7 @@ mod tests {
                 cgroup: "/".into(),
                 start_time: 1,
                 exe_unknown: false,
+                exe_id: None,
                 cgroup_unknown: false,
             })),
             source: None,

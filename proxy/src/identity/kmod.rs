@@ -2,7 +2,7 @@
 //! (so even a process that already exited is known); we configure it and look flows up
 //! through /dev/idgate.
 use super::kmod_uapi as uapi;
-use super::{FlowIdentity, IdentityError, ProcessInfo};
+use super::{ExeId, FlowIdentity, IdentityError, ProcessInfo};
 use crate::config::{Intercept, OutboundRule};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -96,6 +96,8 @@ impl FlowIdentity for KmodBackend {
                 cgroup: uapi::c_string(&q.cgroup),
                 start_time: q.start_time_ns,
                 exe_unknown: q.result_flags & uapi::RESULT_EXE_TRUNC != 0,
+                // The file the module saw run at connect(), not what the path names now.
+                exe_id: (q.result_flags & uapi::RESULT_EXE_ID != 0).then_some(ExeId { dev: q.exe_dev, ino: q.exe_ino }),
                 cgroup_unknown: q.result_flags & uapi::RESULT_CG_TRUNC != 0,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(IdentityError::NoSocket { client, dst }),

@@ -1,8 +1,8 @@
-//! Rust mirror of `kmod/include/uapi/idgate.h` (API version 1). `kmod_uapi_tests.rs` compiles
+//! Rust mirror of `kmod/include/uapi/idgate.h` (API version 2). `kmod_uapi_tests.rs` compiles
 //! the C header and checks every size and offset here against it.
 #![allow(dead_code)]
 
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 pub const VERSION_LEN: usize = 32;
 pub const COMM_LEN: usize = 16;
 pub const PATH_LEN: usize = 256;
@@ -11,6 +11,7 @@ pub const MAX_RULES: usize = 32;
 pub const RESULT_EXITED: u32 = 0x01;
 pub const RESULT_EXE_TRUNC: u32 = 0x02;
 pub const RESULT_CG_TRUNC: u32 = 0x04;
+pub const RESULT_EXE_ID: u32 = 0x08;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -62,6 +63,8 @@ pub struct Lookup {
     pub start_time_ns: u64,
     pub cgroup_id: u64,
     pub record_time_ns: u64,
+    pub exe_dev: u64,
+    pub exe_ino: u64,
     pub comm: [u8; COMM_LEN],
     pub exe: [u8; PATH_LEN],
     pub cgroup: [u8; PATH_LEN],

@@ -23,6 +23,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Which file a process runs: its device and inode as stat(2) reports them (`st_dev` in
+/// userspace encoding, as `std::os::unix::fs::MetadataExt::dev()` gives it), whatever path it
+/// was run by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ExeId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 /// The process that opened a flow, as the identity rules see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessInfo {
@@ -37,6 +46,8 @@ pub struct ProcessInfo {
     pub start_time: u64,
     /// `exe` is truncated or could not be read: no `exe` selector matches it.
     pub exe_unknown: bool,
+    /// The file the process runs; `None` (unknown): no `exe` selector matches it.
+    pub exe_id: Option<ExeId>,
     /// `cgroup` is truncated or could not be read: no `cgroup` selector matches it.
     pub cgroup_unknown: bool,
 }

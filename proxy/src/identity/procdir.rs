@@ -116,6 +116,21 @@ impl ProcDir {
         };
         (st.st_uid != 0).then_some((st.st_uid, st.st_gid))
     }
+
+    /// The file the process runs (`exe`, followed: a stat of the file itself, which a mount
+    /// namespace of the process's own cannot make another file's), or None if it has none
+    /// (a kernel thread, an exiting process).
+    pub fn exe_id(&self) -> Option<super::ExeId> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstatat writes one stat struct into st, which is read only after it succeeded.
+        let st = unsafe {
+            if libc::fstatat(self.0.as_raw_fd(), c"exe".as_ptr(), st.as_mut_ptr(), 0) != 0 {
+                return None;
+            }
+            st.assume_init()
+        };
+        Some(super::ExeId { dev: st.st_dev, ino: st.st_ino })
+    }
 }
 
 /// The fd table of one process (`/proc/<pid>/fd`), to find which fd holds a socket.

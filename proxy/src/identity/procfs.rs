@@ -322,12 +322,14 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
     let mut link = [0u8; 4096];
     // An exiting process has no exe any more: unknown, so no exe selector matches it.
     let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).ok();
+    let exe_id = files.dir.exe_id();
     let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).ok();
     Ok(ProcessInfo {
         tgid: pid,
         uid,
         gid,
         exe_unknown: exe.is_none(),
+        exe_id,
         cgroup_unknown: cgroup.is_none(),
         exe: exe.unwrap_or_default(),
         comm,

@@ -48,6 +48,7 @@ mod tests {
             cgroup: "/a.slice/b".into(),
             start_time: 1,
             exe_unknown: false,
+            exe_id: None,
             cgroup_unknown: false,
         }
     }

@@ -23,6 +23,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -104,6 +105,7 @@ int test_bench(int n);
 int test_storm(int secs, int procs);
 int test_replay(void);
 int test_handover(void);
+int test_exeid(void);
 int serve(int argc, char **argv);
 
 #endif
