@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Intercept configuration: validation, publication and matching. */
 #include <linux/err.h>
+#include <linux/kernel.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/pid.h>
 #include <linux/pid_namespace.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 
 #include "config.h"
 #include "flowtable.h"
 #include "netns.h"
 #include "proxies.h"
+#include "ruleset.h"
 
 DEFINE_MUTEX(idgate_cfg_mutex);
 
@@ -41,36 +45,61 @@ static bool rule_valid(const struct idgate_rule *r)
 	return true;
 }
 
+static void cfg_free(struct idgate_cfg *cfg)
+{
+	if (!cfg)
+		return;
+	idgate_ruleset_free(cfg->set);
+	kvfree(cfg->rules);
+	kfree(cfg);
+}
+
 static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 {
 	struct idgate_cfg *cfg;
 	unsigned int i;
 
 	*out = NULL;
-	if (u->flags || u->pad || u->rule_count > IDGATE_MAX_RULES)
+	if (u->flags || u->rule_room || u->rule_count > IDGATE_MAX_RULES)
 		return -EINVAL;
 	if (!u->rule_count)
 		return 0;
 	if (!u->mark || (u->mark & ~u->mark_mask))
 		return -EINVAL;
-	for (i = 0; i < u->rule_count; i++)
-		if (!rule_valid(&u->rules[i]))
-			return -EINVAL;
 
 	cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
+	cfg->rules = vmemdup_user(u64_to_user_ptr(u->rules), array_size(u->rule_count, sizeof(*cfg->rules)));
+	if (IS_ERR(cfg->rules)) {
+		int ret = PTR_ERR(cfg->rules);
+
+		cfg->rules = NULL;
+		cfg_free(cfg);
+		return ret;
+	}
+	cfg->nrules = u->rule_count;
+	for (i = 0; i < cfg->nrules; i++) {
+		if (!rule_valid(&cfg->rules[i])) {
+			cfg_free(cfg);
+			return -EINVAL;
+		}
+	}
+	cfg->set = idgate_ruleset_build(cfg->rules, cfg->nrules);
+	if (!cfg->set) {
+		cfg_free(cfg);
+		return -ENOMEM;
+	}
 	cfg->mark = u->mark;
 	cfg->mask = u->mark_mask;
-	cfg->nrules = u->rule_count;
-	memcpy(cfg->rules, u->rules, u->rule_count * sizeof(u->rules[0]));
 	*out = cfg;
 	return 0;
 }
 
+/* kvfree() from softirq: vfree() defers the work when in interrupt. */
 static void cfg_free_rcu(struct rcu_head *head)
 {
-	kfree(container_of(head, struct idgate_cfg, rcu));
+	cfg_free(container_of(head, struct idgate_cfg, rcu));
 }
 
 /* Caller holds idgate_cfg_mutex. */
@@ -108,7 +137,7 @@ int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct 
 		return ret;
 	proxy = proxy_of(u);
 	if (IS_ERR(proxy)) {
-		kfree(cfg);
+		cfg_free(cfg);
 		return PTR_ERR(proxy);
 	}
 	mutex_lock(&idgate_cfg_mutex);
@@ -118,7 +147,7 @@ int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct 
 		cfg_replace_locked(in, cfg);
 	mutex_unlock(&idgate_cfg_mutex);
 	if (ret)
-		kfree(cfg);
+		cfg_free(cfg);
 	return ret;
 }
 
@@ -129,10 +158,16 @@ void idgate_cfg_clear(struct idgate_net *in)
 	mutex_unlock(&idgate_cfg_mutex);
 }
 
-void idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u)
+int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u)
 {
+	struct idgate_rule __user *to = u64_to_user_ptr(u->rules);
+	u32 room = u->rule_room, n = 0;
 	const struct idgate_cfg *cfg;
+	struct idgate_rule *copy = NULL;
+	int ret = 0;
 
+	if (u->flags)
+		return -EINVAL;
 	memset(u, 0, sizeof(*u));
 	mutex_lock(&idgate_cfg_mutex);
 	cfg = rcu_dereference_protected(in->cfg, lockdep_is_held(&idgate_cfg_mutex));
@@ -140,35 +175,27 @@ void idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct
 		u->mark = cfg->mark;
 		u->mark_mask = cfg->mask;
 		u->rule_count = cfg->nrules;
-		memcpy(u->rules, cfg->rules, cfg->nrules * sizeof(cfg->rules[0]));
+		n = min(room, cfg->nrules);
+		/* Copied out once the mutex is released: a faulting user
+		 * buffer must not hold up other namespaces' writers. */
+		if (n) {
+			copy = kvmalloc_array(n, sizeof(*copy), GFP_KERNEL);
+			if (copy)
+				memcpy(copy, cfg->rules, array_size(n, sizeof(*copy)));
+			else
+				ret = -ENOMEM;
+		}
 	}
 	if (c->in == in && pid_has_task(c->proxy, PIDTYPE_TGID))
 		u->proxy_tgid = pid_vnr(c->proxy);
 	mutex_unlock(&idgate_cfg_mutex);
-}
-
-static bool prefix_match(const u8 *addr, const u8 *prefix, unsigned int len)
-{
-	unsigned int bytes = len / 8, bits = len % 8;
-
-	if (memcmp(addr, prefix, bytes))
-		return false;
-	if (!bits)
-		return true;
-	return !((addr[bytes] ^ prefix[bytes]) & (0xff00 >> bits));
+	if (!ret && n && copy_to_user(to, copy, array_size(n, sizeof(*copy))))
+		ret = -EFAULT;
+	kvfree(copy);
+	return ret;
 }
 
 bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key)
 {
-	unsigned int i;
-
-	for (i = 0; i < cfg->nrules; i++) {
-		const struct idgate_rule *r = &cfg->rules[i];
-
-		if (r->family == key->family &&
-		    key->dport >= r->port_min && key->dport <= r->port_max &&
-		    prefix_match(key->daddr, r->addr, r->prefix_len))
-			return true;
-	}
-	return false;
+	return idgate_ruleset_match(cfg->set, key);
 }

@@ -11,6 +11,7 @@
 struct idgate_client;
 struct idgate_flow_key;
 struct idgate_net;
+struct idgate_ruleset;
 
 /* Serializes configuration writers of all namespaces (configurations and
  * proxy registrations). */
@@ -22,15 +23,16 @@ struct idgate_cfg {
 	u32 mark;			/* bits to set, within mask */
 	u32 mask;			/* bits of the mark owned by idgate */
 	u32 nrules;
-	struct idgate_rule rules[IDGATE_MAX_RULES];
+	struct idgate_rule *rules;	/* as configured, for IDGATE_IOC_GET_CONFIG */
+	struct idgate_ruleset *set;	/* the same, indexed for the hook */
 };
 
 /* Validate @u and make it the configuration of @in (rule_count 0: none),
  * with u->proxy_tgid the proxy that @c names there (proxies.h). */
 int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct idgate_config *u);
 /* Copy the configuration of @in to @u (all zero if none), with the proxy
- * that @c names in @in. */
-void idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u);
+ * that @c names in @in, and up to u->rule_room of its rules to u->rules. */
+int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u);
 /* Drop the configuration of @in (namespace exit). */
 void idgate_cfg_clear(struct idgate_net *in);
 /* Is the destination of @key in the intercept set? Caller holds RCU. */

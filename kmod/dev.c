@@ -50,27 +50,23 @@ static long ioc_version(void __user *arg)
 
 static long ioc_config(struct idgate_client *c, void __user *arg)
 {
-	struct idgate_config *u = memdup_user(arg, sizeof(*u));
-	long ret;
+	struct idgate_config u;
 
-	if (IS_ERR(u))
-		return PTR_ERR(u);
-	ret = idgate_cfg_set(idgate_pernet(caller_net()), c, u);
-	kfree(u);
-	return ret;
+	if (copy_from_user(&u, arg, sizeof(u)))
+		return -EFAULT;
+	return idgate_cfg_set(idgate_pernet(caller_net()), c, &u);
 }
 
 static long ioc_get_config(const struct idgate_client *c, void __user *arg)
 {
-	struct idgate_config *u = kmalloc(sizeof(*u), GFP_KERNEL);
-	long ret = 0;
+	struct idgate_config u;
+	long ret;
 
-	if (!u)
-		return -ENOMEM;
-	idgate_cfg_get(idgate_pernet(caller_net()), c, u);
-	if (copy_to_user(arg, u, sizeof(*u)))
+	if (copy_from_user(&u, arg, sizeof(u)))
+		return -EFAULT;
+	ret = idgate_cfg_get(idgate_pernet(caller_net()), c, &u);
+	if (!ret && copy_to_user(arg, &u, sizeof(u)))
 		ret = -EFAULT;
-	kfree(u);
 	return ret;
 }
 

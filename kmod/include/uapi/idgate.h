@@ -13,7 +13,7 @@
  *
  * Rules of this contract:
  *  - Only fixed-size __u8/__u16/__u32/__u64 fields, explicit padding, no
- *    pointers, bitfields or enums. Every struct size is a multiple of 8 and
+ *    pointers (a user address travels as a __u64), bitfields or enums. Every struct size is a multiple of 8 and
  *    identical on all architectures.
  *  - Ports are in HOST byte order. Addresses are raw network-order bytes:
  *    IPv6 uses all 16 bytes, IPv4 uses bytes 0..3 and bytes 4..15 are zero.
@@ -41,7 +41,7 @@
 #define IDGATE_VERSION_LEN 32	/* module version string */
 #define IDGATE_COMM_LEN 16	/* same as the kernel's TASK_COMM_LEN */
 #define IDGATE_PATH_LEN 256	/* exe and cgroup paths; longer ones are truncated */
-#define IDGATE_MAX_RULES 32	/* size of the intercept set */
+#define IDGATE_MAX_RULES 65536	/* size of the intercept set */
 #define IDGATE_MAX_PROXIES 8	/* open files per network namespace that name a proxy at once */
 
 /* Reply of IDGATE_IOC_VERSION (40 bytes). */
@@ -63,7 +63,11 @@ struct idgate_rule {
 	__u8 addr[16];		/* network prefix, network byte order; bits past prefix_len must be zero */
 };
 
-/* Argument of IDGATE_IOC_CONFIG / IDGATE_IOC_GET_CONFIG (792 bytes).
+/* Argument of IDGATE_IOC_CONFIG / IDGATE_IOC_GET_CONFIG (32 bytes); the
+ * intercept set itself is an array of struct idgate_rule in the caller's
+ * memory, at @rules. A destination matches the set if any of its rules
+ * matches; the module indexes it, so a SYN's cost grows with the logarithm
+ * of rule_count (and the number of distinct prefix lengths), not with it.
  * Configuration belongs to the network namespace of the caller and replaces
  * the previous one atomically. It stays in force after the configuring file
  * descriptor is closed (so that flows fail closed when the proxy is gone)
@@ -79,11 +83,12 @@ struct idgate_config {
 				 * another (so the old and the new proxy of an upgrade, each with its
 				 * own file, are both exempt). ESRCH if no such process, ENOSPC if
 				 * IDGATE_MAX_PROXIES other files name one in this namespace */
-	__u32 rule_count;	/* number of valid entries in rules[], 0..IDGATE_MAX_RULES */
+	__u32 rule_count;	/* CONFIG: entries at @rules, 0..IDGATE_MAX_RULES;
+				 * GET_CONFIG (out): entries in force */
 	__u32 flags;		/* must be zero */
-	__u32 pad;		/* must be zero */
-	struct idgate_rule rules[IDGATE_MAX_RULES]; /* the intercept set; entries past rule_count are ignored
-						      * by IDGATE_IOC_CONFIG and zeroed by IDGATE_IOC_GET_CONFIG */
+	__u32 rule_room;	/* GET_CONFIG (in): entries that fit at @rules; the first
+				 * min(rule_room, rule_count) are written. CONFIG: must be zero */
+	__u64 rules;		/* address of the struct idgate_rule array (EFAULT if unreadable) */
 };
 
 /* idgate_lookup.flags (in) */
@@ -163,8 +168,9 @@ struct idgate_stats {
  * EINVAL on a malformed config, ESRCH if proxy_tgid does not exist. */
 #define IDGATE_IOC_CONFIG	_IOW(IDGATE_IOC_MAGIC, 0x01, struct idgate_config)
 /* Read the configuration of the caller's network namespace (all zero if none;
- * proxy_tgid is the one this file named there, 0 if none, gone or not visible). */
-#define IDGATE_IOC_GET_CONFIG	_IOR(IDGATE_IOC_MAGIC, 0x02, struct idgate_config)
+ * proxy_tgid is the one this file named there, 0 if none, gone or not visible).
+ * In: rule_room and rules; flags must be zero. */
+#define IDGATE_IOC_GET_CONFIG	_IOWR(IDGATE_IOC_MAGIC, 0x02, struct idgate_config)
 /* Look a flow up (and consume it unless IDGATE_LOOKUP_PEEK). ENOENT if absent. */
 #define IDGATE_IOC_LOOKUP	_IOWR(IDGATE_IOC_MAGIC, 0x03, struct idgate_lookup)
 /* Read the counters. */

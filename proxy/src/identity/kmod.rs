@@ -129,7 +129,7 @@ fn configure(file: &File, routes: &[OutboundRule], intercept: &Intercept) -> Res
         bail!("[[outbound]] rules expand to {} (cidr, ports) pairs; idgate.ko holds at most {}", rules.len(), uapi::MAX_RULES);
     }
     config.rule_count = rules.len() as u32;
-    config.rules[..rules.len()].copy_from_slice(&rules);
+    config.rules = rules.as_ptr() as u64; // read by the ioctl, while `rules` lives
     ioctl(file, uapi::IOC_CONFIG, &mut config).context("configuring idgate.ko")?;
     Ok(rules.len())
 }

@@ -6,7 +6,7 @@ pub const API_VERSION: u32 = 2;
 pub const VERSION_LEN: usize = 32;
 pub const COMM_LEN: usize = 16;
 pub const PATH_LEN: usize = 256;
-pub const MAX_RULES: usize = 32;
+pub const MAX_RULES: usize = 65536;
 
 pub const RESULT_EXITED: u32 = 0x01;
 pub const RESULT_EXE_TRUNC: u32 = 0x02;
@@ -40,8 +40,9 @@ pub struct Config {
     pub proxy_tgid: u32,
     pub rule_count: u32,
     pub flags: u32,
-    pub pad: u32,
-    pub rules: [Rule; MAX_RULES],
+    pub rule_room: u32,
+    /// Address of `rule_count` (CONFIG) or `rule_room` (GET_CONFIG) `Rule`s.
+    pub rules: u64,
 }
 
 #[repr(C)]
@@ -97,7 +98,7 @@ const WRITE: u64 = 1;
 
 pub const IOC_VERSION: u64 = ioc(READ, 0x00, std::mem::size_of::<Version>());
 pub const IOC_CONFIG: u64 = ioc(WRITE, 0x01, std::mem::size_of::<Config>());
-pub const IOC_GET_CONFIG: u64 = ioc(READ, 0x02, std::mem::size_of::<Config>());
+pub const IOC_GET_CONFIG: u64 = ioc(READ | WRITE, 0x02, std::mem::size_of::<Config>());
 pub const IOC_LOOKUP: u64 = ioc(READ | WRITE, 0x03, std::mem::size_of::<Lookup>());
 pub const IOC_STATS: u64 = ioc(READ, 0x04, std::mem::size_of::<Stats>());
 

@@ -43,7 +43,7 @@ fn table() -> Vec<(String, String, u64)> {
     let mut v = Vec::new();
     fields!(v, "idgate_version", Version, [api_version, reserved, module_version]);
     fields!(v, "idgate_rule", Rule, [family, prefix_len, port_min, port_max, pad, addr]);
-    fields!(v, "idgate_config", Config, [mark, mark_mask, proxy_tgid, rule_count, flags, pad, rules]);
+    fields!(v, "idgate_config", Config, [mark, mark_mask, proxy_tgid, rule_count, flags, rule_room, rules]);
     fields!(
         v,
         "idgate_lookup",

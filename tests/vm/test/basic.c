@@ -20,41 +20,60 @@ int test_version(void)
 
 int test_config(void)
 {
+	struct idgate_rule r[1], two[2], got[4];
 	struct idgate_config c, g;
 	struct idgate_lookup l;
 	int fd = dev_open();
 
 #define BAD(desc, mutate) do {						\
 		memset(&c, 0, sizeof(c));				\
+		memset(r, 0, sizeof(r));				\
 		c.mark = MARK; c.mark_mask = MARK_MASK; c.rule_count = 1; \
-		c.rules[0].family = AF_INET; c.rules[0].prefix_len = 8;	\
-		c.rules[0].addr[0] = 10; c.rules[0].port_max = 65535;	\
+		c.rules = (uintptr_t)r;					\
+		r[0].family = AF_INET; r[0].prefix_len = 8;		\
+		r[0].addr[0] = 10; r[0].port_max = 65535;		\
 		mutate;							\
 		CHECK(ioctl(fd, IDGATE_IOC_CONFIG, &c) == -1 && errno == EINVAL, \
 		      "config: %s -> EINVAL", desc);			\
 	} while (0)
 	BAD("mark outside mask", c.mark = 0x1000);
 	BAD("zero mark", c.mark = 0);
-	BAD("bad family", c.rules[0].family = 3);
-	BAD("prefix too long", c.rules[0].prefix_len = 33);
-	BAD("host bits set", c.rules[0].addr[3] = 1);
-	BAD("port_min > port_max", (c.rules[0].port_min = 10, c.rules[0].port_max = 9));
+	BAD("bad family", r[0].family = 3);
+	BAD("prefix too long", r[0].prefix_len = 33);
+	BAD("host bits set", r[0].addr[3] = 1);
+	BAD("port_min > port_max", (r[0].port_min = 10, r[0].port_max = 9));
 	BAD("rule_count > max", c.rule_count = IDGATE_MAX_RULES + 1);
 	BAD("flags set", c.flags = 1);
-	BAD("rule pad set", c.rules[0].pad = 1);
+	BAD("rule_room set", c.rule_room = 1);
+	BAD("rule pad set", r[0].pad = 1);
 	memset(&c, 0, sizeof(c));
 	c.mark = MARK;
 	c.mark_mask = MARK_MASK;
 	c.rule_count = 1;
+	c.rules = 8;	/* no such user address */
+	CHECK(ioctl(fd, IDGATE_IOC_CONFIG, &c) == -1 && errno == EFAULT, "config: unreadable rules -> EFAULT");
+	c.rules = (uintptr_t)r;
+	memset(r, 0, sizeof(r));
+	r[0].family = AF_INET;
 	c.proxy_tgid = 999999;
-	c.rules[0].family = AF_INET;
 	CHECK(ioctl(fd, IDGATE_IOC_CONFIG, &c) == -1 && errno == ESRCH, "config: unknown proxy_tgid -> ESRCH");
 
 	set_config(fd, getpid(), 2);
+	test_rules(two);
 	memset(&g, 0xff, sizeof(g));
+	memset(got, 0xee, sizeof(got));
+	g.flags = 0;
+	g.rule_room = 4;
+	g.rules = (uintptr_t)got;
 	CHECK(ioctl(fd, IDGATE_IOC_GET_CONFIG, &g) == 0 && g.mark == MARK && g.mark_mask == MARK_MASK &&
-	      g.rule_count == 2 && g.proxy_tgid == (uint32_t)getpid() && g.rules[1].family == AF_INET6 &&
-	      g.rules[2].family == 0, "config: GET_CONFIG returns what was set");
+	      g.rule_count == 2 && g.proxy_tgid == (uint32_t)getpid() && !memcmp(got, two, sizeof(two)) &&
+	      got[2].family == 0xee, "config: GET_CONFIG returns what was set, and writes only the rules in force");
+	memset(got, 0xee, sizeof(got));
+	g.flags = 0;
+	g.rule_room = 1;
+	g.rules = (uintptr_t)got;
+	CHECK(ioctl(fd, IDGATE_IOC_GET_CONFIG, &g) == 0 && g.rule_count == 2 && !memcmp(got, two, sizeof(two[0])) &&
+	      got[1].family == 0xee, "config: GET_CONFIG with room for 1 of 2 rules writes 1 and says 2");
 
 	memset(&l, 0, sizeof(l));
 	l.family = AF_INET;

@@ -65,6 +65,10 @@ int do_lookup(int fd, const struct tuple *t, int peek, struct idgate_lookup *l);
 void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
 /* connect() to ip:port; fills @t; returns the socket (or -1 if connect failed). */
 int connect_to(const char *ip, int port, int nonblock, struct tuple *t);
+void test_rules(struct idgate_rule r[2]);
+/* IDGATE_IOC_CONFIG with the tests' mark; 0 or -errno. */
+int configure(int fd, uint32_t proxy_tgid, const struct idgate_rule *rules, unsigned int n);
+/* The first @nrules (0..2) of test_rules(), or die. */
 void set_config(int fd, uint32_t proxy_tgid, int nrules);
 struct idgate_stats get_stats(int fd);
 double now_s(void);
@@ -106,6 +110,9 @@ int test_storm(int secs, int procs);
 int test_replay(void);
 int test_handover(void);
 int test_exeid(void);
+int test_ruleset(unsigned int n, unsigned int nprobes);
+/* @n rules (n >= 4): test_rules() first, then random ones (ruleset.c). */
+struct idgate_rule *many_rules(unsigned int n, uint64_t seed);
 int serve(int argc, char **argv);
 
 #endif
