@@ -73,7 +73,14 @@ int idgate_proxies_set_locked(struct idgate_client *c, struct idgate_net *in, st
 	int ret;
 
 	lockdep_assert_held(&idgate_cfg_mutex);
-	if (proxy && c->in != in) {
+	if (proxy && c->in == in) {
+		/* Replaced in place: a reload must not leave a moment in which
+		 * the proxy's own connections are tagged. */
+		put_pid(c->proxy);
+		c->proxy = proxy;
+		return publish_locked(in);
+	}
+	if (proxy) {
 		list_for_each_entry(o, &in->clients, node)
 			n++;
 		if (n >= IDGATE_MAX_PROXIES) {

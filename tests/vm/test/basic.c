@@ -174,11 +174,35 @@ int test_markbits(void)
 /* A stand-in for one idgate process: its own /dev/idgate file, driven by
  * one-byte commands: 'c' configure with itself as the proxy, 'z' configure
  * with no proxy, 'q' close the file, 'x' connect to an intercepted
- * destination; each answered with the socket's mark (or ~0 on failure). */
+ * destination, each answered with the socket's mark (or ~0 on failure);
+ * 'r' connect 200 times from a thread while reconfiguring (as a reload
+ * does), answered with how many of those connections were tagged. */
 struct stand_in {
 	pid_t pid;
 	int cmd, reply;
 };
+
+struct reload_race {
+	volatile int done;
+	uint32_t tagged;
+};
+
+static void *connect_while_reloading(void *arg)
+{
+	struct reload_race *rr = arg;
+	struct tuple t;
+	int i, s;
+
+	for (i = 0; i < 200; i++) {
+		s = connect_to(SRV4, PORT_IN, 0, &t);
+		if (s < 0 || t.mark)
+			rr->tagged++;
+		if (s >= 0)
+			close(s);
+	}
+	rr->done = 1;
+	return NULL;
+}
 
 static void stand_in_start(struct stand_in *p)
 {
@@ -203,6 +227,16 @@ static void stand_in_start(struct stand_in *p)
 				set_config(fd, op == 'c' ? getpid() : 0, 2);
 			} else if (op == 'q') {
 				close(fd);
+			} else if (op == 'r') {
+				struct reload_race rr = { 0, 0 };
+				pthread_t th;
+
+				if (pthread_create(&th, NULL, connect_while_reloading, &rr))
+					_exit(1);
+				while (!rr.done)
+					set_config(fd, getpid(), 2);
+				pthread_join(th, NULL);
+				mark = rr.tagged;
 			} else {
 				s = connect_to(SRV4, PORT_IN, 0, &t);
 				mark = s >= 0 ? t.mark : ~0U;
@@ -247,9 +281,10 @@ int test_handover(void)
 	stand_in(&next, 'c');
 	CHECK(stand_in(&next, 'x') == 0, "handover: the successor's own connection is untagged");
 	CHECK(stand_in(&old, 'x') == 0, "handover: after the successor configured, the old process's own connection is untagged still");
+	CHECK(stand_in(&next, 'r') == 0, "handover: none of 200 connections is tagged while the proxy reconfigures");
 	after = get_stats(fd);
-	CHECK(after.recorded == before.recorded && after.skipped_proxy - before.skipped_proxy == 2,
-	      "handover: nothing recorded, 2 skipped_proxy (%llu recorded, %llu skipped)",
+	CHECK(after.recorded == before.recorded && after.skipped_proxy - before.skipped_proxy == 202,
+	      "handover: nothing recorded, 202 skipped_proxy (%llu recorded, %llu skipped)",
 	      (unsigned long long)(after.recorded - before.recorded),
 	      (unsigned long long)(after.skipped_proxy - before.skipped_proxy));
 	stand_in(&old, 'q');
