@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the two-host namespace tests (root), and the kernel-module
+# The whole test suite: unit tests, the two-host namespace tests (root), the packages under
+# systemd-nspawn (tests/nspawn), and the kernel-module
 # suites in qemu VMs (tests/vm/ci.sh: stock and debug kernels, the support matrix, DKMS). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ step "fuzz targets (sanitizer build: about 8 minutes cold, 3 warm; then 45 s eac
 bash tests/fuzz.sh
 step "two-host namespace tests (about 3 minutes)"
 python3 -m pytest -q tests/e2e
+step "packages under a real systemd: two Debian 12 machines under systemd-nspawn -b (about 3 minutes warm; the first run makes their root with debootstrap, a few minutes more)"
+bash tests/nspawn/run.sh
 step "quick benchmark against the peer proxies (a few minutes; the first run installs them)"
 python3 benches/e2e/run.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then

@@ -3,14 +3,29 @@
 set -euo pipefail
 need_apt=()
 # strace: the unit sandbox test traces idgate; man-db: the packaging test reads a man page.
-for pkg in build-essential pkg-config libnftnl-dev libmnl-dev nftables iproute2 curl util-linux python3 python3-pip rpm strace man-db systemd; do
+for pkg in build-essential pkg-config nftables iproute2 curl util-linux python3 python3-pip rpm strace man-db systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-if [ ${#need_apt[@]} -gt 0 ]; then
+# The package tests (tests/nspawn): building with debhelper and dh-dkms, linting, and booting
+# Debian under systemd-nspawn (systemd-container; debootstrap makes its root). Without their
+# recommendations (dkms would want kernel headers). systemd-container requires the systemd
+# of its own version: apt may upgrade systemd to it (never removes a package).
+need_norec=()
+for pkg in debhelper dh-dkms lintian rpmlint systemd-container debootstrap; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_norec+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_norec[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    echo "setup: installing ${need_apt[*]} with apt (a minute or two)" >&2
+    echo "setup: installing ${need_apt[*]} ${need_norec[*]} with apt (a minute or two)" >&2
     apt-get update -qq
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    [ ${#need_apt[@]} -eq 0 ] || apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    [ ${#need_norec[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${need_norec[@]}" >/dev/null
+fi
+# idgate's cgroup guard pins its programs in the BPF filesystem; systemd mounts it at boot,
+# a machine booted without systemd (a container, CI) may not have it.
+if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+    echo "setup: mounting the BPF filesystem at /sys/fs/bpf (systemd does so at boot; this machine has not)" >&2
+    mount -t bpf bpf /sys/fs/bpf
 fi
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85) first" >&2

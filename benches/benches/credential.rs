@@ -11,7 +11,7 @@ pub fn credentials(dir: &std::path::Path) -> Credentials {
     let ca = CertificateAuthority::load(&cert, &dir.join(CA_KEY_FILE)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).unwrap();
-    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "bench.idgate".into() };
+    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "bench.idgate".into(), expiries: Vec::new() };
     let server = SpiffeId::parse("spiffe://bench.idgate/idgate/host/b").unwrap();
     let addresses = idgate::credential::HostAddresses::Configured(vec![[127, 0, 0, 1].into()]);
     Credentials::new(ca, bundle, server, addresses, Duration::from_secs(3600)).unwrap()

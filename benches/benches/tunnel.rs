@@ -61,10 +61,8 @@ fn bench(c: &mut Criterion) {
             &format!("trust_domain = \"bench.idgate\"\n[[inbound]]\nports = [{}]\nallow = [\"spiffe://bench.idgate/w/*\"]\n", echo.port()),
         )
         .unwrap();
-        let identity_header = idgate::http::IdentityHeader {
-            name: http::HeaderName::from_static("x-forwarded-client-cert"),
-            format: idgate::config::IdentityFormat::Xfcc,
-        };
+        let identity_header =
+            idgate::http::IdentityHeader::new(http::HeaderName::from_static("x-forwarded-client-cert"), idgate::config::IdentityFormat::Xfcc);
         let limits = idgate::config::TunnelConfig::default();
         let metrics = Arc::new(Metrics::new());
         let inbound = Arc::new(Inbound {
@@ -98,7 +96,7 @@ fn bench(c: &mut Criterion) {
         tokio::spawn(inbound.serve(listener));
         let id = SpiffeId::parse("spiffe://bench.idgate/w/client").unwrap();
         let issued = creds.workload(&id).unwrap();
-        (Arc::new(Pool::new(MARK, idgate::config::TunnelConfig::default())), PoolKey { peer, source: id }, issued, echo)
+        (Arc::new(Pool::new(MARK, idgate::config::TunnelConfig::default(), Default::default())), PoolKey { peer, source: id }, issued, echo)
     });
     let mut g = c.benchmark_group("tunnel");
     g.bench_function("connect_stream_warm", |b| {

@@ -98,7 +98,8 @@ def main():
         scn.verify()
         bench.client("wrk", "-t1", "-c10", "-d1s", bench.url(scn), timeout=30)  # warm-up
         pids = scn.pids_by_side() if hasattr(scn, "pids_by_side") else {}
-        targets = [p for s, ps in pids.items() if args.side in (s, "both") for p in ps]
+        # With their children: idgate's main process runs the proxy as its child.
+        targets = run.tree([p for s, ps in pids.items() if args.side in (s, "both") for p in ps])
         data = bench.work / "perf.data"
         perf = None
         if args.stat or args.syscalls:
@@ -173,19 +174,22 @@ class CallgrindSide:
         self.dir = Path(tempfile.mkdtemp(prefix="idgate-callgrind-"))
         real = netns.IDGATE
         wrapper = self.dir / "idgate"
-        wrapper.write_text(f"""#!/bin/sh
-if [ "$1" = run ]; then
+        # The main process runs as the wrapper (argv[0]), so that it starts its proxy
+        # (`run --worker`) through it too: the proxy is the one run under callgrind.
+        wrapper.write_text(f"""#!/bin/bash
+if [ "$1" = run ] && [ "$2" = --worker ]; then
   case "$*" in *{side.lower()}-idgate*)
     exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={self.dir}/out.%p {real} "$@" ;;
   esac
 fi
-exec {real} "$@"
+exec -a "$0" {real} "$@"
 """)
         wrapper.chmod(0o755)
         netns.IDGATE = wrapper  # only the hosts' idgate is started through it
 
-    def start(self, pid):
-        self.pid = pid
+    def start(self, root):
+        # The proxy: the root's descendant running under valgrind.
+        self.pid = next(p for p in run.tree([root]) if "valgrind" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"))
         subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
 

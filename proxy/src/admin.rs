@@ -45,12 +45,11 @@ pub struct Admin {
     pub live: Arc<crate::live::Live>,
     /// An upgrade's successor asking this process to hand over (its pid).
     pub handovers: tokio::sync::mpsc::UnboundedSender<u32>,
-    /// What `idgate upgrade` starts: this program, with this config.
-    pub program: std::path::PathBuf,
-    pub config_path: std::path::PathBuf,
     /// Whether workloads are prepared before their first flow (process events), and counts.
     pub process_events: crate::prewarm::EventsState,
     pub prewarm: Arc<crate::prewarm::Stats>,
+    /// The tables and the cgroup guard, for /status and an upgrade's successor.
+    pub keeper: Arc<crate::intercept::Keeper>,
 }
 
 /// Binds the control socket at `path`, root only (0600, directory created 0700). A socket
@@ -120,6 +119,8 @@ impl Admin {
             "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
             "/metrics" => {
                 let mut text = String::new();
+                let (ca, bundle) = self.credentials.expiries();
+                self.metrics.expiries(ca.as_ref(), &bundle);
                 let _ = prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry);
                 (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text)
             }
@@ -140,10 +141,10 @@ impl Admin {
             (&Method::GET, "/flows") => (StatusCode::OK, "application/json", crate::terminal::escape_json(self.flows_json())),
             (&Method::POST, "/reload") => report(self.reloader.reload()),
             (&Method::POST, "/revocations") => report(self.reloader.revocations()),
-            (&Method::POST, "/upgrade") => match crate::upgrade::spawn_successor(&self.program, &self.config_path) {
-                Ok(pid) => {
-                    tracing::info!(successor = pid, program = %self.program.display(), "upgrade: started the successor idgate");
-                    (StatusCode::OK, "application/json", serde_json::json!({ "successor_pid": pid, "pid": std::process::id() }).to_string())
+            (&Method::POST, "/upgrade") => match crate::main_process::request_upgrade() {
+                Ok(()) => {
+                    tracing::info!("upgrade: asked the main process to start the new idgate");
+                    (StatusCode::OK, "application/json", serde_json::json!({ "pid": std::process::id() }).to_string())
                 }
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e:#}")),
             },
@@ -197,12 +198,17 @@ impl Admin {
                 "warm_requests": self.prewarm.warm_requests.load(Ordering::Relaxed),
                 "exits": self.prewarm.exits.load(Ordering::Relaxed),
                 "overflows": self.prewarm.lost.load(Ordering::Relaxed),
+                "dropped": self.prewarm.dropped.get(),
+                "warm_requests_dropped": self.prewarm.warm_dropped.load(Ordering::Relaxed),
             },
             "mode": self.mode,
+            "intercept": self.keeper.status(),
             "policy_generation": self.live.policy().generation,
             "revoked_entries": self.live.revoked().len(),
             "server_id": self.credentials.server_id().to_string(),
             "svids": self.credentials.summaries(),
+            "ca_expiry": self.credentials.expiries().0,
+            "trust_bundle_expiry": self.credentials.expiries().1,
             "svids_minted": self.credentials.minted.load(Ordering::Relaxed),
             "jwt_svids_minted": self.jwt.minted.load(Ordering::Relaxed),
             "tunnel_connections": self.pools.iter().map(|p| p.connection_count()).sum::<usize>(),

@@ -70,12 +70,14 @@ pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBun
     let ca = CertificateAuthority::load(&cert_path, &key_path)?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
+    let mut expiries = Vec::new();
     for path in &config.ca.trust_bundle {
         for cert in trust_anchors(path)? {
+            expiries.extend(crate::credential::expiry::CertExpiry::of(&cert));
             roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
         }
     }
-    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone() }))
+    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone(), expiries }))
 }
 
 /// Everything that can fail before touching the network: CA, trust bundle, first SVID.
@@ -93,7 +95,7 @@ pub fn load_credentials(config: &Config, host: &str) -> Result<Credentials> {
         Some(list) => HostAddresses::Configured(list.clone()),
         None => HostAddresses::Interfaces,
     };
-    Credentials::new(ca, bundle, server_id, addresses, config.svid.ttl.0)
+    Credentials::with_key_exchange(ca, bundle, server_id, addresses, config.svid.ttl.0, config.tunnel.key_exchange.as_slice())
 }
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
@@ -157,14 +159,14 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let mark = config.intercept.bypass_mark;
     // One pool per worker: a flow and its tunnel connection stay on one thread.
     let limits = config.tunnel;
-    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits))).collect();
+    let pools: Vec<Arc<Pool>> = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, metrics.key_exchanges.clone()))).collect();
     let decisions = Arc::new(DecisionLog::new());
     let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
     let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
     let policy = Policy::build(&config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
     let revoked = Revocations::new(config.revocation.entries().map_err(anyhow::Error::msg)?);
     let live = Live::new(policy, revoked);
-    let identity_header = crate::http::IdentityHeader { name: config.http.identity_header.0.clone(), format: config.http.identity_format };
+    let identity_header = crate::http::IdentityHeader::new(config.http.identity_header.0.clone(), config.http.identity_format);
 
     let port = config.listen.outbound_port;
     let mut binder = crate::listeners::Binder::new(mark, takeover);
@@ -178,7 +180,13 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     }
 
     probe_conntrack()?;
-    crate::intercept::install(&ruleset).with_context(|| format!("installing nftables table inet {}", ruleset.table))?;
+    let keeper = crate::intercept::Keeper::start(&ruleset, crate::intercept::inherited_owner_socket()?)?;
+    tracing::info!(
+        "nftables tables inet {} (outlives idgate) and inet {} (held by this process, which no other program can flush) installed; cgroup guard: {}",
+        ruleset.standing_name(),
+        ruleset.owned_name(),
+        keeper.status().guard
+    );
     if let Err(e) = guard::save_snapshot(&state_dir, &ruleset) {
         tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
     }
@@ -247,18 +255,19 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             pools: pools.clone(),
             registry: registry.clone(),
             decisions: decisions.clone(),
+            keeper: keeper.clone(),
         },
         &config,
         ruleset.clone(),
     );
-    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let (warm_senders, warm_receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| tokio::sync::mpsc::channel(crate::prewarm::WARM_QUEUE)).unzip();
     let prewarm = Arc::new(crate::prewarm::Prewarm {
         identities: identities.clone(),
         credentials: credentials.clone(),
         live: live.clone(),
         history: history.clone(),
         workers: warm_senders,
-        stats: Default::default(),
+        stats: Arc::new(crate::prewarm::Stats { dropped: metrics.process_events_dropped.clone(), ..Default::default() }),
     });
     let process_events = prewarm.clone().start();
     let (handover_tx, mut handovers) = tokio::sync::mpsc::unbounded_channel();
@@ -278,10 +287,9 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         reloader: reloader.clone(),
         live: live.clone(),
         handovers: handover_tx,
-        program: crate::upgrade::own_program(),
-        config_path: config_path.to_path_buf(),
         process_events: process_events.clone(),
         prewarm: prewarm.stats.clone(),
+        keeper: keeper.clone(),
     });
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -299,7 +307,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
-    tasks.spawn("watchdog", crate::service::watchdog(beats, takeover));
+    tasks.spawn("watchdog", crate::service::watchdog(beats));
     tasks.spawn("target history", crate::history_file::keep(history.clone(), state_dir.clone()));
     // Not among `tasks`: after an upgrade's handover the old process still closes revoked
     // flows while it drains.
@@ -323,10 +331,10 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             .context("asking the running idgate to hand over (it keeps serving)")?;
         std::fs::rename(&staging, &control_path).with_context(|| format!("moving the control socket to {}", control_path.display()))?;
         binder.store_pending();
+        crate::main_process::report_takeover();
         tracing::info!("took over from the previous idgate: new flows are this process's");
-    } else {
-        crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
     }
+    crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
 
     let fault = tokio::select! {
         _ = shutdown_signal() => None,
@@ -337,21 +345,17 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             // (GOAWAY), name it the main process, and serve what is open until it ends.
             // Out of the store first: once closed here, they must not listen on in its hands.
             binder.owned.remove_all();
-            crate::service::main_pid(successor, &format!("handed over to pid {successor}; serving the open flows"));
+            keeper.retire();
             let _ = stop.send(true);
             let _ = inbound.retire.send(true);
             tasks.abort_all();
             let open = metrics.active_flows.get();
             tracing::info!(successor, open_flows = open, "handed over to the successor idgate (pid {successor}); serving the {open} open flow(s) until they end");
+            // Until the flows end or the drain passes; a stop meanwhile gives them the stop's drain.
             let deadline = Instant::now() + limits.upgrade_drain.0;
-            let drained = async {
-                while metrics.active_flows.get() > 0 && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
             tokio::select! {
-                () = drained => {}
-                _ = shutdown_signal() => {}
+                () = drain(&metrics, &registry, deadline) => {}
+                _ = shutdown_signal() => drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await,
             }
             crate::history_file::save_if_changed(&history, &state_dir).await;
             tracing::info!(remaining_flows = metrics.active_flows.get(), "exiting after the handover");
@@ -374,6 +378,8 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             ruleset.table
         ),
         OnStop::Release => {
+            // Not put back by this process's own watch once removed.
+            keeper.retire();
             tracing::warn!(
                 "shutting down: removing nftables table inet {} (on_stop = \"release\"): intercepted flows now go out directly, in plaintext",
                 ruleset.table
@@ -381,15 +387,32 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
             if let Err(e) = crate::intercept::remove(&ruleset.table) {
                 tracing::error!(error = %e, "removing nftables table inet {}", ruleset.table);
             }
+            if let Err(e) = crate::intercept::cgroup_guard::remove(&ruleset.guard_cgroup) {
+                tracing::error!(error = %format!("{e:#}"), "removing the cgroup guard");
+            }
         }
     }
-    let started = Instant::now();
-    while metrics.active_flows.get() > 0 && started.elapsed() < DRAIN_DEADLINE {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await;
     crate::history_file::save_if_changed(&history, &state_dir).await;
     tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
     Ok(())
+}
+
+/// Waits until the open flows have ended or `deadline` passed; those still open then are reset
+/// at both ends: closed plainly, a cut stream would look complete to a client that reads to
+/// its end (a response without a length, say).
+async fn drain(metrics: &Metrics, registry: &FlowRegistry, deadline: Instant) {
+    while metrics.active_flows.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reset = registry.close_where(|_| Some("the drain ended with the flow still open (idgate stopping)".into()));
+    if reset > 0 {
+        tracing::info!(flows = reset, "the drain ended: resetting the {reset} flow(s) still open at both ends");
+        let until = Instant::now() + Duration::from_secs(1);
+        while metrics.active_flows.get() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Identity needs each flow's original tuple from ctnetlink; refuse to start without it

@@ -15,20 +15,33 @@ enum Command {
     /// completions under DIR: what the packages ship.
     #[command(hide = true)]
     GenerateDocs {
+        /// Where to write them.
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Run the proxy (both directions) with this host's config.
+    /// Run the proxy (both directions) with this host's config. This process stays the
+    /// service's main process and runs the proxy as its child, also across upgrades.
     Run {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
-        /// Started by `idgate upgrade`: bind beside the running idgate, then have it hand over.
+        /// The proxy itself, started by the main process.
         #[arg(long, hide = true)]
+        worker: bool,
+        /// Started at an upgrade: bind beside the serving proxy, then have it hand over.
+        #[arg(long, hide = true, requires = "worker")]
         takeover: bool,
+        /// The main process after an upgrade's exec: the proxy that serves.
+        #[arg(long, hide = true, conflicts_with = "worker")]
+        upgrade_from: Option<u32>,
+        /// The main process after an upgrade's exec: older proxies still draining.
+        #[arg(long, hide = true, requires = "upgrade_from")]
+        draining: Vec<u32>,
     },
     /// Validate a config file as `run` would before binding sockets (CA, trust bundles, secret
     /// files and variables, ...): every problem with its file:line:col; exit 1 if any.
     Check {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
@@ -36,18 +49,21 @@ enum Command {
     /// until idgate runs; run at boot before the network comes up. Falls back to the table
     /// idgate last installed when the config is broken.
     Guard {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
     /// Remove the nftables table: intercepted destinations are then reached directly, in
     /// plaintext. For package removal or taking idgate off a host (stop idgate first).
     Uninstall {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
     },
     /// Show what the running idgate reports: identity backend, SVIDs, pools, recent decisions
     /// and refused connections (from its control socket; root only).
     Status {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -61,6 +77,7 @@ enum Command {
     /// destinations and the table, HTTP rules, the deny list. Open flows the new policy denies
     /// are closed. A file with errors changes nothing (exit 1, its errors printed).
     Reload {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -71,6 +88,7 @@ enum Command {
     /// new one after a package upgrade), which binds beside it and takes over new flows; the
     /// old process serves its open flows until they end. The table stays throughout.
     Upgrade {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -81,6 +99,7 @@ enum Command {
     /// are added to the deny-list file ([revocation] file) and the running idgate closes their
     /// open flows and pooled connections and refuses new ones at once.
     Revoke {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -91,6 +110,7 @@ enum Command {
     },
     /// List the open flows: process (pid, exe, uid), SPIFFE ID, destination, peer, bytes, age.
     Flows {
+        /// The config file.
         #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
         config: PathBuf,
         /// The control socket, if not the one the config names.
@@ -107,8 +127,10 @@ enum Command {
     },
     /// Same as `idgate ca init`.
     CaInit {
+        /// The directory to create the root in (created 0700 if absent).
         #[arg(long)]
         dir: PathBuf,
+        /// The fleet's trust domain: SPIFFE IDs are spiffe://TRUST_DOMAIN/...
         #[arg(long)]
         trust_domain: String,
     },
@@ -120,8 +142,10 @@ enum CaCommand {
     /// offline). Its ca.pem is the fleet's trust bundle. It may also serve hosts directly as a
     /// CA they all share.
     Init {
+        /// The directory to create the root in (created 0700 if absent).
         #[arg(long)]
         dir: PathBuf,
+        /// The fleet's trust domain: SPIFFE IDs are spiffe://TRUST_DOMAIN/...
         #[arg(long)]
         trust_domain: String,
     },
@@ -132,6 +156,7 @@ enum CaCommand {
         /// The root's directory (`ca init --dir`).
         #[arg(long)]
         dir: PathBuf,
+        /// The host's name, as the CA's subject names it (web-1, say).
         #[arg(long)]
         host: String,
         /// An address (or CIDR) of the host; repeat for each.
@@ -140,6 +165,7 @@ enum CaCommand {
         /// How long the host CA is valid; its SVIDs never outlive it.
         #[arg(long, default_value_t = 90)]
         days: u32,
+        /// Where to write the host's ca.pem and ca-key.pem (created 0700 if absent).
         #[arg(long)]
         out: PathBuf,
     },
@@ -193,30 +219,42 @@ fn raise_fd_limit() {
     }
 }
 
-/// Logs to stderr (journald under systemd). Trail records are printed unsanitized: they are
-/// escaped JSON already (see `idgate::trail::TARGET`).
+/// Logs to stderr (journald under systemd: then each line carries its priority and no
+/// timestamp, see `idgate::journal`). Trail records are printed unsanitized: they are escaped
+/// JSON already (see `idgate::trail::TARGET`).
 fn init_logging() {
-    use tracing_subscriber::{filter::filter_fn, filter::LevelFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+    use tracing_subscriber::{filter::filter_fn, filter::LevelFilter, fmt, layer::Layered, layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
+    type Base = Layered<EnvFilter, Registry>;
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Without a hint a per-layer filter makes the whole subscriber "maybe any level", and then
     // every disabled debug and trace call site (h2 has several per frame) is looked up instead
     // of being turned away by one comparison.
     let most = env.max_level_hint().unwrap_or(LevelFilter::TRACE);
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let journal = idgate::journal::stderr_is_journal();
+    let ansi = !journal && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let is_trail = |m: &tracing::Metadata<'_>| m.target() == idgate::trail::TARGET;
-    let others = filter_fn(move |m| !is_trail(m)).with_max_level_hint(most);
-    let trail = filter_fn(is_trail).with_max_level_hint(most);
-    tracing_subscriber::registry()
-        .with(env)
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(others))
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(false).with_filter(trail))
-        .init();
+    let lines = |sanitize: bool| -> Box<dyn Layer<Base> + Send + Sync> {
+        let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(sanitize);
+        if journal {
+            layer.without_time().map_event_format(idgate::journal::WithPriority).boxed()
+        } else {
+            layer.boxed()
+        }
+    };
+    let others = lines(true).with_filter(filter_fn(move |m| !is_trail(m)).with_max_level_hint(most));
+    let trail = lines(false).with_filter(filter_fn(is_trail).with_max_level_hint(most));
+    tracing_subscriber::registry().with(env).with(vec![others.boxed(), trail.boxed()]).init();
 }
 
 fn main() -> ExitCode {
     tune_malloc();
     raise_fd_limit();
     let cli = Cli::parse();
+    // Before any thread: a proxy adopts the listeners passed to the main process.
+    if matches!(cli.command, Command::Run { worker: true, .. }) {
+        idgate::main_process::adopt_passed_descriptors();
+    }
     init_logging();
     let result = match cli.command {
         Command::Check { config } => {
@@ -268,7 +306,17 @@ fn main() -> ExitCode {
                 println!("{}\n{}", i.cert.display(), i.key.display());
             })
         }
-        Command::Run { config: path, takeover } => match idgate::config::load_checked(&path) {
+        Command::Run { config, worker: false, upgrade_from, draining, .. } => {
+            let resume = upgrade_from.map(|current| idgate::main_process::Resume { current, draining });
+            return match idgate::main_process::run(&config, resume) {
+                Ok(status) => ExitCode::from(status),
+                Err(e) => {
+                    eprintln!("idgate: error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Run { config: path, worker: true, takeover, .. } => match idgate::config::load_checked(&path) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.
             Ok(config) => tokio::runtime::Builder::new_current_thread()

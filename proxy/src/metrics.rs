@@ -27,7 +27,19 @@ pub struct BackendLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyExchangeLabels {
+    /// "client" (this host dialled) or "server" (a peer dialled this host).
+    pub side: &'static str,
+    pub group: &'static str,
+}
+
+/// Tunnel handshakes by the key exchange group they used: whether the fleet is post-quantum yet.
+pub type KeyExchanges = Family<KeyExchangeLabels, Counter>;
+
 pub struct Metrics {
+    /// Tunnel handshakes by side and key exchange group.
+    pub key_exchanges: KeyExchanges,
     /// 1 for the identity backend in use, labelled with why (a fleet alerts on fallbacks).
     pub identity_backend: Family<BackendLabels, Gauge>,
     pub handshakes_refused: Family<ReasonLabels, Counter>,
@@ -37,6 +49,11 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub bytes_in: Counter,
     pub active_flows: Gauge,
+    /// Process events dropped because the runtime did not keep up (see `prewarm`).
+    pub process_events_dropped: Counter,
+    /// Unix times: when this host's CA expires, and the earliest expiry in the trust bundle.
+    pub ca_expiry: Gauge,
+    pub trust_bundle_expiry: Gauge,
     pub registry: Registry,
 }
 
@@ -51,6 +68,12 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let handshakes_refused = Family::<ReasonLabels, Counter>::default();
         let identity_backend = Family::<BackendLabels, Gauge>::default();
+        let key_exchanges = KeyExchanges::default();
+        registry.register(
+            "tunnel_key_exchanges",
+            "Tunnel handshakes by side (client: this host dialled) and key exchange group (X25519MLKEM768 is post-quantum)",
+            key_exchanges.clone(),
+        );
         registry.register("identity_backend", "The identity backend in use (1), and why it is the one", identity_backend.clone());
         registry.register(
             "tunnel_handshakes_refused",
@@ -63,7 +86,39 @@ impl Metrics {
         registry.register("inbound_flows", "Tunneled inbound flows by verdict", inbound_flows.clone());
         registry.register("tunnel_bytes_out", "Bytes from local workloads into tunnels", bytes_out.clone());
         registry.register("tunnel_bytes_in", "Bytes from tunnels to local workloads", bytes_in.clone());
-        Metrics { identity_backend, handshakes_refused, http_requests, outbound_flows, inbound_flows, bytes_out, bytes_in, active_flows, registry }
+        let process_events_dropped = Counter::default();
+        registry.register(
+            "process_events_dropped",
+            "Process events dropped because their queue to the runtime was full",
+            process_events_dropped.clone(),
+        );
+        let ca_expiry = Gauge::default();
+        let trust_bundle_expiry = Gauge::default();
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "When this host's CA certificate expires (Unix time): no SVID outlives it",
+            ca_expiry.clone(),
+        );
+        registry.register(
+            "trust_bundle_expiry_timestamp_seconds",
+            "When the first certificate of the trust bundle files expires (Unix time; 0 without a bundle file)",
+            trust_bundle_expiry.clone(),
+        );
+        Metrics {
+            key_exchanges,
+            identity_backend,
+            handshakes_refused,
+            http_requests,
+            outbound_flows,
+            inbound_flows,
+            bytes_out,
+            bytes_in,
+            active_flows,
+            process_events_dropped,
+            ca_expiry,
+            trust_bundle_expiry,
+            registry,
+        }
     }
 
     /// Counts a flow as active until the returned guard drops (drain waits for zero).
@@ -86,6 +141,12 @@ impl Metrics {
 
     pub fn handshake_refused(&self, reason: &'static str) {
         self.handshakes_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Sets the expiry gauges from the CA and trust bundle in force.
+    pub fn expiries(&self, ca: Option<&crate::credential::expiry::CertExpiry>, bundle: &[crate::credential::expiry::CertExpiry]) {
+        self.ca_expiry.set(ca.map_or(0, |c| c.not_after_unix as i64));
+        self.trust_bundle_expiry.set(bundle.iter().map(|c| c.not_after_unix as i64).min().unwrap_or(0));
     }
 
     pub fn inbound(&self, verdict: &'static str) {

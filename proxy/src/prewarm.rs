@@ -19,6 +19,11 @@ use tokio::sync::mpsc;
 const TARGETS_KEPT: usize = 4;
 /// Identities whose peers are remembered; beyond it the history starts over.
 const IDENTITIES_KEPT: usize = 4096;
+/// Batches of process events waiting for the runtime. A burst beyond it (a fork bomb, a
+/// runtime stalled) is dropped and counted rather than held in memory: no flow depends on it.
+const EVENT_QUEUE: usize = 1024;
+/// Warm-up requests waiting for each worker; more are dropped and counted the same way.
+pub const WARM_QUEUE: usize = 64;
 
 /// A tunnel target: the peer idgate and the destination address it was verified as the host of.
 pub type Target = (SocketAddr, IpAddr);
@@ -115,6 +120,10 @@ pub struct Stats {
     pub warm_requests: AtomicU64,
     pub exits: AtomicU64,
     pub lost: AtomicU64,
+    /// Events that arrived while the queue to the runtime was full (also a metric).
+    pub dropped: prometheus_client::metrics::counter::Counter,
+    /// Warm-up requests a worker's full queue turned away.
+    pub warm_dropped: AtomicU64,
 }
 
 pub struct Prewarm {
@@ -122,7 +131,7 @@ pub struct Prewarm {
     pub credentials: Arc<Credentials>,
     pub live: Arc<Live>,
     pub history: Arc<History>,
-    pub workers: Vec<mpsc::UnboundedSender<Warm>>,
+    pub workers: Vec<mpsc::Sender<Warm>>,
     pub stats: Arc<Stats>,
 }
 
@@ -141,7 +150,7 @@ pub const NETNS_ENV: &str = "IDGATE_PROC_EVENTS_NETNS";
 impl Prewarm {
     /// Subscribes on a thread of its own and handles events on the calling runtime.
     pub fn start(self: Arc<Self>) -> EventsState {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<ProcEvent>>();
+        let (tx, mut rx) = mpsc::channel::<Vec<ProcEvent>>(EVENT_QUEUE);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stats = self.stats.clone();
         let spawned = std::thread::Builder::new().name("idgate-proc-events".into()).spawn(move || {
@@ -168,7 +177,7 @@ impl Prewarm {
                         return;
                     }
                 }
-                if !batch.is_empty() && tx.send(batch).is_err() {
+                if !batch.is_empty() && !forward(&tx, batch, &stats) {
                     return;
                 }
             }
@@ -227,8 +236,23 @@ impl Prewarm {
         }
         for worker in &self.workers {
             self.stats.warm_requests.fetch_add(1, Ordering::Relaxed);
-            let _ = worker.send(Warm { source: id.clone(), targets: targets.clone() });
+            if let Err(mpsc::error::TrySendError::Full(_)) = worker.try_send(Warm { source: id.clone(), targets: targets.clone() }) {
+                self.stats.warm_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+}
+
+/// Hands a batch to the runtime without waiting: a full queue drops it (counted). False once
+/// the runtime is gone.
+fn forward(tx: &mpsc::Sender<Vec<ProcEvent>>, batch: Vec<ProcEvent>, stats: &Stats) -> bool {
+    match tx.try_send(batch) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(batch)) => {
+            stats.dropped.inc_by(batch.len() as u64);
+            true
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 
@@ -247,6 +271,21 @@ fn enter_netns() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_the_runtime_does_not_take_is_dropped_and_counted_not_queued() {
+        let stats = Stats::default();
+        let (tx, mut rx) = mpsc::channel(2);
+        for pid in 0..5 {
+            assert!(forward(&tx, vec![ProcEvent::Exec(pid), ProcEvent::Exit(pid)], &stats));
+        }
+        assert_eq!(stats.dropped.get(), 6, "three batches of two beyond the queue's two");
+        assert_eq!(rx.try_recv().map(|b| b.len()), Ok(2));
+        assert!(forward(&tx, vec![ProcEvent::Exec(9)], &stats), "room again once the runtime took one");
+        assert_eq!(stats.dropped.get(), 6);
+        drop(rx);
+        assert!(!forward(&tx, vec![ProcEvent::Exec(10)], &stats), "the thread stops once the runtime is gone");
+    }
 
     #[test]
     fn history_keeps_the_latest_targets_per_identity_and_falls_back_to_the_hosts() {

@@ -60,6 +60,7 @@ pub struct Parts {
     pub pools: Vec<Arc<Pool>>,
     pub registry: Arc<FlowRegistry>,
     pub decisions: Arc<DecisionLog>,
+    pub keeper: Arc<crate::intercept::Keeper>,
 }
 
 struct Running {
@@ -189,28 +190,34 @@ impl Reloader {
         let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
         ruleset.redirect_port = running.ruleset.redirect_port;
         let table_changed = ruleset != running.ruleset;
-        // The CA before the table: of the changes that can fail, it is the likelier.
-        if ca_replaced {
-            let replaced = crate::app::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.replace_authority(ca, bundle));
-            if let Err(e) = replaced {
-                return refuse(format!("the new CA or trust bundle: {e:#}"));
-            }
-        }
+        // One transaction: what can fail is staged first (the new CA's SVID minted and
+        // self-tested, nothing swapped), then the kernel's side changes, each undone if a later
+        // step fails, and only then is the CA committed, which cannot fail.
+        let staged_ca = match ca_replaced
+            .then(|| crate::app::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.stage_authority(ca, bundle)))
+        {
+            Some(Err(e)) => return refuse(format!("the new CA or trust bundle: {e:#}")),
+            Some(Ok(staged)) => Some(staged),
+            None => None,
+        };
         if table_changed {
             let backend = self.parts.identities.backend();
             if let Err(e) = backend.reconfigure(&config.outbound, &self.fixed.intercept) {
                 return refuse(format!("reconfiguring the {} identity backend: {e:#}", backend.name()));
             }
-            if let Err(e) = crate::intercept::install(&ruleset) {
+            if let Err(e) = self.parts.keeper.apply(&ruleset) {
                 let old = self.parts.live.policy();
                 if let Err(back) = backend.reconfigure(&old.routes, &self.fixed.intercept) {
                     tracing::error!(error = %format!("{back:#}"), "restoring the identity backend's destinations");
                 }
-                return refuse(format!("installing nftables table inet {}: {e}", ruleset.table));
+                return refuse(format!("{e:#}"));
             }
             if let Err(e) = guard::save_snapshot(&self.fixed.state_dir, &ruleset) {
                 tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
             }
+        }
+        if let Some(staged) = staged_ca {
+            self.parts.credentials.commit_authority(staged);
         }
         let table = file_table(&self.fixed.path);
         let mut report =

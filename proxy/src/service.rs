@@ -28,29 +28,24 @@ pub fn reloaded(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-/// After an upgrade's handover: the successor is the service's main process now.
-pub fn main_pid(pid: u32, status: &str) {
-    send(&[NotifyState::MainPid(pid), NotifyState::Status(status)]);
-}
-
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
 /// The watchdog interval the service manager set for this process: WATCHDOG_PID names it,
-/// or (for an upgrade's successor, which inherits the variables) the process that started it.
-fn watchdog_usec(takeover: bool) -> Option<u64> {
+/// or the service's main process that started this proxy (see `main_process`).
+fn watchdog_usec() -> Option<u64> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
     let pid: u32 = std::env::var("WATCHDOG_PID").ok()?.parse().ok()?;
     // SAFETY: getppid has no arguments and cannot fail.
     let parent = unsafe { libc::getppid() } as u32;
-    (pid == std::process::id() || (takeover && pid == parent)).then_some(usec)
+    (pid == std::process::id() || (crate::main_process::supervised() && pid == parent)).then_some(usec)
 }
 
 /// Pings the watchdog at half its interval (when the service manager set one) as long as
 /// every worker's heartbeat moved since the last ping; names the stuck workers otherwise.
-pub async fn watchdog(beats: Vec<Arc<AtomicU64>>, takeover: bool) {
-    let Some(usec) = watchdog_usec(takeover) else {
+pub async fn watchdog(beats: Vec<Arc<AtomicU64>>) {
+    let Some(usec) = watchdog_usec() else {
         return std::future::pending().await;
     };
     // Never faster than the heartbeats can show progress.

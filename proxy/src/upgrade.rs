@@ -1,15 +1,15 @@
-//! Upgrade without resetting flows. `idgate upgrade` asks the running idgate to start its
-//! successor: the binary at the path it was started from (the new one, after a package
-//! upgrade), as `run --takeover`. The successor binds the same ports beside it (SO_REUSEPORT),
+//! Upgrade without resetting flows. `idgate upgrade` asks the serving proxy, which asks the
+//! service's main process (`main_process`): that executes the binary at the path it was
+//! started from (the new one, after a package upgrade) in place, and starts its proxy as
+//! `run --worker --takeover`. The successor binds the same ports beside it (SO_REUSEPORT),
 //! installs the same table and passes its self-test; then it asks the old process to hand
 //! over, and the old one closes its listeners (connections queued on them move to the
 //! successor's with `net.ipv4.tcp_migrate_req`), sends GOAWAY on its inbound tunnel
-//! connections (peers open new flows to the successor), names the successor as the service's
-//! main process, and serves the flows it has until they end or `[tunnel] upgrade_drain`
-//! passes. No listener is ever missing, no open flow is reset, and the table never leaves.
-use anyhow::{Context, Result};
+//! connections (peers open new flows to the successor), and serves the flows it has until
+//! they end or `[tunnel] upgrade_drain` passes. No listener is ever missing, no open flow is
+//! reset before the drain ends, and the table never leaves.
+use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The successor's control socket until the handover: the old process still owns the path.
 pub fn staging_socket(control: &Path) -> PathBuf {
@@ -27,27 +27,6 @@ pub fn own_program() -> PathBuf {
     } else {
         argv0 // found on PATH, as it was the first time
     }
-}
-
-/// Starts the successor; its output goes where ours does (the journal). Returns its pid. A
-/// thread waits for it so that a successor that fails is reaped and reported; the old process
-/// then simply goes on serving.
-pub fn spawn_successor(program: &Path, config: &Path) -> Result<u32> {
-    let mut child = Command::new(program)
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--takeover")
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let pid = child.id();
-    std::thread::Builder::new().name("idgate-successor".into()).spawn(move || match child.wait() {
-        Ok(status) if status.success() => tracing::info!(pid, "the successor idgate exited"),
-        Ok(status) => tracing::error!(pid, %status, "the successor idgate failed; this process keeps serving"),
-        Err(e) => tracing::error!(pid, error = %e, "waiting for the successor idgate"),
-    })?;
-    Ok(pid)
 }
 
 /// In the successor, once it serves: tells the old process to hand over.

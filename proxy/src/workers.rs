@@ -76,7 +76,7 @@ pub struct Listeners {
 pub struct DataPath {
     pub outbound: Arc<Outbound>,
     pub inbound: Arc<Inbound>,
-    pub warm: mpsc::UnboundedReceiver<crate::prewarm::Warm>,
+    pub warm: mpsc::Receiver<crate::prewarm::Warm>,
 }
 
 /// Starts a worker thread serving `listeners` until `stop` turns true; flows already open keep

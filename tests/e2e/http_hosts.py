@@ -63,6 +63,21 @@ cidrs = ["10.77.0.2/32"]
 ports = [8080, 8081, 8082, 8083]
 protocol = "http"
 
+# b:8084 is known by two names. Its rule is bound to one of them and to a path: naming the
+# other, the address, or another spelling of the path must not let a workload forge its header.
+[[outbound]]
+cidrs = ["10.77.0.2/32"]
+ports = [8084]
+protocol = "http"
+hosts = ["api.b.test", "alias.b.test"]
+
+[[http_rule]]
+name = "v2-caller"
+source = "{ALICE}"
+host = "api.b.test"
+path_prefix = "/inspect/v2/"
+set = {{ "x-v2-caller" = "${{spiffe_id}}" }}
+
 # The workload speaks plain HTTP to c:80; idgate originates TLS to c:443 (right certificate).
 [[outbound]]
 cidrs = ["10.77.0.3/32"]
@@ -140,7 +155,7 @@ cidrs = ["10.77.0.1/32"]
 ports = [8080]
 
 [[inbound]]
-ports = [8080, 8081, 8082, 8083]
+ports = [8080, 8081, 8082, 8083, 8084]
 allow = ["{ALICE}", "{BOB}", "{CAROL}"]
 protocol = "http"
 """
@@ -219,7 +234,8 @@ class HttpNet:
             pytest.fail(f"{HTTPD} is missing: cargo build --release -p idgate-test-httpd", pytrace=False)
         self.tmp = tmp
         os.chmod(tmp, 0o755)
-        self.topo = Topology(prefix="idh")
+        # Its own prefix (h after the run's), so it never clashes with the other tests' hosts.
+        self.topo = Topology(prefix=os.environ.get("IDGATE_NETNS_PREFIX", "id") + "h")
         self.a = self.topo.add_host("a", 1)
         self.b = self.topo.add_host("b", 2)
         self.c = self.topo.add_host("c", 3)
@@ -240,6 +256,7 @@ class HttpNet:
 
         self.b8080 = Httpd(self.b, "0.0.0.0:8080", tmp / "httpd-b8080.log")
         self.b8081 = Httpd(self.b, "0.0.0.0:8081", tmp / "httpd-b8081.log")
+        self.b8084 = Httpd(self.b, "0.0.0.0:8084", tmp / "httpd-b8084.log")
         t = self.tls_dir
         self.c443 = Httpd(self.c, "0.0.0.0:443", tmp / "httpd-c443.log", (t / "api.example.com.pem", t / "api.example.com-key.pem"))
         self.c8443 = Httpd(self.c, "0.0.0.0:8443", tmp / "httpd-c8443.log", (t / "wrong.example.com.pem", t / "wrong.example.com-key.pem"))
@@ -352,6 +369,47 @@ c.request(method, path, headers=headers)
 r = c.getresponse()
 body = r.read()
 print(json.dumps({"status": r.status, "headers": r.getheaders(), "body": body.decode("latin-1")}))
+"""
+
+# argv: host port authority path headers-json trailers-json -> the response body. HTTP/2 with
+# prior knowledge, by hand (curl cannot send request trailers): a POST of "hello" whose
+# trailers follow in a HEADERS frame; field blocks are HPACK literals without indexing.
+H2C_TRAILERS = WL_LIB + r"""
+import struct
+host, port, authority, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+headers, trailers = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+def block(fields):
+    out = b""
+    for k, v in fields:
+        k, v = k.lower().encode(), v.encode()
+        assert len(k) < 127 and len(v) < 127
+        out += b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v
+    return out
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+s = socket.create_connection((host, port), timeout=20)
+request = [(":method", "POST"), (":scheme", "http"), (":authority", authority), (":path", path)] + list(headers.items())
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, block(request))
+          + frame(0, 0, 1, b"hello") + frame(1, 5, 1, block(trailers.items())))
+buf, body, done = b"", b"", False
+while not done:
+    while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+        b = s.recv(65536)
+        if not b:
+            raise EOFError("closed; body so far %r" % body)
+        buf += b
+    n, kind, flags, stream = int.from_bytes(buf[:3], "big"), buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+    payload, buf = buf[9:9 + n], buf[9 + n:]
+    if kind == 4 and not flags & 1:
+        s.sendall(frame(4, 1, 0, b""))
+    elif kind == 0 and stream == 1:
+        body += payload
+        done = bool(flags & 1)
+    elif kind == 1 and stream == 1:
+        done = bool(flags & 1)
+    elif kind in (3, 7):
+        raise RuntimeError("reset or GOAWAY: %s" % payload.hex())
+print(body.decode())
 """
 
 # A server that answers one request per connection and then closes it without saying so

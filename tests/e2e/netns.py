@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from cgroups import HostCgroup
+
 REPO = Path(__file__).resolve().parents[2]
 IDGATE = Path(os.environ.get("IDGATE_BIN", REPO / "target" / "release" / "idgate"))
 SUBNET = "10.77.0"
@@ -53,6 +55,7 @@ class Topology:
     def cleanup(self):
         for h in list(self.hosts.values()):
             h.stop_all()
+            h.cgroup.remove()
         out = sh("ip", "netns", "list", check=False).stdout
         for line in out.splitlines():
             ns = line.split()[0] if line.split() else ""
@@ -71,11 +74,14 @@ class Topology:
 class Host:
     def __init__(self, topo, name, ns, ip):
         self.topo, self.name, self.ns, self.ip = topo, name, ns, ip
+        self.cgroup = HostCgroup(ns)
         self.procs = []
         self.idgate = None
 
     def cmd(self, *args, uid=None):
-        prefix = ["ip", "netns", "exec", self.ns]
+        # nsenter rather than `ip netns exec`, which mounts a sysfs of its own over /sys and so
+        # hides the cgroup hierarchy the host's idgate attaches its guard to.
+        prefix = [*self.cgroup.join_prefix(), "nsenter", f"--net=/run/netns/{self.ns}", *self.cgroup.scope_prefix()]
         if uid is not None:
             prefix += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         return prefix + [str(a) for a in args]

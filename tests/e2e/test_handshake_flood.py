@@ -46,17 +46,18 @@ def test_five_thousand_idle_connections_cost_little_and_leave_nothing(net):
     held = '[tunnel]\nhandshake_timeout = "120s"\nmax_handshakes = 10000\nmax_handshakes_per_source = 10000\n'
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=held), net.tmp)
     time.sleep(0.5)
-    before = rss_mb(b.proc.pid)
+    proxy = b.status()["pid"]  # the proxy, child of the main process `idgate run`
+    before = rss_mb(proxy)
     idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert idle.stdout.readline().strip() == "5000"
     assert wait_for(lambda: b.status()["handshakes_in_progress"] == 5000), b.status()["handshakes_in_progress"]
-    holding = rss_mb(b.proc.pid)
+    holding = rss_mb(proxy)
     idle.stdin.close()
     idle.wait(timeout=30)
     assert wait_for(lambda: b.status()["handshakes_in_progress"] == 0)
     # Freed memory goes back after the next refusal summary (every 10 s).
-    wait_for(lambda: rss_mb(b.proc.pid) <= before + 8, timeout=15, step=0.5)
-    after = rss_mb(b.proc.pid)
+    wait_for(lambda: rss_mb(proxy) <= before + 8, timeout=15, step=0.5)
+    after = rss_mb(proxy)
     print(f"\nidgate RSS: {before:.1f} MB before, {holding:.1f} MB holding 5,000 idle pre-handshake connections, {after:.1f} MB after they closed")
     assert holding <= 40, f"{holding:.1f} MB with 5,000 idle connections"
     assert after <= before + 8, f"memory stayed after the connections closed: {before:.1f} -> {after:.1f} MB"
@@ -80,3 +81,62 @@ def test_a_flood_from_one_source_does_not_lock_out_other_peers(net):
     assert any(x["reason"] == "source_limit" for x in b.status()["refused_connections"])
     idle.stdin.close()
     idle.wait(timeout=30)
+
+
+# Opens `per` idle connections from each source address given (bound before connecting), then
+# reports how many and holds them until stdin closes.
+IDLE_FROM = r"""
+import resource, socket, sys
+host, port, per, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(sources) * per + 100,) * 2)
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+conns = []
+for src in sources:
+    for _ in range(per):
+        s = socket.socket(family); s.settimeout(5); s.bind((src, 0)); s.connect((host, port)); conns.append(s)
+print(len(conns), flush=True)
+sys.stdin.read()
+"""
+
+
+def handshake_reaches_certificate(host, target):
+    """Whether a TLS handshake from `host` to `target` gets as far as the server's certificate
+    (a connection the gate refused is closed before that)."""
+    r = host.run("openssl", "s_client", "-connect", target, input=b"", check=False, timeout=20)
+    return b"-----BEGIN CERTIFICATE-----" in r.stdout
+
+
+HOLD = '[tunnel]\nhandshake_timeout = "120s"\n'
+
+
+def test_an_ipv6_64_is_one_source_however_many_addresses_it_floods_from(net):
+    # c owns a whole /64 (routed to it, every address usable), as a cloud host commonly does.
+    for host, addr in ((net.a, "fd77::1"), (net.b, "fd77::2"), (net.c, "fd77::3")):
+        host.run("ip", "-6", "addr", "add", f"{addr}/64", "dev", "eth0", "nodad")
+    net.c.run("ip", "-6", "route", "add", "local", "fd77:1::/64", "dev", "lo")
+    net.c.run("sh", "-c", "echo 1 > /proc/sys/net/ipv6/ip_nonlocal_bind")  # c's namespace only
+    net.b.run("ip", "-6", "route", "add", "fd77:1::/64", "via", "fd77::3")
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=HOLD + '[listen]\ninbound = "[::]:15008"\n'), net.tmp)
+    sources = ",".join(f"fd77:1::{i:x}" for i in range(1, 1201))
+    flood = net.c.popen("/usr/bin/python3", "-c", IDLE_FROM, "fd77::2", 15008, 1, sources, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert flood.stdout.readline().strip() == "1200"
+    assert wait_for(lambda: b.status()["handshakes_in_progress"] + refused_total(net.b) >= 1200)
+    assert handshake_reaches_certificate(net.a, "[fd77::2]:15008"), "a peer outside the flooding /64 was locked out"
+    assert b.status()["handshakes_in_progress"] <= 64, "one /64 holds more than a source's share"
+    flood.stdin.close()
+    flood.wait(timeout=30)
+
+
+def test_a_flood_from_many_addresses_leaves_room_for_a_peer_that_is_not_flooding(net):
+    # Twenty addresses of c, each at the per-source limit: more than the gate holds in all.
+    addrs = [f"10.77.0.{i}" for i in range(100, 120)]
+    for addr in addrs:
+        net.c.run("ip", "addr", "add", f"{addr}/24", "dev", "eth0")
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=HOLD), net.tmp)
+    flood = net.c.popen("/usr/bin/python3", "-c", IDLE_FROM, net.b.ip, 15008, 64, ",".join(addrs), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert flood.stdout.readline().strip() == str(64 * 20)
+    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 1024)
+    assert handshake_reaches_certificate(net.a, f"{net.b.ip}:15008"), "a peer that holds no handshake was locked out by the flood"
+    assert any(x["reason"] == "evicted" for x in b.status()["refused_connections"]), "no flooder gave up its place"
+    flood.stdin.close()
+    flood.wait(timeout=30)

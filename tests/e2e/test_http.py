@@ -9,7 +9,7 @@ import time
 import pytest
 
 from hosts import pattern_sha
-from http_hosts import (ALICE, B_SERVER_ID, BOB, CAROL, JWT_AUDIENCE, JWT_TTL, MALLORY, UIDS, BYTES, ECHO,
+from http_hosts import (ALICE, B_SERVER_ID, BOB, CAROL, JWT_AUDIENCE, JWT_TTL, MALLORY, UIDS, BYTES, ECHO, H2C_TRAILERS,
                         KEEPALIVE, ONE_SHOT_SERVER, PIPELINE, RAW, REQUEST, WEBSOCKET, HttpNet)
 
 MIB = 1 << 20
@@ -41,9 +41,9 @@ def inspect(hx, sid, path, headers=None, host=B, port=8080):
     return json.loads(r["body"])
 
 
-def curl_h2c(hx, sid, url, headers=()):
+def curl_h2c(hx, sid, url, headers=(), extra=()):
     """HTTP/2 with prior knowledge from workload `sid`: (http_version, status, body)."""
-    args = ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "20", "-w", "\n%{http_version} %{http_code}"]
+    args = ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "20", "-w", "\n%{http_version} %{http_code}", *extra]
     for h in headers:
         args += ["-H", h]
     r = hx.a.run(*args, url, uid=UIDS[sid], check=False)
@@ -149,6 +149,80 @@ def test_look_alike_names_cannot_forge_protected_headers(hx):
     assert r.returncode == 0, r.stderr.decode()[-500:]
     h = cgi_names(json.loads(json.loads(r.stdout)["body"])["headers"])
     assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == ALICE, h
+
+
+ADMIN = "spiffe://demo.idgate/app/admin"
+V2_FORGED = {"X-V2-Caller": ADMIN, "X_V2_Caller": ADMIN}
+
+
+def raw_response_json(r):
+    """The JSON body of the one response RAW read (the connection closed after it)."""
+    assert r["eof"] and r["data"].startswith("HTTP/1."), r
+    return json.loads(r["data"].split("\r\n\r\n", 1)[1])
+
+
+def test_a_rule_header_cannot_be_forged_by_dodging_the_rules_host_or_path(hx):
+    # b:8084 is api.b.test and alias.b.test; alice's rule sets x-v2-caller for api.b.test and
+    # /inspect/v2/ only. Every request to b:8084 loses a workload's copy, whichever Host or path.
+    h = cgi_names(inspect(hx, ALICE, "/inspect/v2/rule", {"Host": "api.b.test", **V2_FORGED}, port=8084)["headers"])
+    assert h.get("x-v2-caller") == [ALICE], h
+    leaked = {}  # every dodge that got a forged copy through, to see them all at once
+    for what, sid, host, path in (
+        ("an alias from the destination's hosts", ALICE, "alias.b.test", "/inspect/v2/alias"),
+        ("the address as Host", ALICE, "10.77.0.2:8084", "/inspect/v2/address"),
+        ("a doubled slash", ALICE, "api.b.test", "//inspect/v2/slashes"),
+        ("another case", ALICE, "api.b.test", "/inspect/V2/case"),
+        ("a workload the rule is not for", CAROL, "api.b.test", "/inspect/v2/carol"),
+    ):
+        h = cgi_names(inspect(hx, sid, path, {"Host": host, **V2_FORGED}, port=8084)["headers"])
+        if "x-v2-caller" in h:
+            leaked[what] = h["x-v2-caller"]
+    raw = (b"GET /inspect/v2/http10 HTTP/1.0\r\nX-V2-Caller: " + ADMIN.encode() + b"\r\nx_v2_caller: " + ADMIN.encode() + b"\r\n\r\n")
+    h = cgi_names(raw_response_json(run_json(hx, RAW, B, 8084, raw.hex(), uid=UIDS[ALICE]))["headers"])
+    if "x-v2-caller" in h:
+        leaked["HTTP/1.0 with no Host"] = h["x-v2-caller"]
+    _, status, body = curl_h2c(hx, ALICE, "http://alias.b.test:8084/inspect/v2/h2c-alias", [f"{k}: {v}" for k, v in V2_FORGED.items()],
+                               extra=["--resolve", "alias.b.test:8084:10.77.0.2"])
+    assert status == 200, body
+    h = cgi_names(json.loads(body)["headers"])
+    if "x-v2-caller" in h:
+        leaked["h2c with an alias as :authority"] = h["x-v2-caller"]
+    assert leaked == {}, f"forged x-v2-caller reached the service: {json.dumps(leaked, indent=1)}"
+
+
+# Trailer fields a service may merge into the request's headers: the identity header and a
+# rule's header (under both spellings) must not arrive that way either; others pass.
+FORGED_TRAILERS = {"X-Forwarded-Client-Cert": f"URI={ADMIN}", "x_forwarded_client_cert": f"URI={ADMIN}",
+                   "X-V2-Caller": ADMIN, "X_V2_Caller": ADMIN, "X-Checksum": "abc"}
+
+
+def chunked_with_trailers(path, host):
+    names = ", ".join(FORGED_TRAILERS)
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nTrailer: {names}\r\n\r\n"
+    trailers = "".join(f"{k}: {v}\r\n" for k, v in FORGED_TRAILERS.items())
+    return (head + "5\r\nhello\r\n0\r\n" + trailers + "\r\n").encode()
+
+
+def test_request_trailers_cannot_carry_protected_headers(hx):
+    seen = {}  # the service's trailers per way in, to see them all at once
+    # HTTP/1.1 chunked, through both idgates.
+    doc = raw_response_json(run_json(hx, RAW, B, 8084, chunked_with_trailers("/inspect/v2/trailers", "api.b.test").hex(), uid=UIDS[ALICE]))
+    assert doc["body_len"] == 5 and cgi_names(doc["headers"]).get("x-v2-caller") == [ALICE], doc
+    seen["HTTP/1.1 chunked"] = cgi_names(doc["trailers"])
+    # h2c, through both idgates.
+    r = hx.a.python(H2C_TRAILERS, B, 8084, "api.b.test", "/inspect/v2/h2c-trailers", json.dumps({}),
+                    json.dumps({k.lower(): v for k, v in FORGED_TRAILERS.items()}), uid=UIDS[ALICE], check=False)
+    assert r.returncode == 0, r.stderr.decode()[-1000:]
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "HTTP/2.0" and doc["body_len"] == 5, doc
+    seen["h2c"] = cgi_names(doc["trailers"])
+    # A local caller on b (strict mode): the inbound side alone strips the identity header.
+    r = hx.b.python(RAW, "127.0.0.1", 8080, chunked_with_trailers("/inspect/local-trailers", "127.0.0.1").hex(), uid=UIDS[ALICE], check=False)
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    doc = raw_response_json(json.loads(r.stdout))
+    seen["local caller, HTTP/1.1 chunked"] = {k: v for k, v in cgi_names(doc["trailers"]).items() if k != "x-v2-caller"}
+    want = {way: {"x-checksum": ["abc"]} for way in seen}
+    assert seen == want, f"protected trailers reached the service: {json.dumps(seen, indent=1)}"
 
 
 def test_local_callers_get_the_identity_header_and_cannot_forge_it(hx):

@@ -54,8 +54,8 @@ def test_killed_idgate_fails_closed_and_restart_replaces_stale_table(net):
     # A new idgate replaces the stale table and works.
     net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir), net.tmp, name="idgate2")
     assert client(net, 1001, n=100)["echo_sha"]
-    tables = net.a.run("nft", "list", "tables").stdout.decode()
-    assert tables.count("inet idgate") == 1
+    tables = net.a.run("nft", "list", "tables").stdout.decode().splitlines()
+    assert sorted(tables) == ["table inet idgate", "table inet idgate_owned"], tables
 
 
 def plaintext_from_c(net):

@@ -38,16 +38,18 @@ def expand(names, table):
 
 def unit_filter():
     table = groups()
-    allowed, denied = set(), set()
+    # As systemd merges the lines: the first (an allow list) sets the default, then each line in
+    # order removes (~) calls from the allowed set or adds them back.
+    allowed = set()
     for line in UNIT.read_text().splitlines():
         if line.startswith("SystemCallFilter="):
             value = line.split("=", 1)[1]
             if value.startswith("~"):
-                denied |= expand(value[1:].split(), table)
+                allowed -= expand(value[1:].split(), table)
             else:
                 allowed |= expand(value.split(), table)
     families = next(l.split("=", 1)[1].split() for l in UNIT.read_text().splitlines() if l.startswith("RestrictAddressFamilies="))
-    return allowed - denied, set(families)
+    return allowed, set(families)
 
 
 def traced(host, trace, *args, env=None, log=None):

@@ -8,9 +8,11 @@ mod common;
 use bytes::Bytes;
 use http::{Response, StatusCode, Version};
 use http_body_util::Full;
+use idgate::http::forged::Protected;
 use idgate::http::{BoxIo, Failure, Flow, Upstream};
 use idgate::spiffe::SpiffeId;
 use libfuzzer_sys::fuzz_target;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,6 +51,13 @@ impl Upstream for InMemory {
         let names = common::names();
         let flow = Flow { source: &self.source, dst: "10.0.0.1:80".parse().unwrap(), names: &names };
         common::rewriter().apply(&flow, parts).map(|_| ()).map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+    }
+
+    /// What chunked trailers may not carry (the trailer section is rewritten too).
+    fn protected(&self) -> Arc<Protected> {
+        let names = common::names();
+        let flow = Flow { source: &self.source, dst: "10.0.0.1:80".parse().unwrap(), names: &names };
+        common::rewriter().plan(&flow).protected().clone()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Arbitrary request heads through the rule engine: it must never panic, never let a request
 //! that names another host than its destination through, never leave a forged identity
-//! header, and never duplicate a header a rule sets (under any spelling a server may read as
-//! that name).
+//! header, and leave each header a rule for the destination sets (under any spelling a server
+//! may read as that name) exactly once when that rule applied and never otherwise, whatever
+//! Host or path the request names.
 #![no_main]
 mod common;
 
@@ -27,26 +28,36 @@ fuzz_target!(|data: &[u8]| {
     let dst = std::net::SocketAddr::from(([10, 0, 0, 1], (data.len() as u16).max(1)));
     let names = common::names();
     let (hosts, selected) = request_hosts(&parts);
-    match common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts) {
+    let applied = match common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts) {
         Err(RewriteError::Misdirected { .. }) => {
             assert!(hosts.iter().any(|h| !common::named(h)), "refused a request naming only its own destination: {hosts:?}");
             return;
         }
         Err(e) => panic!("env, JWT and spiffe_id sources cannot fail: {e}"),
-        Ok(_) => assert!(hosts.iter().all(|h| common::named(h)), "a request naming another host went through: {hosts:?}"),
-    }
+        Ok(applied) => {
+            assert!(hosts.iter().all(|h| common::named(h)), "a request naming another host went through: {hosts:?}");
+            applied
+        }
+    };
 
     // Under any spelling a CGI-style server reads as the same name (`_` for `-`).
     let spelt_as = |name: &str| parts.headers.iter().filter(|(k, _)| k.as_str().replace('_', "-") == name).count();
     assert_eq!(spelt_as("x-forwarded-client-cert"), 0, "forged identity header survived");
-    // Headers a rule for this destination sets appear at most once; others are the workload's.
+    // Rule 0 (source a, host *.example.com: a name of the destination) is for every request
+    // here; rule 1 (ports 1-32767) for those to such a port. A header one of them sets is
+    // there once if that rule applied, and gone otherwise: never the workload's.
     let host_matches = selected.map(|i| &hosts[i]).is_some_and(|h| h.len() > ".example.com".len() && h.ends_with(".example.com"));
-    let jwt_matches = parts.uri.path().starts_with("/v2/") && dst.port() <= 32767;
-    for (name, managed) in [("authorization", host_matches), ("x-caller", host_matches), ("x-jwt", jwt_matches)] {
-        assert!(!managed || spelt_as(name) <= 1, "{name} duplicated");
+    let a = source.as_str().ends_with("/a");
+    assert_eq!(applied.contains(&0), host_matches && a, "rule 0 applied to the wrong requests");
+    let jwt_for_destination = dst.port() <= 32767;
+    assert_eq!(applied.contains(&1), jwt_for_destination && parts.uri.path().starts_with("/v2/"), "rule 1 applied to the wrong requests");
+    for (name, rule, for_destination) in [("authorization", 0, true), ("x-caller", 0, true), ("x-jwt", 1, jwt_for_destination)] {
+        if for_destination {
+            assert_eq!(spelt_as(name), usize::from(applied.contains(&rule)), "{name}: a workload's copy survived, or idgate's is missing or doubled");
+        }
     }
     let auth = parts.headers.get("authorization").map(|v| v.as_bytes().to_vec());
-    match (host_matches, source.as_str().ends_with("/a")) {
+    match (host_matches, a) {
         (true, true) => assert_eq!(auth.as_deref(), Some(format!("Bearer {}", common::TOKEN).as_bytes())),
         (true, false) => assert!(auth.is_none(), "a workload without the rule kept its own authorization"),
         _ => {}

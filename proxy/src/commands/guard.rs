@@ -51,14 +51,34 @@ pub fn guard(config_path: &Path) -> Result<()> {
     } else {
         println!("nftables table inet {} already in place; left as it is", rs.table);
     }
+    // Not if idgate runs: it keeps the guard itself, from its own (perhaps newer) config.
+    if crate::intercept::exists(&crate::intercept::owned_name(&rs.table))? {
+        println!("idgate is running (it holds table inet {}): the cgroup guard is its to keep", crate::intercept::owned_name(&rs.table));
+        return Ok(());
+    }
+    match crate::intercept::cgroup_guard::install(&rs)? {
+        state @ crate::intercept::cgroup_guard::GuardState::Unavailable { .. } => {
+            eprintln!("idgate guard: cgroup guard {state}");
+        }
+        state => println!("cgroup guard {state}"),
+    }
     Ok(())
 }
 
 pub fn uninstall(config_path: &Path) -> Result<()> {
-    let table = match crate::config::load(config_path) {
-        Ok(config) => config.intercept.table,
-        Err(_) => guard::load_snapshot(&state_dir_of(config_path)).map(|rs| rs.table).unwrap_or_else(|_| "idgate".into()),
+    let (table, guard_cgroup) = match crate::config::load(config_path) {
+        Ok(config) => (config.intercept.table, config.intercept.guard_cgroup),
+        Err(_) => guard::load_snapshot(&state_dir_of(config_path))
+            .map(|rs| (rs.table, rs.guard_cgroup))
+            .unwrap_or_else(|_| ("idgate".into(), Default::default())),
     };
+    let owned = crate::intercept::owned_name(&table);
+    if crate::intercept::exists(&owned)? {
+        anyhow::bail!("idgate is running (it holds table inet {owned}): stop it first");
+    }
+    if crate::intercept::cgroup_guard::remove(&guard_cgroup)? {
+        println!("removed the cgroup guard");
+    }
     if !crate::intercept::exists(&table)? {
         println!("nftables table inet {table} is not installed");
         return Ok(());

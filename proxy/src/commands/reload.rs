@@ -27,22 +27,22 @@ fn summary(doc: &Value) -> String {
     text
 }
 
-/// Has the running idgate start its successor, then waits until the successor answers on
-/// the control socket (it took over) or 30 s pass.
+/// Has the service's main process start the new idgate beside the serving one, then waits
+/// until the new one answers on the control socket (it took over) or 30 s pass.
 pub fn upgrade(socket: &Path) -> Result<()> {
-    let body = request(socket, "POST", "/upgrade").context("the running idgate did not start its successor")?;
+    let serving = || super::status::get(socket, "/status").ok().and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|s| s["pid"].as_u64());
+    let body = request(socket, "POST", "/upgrade").context("the running idgate did not start the upgrade")?;
     let doc: Value = serde_json::from_str(&body).context("the upgrade answer is not JSON")?;
-    let (old, new) = (doc["pid"].as_u64().unwrap_or(0), doc["successor_pid"].as_u64().unwrap_or(0));
+    let old = doc["pid"].as_u64().unwrap_or(0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        let serving = super::status::get(socket, "/status").ok().and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|s| s["pid"].as_u64());
-        if serving == Some(new) {
+        if let Some(new) = serving().filter(|p| *p != old) {
             println!("upgraded: pid {new} takes new flows; pid {old} serves its open flows until they end ([tunnel] upgrade_drain)");
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    bail!("the successor (pid {new}) did not take over within 30 s; pid {old} goes on serving (see the log)")
+    bail!("the new idgate did not take over within 30 s; pid {old} goes on serving (see the log)")
 }
 
 pub fn reload(socket: &Path) -> Result<()> {

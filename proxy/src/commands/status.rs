@@ -115,22 +115,74 @@ pub fn flows(socket: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The tables, the cgroup guard, and whether another program removed or changed the table.
+fn interception(i: &Value) -> String {
+    let guard = match s(&i["guard"]["state"]).as_str() {
+        "attached" => format!("cgroup guard on {}", s(&i["guard"]["cgroup"])),
+        "off" => "cgroup guard off".to_string(),
+        _ => format!("cgroup guard UNAVAILABLE ({})", s(&i["guard"]["why"])),
+    };
+    let mut out = format!("tables inet {} and inet {} (held), {guard}", s(&i["standing_table"]), s(&i["owned_table"]));
+    if i["put_back"].as_u64().unwrap_or(0) > 0 {
+        out.push_str(&format!(
+            "; the table was put back {} time(s) after another program changed it, last by {} ({} us)",
+            s(&i["put_back"]),
+            s(&i["last_changed_by"]),
+            s(&i["last_put_back_us"])
+        ));
+    }
+    out
+}
+
+/// "in 89d 23h" or "EXPIRED 2d 1h ago".
+fn remaining(not_after: u64, now: u64) -> String {
+    let (left, past) = if not_after >= now { (not_after - now, false) } else { (now - not_after, true) };
+    let text = format!("{}d {}h", left / 86400, left % 86400 / 3600);
+    if past {
+        format!("EXPIRED {text} ago")
+    } else {
+        format!("in {text}")
+    }
+}
+
+/// The host CA's expiry and the trust bundle's earliest, each on a line of its own.
+fn expiry_lines(st: &Value, now: u64) -> String {
+    let mut out = String::new();
+    if let Some(at) = st["ca_expiry"]["not_after_unix"].as_u64() {
+        out.push_str(&format!("CA expires {} ({})\n", remaining(at, now), s(&st["ca_expiry"]["subject"])));
+    }
+    let bundle = st["trust_bundle_expiry"].as_array().cloned().unwrap_or_default();
+    if let Some(first) = bundle.iter().min_by_key(|c| c["not_after_unix"].as_u64().unwrap_or(0)) {
+        let at = first["not_after_unix"].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "trust bundle: {} certificate(s), the first expires {} ({})\n",
+            bundle.len(),
+            remaining(at, now),
+            s(&first["subject"])
+        ));
+    }
+    out
+}
+
 pub fn render(st: &Value) -> String {
     let mut out = format!(
-        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\nprocess events: {} ({} workloads prepared before their first flow)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
+        "idgate on {} ({}), mode {}\nidentity backend: {} ({})\ninterception: {}\nprocess events: {} ({} workloads prepared before their first flow, {} events dropped)\nflows {}, tunnel connections {} ({} dialled), handshakes in progress {}\n",
         s(&st["host"]),
         s(&st["server_id"]),
         s(&st["mode"]),
         s(&st["identity_backend"]),
         s(&st["identity_backend_reason"]),
+        interception(&st["intercept"]),
         s(&st["process_events"]["reason"]),
         s(&st["process_events"]["workloads_prepared"]),
+        s(&st["process_events"]["dropped"]),
         s(&st["active_flows"]),
         s(&st["tunnel_connections"]),
         s(&st["tunnel_dials"]),
         s(&st["handshakes_in_progress"]),
     );
     let now = now_unix();
+    out.push_str(&expiry_lines(st, now));
     let svids = st["svids"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("\nSVIDs ({}):\n", svids.len()));
     out.push_str(&table(

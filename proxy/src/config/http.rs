@@ -28,6 +28,15 @@ pub struct TlsOrigin {
     pub port: u16,
     /// PEM CA certificates to verify the server with; default: the system's roots.
     pub ca_bundle: Option<PathBuf>,
+    /// Key exchange groups offered, most preferred first; default: the hybrid post-quantum
+    /// X25519MLKEM768, then X25519 and secp256r1 for servers that do not have it yet.
+    #[serde(default = "default_origin_key_exchange")]
+    pub key_exchange: super::KeyExchangeList,
+}
+
+fn default_origin_key_exchange() -> super::KeyExchangeList {
+    use super::KeyExchange::*;
+    super::KeyExchangeList::try_from(vec![X25519Mlkem768, X25519, Secp256r1]).expect("a valid list")
 }
 
 fn default_tls_port() -> u16 {

@@ -119,8 +119,14 @@ fn check(c: &Config) -> Vec<(Place, String)> {
             let id = &w.spiffe_id.get_ref().0;
             errors.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
-        if w.exe.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
-            errors.push((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, comm, cgroup, uid or gid)")));
+        if w.exe.is_none() && w.sha256.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
+            errors.push((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid or gid)")));
+        }
+        if w.root_socket && w.uid.is_none() {
+            errors.push((
+                Place::Nth("[[workload]]", i),
+                format!("workload[{i}].root_socket needs uid: it lets that uid's processes use sockets root created"),
+            ));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {

@@ -9,7 +9,7 @@ pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Par
 
 pub use load::{load, parse, ConfigError, ConfigErrors};
 pub use preflight::preflight;
-pub use values::{Cidr, Glob, HumanDuration, PortRange};
+pub use values::{Cidr, Glob, HumanDuration, KeyExchange, KeyExchangeList, PortRange, Sha256Digest};
 
 use crate::spiffe::SpiffeId;
 use serde::Deserialize;
@@ -217,11 +217,17 @@ pub struct TunnelConfig {
     pub handshake_timeout: HumanDuration,
     /// Inbound: handshakes in progress at once (more connections are closed at once).
     pub max_handshakes: usize,
-    /// Inbound: handshakes in progress at once from one source address.
+    /// Inbound: handshakes in progress at once from one source (an IPv4 address or an IPv6 /64).
     pub max_handshakes_per_source: usize,
     /// After an upgrade handed new flows to the next idgate (`idgate upgrade`), how long the
     /// old one keeps serving the flows it has before it closes the rest.
     pub upgrade_drain: HumanDuration,
+    /// Key exchange groups for tunnel handshakes, most preferred first. The hybrid
+    /// post-quantum X25519MLKEM768 comes first, so traffic recorded today cannot be decrypted
+    /// by a quantum computer later; X25519 stays only so that hosts still running an idgate
+    /// without it can be reached during a fleet's upgrade: remove it once every host runs
+    /// this one (`idgate_tunnel_key_exchanges_total` shows which groups peers negotiate).
+    pub key_exchange: KeyExchangeList,
 }
 
 impl Default for TunnelConfig {
@@ -235,6 +241,7 @@ impl Default for TunnelConfig {
             upgrade_drain: secs(3600),
             max_handshakes: 1024,
             max_handshakes_per_source: 64,
+            key_exchange: KeyExchangeList::try_from(vec![KeyExchange::X25519Mlkem768, KeyExchange::X25519]).expect("a valid list"),
         }
     }
 }
@@ -261,11 +268,56 @@ pub struct Intercept {
     pub tag_mask: u32,
     /// What a stopping idgate does with its table.
     pub on_stop: OnStop,
+    /// The cgroup (v2) the second line of defence is attached to: a program that drops any
+    /// connection attempt to an intercepted destination that the table did not redirect (it
+    /// was flushed or deleted) and, in strict mode, plaintext to protected ports. It outlives
+    /// idgate like the table. "auto": the root of the host's cgroup v2 hierarchy, if it has
+    /// one; a path: that cgroup, or idgate does not start; "off".
+    pub guard_cgroup: GuardCgroup,
 }
 
 impl Default for Intercept {
     fn default() -> Self {
-        Intercept { table: "idgate".into(), bypass_mark: 0x1d6a_0001, tag_mark: 0x2000_0000, tag_mask: 0x2000_0000, on_stop: OnStop::Keep }
+        Intercept {
+            table: "idgate".into(),
+            bypass_mark: 0x1d6a_0001,
+            tag_mark: 0x2000_0000,
+            tag_mask: 0x2000_0000,
+            on_stop: OnStop::Keep,
+            guard_cgroup: GuardCgroup::Auto,
+        }
+    }
+}
+
+/// Where the cgroup guard is attached (see `Intercept::guard_cgroup`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum GuardCgroup {
+    #[default]
+    Auto,
+    Off,
+    Path(std::path::PathBuf),
+}
+
+impl TryFrom<String> for GuardCgroup {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "auto" => Ok(GuardCgroup::Auto),
+            "off" => Ok(GuardCgroup::Off),
+            p if p.starts_with('/') => Ok(GuardCgroup::Path(p.into())),
+            _ => Err(format!("guard_cgroup must be \"auto\", \"off\" or an absolute path to a cgroup (v2) directory, not `{s}`")),
+        }
+    }
+}
+
+impl From<GuardCgroup> for String {
+    fn from(g: GuardCgroup) -> String {
+        match g {
+            GuardCgroup::Auto => "auto".into(),
+            GuardCgroup::Off => "off".into(),
+            GuardCgroup::Path(p) => p.display().to_string(),
+        }
     }
 }
 
@@ -337,11 +389,20 @@ impl TryFrom<String> for SpiffeIdValue {
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
     pub spiffe_id: toml::Spanned<SpiffeIdValue>,
-    pub exe: Option<Glob>,
+    /// The path of the file the process runs, matched against the file at that path in
+    /// idgate's mount namespace (device and inode), not only its name.
+    pub exe: Option<toml::Spanned<Glob>>,
+    /// The content of the file the process runs.
+    pub sha256: Option<Sha256Digest>,
     pub comm: Option<Glob>,
     pub cgroup: Option<Glob>,
+    /// Effective uid and gid.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Also match a process of `uid` holding a socket that root created, when no root
+    /// process holds it and no other user does (a daemon that connects, then drops privileges).
+    #[serde(default)]
+    pub root_socket: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,12 +1,13 @@
 //! What `run` checks before it binds a socket, done without running anything: CA files
 //! (readable, key mode, key matching the certificate, able to mint an SVID that passes the
 //! mTLS self-test), trust bundles, TLS origination bundles, secret sources (files' mode and
-//! owner, environment variables) and an explicit kmod backend's device. `idgate check` and
+//! owner, environment variables), the paths `exe` selectors name, an explicit kmod backend's
+//! device, and the files `run` writes (the state directory, the trail file), tried as `run`
+//! opens them. `idgate check` and
 //! `idgate run` both call it, so the unit's `ExecStartPre` check catches what would make the
 //! service fail to start. Every problem is reported, each at the place in the file it names.
 use super::load::position_of;
 use super::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 struct Problems<'a> {
@@ -21,6 +22,11 @@ impl Problems<'_> {
         let offset = needles.iter().find_map(|n| self.text.find(n));
         self.found.push(ConfigError { file: self.file.into(), position: offset.map(|o| position_of(self.text, o)), message });
     }
+
+    /// A problem at byte `offset` of the file (a value's span).
+    fn at_offset(&mut self, offset: usize, message: String) {
+        self.found.push(ConfigError { file: self.file.into(), position: Some(position_of(self.text, offset)), message });
+    }
 }
 
 fn quoted(path: &Path) -> String {
@@ -31,6 +37,8 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
     let mut p = Problems { file, text, found: Vec::new() };
     ca(&mut p, config);
     secrets(&mut p, config);
+    exe_paths(&mut p, config);
+    written(&mut p, config);
     for (i, route) in config.outbound.iter().enumerate() {
         if let Some(tls) = &route.tls {
             if let Err(e) = crate::http::Origin::new(tls) {
@@ -72,17 +80,10 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
         p.at(&[&at[0], "cert"], format!("ca.cert: cannot read {}: {e}", cert.display()));
         usable = false;
     }
-    match std::fs::metadata(&key) {
-        Err(e) => {
-            p.at(&[&at[1], "key"], format!("ca.key: cannot read {}: {e}", key.display()));
-            usable = false;
-        }
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-            let mode = m.permissions().mode() & 0o777;
-            p.at(&[&at[1], "key"], format!("ca.key: {} is readable by group or others (mode {mode:o}); chmod 600 it", key.display()));
-            usable = false;
-        }
-        Ok(_) => {}
+    // The same checks `run` makes (see `private_file`): owner, mode, the directories on its way.
+    if let Err(why) = crate::private_file::read(&key) {
+        p.at(&[&at[1], "key"], format!("ca.key: {}: {why}", key.display()));
+        usable = false;
     }
     for bundle in &config.ca.trust_bundle {
         if let Err(e) = crate::app::trust_anchors(bundle) {
@@ -128,6 +129,87 @@ fn secrets(p: &mut Problems<'_>, config: &Config) {
                     _ => {}
                 }
             }
+        }
+    }
+}
+
+/// Where an `exe` pattern names a path (all of it, or the directories before its first
+/// wildcard), that path must exist in idgate's mount namespace, as it is, without a symbolic
+/// link on the way: an `exe` selector matches only the file at the path there, and a process's
+/// exe is the path of the file it runs, links resolved. (The unit's ProtectHome= and
+/// PrivateTmp= hide /home, /root, /run/user and /tmp from idgate: its check runs in the same
+/// sandbox.)
+fn exe_paths(p: &mut Problems<'_>, config: &Config) {
+    for (i, rule) in config.workloads.iter().enumerate() {
+        let Some(exe) = &rule.exe else { continue };
+        let at = exe.span().start;
+        let pattern = exe.get_ref().pattern.as_str();
+        let (path, whole) = match pattern.find(['*', '?', '[', '{', '\\']) {
+            None => (pattern, true),
+            Some(wild) => (pattern[..wild].rfind('/').map(|slash| &pattern[..slash.max(1)]).unwrap_or(""), false),
+        };
+        if path.is_empty() {
+            continue; // `**/name`: any directory
+        }
+        let what = if whole { "the file" } else { "the directory" };
+        if !path.starts_with('/') {
+            p.at_offset(
+                at,
+                format!("workload[{i}].exe `{pattern}` is not an absolute path (a process's exe is one; `**/{pattern}` matches it in any directory)"),
+            );
+            continue;
+        }
+        match std::fs::canonicalize(path) {
+            // Not an error: a workload's package removed must not keep idgate (and with it
+            // every intercepted flow) from starting; the rule simply matches nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+                "{}:{}: workload[{i}].exe: {what} {path} does not exist (in idgate's mount namespace: the unit hides /home, /root, /run/user and /tmp), so no process matches this rule",
+                p.file.display(),
+                position_of(p.text, at).0
+            ),
+            Err(e) => p.at_offset(at, format!("workload[{i}].exe: {what} {path}: {e}")),
+            Ok(real) if real != std::path::Path::new(path) => p.at_offset(
+                at,
+                format!("workload[{i}].exe: {what} {path} is reached through a symbolic link; a process running it shows {}: write that", real.display()),
+            ),
+            Ok(_) if whole && !std::path::Path::new(path).is_file() => p.at_offset(at, format!("workload[{i}].exe: {path} is not a file")),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Why a file cannot be written where `path` is, in terms an operator can act on.
+fn unwritable(path: &Path, e: &std::io::Error) -> String {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => format!("{}: directory {} does not exist", path.display(), dir.display()),
+        Some(libc::EROFS) => format!(
+            "{}: read-only file system here (the packaged unit can write only under /var/lib/idgate and /var/log/idgate: ProtectSystem=strict)",
+            path.display()
+        ),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+/// What `run` writes, tried as `run` opens it (so that under the unit's sandbox `check` fails
+/// where `run` would): the state directory (CA, table snapshot, control socket) and the trail
+/// file (opened for appending, created 0600). A file this check creates it removes again.
+fn written(p: &mut Problems<'_>, config: &Config) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = config.state_dir.join(format!(".idgate-check-{}", std::process::id()));
+    let state =
+        std::fs::create_dir_all(&config.state_dir).and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&probe));
+    match state {
+        Ok(_) => drop(std::fs::remove_file(&probe)),
+        Err(e) => p.at(&[&quoted(&config.state_dir), "state_dir"], format!("state_dir: {}", unwritable(&probe, &e))),
+    }
+    if let Some(file) = &config.trail.file {
+        let existed = file.exists();
+        let opened = std::fs::OpenOptions::new().append(true).create(!existed).mode(0o600).open(file);
+        match opened {
+            Ok(_) if !existed => drop(std::fs::remove_file(file)),
+            Ok(_) => {}
+            Err(e) => p.at(&[&quoted(file), "[trail]"], format!("trail file: {}", unwritable(file, &e))),
         }
     }
 }

@@ -108,6 +108,26 @@ impl Glob {
     }
 }
 
+/// A sha256 digest as `sha256sum` prints it: 64 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl TryFrom<String> for Sha256Digest {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("invalid sha256 `{s}` (64 hex digits, as `sha256sum FILE` prints them)");
+        if s.len() != 64 {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        }
+        Ok(Sha256Digest(digest))
+    }
+}
+
 /// `500ms`, `30s`, `5m`, `1h`, `1d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -132,5 +152,84 @@ impl TryFrom<String> for HumanDuration {
             return Err(format!("duration `{s}` must be positive"));
         }
         Ok(HumanDuration(d))
+    }
+}
+
+/// A TLS key exchange group, by the name IANA gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum KeyExchange {
+    /// Hybrid post-quantum: X25519 with ML-KEM-768 (what peers prefer since 2025).
+    X25519Mlkem768,
+    Secp256r1Mlkem768,
+    X25519,
+    Secp256r1,
+    Secp384r1,
+}
+
+impl KeyExchange {
+    pub const NAMES: &'static [&'static str] = &["X25519MLKEM768", "SecP256r1MLKEM768", "X25519", "secp256r1", "secp384r1"];
+
+    pub fn is_post_quantum(self) -> bool {
+        matches!(self, KeyExchange::X25519Mlkem768 | KeyExchange::Secp256r1Mlkem768)
+    }
+}
+
+impl TryFrom<String> for KeyExchange {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "x25519mlkem768" => KeyExchange::X25519Mlkem768,
+            "secp256r1mlkem768" => KeyExchange::Secp256r1Mlkem768,
+            "x25519" => KeyExchange::X25519,
+            "secp256r1" | "p-256" => KeyExchange::Secp256r1,
+            "secp384r1" | "p-384" => KeyExchange::Secp384r1,
+            _ => return Err(format!("unknown key exchange group `{s}` (known: {})", KeyExchange::NAMES.join(", "))),
+        })
+    }
+}
+
+impl From<KeyExchange> for String {
+    fn from(k: KeyExchange) -> String {
+        match k {
+            KeyExchange::X25519Mlkem768 => "X25519MLKEM768",
+            KeyExchange::Secp256r1Mlkem768 => "SecP256r1MLKEM768",
+            KeyExchange::X25519 => "X25519",
+            KeyExchange::Secp256r1 => "secp256r1",
+            KeyExchange::Secp384r1 => "secp384r1",
+        }
+        .into()
+    }
+}
+
+/// Key exchange groups, most preferred first: at least one, each once (a copyable list, as the
+/// tunnel's settings are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<KeyExchange>")]
+pub struct KeyExchangeList {
+    groups: [KeyExchange; 5],
+    len: usize,
+}
+
+impl KeyExchangeList {
+    pub fn as_slice(&self) -> &[KeyExchange] {
+        &self.groups[..self.len]
+    }
+}
+
+impl TryFrom<Vec<KeyExchange>> for KeyExchangeList {
+    type Error = String;
+    fn try_from(list: Vec<KeyExchange>) -> Result<Self, String> {
+        if list.is_empty() {
+            return Err("give at least one key exchange group".into());
+        }
+        let mut groups = [KeyExchange::X25519Mlkem768; 5];
+        for (i, g) in list.iter().enumerate() {
+            if list[..i].contains(g) {
+                return Err(format!("key exchange group {} is listed twice", String::from(*g)));
+            }
+            groups[i] = *g;
+        }
+        Ok(KeyExchangeList { groups, len: list.len() })
     }
 }

@@ -1,7 +1,7 @@
 //! The certificate authority that signs SVIDs: embedded (created once under the state dir,
 //! key file 0600) or loaded from existing files.
 use anyhow::{bail, Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType};
 use rustls::pki_types::CertificateDer;
 use std::fs;
 use std::io::Write;
@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 pub struct CertificateAuthority {
-    pub(super) cert: rcgen::Certificate,
-    pub(super) key: KeyPair,
+    /// The CA's name, key identifier and key, as rcgen signs with them.
+    pub(super) issuer: Issuer<'static, KeyPair>,
     /// The CA certificate as distributed (DER).
     pub cert_der: CertificateDer<'static>,
     /// Sent after every leaf so that peers can verify it through a shared root: the CA itself
@@ -24,6 +24,9 @@ pub struct CertificateAuthority {
 }
 
 pub const CA_CERT_FILE: &str = "ca.pem";
+/// A SPIFFE signing certificate signs certificates (and CRLs); digitalSignature is for leaves
+/// only (X509-SVID section 4.3 and its appendix).
+pub(super) const SIGNING_KEY_USAGES: [KeyUsagePurpose; 2] = [KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 
 /// Creates `<dir>/ca.pem` and `<dir>/ca-key.pem` (0600) unless they exist: a CA that signs
@@ -52,7 +55,7 @@ fn create_ca(dir: &Path, trust_domain: &str, path_len: u8, name: &str) -> Result
     params.distinguished_name.push(DnType::CommonName, format!("{name} {trust_domain} {}", name_suffix()?));
     params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = SIGNING_KEY_USAGES.to_vec();
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(3650);
@@ -83,30 +86,26 @@ pub(super) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 
 impl CertificateAuthority {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
-        let mode = fs::metadata(key_path).with_context(|| format!("reading {}", key_path.display()))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!("CA key {} is readable by group or others (mode {:o}); chmod 600 it", key_path.display(), mode & 0o777);
-        }
-        let key_pem = Zeroizing::new(fs::read_to_string(key_path).with_context(|| format!("reading {}", key_path.display()))?);
+        let key_file = crate::private_file::read(key_path).map_err(|why| anyhow::anyhow!("CA key {}: {why}", key_path.display()))?;
+        let key_pem = Zeroizing::new(
+            String::from_utf8(key_file.content.to_vec()).map_err(|_| anyhow::anyhow!("CA key {} is not PEM text", key_path.display()))?,
+        );
         let cert_pem = fs::read_to_string(cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
         let key = super::key_pem::key_pair_from_pem(&key_pem).with_context(|| key_path.display().to_string())?;
         let certs: Vec<CertificateDer<'static>> =
             rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>().with_context(|| format!("{}: bad PEM", cert_path.display()))?;
         let cert_der = certs.first().cloned().with_context(|| format!("{}: no PEM certificate", cert_path.display()))?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
-        if parsed.public_key().raw != key.public_key_der().as_slice() {
+        if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
             bail!("{} does not belong to the certificate in {} (their public keys differ)", key_path.display(), cert_path.display());
         }
         let not_after = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(parsed.validity().not_after.timestamp().max(0) as u64);
-        let params =
-            CertificateParams::from_ca_cert_pem(&cert_pem).with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
-        // Re-signing the parsed params gives rcgen an issuer with the same name and key; the
-        // distributed certificate stays the one on disk.
-        let cert = params.self_signed(&key).context("CA key does not fit the CA certificate")?;
-        if cert.params().is_ca == IsCa::NoCa {
+        if !parsed.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca) {
             bail!("{} is not a CA certificate", cert_path.display());
         }
+        let issuer =
+            Issuer::from_ca_cert_der(&cert_der, key).with_context(|| format!("{}: not a CA certificate rcgen can use", cert_path.display()))?;
         let chain = certs.into_iter().filter(|c| !is_self_signed(c)).collect();
-        Ok(CertificateAuthority { cert, key, cert_der, chain, not_after })
+        Ok(CertificateAuthority { issuer, cert_der, chain, not_after })
     }
 }

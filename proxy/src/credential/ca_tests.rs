@@ -21,18 +21,19 @@ fn ca_params(name: &str, lifetime: time::Duration) -> CertificateParams {
 
 struct Root {
     cert: rcgen::Certificate,
-    key: KeyPair,
+    issuer: rcgen::Issuer<'static, KeyPair>,
 }
 
 fn root() -> Root {
     let key = KeyPair::generate().unwrap();
-    Root { cert: ca_params("test root", time::Duration::days(365)).self_signed(&key).unwrap(), key }
+    let params = ca_params("test root", time::Duration::days(365));
+    Root { cert: params.self_signed(&key).unwrap(), issuer: rcgen::Issuer::new(params, key) }
 }
 
 /// An intermediate under `root`, written as `<name>.pem` (itself, then the root) and `<name>-key.pem`.
 fn intermediate(dir: &Path, root: &Root, name: &str, lifetime: time::Duration) -> CertificateAuthority {
     let key = KeyPair::generate().unwrap();
-    let cert = ca_params(name, lifetime).signed_by(&key, &root.cert, &root.key).unwrap();
+    let cert = ca_params(name, lifetime).signed_by(&key, &root.issuer).unwrap();
     let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
     std::fs::write(&cert_path, format!("{}{}", cert.pem(), root.cert.pem())).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
@@ -43,7 +44,7 @@ fn intermediate(dir: &Path, root: &Root, name: &str, lifetime: time::Duration) -
 fn credentials(ca: CertificateAuthority, root: &Root, host: &str) -> Credentials {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.cert.der().clone()).unwrap(); // the shared root only
-    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "fleet.idgate".into() };
+    let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "fleet.idgate".into(), expiries: Vec::new() };
     let id = SpiffeId::parse(&format!("spiffe://fleet.idgate/idgate/host/{host}")).unwrap();
     Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(3600)).unwrap()
 }

@@ -7,7 +7,7 @@
 use super::ca::{write_private, CertificateAuthority};
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
-use rcgen::{BasicConstraints, CertificateParams, CidrSubnet, DnType, GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints, SanType};
+use rcgen::{BasicConstraints, CertificateParams, CidrSubnet, DnType, GeneralSubtree, IsCa, KeyPair, NameConstraints, SanType};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub fn issue_host_ca(root_dir: &Path, host: &str, addresses: &[IpNet], days: u32
     params.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
     // Signs SVIDs only, never another CA.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = super::ca::SIGNING_KEY_USAGES.to_vec();
     params.name_constraints = Some(NameConstraints {
         permitted_subtrees: addresses.iter().map(|n| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(n.network(), n.prefix_len()))).collect(),
         excluded_subtrees: vec![],
@@ -53,7 +53,7 @@ pub fn issue_host_ca(root_dir: &Path, host: &str, addresses: &[IpNet], days: u32
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days.into());
-    let signed = params.signed_by(&key_pair, &root.cert, &root.key).context("signing the host CA with the root")?;
+    let signed = params.signed_by(&key_pair, &root.issuer).context("signing the host CA with the root")?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     fs::set_permissions(out, fs::Permissions::from_mode(0o700))?;
     write_private(&key, Zeroizing::new(key_pair.serialize_pem()).as_bytes())?;

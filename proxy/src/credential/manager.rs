@@ -92,6 +92,12 @@ impl Authority {
     }
 }
 
+/// A CA and trust bundle ready to be put in force (`Credentials::stage_authority`).
+pub struct StagedAuthority {
+    authority: Authority,
+    svid: Svid,
+}
+
 pub struct Credentials {
     authority: ArcSwap<Authority>,
     provider: Arc<rustls::crypto::CryptoProvider>,
@@ -110,8 +116,22 @@ fn unix_secs(t: SystemTime) -> u64 {
 }
 
 impl Credentials {
+    /// With the tunnel's default key exchange groups.
     pub fn new(ca: CertificateAuthority, bundle: TrustBundle, server_id: SpiffeId, server_addresses: HostAddresses, ttl: Duration) -> Result<Self> {
-        let provider = super::crypto_provider();
+        let groups = crate::config::TunnelConfig::default().key_exchange;
+        Self::with_key_exchange(ca, bundle, server_id, server_addresses, ttl, groups.as_slice())
+    }
+
+    /// `groups`: the key exchange groups tunnel handshakes offer, most preferred first.
+    pub fn with_key_exchange(
+        ca: CertificateAuthority,
+        bundle: TrustBundle,
+        server_id: SpiffeId,
+        server_addresses: HostAddresses,
+        ttl: Duration,
+        groups: &[crate::config::KeyExchange],
+    ) -> Result<Self> {
+        let provider = super::crypto_provider(groups);
         let server_svid = Svid::mint(&ca, &server_id, &server_addresses.current(), ttl, 0)?;
         let server_cert = Arc::new(ServerCertSlot(RwLock::new(server_svid.certified.clone())));
         let authority = Authority::new(ca, Arc::new(bundle), &provider, server_cert.clone())?;
@@ -130,12 +150,10 @@ impl Credentials {
         Ok(creds)
     }
 
-    /// A CA rotation: SVIDs are minted under `ca` from now on and peers verified against
-    /// `bundle`. This host's inbound SVID is re-minted at once (and checked in a self-test
-    /// before anything is swapped); workload SVIDs at their next flow. Pooled connections made
-    /// under the old ones take no new flow (open flows on them go on), so new flows are made,
-    /// and verified, under the new CA and bundle.
-    pub fn replace_authority(&self, ca: CertificateAuthority, bundle: TrustBundle) -> Result<()> {
+    /// A CA rotation, first half: this host's inbound SVID minted under `ca` and checked in a
+    /// self-test against `bundle`, the TLS configs built; nothing in force changes. A reload
+    /// that fails later just drops what this returns.
+    pub fn stage_authority(&self, ca: CertificateAuthority, bundle: TrustBundle) -> Result<StagedAuthority> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let svid = Svid::mint(&ca, &self.server_id, &self.server_addresses.current(), self.ttl, generation)?;
         let trial_slot = Arc::new(ServerCertSlot(RwLock::new(svid.certified.clone())));
@@ -144,13 +162,21 @@ impl Credentials {
             .context("TLS self-test under the new CA and trust bundle")?;
         let Authority { ca, bundle, .. } = trial;
         let authority = Authority::new(ca, bundle, &self.provider, self.server_cert.clone())?;
+        Ok(StagedAuthority { authority, svid })
+    }
+
+    /// A CA rotation, second half: SVIDs are minted under the staged CA from now on and peers
+    /// verified against its bundle. This host's inbound SVID is the staged one; workload SVIDs
+    /// are re-minted at their next flow. Pooled connections made under the old ones take no new
+    /// flow (open flows on them go on), so new flows are made, and verified, under the new CA.
+    pub fn commit_authority(&self, staged: StagedAuthority) {
+        let StagedAuthority { authority, svid } = staged;
         self.authority.store(Arc::new(authority));
         *self.server_cert.0.write() = svid.certified.clone();
         *self.server_svid_meta.write() = summary(&svid);
         self.minted.fetch_add(1, Ordering::Relaxed);
         self.workloads.write().clear();
         tracing::info!(spiffe_id = %self.server_id, serial = %svid.serial, "CA and trust bundle replaced; inbound X.509-SVID re-minted");
-        Ok(())
     }
 
     /// A client config presenting `cert` under the CA and bundle in force (for tests).
@@ -291,6 +317,12 @@ impl Credentials {
     /// How often the rotation task should look.
     pub fn rotation_check_interval(&self) -> Duration {
         (self.ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(60))
+    }
+
+    /// When this host's CA and the trust bundle files' certificates expire.
+    pub fn expiries(&self) -> (Option<super::expiry::CertExpiry>, Vec<super::expiry::CertExpiry>) {
+        let authority = self.authority.load();
+        (super::expiry::CertExpiry::of(&authority.ca.cert_der), authority.bundle.expiries.clone())
     }
 
     pub fn summaries(&self) -> Vec<SvidSummary> {

@@ -64,7 +64,7 @@ mod tests {
     fn credentials(ca: CertificateAuthority, trusted: &CertificateAuthority) -> Credentials {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(trusted.cert_der.clone()).unwrap();
-        let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "selftest.idgate".into() };
+        let bundle = TrustBundle { roots: Arc::new(roots), trust_domain: "selftest.idgate".into(), expiries: Vec::new() };
         let id = SpiffeId::parse("spiffe://selftest.idgate/idgate/host/a").unwrap();
         Credentials::new(ca, bundle, id, HostAddresses::Configured(vec![[127, 0, 0, 1].into()]), Duration::from_secs(600)).unwrap()
     }

@@ -3,7 +3,7 @@ use super::ca::CertificateAuthority;
 use crate::spiffe::SpiffeId;
 use anyhow::{bail, Context, Result};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
-use rustls::crypto::ring::sign::any_ecdsa_type;
+use rustls::crypto::aws_lc_rs::sign::any_ecdsa_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::net::IpAddr;
@@ -34,6 +34,8 @@ impl Svid {
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(id.as_str().try_into()?)];
         params.subject_alt_names.extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+        // basicConstraints present with cA false, which DER writes as an empty SEQUENCE (the
+        // default is never encoded): X509-SVID section 4.1 asks leaves to say they are no CA.
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -48,7 +50,7 @@ impl Svid {
         let not_after = (now + ttl).min(ca.not_after);
         params.not_before = not_before.into();
         params.not_after = not_after.into();
-        let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
+        let cert = params.signed_by(&key, &ca.issuer)?;
         // Our copy of the key is wiped once loaded (the key objects of rcgen and ring, which we
         // cannot wipe, live in memory only and the process is not dumpable).
         let key_der = Zeroizing::new(key.serialize_der());

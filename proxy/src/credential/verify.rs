@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub struct TrustBundle {
     pub roots: Arc<RootCertStore>,
     pub trust_domain: String,
+    /// When the trust bundle files' certificates expire (for status and metrics).
+    pub expiries: Vec<super::expiry::CertExpiry>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,14 @@
 //! The HTTP-aware path for one connection: HTTP/1 requests go through the lean head-only path
 //! (`h1`), HTTP/2 with prior knowledge through hyper (`h2c`). Either way each request is
 //! rewritten by the `Upstream` and sent over one upstream connection of the same version.
+use super::forged::Protected;
 use super::h1::Reader;
 use crate::tunnel::PeerRefused;
 use bytes::BytesMut;
 use http::{request, StatusCode, Version};
 use std::error::Error;
 use std::future::Future;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -36,6 +38,10 @@ pub trait Upstream: Send + Sync + 'static {
     fn open(&self, version: Version) -> impl Future<Output = Result<BoxIo, Failure>> + Send;
     /// Rewrites one request; an error answers it without forwarding.
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure>;
+    /// The names a request's trailer fields may not carry either (a service may merge them
+    /// into its headers): they are stripped as from the head. Asked only of requests whose
+    /// body may end in trailers.
+    fn protected(&self) -> Arc<Protected>;
     /// Called for every answered request, with the failure when idgate answered it itself.
     fn answered(&self, _status: StatusCode, _failure: Option<&Failure>) {}
 }

@@ -1,12 +1,13 @@
 //! HTTP/2 with prior knowledge (h2c) on the downstream side: hyper serves it and each request
 //! goes on over one upstream HTTP/2 connection (opened on the first request, re-opened if the
 //! upstream closed it).
+use super::forged::Protected;
 use super::forward::{upstream_failure, Failure, Io, Upstream};
 use crate::tunnel::h2_settings::*;
 use bytes::{Buf, Bytes};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::io;
@@ -16,7 +17,41 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
-type TrySendError = hyper::client::conn::TrySendError<Request<Incoming>>;
+type TrySendError = hyper::client::conn::TrySendError<Request<Guarded>>;
+
+/// A request body whose trailers lose the fields a workload may not send (a service may merge
+/// trailers into the request's headers).
+struct Guarded {
+    body: Incoming,
+    /// None for a request whose stream ended with its head.
+    protected: Option<Arc<Protected>>,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = polled {
+            let mut frame = frame;
+            if let (Some(trailers), Some(protected)) = (frame.trailers_mut(), &this.protected) {
+                protected.strip(trailers);
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 fn response(f: &Failure) -> Response<ProxyBody> {
     let body = Full::new(Bytes::from(format!("idgate: {}\n", f.why)));
@@ -28,7 +63,7 @@ fn response(f: &Failure) -> Response<ProxyBody> {
 
 struct Conn<U> {
     upstream: U,
-    sender: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+    sender: tokio::sync::Mutex<Option<http2::SendRequest<Guarded>>>,
 }
 
 /// Serves one downstream HTTP/2 connection until it closes.
@@ -65,6 +100,7 @@ impl<U: Upstream> Conn<U> {
     async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
         let (mut parts, body) = req.into_parts();
         self.upstream.rewrite(&mut parts)?;
+        let body = Guarded { protected: (!body.is_end_stream()).then(|| self.upstream.protected()), body };
         let mut req = Request::from_parts(parts, body);
         let mut fresh = false;
         loop {
@@ -86,7 +122,7 @@ impl<U: Upstream> Conn<U> {
 
     /// Sends `req` on the connection's upstream, opening one if there is none, it is closed,
     /// or `fresh` asks for a new one.
-    async fn dispatch(&self, req: Request<Incoming>, fresh: bool) -> Result<Result<Response<Incoming>, TrySendError>, Failure> {
+    async fn dispatch(&self, req: Request<Guarded>, fresh: bool) -> Result<Result<Response<Incoming>, TrySendError>, Failure> {
         let mut slot = self.sender.lock().await;
         if fresh || slot.as_ref().is_none_or(|s| s.is_closed()) {
             *slot = Some(self.connect().await?);
@@ -97,7 +133,7 @@ impl<U: Upstream> Conn<U> {
         Ok(sender.try_send_request(req).await)
     }
 
-    async fn connect(&self) -> Result<http2::SendRequest<Incoming>, Failure> {
+    async fn connect(&self) -> Result<http2::SendRequest<Guarded>, Failure> {
         let io = TokioIo::new(self.upstream.open(Version::HTTP_2).await?);
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())

@@ -28,7 +28,7 @@ impl Origin {
     pub fn new(tls: &TlsOrigin) -> anyhow::Result<Self> {
         let roots = Arc::new(roots(tls)?);
         let config = |alpn: &[u8]| -> anyhow::Result<Arc<ClientConfig>> {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = crate::credential::crypto_provider(tls.key_exchange.as_slice());
             let mut c = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots.clone())

@@ -1,6 +1,6 @@
 //! Applies `[[http_rule]]`s to one outbound request: strip what a workload must not forge,
 //! then set/append/remove headers with values rendered from templates.
-use super::forged::Lookalikes;
+use super::forged::Protected;
 use super::jwt::JwtIssuer;
 use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
 use crate::config::{HostPattern, HttpRule, Part, Template};
@@ -41,6 +41,23 @@ pub struct Flow<'a> {
     /// The names the destination is known by (its [[outbound]] `hosts` and TLS server name;
     /// see `OutboundRule::names`). Its address is always one.
     pub names: &'a [HostPattern],
+}
+
+/// What the rules make of one destination, worked out once per flow (and again after a
+/// reload): the rules whose `cidrs` and `ports` (and `host`, among its names) let them apply
+/// there, and the names no workload may send there: the identity header and every header one
+/// of those rules sets, whatever Host or path a request names (a rule's `host` and
+/// `path_prefix` select whom it serves, never whether its headers may be forged).
+pub struct Plan {
+    rules: SmallVec<[usize; 4]>,
+    protected: Arc<Protected>,
+}
+
+impl Plan {
+    /// The names stripped from this destination's requests, heads and trailers alike.
+    pub fn protected(&self) -> &Arc<Protected> {
+        &self.protected
+    }
 }
 
 impl Flow<'_> {
@@ -86,10 +103,29 @@ impl Rewriter {
         &self.names[i]
     }
 
+    /// The rules for `flow`'s destination and what its requests may not carry.
+    pub fn plan(&self, flow: &Flow<'_>) -> Plan {
+        let mut rules = SmallVec::new();
+        let mut protected = vec![&self.identity_header];
+        for (i, rule) in self.rules.iter().enumerate() {
+            if for_destination(rule, flow) {
+                rules.push(i);
+                protected.extend(rule.set.keys().map(|k| &k.0));
+            }
+        }
+        Plan { rules, protected: Arc::new(Protected::new(protected)) }
+    }
+
+    /// `apply_planned` with a plan made for this request alone.
+    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+        self.apply_planned(&self.plan(flow), flow, parts)
+    }
+
     /// Rewrites `parts` in place; returns the indices of the rules that applied. On error the
     /// request must not be forwarded: it names another destination than the flow's, or it
-    /// would leave without the credential it is meant to carry.
-    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+    /// would leave without the credential it is meant to carry. `plan` is this rewriter's, for
+    /// `flow`.
+    pub fn apply_planned(&self, plan: &Plan, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
         let (mut hosts, selected) = request_hosts(parts);
@@ -98,20 +134,14 @@ impl Rewriter {
         }
         let host = selected.map(|i| hosts[i].as_str());
         let path = parts.uri.path();
-        let for_destination = || self.rules.iter().enumerate().filter(|(_, r)| destination_matches(r, flow, host, path));
         // Anti-spoofing first: the identity header and any header a rule for this destination
         // injects may only come from idgate, whichever workload sent the request, under any
         // spelling the service may read as theirs.
-        let lookalikes = Lookalikes::of(&parts.headers);
-        lookalikes.strip(&mut parts.headers, &self.identity_header);
-        for (_, rule) in for_destination() {
-            for name in rule.set.keys() {
-                lookalikes.strip(&mut parts.headers, &name.0);
-            }
-        }
+        let lookalikes = plan.protected.strip(&mut parts.headers);
         let mut applied = SmallVec::new();
-        for (i, rule) in for_destination() {
-            if rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
+        for &i in &plan.rules {
+            let rule = &self.rules[i];
+            if !request_matches(rule, host, path) || rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
                 continue;
             }
             for name in &rule.remove {
@@ -192,16 +222,28 @@ pub fn request_hosts(parts: &Parts) -> (Vec<String>, Option<usize>) {
     (out, selected)
 }
 
-fn destination_matches(rule: &HttpRule, flow: &Flow<'_>, host: Option<&str>, path: &str) -> bool {
+/// Whether `rule` can apply on `flow`'s destination: its cidrs and ports hold it, and its
+/// `host`, if any, is one of the destination's names or its address.
+fn for_destination(rule: &HttpRule, flow: &Flow<'_>) -> bool {
+    let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(flow.dst.port()));
+    let addr_ok = rule.cidrs.is_empty() || rule.cidrs.iter().any(|c| c.contains(&flow.dst.ip()));
+    let named = || {
+        rule.host.as_ref().is_none_or(|h| {
+            let ip = flow.dst.ip();
+            h.matches(&ip.to_string()) || h.matches(&format!("[{ip}]")) || flow.names.iter().any(|n| n.overlaps(h))
+        })
+    };
+    port_ok && addr_ok && named()
+}
+
+/// Whether a request selects a rule that is for its destination: by its host and path.
+fn request_matches(rule: &HttpRule, host: Option<&str>, path: &str) -> bool {
     let host_ok = match (&rule.host, host) {
         (None, _) => true,
         (Some(pattern), Some(h)) => pattern.matches(h),
         (Some(_), None) => false,
     };
-    let port_ok = rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(flow.dst.port()));
-    let addr_ok = rule.cidrs.is_empty() || rule.cidrs.iter().any(|c| c.contains(&flow.dst.ip()));
-    let path_ok = rule.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.0.as_str()));
-    host_ok && port_ok && addr_ok && path_ok
+    host_ok && rule.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.0.as_str()))
 }
 
 #[cfg(test)]

@@ -174,3 +174,57 @@ fn bad_templates_are_config_errors_with_a_position() {
     let e = crate::config::parse(Path::new("t.toml"), text).err().unwrap().to_string();
     assert!(e.contains("identity header"), "{e}");
 }
+
+/// Requests that dodge a rule's `host` or `path_prefix`, and so are not selected by it, still
+/// lose every header a rule for their destination (by cidrs and ports) sets: otherwise a
+/// workload forges them by writing another Host or path than the rule's.
+#[test]
+fn headers_rules_for_the_destination_set_are_stripped_whatever_the_host_or_path() {
+    let r = rewriter(RULES);
+    let names = names();
+    let forged = [
+        ("authorization", "Bearer forged"),
+        ("x-caller", "spiffe://td/admin"),
+        ("x_caller", "spiffe://td/admin"),
+        ("x-tier", "forged"),
+        ("X_Tier", "forged"),
+    ];
+    let dodges: &[(&str, Option<&str>, &str)] = &[
+        ("HTTP/1.0 with no Host", None, "/v2/x"),
+        ("an alias from the destination's hosts", Some("other.example.com"), "/v2/x"),
+        ("the address as Host", Some("10.0.0.2"), "/v2/x"),
+        ("the address and port as Host", Some("10.0.0.2:8080"), "/v2/x"),
+        ("a doubled slash", Some("api.example.com"), "//v2/x"),
+        ("another case", Some("api.example.com"), "/V2/x"),
+        ("h2c with an alias as :authority", None, "http://other.example.com/v2/x"),
+    ];
+    let dst: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+    let folded = |parts: &Parts, name: &str| parts.headers.keys().filter(|k| k.as_str().replace('_', "-") == name).count();
+    for source in ["spiffe://td/app/alice", "spiffe://td/app/bob", "spiffe://td/other/mallory"] {
+        let source = SpiffeId::parse(source).unwrap();
+        for (dodge, host, uri) in dodges {
+            let mut headers = forged.to_vec();
+            headers.extend(host.map(|h| ("host", h)));
+            let mut parts = request(&headers, uri);
+            let applied = r.apply(&Flow { source: &source, dst, names: &names }, &mut parts).unwrap_or_else(|e| panic!("{dodge}: {e}"));
+            // Rule 0 (alice, host api.example.com) sets authorization and x-caller; rule 1 (any
+            // app, /v2/ on 8080) sets x-tier. What a rule that applied set is idgate's value.
+            for (name, rule) in [("authorization", 0), ("x-caller", 0), ("x-tier", 1)] {
+                let set = usize::from(applied.contains(&rule));
+                assert_eq!(folded(&parts, name), set, "{source} {dodge}: {name}: {:?}", parts.headers);
+                assert!(parts.headers.get_all(name).iter().all(|v| !v.as_bytes().ends_with(b"forged") && v.as_bytes() != b"spiffe://td/admin"));
+            }
+        }
+    }
+    // Only what a rule for the destination sets is protected: x-tier is set on port 8080 alone,
+    // so on port 9090 a workload's own x-tier is its business.
+    let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
+    let mut parts = request(&[("host", "api.example.com"), ("x-tier", "mine")], "/v2/x");
+    r.apply(&Flow { source: &bob, dst: "10.0.0.2:9090".parse().unwrap(), names: &names }, &mut parts).unwrap();
+    assert_eq!(values(&parts, "x-tier"), ["mine"]);
+    // A destination no rule can apply to keeps the workload's headers (10.0.0.3 has no names,
+    // and the only rule with no host there is for port 8080).
+    let mut parts = request(&[("authorization", "Bearer own"), ("x-caller", "me")], "/v2/x");
+    r.apply(&Flow { source: &bob, dst: "10.0.0.3:80".parse().unwrap(), names: &[] }, &mut parts).unwrap();
+    assert_eq!((values(&parts, "authorization"), values(&parts, "x-caller")), (vec!["Bearer own".into()], vec!["me".into()]));
+}

@@ -1,10 +1,10 @@
 //! Secret values for header templates: files (re-read when they change) and the service's
 //! environment. A `Secret` never prints its content: Debug and Display say `[redacted]`.
+use crate::private_file::{self, Version};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Secret bytes that cannot end up in a log line by accident.
@@ -35,16 +35,6 @@ pub enum SecretError {
     Env(String),
 }
 
-/// What identifies one version of a file: a rename, a rewrite or a chmod changes it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Version {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
 #[derive(Default)]
 pub struct FileSecrets {
     /// Keyed by the path's bytes: a `Path` hashes component by component, and this lookup is
@@ -53,24 +43,19 @@ pub struct FileSecrets {
 }
 
 impl FileSecrets {
-    /// The file's current content. One stat per call; the file is read only when it changed.
+    /// The file's current content. One `lstat` per call; the file is read (and checked: see
+    /// `private_file`) only when its name stands for another file or a changed one.
     pub fn get(&self, path: &Path) -> Result<Secret, SecretError> {
         let err = |why: String| SecretError::File { path: path.into(), why };
-        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        let version = Version {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        };
+        let now = Version::now(path).map_err(|e| err(e.to_string()))?;
         if let Some((v, secret)) = self.cache.lock().get(path.as_os_str()) {
-            if *v == version {
+            if *v == now {
                 return Ok(secret.clone());
             }
         }
-        check_private(&meta).map_err(err)?;
-        let mut content = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let file = private_file::read(path).map_err(err)?;
+        let version = file.version;
+        let mut content = file.content.to_vec();
         while content.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             content.pop();
         }
@@ -84,23 +69,6 @@ impl FileSecrets {
         self.cache.lock().insert(path.as_os_str().to_owned(), (version, secret.clone()));
         Ok(secret)
     }
-}
-
-/// Secrets must be readable by their owner only, and owned by root or by idgate's user.
-fn check_private(meta: &std::fs::Metadata) -> Result<(), String> {
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!("has mode {mode:04o}; secret files must be 0600 or stricter"));
-    }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(format!("is owned by uid {}; secret files must belong to root or to idgate's user", meta.uid()));
-    }
-    Ok(())
 }
 
 pub fn env_secret(name: &str) -> Result<Secret, SecretError> {
@@ -131,5 +99,66 @@ mod tests {
         assert!(e.contains("mode 0644") && !e.contains("two-longer"), "{e}");
         assert_eq!(format!("{:?}", Secret(Bytes::from_static(b"x"))), "[redacted]");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn private(path: &Path, content: &str) {
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// The file read must be the file checked, in a place only root (or idgate's user) can
+    /// change: no symbolic link as its name, no directory on its way that another user owns
+    /// or that group or others may write (unless sticky, like /tmp).
+    #[test]
+    fn links_and_directories_other_users_can_change_are_refused() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let secrets = FileSecrets::default();
+        let refused = |path: &Path, why: &str| {
+            let e = secrets.get(path).expect_err(&path.display().to_string()).to_string();
+            assert!(e.contains(&path.display().to_string()) && e.contains(why), "{}: {e}", path.display());
+        };
+        std::fs::create_dir(root.join("safe")).unwrap();
+        private(&root.join("safe/token"), "safe-value");
+        assert_eq!(secrets.get(&root.join("safe/token")).unwrap().expose(), b"safe-value");
+
+        // A symbolic link as the file's own name: the link, not its target, is what was named.
+        std::os::unix::fs::symlink(root.join("safe/token"), root.join("safe/link")).unwrap();
+        refused(&root.join("safe/link"), "symbolic link");
+
+        // Directories others may change: replace the file, or the directory under it.
+        for (dir, mode, why) in [("world", 0o777, "writable by others"), ("group", 0o770, "writable by its group")] {
+            let d = root.join(dir);
+            std::fs::create_dir(&d).unwrap();
+            private(&d.join("token"), "v");
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+            refused(&d.join("token"), why);
+            refused(&d.join("token"), &d.display().to_string());
+        }
+        // Sticky (like /tmp): others cannot rename or remove root's file there.
+        let sticky = root.join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        private(&sticky.join("token"), "sticky-value");
+        assert_eq!(secrets.get(&sticky.join("token")).unwrap().expose(), b"sticky-value");
+
+        // A directory another user owns, on the way as written or as resolved.
+        let theirs = root.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        private(&theirs.join("token"), "v");
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        refused(&theirs.join("token"), "owned by uid 65534");
+        std::os::unix::fs::symlink(root.join("safe"), theirs.join("via")).unwrap();
+        refused(&theirs.join("via/token"), "owned by uid 65534");
+        std::os::unix::fs::symlink(&theirs, root.join("safe/into-theirs")).unwrap();
+        refused(&root.join("safe/into-theirs/token"), "owned by uid 65534");
+
+        // Not a regular file: refused without blocking on it.
+        let fifo = root.join("safe/fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        refused(&fifo, "not a regular file");
     }
 }

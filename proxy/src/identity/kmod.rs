@@ -96,9 +96,11 @@ impl FlowIdentity for KmodBackend {
                 cgroup: uapi::c_string(&q.cgroup),
                 start_time: q.start_time_ns,
                 exe_unknown: q.result_flags & uapi::RESULT_EXE_TRUNC != 0,
-                // The file the module saw run at connect(), not what the path names now.
-                exe_id: (q.result_flags & uapi::RESULT_EXE_ID != 0).then_some(ExeId { dev: q.exe_dev, ino: q.exe_ino }),
                 cgroup_unknown: q.result_flags & uapi::RESULT_CG_TRUNC != 0,
+                // The file the module saw run at connect() (device and inode as stat(2) gives
+                // them), whatever its path shows now or in the process's mount namespace.
+                exe_id: (q.result_flags & uapi::RESULT_EXE_ID != 0).then_some(ExeId { dev: q.exe_dev, ino: q.exe_ino }),
+                root_socket: false,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(IdentityError::NoSocket { client, dst }),
             Err(e) => Err(e.into()),

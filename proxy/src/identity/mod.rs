@@ -2,6 +2,7 @@
 //! flow?"; the selector turns the process into a SPIFFE ID; results are cached per process
 //! and reused only while every selected attribute is unchanged (a reused pid, an execve or a
 //! setuid never inherits an identity).
+mod exe_file;
 mod kmod;
 pub mod kmod_envelope;
 mod kmod_uapi;
@@ -23,15 +24,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Which file a process runs: its device and inode as stat(2) reports them (`st_dev` in
-/// userspace encoding, as `std::os::unix::fs::MetadataExt::dev()` gives it), whatever path it
-/// was run by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct ExeId {
-    pub dev: u64,
-    pub ino: u64,
-}
-
 /// The process that opened a flow, as the identity rules see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessInfo {
@@ -46,10 +38,22 @@ pub struct ProcessInfo {
     pub start_time: u64,
     /// `exe` is truncated or could not be read: no `exe` selector matches it.
     pub exe_unknown: bool,
-    /// The file the process runs; `None` (unknown): no `exe` selector matches it.
-    pub exe_id: Option<ExeId>,
     /// `cgroup` is truncated or could not be read: no `cgroup` selector matches it.
     pub cgroup_unknown: bool,
+    /// The file the process runs; `None` when it is not known (the process is gone, or the
+    /// backend could not tell): no `exe` or `sha256` selector matches such a process.
+    pub exe_id: Option<ExeId>,
+    /// The flow's socket was created by root and is held only by processes of this one's uid,
+    /// which is not root (procfs backend): only rules with `root_socket = true` match it.
+    pub root_socket: bool,
+}
+
+/// Which file a process runs: device (userspace `st_dev` encoding, as
+/// `std::os::unix::fs::MetadataExt::dev` gives it) and inode of `/proc/<pid>/exe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ExeId {
+    pub dev: u64,
+    pub ino: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

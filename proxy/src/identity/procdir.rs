@@ -101,6 +101,19 @@ impl ProcDir {
         readlink_at(self.0.as_raw_fd(), name, buf)
     }
 
+    /// Device and inode of the file the process runs: `exe` followed to the file itself, so
+    /// whatever path the process sees it under (another mount namespace, a bind mount) does
+    /// not matter. Fails for a process that is gone or has no executable (a kernel thread).
+    pub fn exe_id(&self) -> io::Result<super::ExeId> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstatat writes one stat struct into st, read only after it succeeded.
+        let st = unsafe {
+            cvt(libc::fstatat(self.0.as_raw_fd(), c"exe".as_ptr(), st.as_mut_ptr(), 0))?;
+            st.assume_init()
+        };
+        Ok(super::ExeId { dev: st.st_dev, ino: st.st_ino })
+    }
+
     /// The owner of the directory, as the kernel works it out for each stat: a live process's
     /// effective uid and gid (for this directory even when the process is not dumpable, unlike
     /// the files in it), or root's ids for a kernel thread or a process that is gone. So only
@@ -115,21 +128,6 @@ impl ProcDir {
             st.assume_init()
         };
         (st.st_uid != 0).then_some((st.st_uid, st.st_gid))
-    }
-
-    /// The file the process runs (`exe`, followed: a stat of the file itself, which a mount
-    /// namespace of the process's own cannot make another file's), or None if it has none
-    /// (a kernel thread, an exiting process).
-    pub fn exe_id(&self) -> Option<super::ExeId> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstatat writes one stat struct into st, which is read only after it succeeded.
-        let st = unsafe {
-            if libc::fstatat(self.0.as_raw_fd(), c"exe".as_ptr(), st.as_mut_ptr(), 0) != 0 {
-                return None;
-            }
-            st.assume_init()
-        };
-        Some(super::ExeId { dev: st.st_dev, ino: st.st_ino })
     }
 }
 

@@ -123,24 +123,13 @@ impl FlowIdentity for ProcfsBackend {
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
         let (inode, uid) = sock_diag::lookup(client, dst)?.ok_or(IdentityError::NoSocket { client, dst })?;
-        let no_owner = || IdentityError::NoOwner { inode, client, dst };
-        let (pid, fd, files) = self.owner_of(inode, uid).ok_or_else(no_owner)?;
-        // Read fresh for every flow: execve and setuid change exe and uid under the same pid
-        // and start time, and the identity must be the one at connect time.
-        match read_process_from(pid, &files) {
-            Ok(p) => {
-                let mut open = self.open_flows.lock();
-                if open.len() >= OPEN_FLOWS {
-                    open.clear();
-                }
-                open.insert(client, (pid, fd));
-                Ok(Arc::new(p))
-            }
-            Err(_) => {
-                self.forget(&[pid]); // gone: its kept files would only fail again
-                Err(no_owner())
-            }
+        let (pid, fd, process) = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
+        let mut open = self.open_flows.lock();
+        if open.len() >= OPEN_FLOWS {
+            open.clear();
         }
+        open.insert(client, (pid, fd));
+        Ok(Arc::new(process))
     }
 
     /// The fd of a closed flow is what its process most likely gets back for its next socket:
@@ -166,8 +155,14 @@ impl FlowIdentity for ProcfsBackend {
 }
 
 impl ProcfsBackend {
-    /// The pid holding socket `inode`, the fd it holds it as, and its open procfs files.
-    fn owner_of(&self, inode: u32, uid: u32) -> Option<(u32, u32, Arc<OwnerFiles>)> {
+    /// The process holding socket `inode` (created by `socket_uid`) and the fd it holds it as.
+    ///
+    /// Only a process whose effective uid is the socket's is the answer: a socket is passed on
+    /// (inherited by a setuid program or `sudo -u`, sent over a Unix socket) to processes of
+    /// other users, and the flow must not take their identity. The socket's uid is the fsuid
+    /// of the process that created it, which follows the effective uid (the one the rules
+    /// select on); the real uid would not do, since a setuid program keeps its caller's.
+    fn owner_of(&self, inode: u32, socket_uid: u32) -> Option<(u32, u32, ProcessInfo)> {
         let mut needle_buf = [0u8; 32];
         let needle = {
             let mut w = &mut needle_buf[..];
@@ -209,21 +204,33 @@ impl ProcfsBackend {
                 (None, Some(dir)) => Arc::new(OwnerFiles::in_dir(dir).ok()?),
                 (None, None) => unreachable!("an owner without kept files had its directory opened"),
             };
-            Some((owner.pid, fd, files))
+            // Read fresh for every flow: execve and setuid change exe and uid under the same
+            // pid and start time, and the identity must be the one at connect time.
+            match read_process_from(owner.pid, &files) {
+                Ok(p) if p.uid == socket_uid => Some((owner.pid, fd, files, p)),
+                Ok(_) => None, // holds another user's socket: someone else may hold it too
+                Err(_) => {
+                    gone.push(owner.pid); // gone: its kept files would only fail again
+                    None
+                }
+            }
         });
         if !gone.is_empty() {
             self.forget(&gone);
         }
-        // Then workloads that just started; then the full walk: first only processes of the
-        // socket's uid, then everyone (setuid after connect).
-        let (pid, fd, files) = match found {
+        // Then workloads that just started; then the full walk of the socket uid's processes;
+        // and for root's sockets, what `root_socket_holder` allows.
+        let (pid, fd, files, process) = match found {
             Some(f) => f,
             None => {
                 let expected: Vec<u32> = self.expected.lock().iter().copied().collect();
-                let just_started = expected.into_iter().find_map(|pid| Some((pid, FdTable::open(pid).ok()?.find(needle)?)));
-                let (pid, fd) = just_started.or_else(|| scan(needle, Some(uid))).or_else(|| scan(needle, None))?;
-                self.expected.lock().retain(|p| *p != pid);
-                (pid, fd, Arc::new(OwnerFiles::open(pid).ok()?))
+                let found = expected
+                    .into_iter()
+                    .find_map(|pid| holder_of_uid(pid, FdTable::open(pid).ok()?.find(needle)?, socket_uid))
+                    .or_else(|| holders(needle, Some(socket_uid)).find_map(|(pid, fd)| holder_of_uid(pid, fd, socket_uid)))
+                    .or_else(|| if socket_uid == 0 { root_socket_holder(needle) } else { None })?;
+                self.expected.lock().retain(|p| *p != found.0);
+                found
             }
         };
         let mut recent = self.recent.lock();
@@ -232,13 +239,13 @@ impl ProcfsBackend {
             None => Owner::new(pid),
         };
         owner.found(fd);
-        owner.files = Some(files.clone());
+        owner.files = Some(files);
         recent.push_front(owner);
         recent.truncate(RECENT_OWNERS);
         for older in recent.iter_mut().skip(OWNERS_WITH_FILES) {
             older.files = None;
         }
-        Some((pid, fd, files))
+        Some((pid, fd, process))
     }
 
     fn forget(&self, pids: &[u32]) {
@@ -246,14 +253,48 @@ impl ProcfsBackend {
     }
 }
 
-/// (pid, fd) of the process holding `needle`, walking all of /proc. Newest processes first:
-/// a workload unknown to the recent-owner list has most likely just started, and its high pid
-/// is then found after a handful of entries instead of after every process on the host.
-fn scan(needle: &[u8], uid: Option<u32>) -> Option<(u32, u32)> {
+/// A process holding the socket: pid, the fd it holds it as, its kept files, what it is.
+type Found = (u32, u32, Arc<OwnerFiles>, ProcessInfo);
+
+/// Process `pid`, which holds the socket as `fd`, if its effective uid is `uid`.
+fn holder_of_uid(pid: u32, fd: u32, uid: u32) -> Option<Found> {
+    let files = OwnerFiles::open(pid).ok()?;
+    let p = read_process_from(pid, &files).ok()?;
+    (p.uid == uid).then(|| (pid, fd, Arc::new(files), p))
+}
+
+/// A socket root created that no root process holds (a daemon that connected before it
+/// dropped privileges): its holder, only if every process holding it has the same uid, and
+/// marked so that only a rule allowing it (`root_socket = true`) matches. Two users holding
+/// it is nobody's flow. It walks all of /proc: such flows are rare and known to be slow.
+fn root_socket_holder(needle: &[u8]) -> Option<Found> {
+    let mut first: Option<Found> = None;
+    for (pid, fd) in holders(needle, None) {
+        let Ok(files) = OwnerFiles::open(pid) else { continue };
+        let Ok(mut p) = read_process_from(pid, &files) else { continue }; // gone meanwhile
+        match &first {
+            None => {
+                p.root_socket = p.uid != 0;
+                first = Some((pid, fd, Arc::new(files), p));
+            }
+            Some(held) if held.3.uid == p.uid => {}
+            Some(_) => return None,
+        }
+    }
+    first
+}
+
+/// (pid, fd) of the processes holding `needle` (of effective uid `uid`, if given), walking
+/// all of /proc. Newest processes first: a workload unknown to the recent-owner list has most
+/// likely just started, and its high pid is then found after a handful of entries instead of
+/// after every process on the host.
+fn holders(needle: &[u8], uid: Option<u32>) -> impl Iterator<Item = (u32, u32)> + '_ {
     let mut entries: Vec<(u32, std::fs::DirEntry)> =
-        std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e))).collect();
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e))).collect();
     entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-    entries.into_iter().find_map(|(pid, entry)| {
+    entries.into_iter().filter_map(move |(pid, entry)| {
+        // The directory's owner is the process's effective uid (a cheap first filter; the
+        // holder's ids are read in full before it is taken).
         if let Some(uid) = uid {
             if entry.metadata().ok()?.uid() != uid {
                 return None;
@@ -268,7 +309,7 @@ fn malformed(what: &str) -> io::Error {
 }
 
 /// The start time (field 22) of /proc/<pid>/stat.
-fn parse_start_time(stat: &str) -> io::Result<u64> {
+pub(super) fn parse_start_time(stat: &str) -> io::Result<u64> {
     // comm may contain spaces and parentheses: it ends at the last ')'.
     let close = stat.rfind(')').ok_or_else(|| malformed("stat"))?;
     // Fields after comm start at field 3 (state); starttime is field 22.
@@ -322,19 +363,22 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
     let mut link = [0u8; 4096];
     // An exiting process has no exe any more: unknown, so no exe selector matches it.
     let exe = files.dir.readlink(c"exe", &mut link).map(|b| text(b).into_owned()).ok();
-    let exe_id = files.dir.exe_id();
+    // The path above is as the process's mount namespace shows it, which its user may control:
+    // the file's identity says which file it is (see `Selector`).
+    let exe_id = files.dir.exe_id().ok();
     let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).ok();
     Ok(ProcessInfo {
         tgid: pid,
         uid,
         gid,
         exe_unknown: exe.is_none(),
-        exe_id,
         cgroup_unknown: cgroup.is_none(),
         exe: exe.unwrap_or_default(),
         comm,
         cgroup: cgroup.unwrap_or_default(),
         start_time: files.start_time,
+        exe_id,
+        root_socket: false,
     })
 }
 
@@ -465,6 +509,101 @@ mod tests {
         assert_eq!(std::os::unix::fs::MetadataExt::uid(&files_owner), 0, "not dumpable: its files are root's");
         assert_eq!((effective_id(&status, "Uid:").unwrap(), effective_id(&status, "Gid:").unwrap()), (65534, 65532));
         assert_eq!((p.uid, p.gid), (65534, 65532));
+    }
+
+    /// `f` run with this thread's fsuid set to `uid`: sockets it creates are that user's.
+    fn as_fsuid<T>(uid: u32, f: impl FnOnce() -> T) -> T {
+        // SAFETY: setfsuid changes this thread's file-system uid only; it is set back below.
+        let before = unsafe { libc::setfsuid(uid) };
+        let out = f();
+        unsafe { libc::setfsuid(before as u32) };
+        out
+    }
+
+    /// A process of `uid` that holds `sock` (as its fd 3), as a program the socket's creator
+    /// started or sent it to does. Killed on drop.
+    struct Holder(std::process::Child);
+
+    impl Holder {
+        fn new(sock: &std::net::TcpStream, uid: u32) -> Self {
+            use std::os::unix::process::CommandExt;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+            let id = uid.to_string();
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args([&format!("--reuid={id}"), &format!("--regid={id}"), "--clear-groups", "sleep", "30"]);
+            // SAFETY: dup2 and fcntl are async-signal-safe; the copy without close-on-exec is
+            // the child's only.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                    if r < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                })
+            };
+            let child = cmd.spawn().expect("setpriv (util-linux)");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::fs::read_to_string(format!("/proc/{}/comm", child.id())).ok().as_deref() != Some("sleep\n") {
+                assert!(std::time::Instant::now() < deadline, "the holder did not start");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Holder(child)
+        }
+    }
+
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_socket_is_attributed_only_to_a_process_of_its_uid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = as_fsuid(65534, || std::net::TcpStream::connect(listener.local_addr().unwrap())).unwrap();
+        let (src, dst) = (sock.local_addr().unwrap(), sock.peer_addr().unwrap());
+        let backend = ProcfsBackend::default();
+        // This (root) process holds uid 65534's socket, as a setuid-root program that inherited
+        // it would: not the answer.
+        let got = backend.process_of(src, dst);
+        assert!(matches!(got, Err(IdentityError::NoOwner { .. })), "{got:?}");
+        // Nor is another user's process holding it too.
+        let _other = Holder::new(&sock, 65533);
+        let got = backend.process_of(src, dst);
+        assert!(matches!(got, Err(IdentityError::NoOwner { .. })), "{got:?}");
+        // Its own user's process is, even behind the others.
+        let own = Holder::new(&sock, 65534);
+        let _newer = Holder::new(&sock, 65532);
+        let p = backend.process_of(src, dst).unwrap();
+        assert_eq!((p.tgid, p.uid, p.root_socket), (own.0.id(), 65534, false));
+        // Found again among the recent owners.
+        assert_eq!(backend.process_of(src, dst).unwrap().tgid, own.0.id());
+    }
+
+    #[test]
+    fn a_root_socket_passed_to_one_other_user_is_theirs_if_rules_allow() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (src, dst) = (sock.local_addr().unwrap(), sock.peer_addr().unwrap());
+        let backend = ProcfsBackend::default();
+        let user = Holder::new(&sock, 65534);
+        // While root holds it, it is root's.
+        let p = backend.process_of(src, dst).unwrap();
+        assert_eq!((p.tgid, p.uid, p.root_socket), (std::process::id(), 0, false));
+        drop(sock);
+        // Then only the user's process holds it: the answer, marked for the rules.
+        let p = backend.process_of(src, dst).unwrap();
+        assert_eq!((p.tgid, p.uid, p.root_socket), (user.0.id(), 65534, true));
+        // Another root socket that two users hold: nobody's.
+        let sock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (src, dst) = (sock.local_addr().unwrap(), sock.peer_addr().unwrap());
+        let (_a, _b) = (Holder::new(&sock, 65534), Holder::new(&sock, 65533));
+        drop(sock);
+        let got = backend.process_of(src, dst);
+        assert!(matches!(got, Err(IdentityError::NoOwner { .. })), "{got:?}");
     }
 
     #[test]

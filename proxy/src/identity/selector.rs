@@ -1,9 +1,9 @@
 //! Workload rules: process attributes → SPIFFE ID. Selectors in one rule are ANDed; the first
 //! matching rule wins.
-use super::{ExeId, ProcessInfo};
+use super::exe_file::{self, EXE_HASHES};
+use super::ProcessInfo;
 use crate::config::WorkloadRule;
 use crate::spiffe::SpiffeId;
-use std::os::unix::fs::MetadataExt;
 
 pub struct Selector {
     rules: Vec<WorkloadRule>,
@@ -15,42 +15,67 @@ impl Selector {
     }
 
     pub fn select(&self, p: &ProcessInfo) -> Option<SpiffeId> {
-        self.rules.iter().find(|r| matches(r, p)).map(|r| r.spiffe_id.get_ref().0.clone())
+        let mut file = FileFacts { p, at_path: None, sha256: None };
+        self.rules.iter().find(|r| matches(r, p, &mut file)).map(|r| r.spiffe_id.get_ref().0.clone())
+    }
+}
+
+/// What rules ask about the file a process runs, found out once per selection and only when a
+/// rule whose other selectors all match asks (a stat of a path, a hash).
+struct FileFacts<'a> {
+    p: &'a ProcessInfo,
+    at_path: Option<bool>,
+    sha256: Option<Option<[u8; 32]>>,
+}
+
+impl FileFacts<'_> {
+    /// The file at the path the process's exe shows, in idgate's mount namespace, is the one
+    /// it runs (and not one that the process's own mount namespace puts there).
+    fn at_path(&mut self) -> bool {
+        let p = self.p;
+        *self.at_path.get_or_insert_with(|| {
+            let here = p.exe_id.is_some_and(|id| exe_file::is_at_path(id, &p.exe));
+            if !here {
+                tracing::debug!(pid = p.tgid, exe = %p.exe, "the file this process runs is not the one at its exe path here (or is unknown): no exe selector matches it");
+            }
+            here
+        })
+    }
+
+    fn sha256(&mut self) -> Option<[u8; 32]> {
+        let p = self.p;
+        *self.sha256.get_or_insert_with(|| p.exe_id.and_then(|id| EXE_HASHES.sha256(p.tgid, id)))
     }
 }
 
 /// A truncated or unreadable path never matches a selector on it: a prefix of a path (or an
-/// empty one) could otherwise match a glob written for another executable or cgroup.
-fn matches(r: &WorkloadRule, p: &ProcessInfo) -> bool {
+/// empty one) could otherwise match a glob written for another executable or cgroup. A file
+/// whose identity is unknown matches no `exe` or `sha256` selector. The costly checks come
+/// last, so they run only for a process that every other selector of the rule matched.
+fn matches(r: &WorkloadRule, p: &ProcessInfo, file: &mut FileFacts<'_>) -> bool {
     r.uid.is_none_or(|u| u == p.uid)
         && r.gid.is_none_or(|g| g == p.gid)
-        && r.exe.as_ref().is_none_or(|g| !p.exe_unknown && g.is_match(&p.exe) && runs_file_at(p, &p.exe))
+        && (r.root_socket || !p.root_socket)
         && r.comm.as_ref().is_none_or(|g| g.is_match(&p.comm))
         && r.cgroup.as_ref().is_none_or(|g| !p.cgroup_unknown && g.is_match(&p.cgroup))
-}
-
-/// Is the file at `path` in this host's mount namespace the one `p` runs? The path a process
-/// ran by is its own mount namespace's: with a user namespace, a bind mount shows any file of
-/// the user's under any path there.
-fn runs_file_at(p: &ProcessInfo, path: &str) -> bool {
-    p.exe_id.is_some_and(|id| std::fs::metadata(path).is_ok_and(|m| ExeId { dev: m.dev(), ino: m.ino() } == id))
+        && r.exe.as_ref().is_none_or(|g| !p.exe_unknown && g.get_ref().is_match(&p.exe) && file.at_path())
+        && r.sha256.as_ref().is_none_or(|d| file.sha256() == Some(d.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn selector(toml: &str) -> Selector {
         let c = crate::config::load::parse(Path::new("t.toml"), toml).unwrap();
         Selector::new(c.workloads)
     }
 
-    fn file_id(path: &str) -> Option<ExeId> {
-        std::fs::metadata(path).ok().map(|m| ExeId { dev: m.dev(), ino: m.ino() })
+    fn rules(rules: &str) -> Selector {
+        selector(&format!("trust_domain = \"t\"\n{rules}"))
     }
 
-    /// A process running the file at `exe` (if there is one).
     fn proc(uid: u32, exe: &str) -> ProcessInfo {
         ProcessInfo {
             tgid: 1,
@@ -61,16 +86,41 @@ mod tests {
             cgroup: "/a.slice/b".into(),
             start_time: 1,
             exe_unknown: false,
-            exe_id: file_id(exe),
             cgroup_unknown: false,
+            exe_id: None,
+            root_socket: false,
         }
+    }
+
+    /// A running `sleep`, killed on drop, as the procfs backend reads it.
+    struct Sleeping(std::process::Child, ProcessInfo);
+
+    impl Drop for Sleeping {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn sleep_path() -> PathBuf {
+        std::fs::canonicalize("/bin/sleep").unwrap()
+    }
+
+    fn sleeping() -> Sleeping {
+        let child = std::process::Command::new(sleep_path()).arg("30").spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap() != sleep_path() {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let p = super::super::read_process(child.id()).unwrap();
+        Sleeping(child, p)
     }
 
     #[test]
     fn truncated_or_unknown_paths_match_no_selector_on_them() {
-        let s = selector(
-            "trust_domain = \"t\"\n\
-             [[workload]]\nspiffe_id = \"spiffe://t/exe\"\nexe = \"/usr/**\"\n\
+        let s = rules(
+            "[[workload]]\nspiffe_id = \"spiffe://t/exe\"\nexe = \"/usr/**\"\n\
              [[workload]]\nspiffe_id = \"spiffe://t/cg\"\ncgroup = \"/a.slice/**\"\n\
              [[workload]]\nspiffe_id = \"spiffe://t/uid\"\nuid = 7\n",
         );
@@ -83,43 +133,75 @@ mod tests {
         assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/uid");
         p.uid = 8;
         assert!(s.select(&p).is_none());
-        // An unknown exe does not match a glob that matches anything, nor does an empty one.
-        let any = selector("trust_domain = \"t\"\n[[workload]]\nspiffe_id = \"spiffe://t/any\"\nexe = \"**\"\n");
-        let mut gone = proc(1, "/usr/bin/env");
-        assert!(any.select(&gone).is_some());
-        gone.exe_unknown = true;
-        assert!(any.select(&gone).is_none());
-        assert!(any.select(&proc(1, "")).is_none());
+        // An unknown exe does not match a glob that matches anything.
+        let any = rules("[[workload]]\nspiffe_id = \"spiffe://t/any\"\nexe = \"**\"\n");
+        let mut sleep = sleeping();
+        assert!(any.select(&sleep.1).is_some());
+        sleep.1.exe_unknown = true;
+        assert!(any.select(&sleep.1).is_none());
     }
 
     #[test]
     fn first_match_wins_and_selectors_are_anded() {
-        let s = selector(
-            "trust_domain = \"t\"\n\
-             [[workload]]\nspiffe_id = \"spiffe://t/web\"\nexe = \"/usr/bin/*\"\nuid = 1000\n\
-             [[workload]]\nspiffe_id = \"spiffe://t/any\"\ncgroup = \"/a.slice/**\"\n",
-        );
-        assert_eq!(s.select(&proc(1000, "/usr/bin/env")).unwrap().as_str(), "spiffe://t/web");
-        assert_eq!(s.select(&proc(1001, "/usr/bin/env")).unwrap().as_str(), "spiffe://t/any");
+        let sleep = sleeping();
+        let dir = sleep_path().parent().unwrap().display().to_string();
+        let s = rules(&format!(
+            "[[workload]]\nspiffe_id = \"spiffe://t/web\"\nexe = \"{dir}/*\"\nuid = 1000\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/any\"\ncgroup = \"/**\"\n"
+        ));
+        let mut p = sleep.1.clone();
+        p.uid = 1000;
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/web");
+        p.uid = 1001;
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/any");
         // `*` stays within a path segment
-        assert_eq!(s.select(&proc(1000, "/usr/bin/x/curl")).unwrap().as_str(), "spiffe://t/any");
+        p.uid = 1000;
+        p.exe = format!("{dir}/x/sleep");
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/any");
     }
 
     #[test]
-    fn exe_selector_matches_only_the_file_at_that_path() {
-        let s = selector(
-            "trust_domain = \"t\"\n\
-             [[workload]]\nspiffe_id = \"spiffe://t/env\"\nexe = \"/usr/bin/env\"\n",
+    fn an_exe_selector_matches_the_file_at_its_path_not_the_name() {
+        let sleep = sleeping();
+        let s = rules(&format!("[[workload]]\nspiffe_id = \"spiffe://t/sleep\"\nexe = \"{}\"\n", sleep_path().display()));
+        assert_eq!(s.select(&sleep.1).unwrap().as_str(), "spiffe://t/sleep");
+        // The same path read for another file (a mount namespace of the user's own puts it
+        // there), or for a file the backend could not identify: no match.
+        let mut other = sleep.1.clone();
+        other.exe_id = other.exe_id.map(|id| super::super::ExeId { ino: id.ino + 1, ..id });
+        assert!(s.select(&other).is_none());
+        other.exe_id = None;
+        assert!(s.select(&other).is_none());
+    }
+
+    #[test]
+    fn a_sha256_selector_matches_the_content_of_the_running_file() {
+        let sleep = sleeping();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &std::fs::read(sleep_path()).unwrap());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let s = rules(&format!("[[workload]]\nspiffe_id = \"spiffe://t/hashed\"\nsha256 = \"{hex}\"\n"));
+        assert_eq!(s.select(&sleep.1).unwrap().as_str(), "spiffe://t/hashed");
+        let mut unknown = sleep.1.clone();
+        unknown.exe_id = None;
+        assert!(s.select(&unknown).is_none(), "a file not identified is not hashed");
+        let other = rules(&format!("[[workload]]\nspiffe_id = \"spiffe://t/hashed\"\nsha256 = \"{}\"\n", "0".repeat(64)));
+        assert!(other.select(&sleep.1).is_none());
+    }
+
+    #[test]
+    fn a_borrowed_root_socket_matches_only_rules_that_allow_it() {
+        let s = rules(
+            "[[workload]]\nspiffe_id = \"spiffe://t/daemon\"\nuid = 7\nroot_socket = true\ncomm = \"daemon\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/seven\"\nuid = 7\n",
         );
-        let mut p = proc(7, "/usr/bin/env");
-        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/env");
-        // Another file shown under that path (a bind mount in a namespace of the user's own).
-        p.exe_id = file_id("/bin/sh");
-        assert!(p.exe_id.is_some() && p.exe_id != file_id("/usr/bin/env"));
-        assert!(s.select(&p).is_none());
-        // Which file the process runs is unknown.
-        p.exe_id = None;
-        assert!(s.select(&p).is_none());
+        let mut p = proc(7, "/x");
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/seven");
+        p.root_socket = true;
+        assert!(s.select(&p).is_none(), "only a rule with root_socket = true matches");
+        p.comm = "daemon".into();
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/daemon");
+        p.root_socket = false;
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/daemon", "it allows, it does not require");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The table's life beyond one process: which rules a config asks for, the last table idgate
 //! installed (kept in the state directory so that a host whose config broke still boots with
 //! its flows refused), and installing a refusing table before anything at start-up can fail.
-use super::nftables::{self, Ruleset};
+use super::Ruleset;
 use crate::config::{Config, InboundMode};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         destinations,
         tag_mark: (redirect == Redirect::Either).then_some(config.intercept.tag_mark),
         protected_ports,
+        guard_cgroup: config.intercept.guard_cgroup.clone(),
     }
 }
 
@@ -57,13 +58,13 @@ pub fn load_snapshot(state_dir: &Path) -> Result<Ruleset> {
     serde_json::from_slice(&text).with_context(|| format!("{}: not an idgate table snapshot", path.display()))
 }
 
-/// Installs `rs` unless a table of its name is already in place (one left by a previous run,
-/// by `idgate guard` at boot, or by an idgate that is running now, which must not be
+/// Installs the standing table `rs` names unless one is already in place (left by a previous
+/// run, by `idgate guard` at boot, or by an idgate that is running now, which must not be
 /// disturbed by a second one that is about to fail). True if it installed.
 pub fn ensure(rs: &Ruleset) -> std::io::Result<bool> {
-    if nftables::exists(&rs.table)? {
+    if super::exists(rs.standing_name())? {
         return Ok(false);
     }
-    nftables::install(rs)?;
+    super::install_standing(rs)?;
     Ok(true)
 }

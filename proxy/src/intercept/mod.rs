@@ -1,10 +1,16 @@
-//! Getting flows to the proxy: the nftables table idgate owns (and leaves in place while it
-//! is not running, so that intercepted flows are refused rather than sent in plaintext), and
-//! the original tuple (source and destination, from conntrack) of a redirected connection.
+//! Getting flows to the proxy: idgate's nftables tables (one that outlives the process, so that
+//! intercepted flows are refused rather than sent in plaintext while idgate is not running,
+//! and one that the running idgate holds, which no other program can flush), the cgroup guard
+//! that stands in for both if they are gone, and the original tuple (source and destination,
+//! from conntrack) of a redirected connection.
+pub mod cgroup_guard;
 mod conntrack;
+mod destinations;
 pub mod guard;
-mod nftables;
-mod redirect_expr;
+mod keeper;
+mod nft;
+mod table;
 
 pub use conntrack::{original_tuple, OriginalTuple};
-pub use nftables::{exists, install, remove, Ruleset};
+pub use keeper::{exists, hold_owner_socket_for_proxies, inherited_owner_socket, install_standing, remove, Keeper, KeeperStatus, OWNER_FD_ENV};
+pub use table::{owned_name, Ruleset};

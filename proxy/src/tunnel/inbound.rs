@@ -45,6 +45,24 @@ pub struct Inbound {
     pub retire: tokio::sync::watch::Sender<bool>,
 }
 
+/// What a peer says about a flow is stored and logged, so it is bounded: a flow id longer than
+/// this is replaced by one of ours, a process description is cut.
+const MAX_PEER_FLOW_ID: usize = 128;
+const MAX_PEER_PROCESS: usize = 1024;
+
+/// The peer's flow id, if it is one we keep (header values reach here as visible ASCII).
+fn peer_flow_id(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v.len() <= MAX_PEER_FLOW_ID).map(str::to_string)
+}
+
+fn peer_process(value: &str) -> String {
+    if value.len() <= MAX_PEER_PROCESS {
+        return value.to_string();
+    }
+    // Visible ASCII: any byte is a character boundary.
+    format!("{}... ({} bytes cut)", &value[..MAX_PEER_PROCESS], value.len() - MAX_PEER_PROCESS)
+}
+
 /// The authenticated caller of one tunnel connection.
 pub(super) struct Peer {
     pub id: SpiffeId,
@@ -67,12 +85,12 @@ impl Inbound {
         async move {
             let Peer { id: peer_id, serial, remote, cert } = &*peer;
             let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
-            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let flow = header(FLOW_HEADER)
+            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+            let flow = peer_flow_id(header(FLOW_HEADER))
                 .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
             let mut d = Decision::new("inbound", flow);
             d.source_id = Some(peer_id.to_string());
-            d.process = header(PROCESS_HEADER);
+            d.process = header(PROCESS_HEADER).map(peer_process);
             d.destination = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
             d.verdict = "allowed";
             d.detail = Some(format!("client certificate serial {serial}"));
@@ -118,7 +136,9 @@ impl Inbound {
             };
             d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
             self.metrics.inbound(d.verdict);
-            self.trail.refused(&d);
+            if self.refusals.stream_trail(d.verdict) {
+                self.trail.refused(&d);
+            }
             self.decisions.record(d);
             let response = Response::builder().status(status).body(()).expect("static response");
             let _ = respond.send_response(response, true);
@@ -162,5 +182,21 @@ impl Inbound {
             }
             self.trail.ended(flow, "allowed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_peer_says_about_a_flow_is_kept_within_bounds() {
+        assert_eq!(peer_flow_id(Some("host-a-12.7")).as_deref(), Some("host-a-12.7"));
+        assert_eq!(peer_flow_id(Some(&"f".repeat(MAX_PEER_FLOW_ID + 1))), None);
+        assert_eq!(peer_flow_id(Some("")), None);
+        let huge = "exe=/".to_string() + &"x".repeat(1 << 20);
+        let kept = peer_process(&huge);
+        assert!(kept.len() < MAX_PEER_PROCESS + 40 && kept.ends_with(&format!("({} bytes cut)", huge.len() - MAX_PEER_PROCESS)), "{}", kept.len());
+        assert_eq!(peer_process("pid=1;uid=0"), "pid=1;uid=0");
     }
 }

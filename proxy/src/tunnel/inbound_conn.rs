@@ -38,7 +38,16 @@ impl Inbound {
                     // The config in force now: a CA rotation replaces it.
                     let acceptor = TlsAcceptor::from(self.credentials.server_config());
                     tokio::spawn(async move {
-                        let Some((tls, peer)) = this.authenticate(acceptor, tcp, remote).await else { return };
+                        // A lighter source may take this place (see `HandshakeGate`): then the
+                        // handshake ends here, and its connection with it.
+                        let authenticated = tokio::select! {
+                            a = this.authenticate(acceptor, tcp, remote) => a,
+                            () = ticket.evicted() => {
+                                this.refusals.record(remote, crate::tunnel::handshake_gate::EVICTED, "handshake place given to a source holding fewer".into());
+                                None
+                            }
+                        };
+                        let Some((tls, peer)) = authenticated else { return };
                         drop(ticket);
                         // Boxed: an unauthenticated connection's task stays small.
                         Box::pin(this.run_connection(tls, peer)).await
@@ -74,6 +83,8 @@ impl Inbound {
             Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", crate::credential::describe_tls_io_error(&e))),
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
+        let group = crate::credential::negotiated_group(tls.get_ref().1);
+        self.metrics.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "server", group }).inc();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
         let id = match leaf.as_deref().map(|l| self.credentials.bundle().peer_id(l)) {
             Some(Ok(id)) => id,
@@ -93,6 +104,7 @@ impl Inbound {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls);
         let mut conn = match tokio::time::timeout(self.limits.dial_timeout.0, handshake).await {
             Ok(Ok(c)) => c,

@@ -5,7 +5,7 @@ use super::inbound::Inbound;
 use super::StreamIo;
 use crate::decisions::Decision;
 use crate::flows::{Counted, FlowFacts, OpenFlow};
-use crate::http::forged::Lookalikes;
+use crate::http::forged::Protected;
 use crate::http::{BoxIo, Failure, Upstream};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -34,12 +34,15 @@ impl Upstream for Local {
     }
 
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
-        let name = &self.inbound.identity_header.name;
         // Any copy that came over the network goes, under any spelling the service may read
         // as this header.
-        Lookalikes::of(&parts.headers).strip(&mut parts.headers, name);
-        parts.headers.insert(name.clone(), self.identity.clone());
+        self.inbound.identity_header.protected.strip(&mut parts.headers);
+        parts.headers.insert(self.inbound.identity_header.name.clone(), self.identity.clone());
         Ok(())
+    }
+
+    fn protected(&self) -> Arc<Protected> {
+        self.inbound.identity_header.protected.clone()
     }
 
     fn answered(&self, status: StatusCode, _failure: Option<&Failure>) {

@@ -272,7 +272,7 @@ impl Outbound {
 
     /// Serves warm-up requests (see `prewarm`) on this worker, so that the connections land
     /// in its pool and run on its thread.
-    pub async fn warm_loop(self: Arc<Self>, mut requests: tokio::sync::mpsc::UnboundedReceiver<crate::prewarm::Warm>) {
+    pub async fn warm_loop(self: Arc<Self>, mut requests: tokio::sync::mpsc::Receiver<crate::prewarm::Warm>) {
         while let Some(warm) = requests.recv().await {
             let Ok(issued) = self.credentials.workload(&warm.source) else { continue };
             for (peer, dst) in warm.targets {

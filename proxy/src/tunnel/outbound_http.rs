@@ -7,7 +7,9 @@ use super::StreamIo;
 use crate::config::HostPattern;
 use crate::decisions::Decision;
 use crate::flows::{Counted, FlowFacts, OpenFlow};
-use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Upstream};
+use crate::http::forged::Protected;
+use crate::http::rules::Plan;
+use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Rewriter, Upstream};
 use crate::identity::Workload;
 use crate::spiffe::SpiffeId;
 use http::{request, StatusCode, Version};
@@ -27,14 +29,39 @@ struct Common {
     flow: Arc<OpenFlow>,
     /// The flow's decision is logged once, when the first upstream accepts it.
     logged: AtomicBool,
+    /// The rules for this destination, made at the first request under each policy.
+    plan: arc_swap::ArcSwapOption<Planned>,
+}
+
+/// A plan and the rewriter whose rules it indexes.
+struct Planned {
+    rewriter: Arc<Rewriter>,
+    plan: Plan,
 }
 
 impl Common {
+    /// The plan of the rules in force now: a reload's new rules apply to open keep-alive
+    /// flows too.
+    fn planned(&self) -> Arc<Planned> {
+        let rewriter = self.outbound.live.policy().rewriter.clone();
+        if let Some(planned) = self.plan.load_full().filter(|p| Arc::ptr_eq(&p.rewriter, &rewriter)) {
+            return planned;
+        }
+        let plan = rewriter.plan(&Flow { source: &self.source, dst: self.dst, names: &self.names });
+        let planned = Arc::new(Planned { rewriter, plan });
+        self.plan.store(Some(planned.clone()));
+        planned
+    }
+
+    fn protected(&self) -> Arc<Protected> {
+        self.planned().plan.protected().clone()
+    }
+
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
         let flow = Flow { source: &self.source, dst: self.dst, names: &self.names };
-        // The rules in force now: a reload's new rules apply to open keep-alive flows too.
-        let rewriter = self.outbound.live.policy().rewriter.clone();
-        match rewriter.apply(&flow, parts) {
+        let planned = self.planned();
+        let rewriter = &planned.rewriter;
+        match rewriter.apply_planned(&planned.plan, &flow, parts) {
             Ok(applied) => {
                 tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.len(), "http request rewritten");
                 if !applied.is_empty() {
@@ -109,6 +136,10 @@ impl Upstream for Tunnel {
         self.common.rewrite(parts)
     }
 
+    fn protected(&self) -> Arc<Protected> {
+        self.common.protected()
+    }
+
     fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
         self.common.answered(status, failure)
     }
@@ -137,6 +168,10 @@ impl Upstream for Tls {
             parts.uri = http::Uri::from_parts(uri).map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("request URI: {e}")))?;
         }
         Ok(())
+    }
+
+    fn protected(&self) -> Arc<Protected> {
+        self.common.protected()
     }
 
     fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
@@ -181,7 +216,16 @@ impl Outbound {
         };
         let registration = self.registry.register(crate::workers::current_index(), facts);
         let flow = registration.flow.clone();
-        let common = Arc::new(Common { outbound: self.clone(), source, dst, names, decision, flow: flow.clone(), logged: AtomicBool::new(false) });
+        let common = Arc::new(Common {
+            outbound: self.clone(),
+            source,
+            dst,
+            names,
+            decision,
+            flow: flow.clone(),
+            logged: AtomicBool::new(false),
+            plan: Default::default(),
+        });
         let downstream = Counted::new(stream, flow.clone());
         let result = tokio::select! {
             served = async {

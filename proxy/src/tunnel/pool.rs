@@ -92,13 +92,15 @@ pub struct Pool {
     mark: u32,
     limits: TunnelConfig,
     pub dials: AtomicU64,
+    key_exchanges: crate::metrics::KeyExchanges,
 }
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Pool {
-    pub fn new(mark: u32, limits: TunnelConfig) -> Self {
-        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, dials: AtomicU64::new(0) }
+    /// `key_exchanges` counts its handshakes by the group they used.
+    pub fn new(mark: u32, limits: TunnelConfig, key_exchanges: crate::metrics::KeyExchanges) -> Self {
+        Pool { conns: RwLock::new(HashMap::new()), dialing: Mutex::new(HashMap::new()), mark, limits, dials: AtomicU64::new(0), key_exchanges }
     }
 
     pub fn limits(&self) -> TunnelConfig {
@@ -159,6 +161,8 @@ impl Pool {
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
+        let group = crate::credential::negotiated_group(tls.get_ref().1);
+        self.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "client", group }).inc();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let peer_id = leaf.and_then(|c| spiffe_id_of_cert(c).ok());
         let covers = leaf.and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();
@@ -168,6 +172,7 @@ impl Pool {
             .max_frame_size(MAX_FRAME)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .enable_push(false)
+            .max_header_list_size(MAX_HEADER_LIST)
             .handshake::<_, Bytes>(tls)
             .await
             .map_err(|source| DialError::H2 { peer, source })?;
@@ -187,7 +192,7 @@ impl Pool {
             }
             flag.store(true, Ordering::Release);
         });
-        tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, "tunnel connection established");
+        tracing::info!(%peer, source = %key.source, peer_id = ?peer_id, key_exchange = group, "tunnel connection established");
         Ok(Conn {
             sender,
             peer_id,

@@ -1,7 +1,7 @@
 //! Request handlers. Paths match by prefix (`/inspect/anything` is `/inspect`), so tests can tell
-//! requests apart by path.
+//! requests apart by path; like many servers, routing merges repeated slashes (`//inspect`).
 //!
-//! - `/inspect`: the whole request as JSON (headers in order, body length and sha256).
+//! - `/inspect`: the whole request as JSON (headers in order, trailers, body length and sha256).
 //! - `/echo` (POST, PUT): the request body streamed back as it arrives (no content-length).
 //! - `/bytes/N`: N bytes of `bytes(range(256))` repeated, in 64 KiB chunks (no content-length).
 //! - any HTTP/1.1 request with `Upgrade: websocket`: 101, then every raw byte echoed until EOF.
@@ -37,7 +37,8 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Result<Respo
     let path = req.uri().path().to_owned();
     println!("request {} {} {:?} from {}", req.method(), path, req.version(), conn.peer);
     let is_ws = req.headers().get_all(UPGRADE).iter().any(|v| v.to_str().is_ok_and(|s| s.to_ascii_lowercase().contains("websocket")));
-    let route = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    let routed = merge_slashes(&path);
+    let route = |p: &str| routed == p || routed.starts_with(&format!("{p}/"));
     let resp = if is_ws {
         websocket(req)
     } else if route("/inspect") {
@@ -61,6 +62,16 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>) -> Result<Respo
     Ok(resp)
 }
 
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).map_err(|e| match e {}).boxed());
     *r.status_mut() = status;
@@ -80,21 +91,28 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn inspect(req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
+    let (body, trailers) = match body.collect().await {
+        Ok(b) => {
+            let trailers = b.trailers().cloned().unwrap_or_default();
+            (b.to_bytes(), trailers)
+        }
         Err(e) => {
             eprintln!("reading body from {}: {e}", conn.peer);
             return text(StatusCode::BAD_REQUEST, "could not read the body\n");
         }
     };
-    let mut headers = Map::new();
-    for (name, value) in &parts.headers {
-        let v = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        match headers.entry(name.as_str()).or_insert_with(|| Value::Array(vec![])) {
-            Value::Array(list) => list.push(v),
-            _ => unreachable!("only arrays are inserted"),
+    let fields = |map: &hyper::HeaderMap| {
+        let mut out = Map::new();
+        for (name, value) in map {
+            let v = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            match out.entry(name.as_str()).or_insert_with(|| Value::Array(vec![])) {
+                Value::Array(list) => list.push(v),
+                _ => unreachable!("only arrays are inserted"),
+            }
         }
-    }
+        out
+    };
+    let headers = fields(&parts.headers);
     let authority =
         parts.uri.authority().map(|a| a.to_string()).or_else(|| parts.headers.get(HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()));
     let doc = json!({
@@ -104,6 +122,7 @@ async fn inspect(req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         "version": format!("{:?}", parts.version),
         "authority": authority,
         "headers": headers,
+        "trailers": fields(&trailers),
         "body_len": body.len(),
         "body_sha256": hex(ring::digest::digest(&ring::digest::SHA256, &body).as_ref()),
         "remote_addr": conn.peer.to_string(),

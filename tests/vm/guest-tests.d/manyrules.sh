@@ -1,7 +1,8 @@
 #!/bin/sh
 # The module takes an intercept set of any size the proxy sends (it held 32 (cidr, ports) pairs
-# once): 200 pairs here (below what the nftables table of this version installs), and a
-# flow through it is still identified by the module. Needs /bin/idgate and /bin/pingpong.
+# once): 10,000 destinations here, IPv4 and IPv6, the flow's own (10.77.0.0/24) among them,
+# and a flow through them is identified by the module. Needs /bin/idgate and
+# /bin/pingpong.
 pass() { echo "PASS: manyrules: $*"; }
 fail() { echo "FAIL: manyrules: $*"; }
 . /etc/idgate/proxy-lib.sh
@@ -10,10 +11,11 @@ if ! have_proxy; then
 	exit 0
 fi
 proxy_setup || { fail "ca-init"; exit 1; }
-cidrs=$(i=0; while [ $i -lt 199 ]; do printf '"10.99.%d.%d/32",' $((i / 250)) $((i % 250 + 1)); i=$((i + 1)); done)
-PROXY_EXTRA="[[outbound]]
-cidrs = [${cidrs%,}]
-ports = [7100]"
+# 5,000 IPv4 /32s and 4,999 IPv6 /128s, one [[outbound]] each; with the default one, 10,000 pairs.
+PROXY_EXTRA=$(awk 'BEGIN {
+	for (i = 0; i < 9999; i++)
+		if (i % 2) printf "[[outbound]]\ncidrs = [\"fd00:99::%x:%x/128\"]\nports = [7100]\n", int(i / 256), i % 256
+		else printf "[[outbound]]\ncidrs = [\"10.99.%d.%d/32\"]\nports = [7100]\n", int(i / 256), i % 256 }')
 export PROXY_EXTRA
 
 in_srv pingpong server 0.0.0.0:7000 &
@@ -22,8 +24,8 @@ start srv srv procfs || exit 1
 SRV=$PID
 start cli cli kmod || exit 1
 CLI=$PID
-grep -q 'idgate.ko configured.*rules=200' $W/cli.log && pass "the module took 200 (cidr, ports) pairs" ||
-	fail "the module was not configured with 200 pairs: $(grep -m1 -e 'idgate.ko' -e 'identity backend' $W/cli.log)"
+grep -q 'idgate.ko configured.*rules=10000' $W/cli.log && pass "the module took 10000 (cidr, ports) pairs" ||
+	fail "the module was not configured with 10000 pairs: $(grep -m1 -e 'idgate.ko' -e 'identity backend' $W/cli.log)"
 before=$(outbound_decisions)
 in_cli pingpong-a client 10.77.0.2:7000 20 64 > /dev/null 2>&1 || fail "client through the proxy failed"
 new() { [ "$(outbound_decisions)" -gt "$before" ]; }

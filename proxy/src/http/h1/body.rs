@@ -1,7 +1,11 @@
 //! Message bodies pass through as the bytes they arrived as; the only work is knowing where
-//! each ends (Content-Length, chunked framing, or the end of the connection).
+//! each ends (Content-Length, chunked framing, or the end of the connection). A request's
+//! chunked trailer section is the exception: it is held until complete and goes on without the
+//! fields a workload may not send (a service may merge trailers into the request's headers).
 use super::reader::Reader;
+use crate::http::forged::Protected;
 use std::io;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +20,30 @@ pub enum Framing {
 /// Where a body in flight stands.
 pub struct Cursor {
     state: State,
+    /// Requests only: what their trailer fields may not be.
+    trailers: Option<Trailers>,
+}
+
+struct Trailers {
+    protected: Arc<Protected>,
+    /// The trailer section so far (after the last chunk's line).
+    held: Vec<u8>,
+    /// The section to send on, once complete.
+    out: Option<Vec<u8>>,
+}
+
+/// Longest trailer section accepted, in bytes (as for a head).
+const MAX_TRAILERS: usize = super::head::MAX_HEAD;
+/// Most trailer fields accepted.
+const MAX_TRAILER_FIELDS: usize = 64;
+
+/// What `advance` made of the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// How many leading bytes belong to the body.
+    pub used: usize,
+    /// How many of those go on as they are; the rest (a request's trailer section) is held.
+    pub pass: usize,
 }
 
 enum State {
@@ -33,37 +61,74 @@ impl Cursor {
             Framing::Chunked => State::Chunked(Chunks::Size { digits: 0, value: 0 }),
             Framing::UntilClose => State::UntilClose,
         };
-        Cursor { state }
+        Cursor { state, trailers: None }
+    }
+
+    /// A request body's cursor: a chunked body's trailer fields that `protected` covers are
+    /// dropped.
+    pub fn request(framing: Framing, protected: Option<Arc<Protected>>) -> Self {
+        let mut cursor = Cursor::new(framing);
+        if framing == Framing::Chunked {
+            cursor.trailers = protected.map(|protected| Trailers { protected, held: Vec::new(), out: None });
+        }
+        cursor
+    }
+
+    /// The trailer section to send after the bytes `advance` passed, once it is complete.
+    pub fn take_trailers(&mut self) -> Option<Vec<u8>> {
+        self.trailers.as_mut().and_then(|t| t.out.take())
     }
 
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
 
-    /// How many of `data`'s leading bytes belong to the body (the body is done when
-    /// `is_done()` says so afterwards).
-    pub fn advance(&mut self, data: &[u8]) -> Result<usize, String> {
+    /// How many of `data`'s leading bytes belong to the body, and how many of those go on as
+    /// they are (the body is done when `is_done()` says so afterwards; then `take_trailers`
+    /// gives what ends it, if it held its trailer section back).
+    pub fn advance(&mut self, data: &[u8]) -> Result<Step, String> {
+        let all = |used| Ok(Step { used, pass: used });
         match &mut self.state {
-            State::Done => Ok(0),
-            State::UntilClose => Ok(data.len()),
+            State::Done => all(0),
+            State::UntilClose => all(data.len()),
             State::Length(left) => {
                 let n = (*left).min(data.len() as u64);
                 *left -= n;
                 if *left == 0 {
                     self.state = State::Done;
                 }
-                Ok(n as usize)
+                all(n as usize)
             }
             State::Chunked(chunks) => {
+                let holding = self.trailers.is_some();
+                let mut pass = (holding && chunks.in_trailer_section()).then_some(0);
                 let mut used = 0;
+                let mut ended = false;
                 while used < data.len() {
                     used += chunks.step(&data[used..])?;
+                    if holding && pass.is_none() && chunks.in_trailer_section() {
+                        pass = Some(used);
+                    }
                     if let Chunks::End = chunks {
-                        self.state = State::Done;
+                        ended = true;
                         break;
                     }
                 }
-                Ok(used)
+                if ended {
+                    self.state = State::Done;
+                }
+                let pass = pass.unwrap_or(used);
+                if let Some(t) = &mut self.trailers {
+                    t.held.extend_from_slice(&data[pass..used]);
+                    if t.held.len() > MAX_TRAILERS {
+                        return Err("malformed chunked body: trailer section too large".into());
+                    }
+                    if ended {
+                        t.out = Some(without_protected(&t.held, &t.protected)?);
+                        t.held = Vec::new();
+                    }
+                }
+                Ok(Step { used, pass })
             }
         }
     }
@@ -77,6 +142,29 @@ impl Cursor {
             }
             _ => Err("connection closed in the middle of a body".into()),
         }
+    }
+}
+
+/// `section` (trailer fields, then the empty line) without the fields `protected` covers.
+fn without_protected(section: &[u8], protected: &Protected) -> Result<Vec<u8>, String> {
+    if section == b"\r\n" {
+        return Ok(section.to_vec());
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    match httparse::parse_headers(section, &mut fields) {
+        Ok(httparse::Status::Complete((_, fields))) => {
+            let mut out = Vec::with_capacity(section.len());
+            for f in fields.iter().filter(|f| !protected.covers(&f.name.to_ascii_lowercase())) {
+                out.extend_from_slice(f.name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(f.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            Ok(out)
+        }
+        Ok(httparse::Status::Partial) => Err("malformed chunked body: incomplete trailer section".into()),
+        Err(e) => Err(format!("malformed chunked body: trailer section: {e}")),
     }
 }
 
@@ -107,6 +195,11 @@ enum Chunks {
 }
 
 impl Chunks {
+    /// Past the last chunk: in the trailer section (or at its end).
+    fn in_trailer_section(&self) -> bool {
+        matches!(self, Chunks::TrailerLine | Chunks::InTrailer | Chunks::TrailerLf | Chunks::EndLf | Chunks::End)
+    }
+
     /// Consumes a prefix of `data` (at least one byte); returns its length.
     fn step(&mut self, data: &[u8]) -> Result<usize, String> {
         let b = data[0];
@@ -203,10 +296,15 @@ pub enum CopyError {
 pub async fn copy<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: &mut Reader<R>, to: &mut W, cursor: &mut Cursor) -> Result<Copied, CopyError> {
     loop {
         if !from.buf.is_empty() {
-            let n = cursor.advance(&from.buf).map_err(CopyError::Source)?;
-            if n > 0 {
-                to.write_all(&from.buf[..n]).await.map_err(CopyError::Sink)?;
-                from.consume(n);
+            let step = cursor.advance(&from.buf).map_err(CopyError::Source)?;
+            if step.pass > 0 {
+                to.write_all(&from.buf[..step.pass]).await.map_err(CopyError::Sink)?;
+            }
+            if step.used > 0 {
+                from.consume(step.used);
+            }
+            if let Some(trailers) = cursor.take_trailers() {
+                to.write_all(&trailers).await.map_err(CopyError::Sink)?;
             }
         }
         if cursor.is_done() {

@@ -5,9 +5,11 @@ use super::body::{self, Copied, CopyError, Cursor, Framing};
 use super::head;
 use super::reader::Reader;
 use super::{upstream_failure, BoxIo, Failure, Io, Upstream};
+use crate::http::forged::Protected;
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -17,6 +19,8 @@ pub struct Request {
     pub method: Method,
     pub body: Framing,
     pub upgrade: bool,
+    /// What a chunked body's trailer fields may not be.
+    pub trailers: Option<Arc<Protected>>,
 }
 
 pub enum Exchanged {
@@ -63,19 +67,21 @@ pub async fn run<D: Io, U: Upstream>(down: &mut Reader<D>, up: &mut Option<Reade
             };
         }
         let conn = up.as_mut().expect("opened above");
-        let mut cursor = Cursor::new(req.body);
+        let mut cursor = Cursor::request(req.body, req.trailers.clone());
         // The head and whatever of the body is already here leave in one write.
         let first = match cursor.advance(&down.buf) {
-            Ok(n) => n,
+            Ok(step) => step,
             Err(why) => return Ok(Exchanged::Failed { failure: Failure::new(StatusCode::BAD_REQUEST, why), body_consumed: false }),
         };
-        let sent = if first == 0 {
+        let trailers = cursor.take_trailers().unwrap_or_default();
+        let sent = if first.used == 0 {
             conn.io.write_all(&req.head).await
         } else {
-            let mut both = BytesMut::with_capacity(req.head.len() + first);
+            let mut both = BytesMut::with_capacity(req.head.len() + first.pass + trailers.len());
             both.extend_from_slice(&req.head);
-            both.extend_from_slice(&down.buf[..first]);
-            down.consume(first);
+            both.extend_from_slice(&down.buf[..first.pass]);
+            both.extend_from_slice(&trailers);
+            down.consume(first.used);
             conn.io.write_all(&both).await
         };
         let outcome = match sent {
@@ -190,7 +196,7 @@ async fn relay<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(up: &mut Reader<R>, 
             continue;
         }
         let mut cursor = Cursor::new(head.body);
-        let in_hand = cursor.advance(&up.buf[head.len..]).map_err(RelayError::BadAnswer)?;
+        let in_hand = cursor.advance(&up.buf[head.len..]).map_err(RelayError::BadAnswer)?.used;
         down.write_all(&up.buf[..head.len + in_hand]).await.map_err(RelayError::Downstream)?;
         up.consume(head.len + in_hand);
         if switched {

@@ -46,7 +46,8 @@ pub async fn serve<D: Io, U: Upstream>(mut down: Reader<D>, upstream: &U) -> Res
             }
             continue;
         }
-        let request = Request { head: head::write_request(&parts), method: parts.method, body, upgrade };
+        let trailers = (body == Framing::Chunked).then(|| upstream.protected());
+        let request = Request { head: head::write_request(&parts), method: parts.method, body, upgrade, trailers };
         match exchange::run(&mut down, &mut up, upstream, &request).await? {
             Exchanged::Answered { status, reuse_upstream, keep_downstream } => {
                 upstream.answered(status, None);

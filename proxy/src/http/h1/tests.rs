@@ -2,6 +2,7 @@
 //! checked byte for byte on both sides.
 use super::body::{Cursor, Framing};
 use super::head::{parse_request, parse_response};
+use crate::http::forged::Protected;
 use crate::http::{BoxIo, Failure, Upstream};
 use http::{Method, StatusCode, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,14 @@ impl Upstream for Scripted {
         parts.headers.insert("x-injected", http::HeaderValue::from_static("yes"));
         Ok(())
     }
+
+    fn protected(&self) -> std::sync::Arc<Protected> {
+        std::sync::Arc::new(protected())
+    }
+}
+
+fn protected() -> Protected {
+    Protected::new(&[http::HeaderName::from_static("x-forwarded-client-cert"), http::HeaderName::from_static("x-injected")])
 }
 
 struct Proxy {
@@ -60,6 +69,9 @@ impl Upstream for Forward {
     }
     fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
         self.0.rewrite(parts)
+    }
+    fn protected(&self) -> std::sync::Arc<Protected> {
+        self.0.protected()
     }
 }
 
@@ -234,12 +246,50 @@ fn chunked_framing_ends_exactly_where_the_body_does_whatever_the_split() {
     stream.extend_from_slice(b"GET /next");
     for split in 0..stream.len() {
         let mut c = Cursor::new(Framing::Chunked);
-        let a = c.advance(&stream[..split]).unwrap();
+        let a = c.advance(&stream[..split]).unwrap().used;
         assert_eq!(a, split.min(body.len()));
-        let b = c.advance(&stream[a..]).unwrap();
+        let b = c.advance(&stream[a..]).unwrap().used;
         assert_eq!(a + b, body.len(), "split at {split}");
         assert!(c.is_done());
     }
+}
+
+#[test]
+fn a_requests_protected_trailer_fields_are_dropped_whatever_the_split() {
+    let body = b"3\r\nabc\r\n0\r\nX-Forwarded-Client-Cert: URI=forged\r\nx-sum: 1\r\nX_Injected: no\r\n\r\n";
+    let mut stream = body.to_vec();
+    stream.extend_from_slice(b"GET /next");
+    for split in 0..stream.len() {
+        let mut c = Cursor::request(Framing::Chunked, Some(std::sync::Arc::new(protected())));
+        let mut out = Vec::new();
+        let mut at = 0;
+        for piece in [&stream[..split], &stream[split..]] {
+            let step = c.advance(piece).unwrap();
+            out.extend_from_slice(&piece[..step.pass]);
+            out.extend(c.take_trailers().unwrap_or_default());
+            at += step.used;
+            if c.is_done() {
+                break;
+            }
+        }
+        assert_eq!(at, body.len(), "split at {split}");
+        assert_eq!(text(&out), "3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n", "split at {split}");
+    }
+    let mut c = Cursor::request(Framing::Chunked, Some(std::sync::Arc::new(protected())));
+    let mut huge = b"0\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b"x-pad: 0123456789abcdef\r\n".as_slice(), 4000).flatten());
+    assert!(c.advance(&huge).is_err(), "an endless trailer section was held");
+}
+
+#[tokio::test]
+async fn protected_trailer_fields_do_not_reach_the_server() {
+    let mut p = proxy();
+    p.client.write_all(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nx_forwarded_client_cert: URI=forged\r\nx-sum: 1\r\n\r\n").await.unwrap();
+    let mut server = p.servers.recv().await.unwrap();
+    let got = read_until(&mut server, b"0\r\nx-sum: 1\r\n\r\n").await;
+    assert!(!text(&got).contains("forged"), "{}", text(&got));
+    server.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+    assert_eq!(text(&read_until(&mut p.client, b"\r\n\r\n").await), "HTTP/1.1 204 No Content\r\n\r\n");
 }
 
 #[test]

@@ -1,0 +1,457 @@
+//! What idgate's nftables tables say, written as one nf_tables transaction.
+//!
+//! ```text
+//! table inet idgate {                       # and idgate_owned: the same, flags owner
+//!   set dst4 { type ipv4_addr . inet_service; flags interval; }
+//!   set dst6 { type ipv6_addr . inet_service; flags interval; }
+//!   set protected { type inet_service; flags interval; }            # strict mode
+//!   chain outbound { type nat hook output priority -100;
+//!     meta mark == <bypass> return                                   # idgate's own sockets
+//!     meta nfproto ipv4 meta l4proto tcp ip daddr . tcp dport @dst4 redirect to :15001
+//!     meta nfproto ipv6 meta l4proto tcp ip6 daddr . tcp dport @dst6 redirect to :15001
+//!     [kmod]   meta l4proto tcp meta mark & <tag> == <tag> redirect to :15001
+//!     [strict] oif lo meta l4proto tcp tcp dport @protected redirect to :15001
+//!   }
+//!   chain capture { type filter hook input priority -150;  # only idgate may take redirected flows
+//!     ct state new iif lo tcp dport 15001 socket mark != <bypass> reject with tcp reset
+//!   }
+//!   chain inbound { type filter hook input priority 0;     # strict mode only
+//!     meta l4proto tcp tcp dport @protected iif != lo drop
+//!   }
+//! }
+//! ```
+//!
+//! Destinations are sets, so a new connection costs one lookup however many there are, and a
+//! table of any size goes in as one transaction. With the kernel module the destination rules
+//! stay beside the tag rule: a flow it did not tag (unloaded while idgate was down, say) is then
+//! redirected and refused by the lookup instead of leaving in plaintext.
+use super::destinations::{self, Element};
+use super::nft::expr::{Base, CmpOp, Expr, MetaKey, Reg, NFT_RETURN, NF_ACCEPT};
+use super::nft::msg::{Kind, Writer, NLM_F_APPEND, NLM_F_CREATE};
+use super::nft::{self, Batch, NFPROTO_INET};
+use crate::config::{Cidr, GuardCgroup, PortRange};
+use std::ffi::CStr;
+use std::io;
+
+/// Everything the tables (and the cgroup guard beside them) say, derived from one host's config.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ruleset {
+    pub table: String,
+    pub bypass_mark: u32,
+    pub redirect_port: u16,
+    /// Redirect flows to these destinations.
+    pub destinations: Vec<(Cidr, PortRange)>,
+    /// Redirect flows the kernel module tagged: every bit of this tag set (other mark bits
+    /// belong to others: WireGuard, Cilium, policy routing).
+    pub tag_mark: Option<u32>,
+    /// Local ports that only idgate's inbound side may reach from the network, and that local
+    /// callers reach only through idgate (empty in permissive mode).
+    pub protected_ports: Vec<PortRange>,
+    /// The cgroup the second line of defence is attached to (see `cgroup_guard`).
+    #[serde(default)]
+    pub guard_cgroup: GuardCgroup,
+}
+
+impl Ruleset {
+    /// The table that outlives the process (not owned).
+    pub fn standing_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The table held by the running idgate's netlink socket.
+    pub fn owned_name(&self) -> String {
+        owned_name(&self.table)
+    }
+}
+
+pub fn owned_name(table: &str) -> String {
+    format!("{table}_owned")
+}
+
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_LOCAL_IN: u32 = 1;
+const NF_INET_LOCAL_OUT: u32 = 3;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DESC: u16 = 9;
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_DESC_CONCAT: u16 = 2;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_FIELD_LEN: u16 = 1;
+const NFT_SET_INTERVAL: u32 = 0x4;
+const NFT_SET_CONCAT: u32 = 0x80;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+/// nft's datatypes, only so that `nft list` shows the sets' types.
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
+const TYPE_INET_SERVICE: u32 = 13;
+/// Elements per NEWSETELEM message: a message's element list is one attribute (64 KiB at most).
+const ELEMENTS_PER_MESSAGE: usize = 700;
+
+/// Adds to `batch` the messages that replace table `name` (family inet) with what `rs` says:
+/// created if absent, deleted and created again in the same transaction otherwise.
+/// `flags` are the table's (`NFT_TABLE_F_OWNER` for the owned one). Set ids start at `set_id`.
+pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: u32) -> io::Result<()> {
+    let t = nft::table_name(name)?;
+    let table = t.as_c_str();
+    let what = |verb: &str| format!("{verb} table inet {name}");
+    // Adding first makes the delete succeed whether or not a table exists.
+    batch.add(Kind::NewTable, NLM_F_CREATE, NFPROTO_INET, || what("creating"), |w| table_attrs(w, table, flags));
+    batch.add(Kind::DelTable, 0, NFPROTO_INET, || what("replacing"), |w| nft::table_attr(w, table));
+    batch.add(Kind::NewTable, NLM_F_CREATE, NFPROTO_INET, || what("creating"), |w| table_attrs(w, table, flags));
+
+    let (v4, v6) = destinations::boxes(&rs.destinations);
+    let protected = destinations::merged_ports(&rs.protected_ports);
+    let sets = Sets { dst4: set_id, dst6: set_id + 1, protected: set_id + 2 };
+    if !v4.is_empty() {
+        add_concat_set(batch, table, c"dst4", sets.dst4, TYPE_IPADDR, 4);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"dst4", sets.dst4, &elems);
+    }
+    if !v6.is_empty() {
+        add_concat_set(batch, table, c"dst6", sets.dst6, TYPE_IP6ADDR, 16);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"dst6", sets.dst6, &elems);
+    }
+    if !protected.is_empty() {
+        add_port_set(batch, table, c"protected", sets.protected, &protected);
+    }
+
+    add_chain(batch, table, c"outbound", NF_INET_LOCAL_OUT, -100, c"nat");
+    for rule in outbound_rules(rs, &sets, !v4.is_empty(), !v6.is_empty(), !protected.is_empty()) {
+        add_rule(batch, table, c"outbound", &rule);
+    }
+    add_chain(batch, table, c"capture", NF_INET_LOCAL_IN, -150, c"filter");
+    add_rule(batch, table, c"capture", &capture_guard(rs));
+    if !protected.is_empty() {
+        add_chain(batch, table, c"inbound", NF_INET_LOCAL_IN, 0, c"filter");
+        add_rule(batch, table, c"inbound", &protected_drop(&sets));
+    }
+    Ok(())
+}
+
+/// Adds the message that deletes table `name` (created first, so a missing one is no error).
+pub fn delete(batch: &mut Batch, name: &str) -> io::Result<()> {
+    let t = nft::table_name(name)?;
+    batch.add(Kind::NewTable, NLM_F_CREATE, NFPROTO_INET, || format!("creating table inet {name}"), |w| table_attrs(w, &t, 0));
+    batch.add(Kind::DelTable, 0, NFPROTO_INET, || format!("deleting table inet {name}"), |w| nft::table_attr(w, &t));
+    Ok(())
+}
+
+fn table_attrs(w: &mut Writer, table: &CStr, flags: u32) {
+    nft::table_attr(w, table);
+    nft::table_flags_attr(w, flags);
+}
+
+struct Sets {
+    dst4: u32,
+    dst6: u32,
+    protected: u32,
+}
+
+/// A rule's expressions, owned (their data outlives the batch being written).
+#[derive(Default)]
+struct RuleSpec {
+    exprs: Vec<OwnedExpr>,
+}
+
+enum OwnedExpr {
+    Meta(MetaKey),
+    Cmp(Reg, CmpOp, Vec<u8>),
+    Payload(Base, u32, u32, Reg),
+    And(Vec<u8>),
+    Lookup(&'static CStr, u32, Reg),
+    Port(u16),
+    Redirect,
+    Verdict(u32),
+    Counter,
+    CtState,
+    SocketMark,
+    RejectTcpReset,
+}
+
+impl RuleSpec {
+    fn push(mut self, e: OwnedExpr) -> Self {
+        self.exprs.push(e);
+        self
+    }
+
+    fn tcp(self) -> Self {
+        self.push(OwnedExpr::Meta(MetaKey::L4Proto)).push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, vec![libc::IPPROTO_TCP as u8]))
+    }
+
+    fn tcp_dport_into(self, reg: Reg) -> Self {
+        self.push(OwnedExpr::Payload(Base::Transport, 2, 2, reg))
+    }
+
+    fn redirect_to(self, port: u16) -> Self {
+        self.push(OwnedExpr::Counter).push(OwnedExpr::Port(port)).push(OwnedExpr::Redirect)
+    }
+
+    fn write(&self, w: &mut Writer) {
+        for e in &self.exprs {
+            let expr = match e {
+                OwnedExpr::Meta(key) => Expr::Meta { key: *key, dreg: Reg::R1 },
+                OwnedExpr::Cmp(sreg, op, data) => Expr::Cmp { sreg: *sreg, op: *op, data },
+                OwnedExpr::Payload(base, offset, len, dreg) => Expr::Payload { base: *base, offset: *offset, len: *len, dreg: *dreg },
+                OwnedExpr::And(mask) => Expr::And { sreg: Reg::R1, dreg: Reg::R1, mask },
+                OwnedExpr::Lookup(set, set_id, sreg) => Expr::Lookup { set, set_id: *set_id, sreg: *sreg },
+                OwnedExpr::Port(port) => {
+                    let data = port.to_be_bytes();
+                    Expr::Immediate { dreg: Reg::R1, data: &data[..] }.write(w);
+                    continue;
+                }
+                OwnedExpr::Redirect => Expr::Redirect { port: Reg::R1 },
+                OwnedExpr::Verdict(code) => Expr::Verdict(*code),
+                OwnedExpr::Counter => Expr::Counter,
+                OwnedExpr::CtState => Expr::CtState { dreg: Reg::R1 },
+                OwnedExpr::SocketMark => Expr::SocketMark { dreg: Reg::R1 },
+                OwnedExpr::RejectTcpReset => Expr::RejectTcpReset,
+            };
+            expr.write(w);
+        }
+    }
+}
+
+fn outbound_rules(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool, protected: bool) -> Vec<RuleSpec> {
+    let mut rules = vec![RuleSpec::default()
+        .push(OwnedExpr::Meta(MetaKey::Mark))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, rs.bypass_mark.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Verdict(NFT_RETURN))];
+    // `ip daddr . tcp dport`: the address in register 1, the port in the 32-bit register after it.
+    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
+        RuleSpec::default()
+            .push(OwnedExpr::Meta(MetaKey::NfProto))
+            .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, vec![proto as u8]))
+            .tcp()
+            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
+            .tcp_dport_into(port_reg)
+            .push(OwnedExpr::Lookup(set, id, Reg::R1))
+            .redirect_to(rs.redirect_port)
+    };
+    if v4 {
+        rules.push(family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"dst4", sets.dst4));
+    }
+    if v6 {
+        rules.push(family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"dst6", sets.dst6));
+    }
+    if let Some(mark) = rs.tag_mark {
+        rules.push(
+            RuleSpec::default()
+                .tcp()
+                .push(OwnedExpr::Meta(MetaKey::Mark))
+                .push(OwnedExpr::And(mark.to_ne_bytes().to_vec()))
+                .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, mark.to_ne_bytes().to_vec()))
+                .redirect_to(rs.redirect_port),
+        );
+    }
+    if protected {
+        // Packets to any of this host's own addresses leave through lo: local callers of
+        // protected ports go through idgate too.
+        rules.push(
+            RuleSpec::default()
+                .push(OwnedExpr::Meta(MetaKey::Oif))
+                .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
+                .tcp()
+                .tcp_dport_into(Reg::R1)
+                .push(OwnedExpr::Lookup(c"protected", sets.protected, Reg::R1))
+                .redirect_to(rs.redirect_port),
+        );
+    }
+    rules
+}
+
+/// Every network namespace's loopback device has this index.
+pub const LOOPBACK_IFINDEX: u32 = 1;
+
+/// `ct state new iif lo tcp dport <capture> socket mark != <bypass> reject with tcp reset`:
+/// the capture port is unprivileged, so while idgate is not running any local user could
+/// listen there and receive redirected flows; only sockets carrying the bypass mark (which
+/// takes CAP_NET_ADMIN to set) may accept them.
+fn capture_guard(rs: &Ruleset) -> RuleSpec {
+    let new = 1u32 << 3; // IP_CT_NEW's state bit
+    RuleSpec::default()
+        .push(OwnedExpr::CtState)
+        .push(OwnedExpr::And(new.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, 0u32.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Meta(MetaKey::Iif))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
+        .tcp()
+        .tcp_dport_into(Reg::R1)
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, rs.redirect_port.to_be_bytes().to_vec()))
+        .push(OwnedExpr::SocketMark)
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, rs.bypass_mark.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Counter)
+        .push(OwnedExpr::RejectTcpReset)
+}
+
+fn protected_drop(sets: &Sets) -> RuleSpec {
+    RuleSpec::default()
+        .tcp()
+        .tcp_dport_into(Reg::R1)
+        .push(OwnedExpr::Lookup(c"protected", sets.protected, Reg::R1))
+        .push(OwnedExpr::Meta(MetaKey::Iif))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Counter)
+        .push(OwnedExpr::Verdict(super::nft::expr::NF_DROP))
+}
+
+fn add_chain(batch: &mut Batch, table: &CStr, chain: &'static CStr, hook: u32, priority: i32, kind: &'static CStr) {
+    batch.add(
+        Kind::NewChain,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("chain {}", chain.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_CHAIN_TABLE, table);
+            w.attr_str(NFTA_CHAIN_NAME, chain);
+            let h = w.nest(NFTA_CHAIN_HOOK);
+            w.attr_be32(NFTA_HOOK_HOOKNUM, hook);
+            w.attr_be32(NFTA_HOOK_PRIORITY, priority as u32);
+            w.end_nest(h);
+            w.attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+            w.attr_str(NFTA_CHAIN_TYPE, kind);
+        },
+    );
+}
+
+fn add_rule(batch: &mut Batch, table: &CStr, chain: &'static CStr, rule: &RuleSpec) {
+    batch.add(
+        Kind::NewRule,
+        NLM_F_CREATE | NLM_F_APPEND,
+        NFPROTO_INET,
+        || format!("a rule of chain {}", chain.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_RULE_TABLE, table);
+            w.attr_str(NFTA_RULE_CHAIN, chain);
+            let list = w.nest(NFTA_RULE_EXPRESSIONS);
+            rule.write(w);
+            w.end_nest(list);
+        },
+    );
+}
+
+/// `type <addr> . inet_service; flags interval`: each field padded to 4 bytes in the key.
+fn add_concat_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, addr_type: u32, addr_len: u32) {
+    batch.add(
+        Kind::NewSet,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("set {}", name.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_SET_TABLE, table);
+            w.attr_str(NFTA_SET_NAME, name);
+            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT);
+            w.attr_be32(NFTA_SET_KEY_TYPE, (addr_type << 6) | TYPE_INET_SERVICE);
+            w.attr_be32(NFTA_SET_KEY_LEN, addr_len + 4);
+            w.attr_be32(NFTA_SET_ID, id);
+            let desc = w.nest(NFTA_SET_DESC);
+            let concat = w.nest(NFTA_SET_DESC_CONCAT);
+            for len in [addr_len, 2] {
+                let field = w.nest(NFTA_LIST_ELEM);
+                w.attr_be32(NFTA_SET_FIELD_LEN, len);
+                w.end_nest(field);
+            }
+            w.end_nest(concat);
+            w.end_nest(desc);
+        },
+    );
+}
+
+/// An element's key and key end: the address then the port (big-endian, padded to 4 bytes).
+fn concat_key<A: Copy>(e: &Element<A>, bytes: impl Fn(A) -> Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let key = |addr: A, port: u16| {
+        let mut k = bytes(addr);
+        k.extend_from_slice(&port.to_be_bytes());
+        k.extend_from_slice(&[0, 0]);
+        k
+    };
+    (key(e.addrs.0, e.ports.0), key(e.addrs.1, e.ports.1))
+}
+
+fn add_elements(batch: &mut Batch, table: &CStr, set: &'static CStr, id: u32, elems: &[(Vec<u8>, Vec<u8>)]) {
+    for chunk in elems.chunks(ELEMENTS_PER_MESSAGE) {
+        add_element_message(batch, table, set, id, chunk.len(), |w| {
+            for (key, end) in chunk {
+                let e = w.nest(NFTA_LIST_ELEM);
+                super::nft::expr::key(w, NFTA_SET_ELEM_KEY, key);
+                super::nft::expr::key(w, NFTA_SET_ELEM_KEY_END, end);
+                w.end_nest(e);
+            }
+        });
+    }
+}
+
+/// `type inet_service; flags interval`: a range is a start element and an end element (the
+/// port after it) flagged as such; a range reaching the last port has no end element.
+fn add_port_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, ranges: &[(u16, u16)]) {
+    batch.add(
+        Kind::NewSet,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("set {}", name.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_SET_TABLE, table);
+            w.attr_str(NFTA_SET_NAME, name);
+            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL);
+            w.attr_be32(NFTA_SET_KEY_TYPE, TYPE_INET_SERVICE);
+            w.attr_be32(NFTA_SET_KEY_LEN, 2);
+            w.attr_be32(NFTA_SET_ID, id);
+        },
+    );
+    let mut elems: Vec<(u16, bool)> = Vec::new();
+    for &(lo, hi) in ranges {
+        elems.push((lo, false));
+        if let Some(after) = hi.checked_add(1) {
+            elems.push((after, true));
+        }
+    }
+    for chunk in elems.chunks(ELEMENTS_PER_MESSAGE) {
+        add_element_message(batch, table, name, id, chunk.len(), |w| {
+            for &(port, end) in chunk {
+                let e = w.nest(NFTA_LIST_ELEM);
+                super::nft::expr::key(w, NFTA_SET_ELEM_KEY, &port.to_be_bytes());
+                if end {
+                    w.attr_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+                }
+                w.end_nest(e);
+            }
+        });
+    }
+}
+
+fn add_element_message(batch: &mut Batch, table: &CStr, set: &'static CStr, id: u32, count: usize, elements: impl FnOnce(&mut Writer)) {
+    batch.add(
+        Kind::NewSetElem,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("{count} element(s) of set {}", set.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+            w.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+            w.attr_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
+            let list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+            elements(w);
+            w.end_nest(list);
+        },
+    );
+}
