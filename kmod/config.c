@@ -1,17 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Intercept configuration: validation, publication and matching. */
+#include <linux/err.h>
+#include <linux/kernel.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/pid.h>
 #include <linux/pid_namespace.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 
 #include "config.h"
 #include "flowtable.h"
 #include "netns.h"
+#include "proxies.h"
+#include "ruleset.h"
 
-/* Serializes configuration writers of all namespaces. */
-static DEFINE_MUTEX(idgate_cfg_mutex);
+DEFINE_MUTEX(idgate_cfg_mutex);
 
 #ifdef IDGATE_FAULT_LOCK
 void idgate_cfg_mutex_lock(void)
@@ -39,116 +45,157 @@ static bool rule_valid(const struct idgate_rule *r)
 	return true;
 }
 
+static void cfg_free(struct idgate_cfg *cfg)
+{
+	if (!cfg)
+		return;
+	idgate_ruleset_free(cfg->set);
+	kvfree(cfg->rules);
+	kfree(cfg);
+}
+
 static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 {
 	struct idgate_cfg *cfg;
 	unsigned int i;
 
 	*out = NULL;
-	if (u->flags || u->pad || u->rule_count > IDGATE_MAX_RULES)
+	if (u->flags || u->rule_room || u->rule_count > IDGATE_MAX_RULES)
 		return -EINVAL;
 	if (!u->rule_count)
 		return 0;
 	if (!u->mark || (u->mark & ~u->mark_mask))
 		return -EINVAL;
-	for (i = 0; i < u->rule_count; i++)
-		if (!rule_valid(&u->rules[i]))
-			return -EINVAL;
 
 	cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
-	cfg->mark = u->mark;
-	cfg->mask = u->mark_mask;
+	cfg->rules = vmemdup_user(u64_to_user_ptr(u->rules), array_size(u->rule_count, sizeof(*cfg->rules)));
+	if (IS_ERR(cfg->rules)) {
+		int ret = PTR_ERR(cfg->rules);
+
+		cfg->rules = NULL;
+		cfg_free(cfg);
+		return ret;
+	}
 	cfg->nrules = u->rule_count;
-	memcpy(cfg->rules, u->rules, u->rule_count * sizeof(u->rules[0]));
-	if (u->proxy_tgid) {
-		/* Resolved in the caller's pid namespace. */
-		cfg->proxy = find_get_pid(u->proxy_tgid);
-		if (!cfg->proxy || !pid_has_task(cfg->proxy, PIDTYPE_TGID)) {
-			put_pid(cfg->proxy);
-			kfree(cfg);
-			return -ESRCH;
+	for (i = 0; i < cfg->nrules; i++) {
+		if (!rule_valid(&cfg->rules[i])) {
+			cfg_free(cfg);
+			return -EINVAL;
 		}
 	}
+	cfg->set = idgate_ruleset_build(cfg->rules, cfg->nrules);
+	if (!cfg->set) {
+		cfg_free(cfg);
+		return -ENOMEM;
+	}
+	cfg->mark = u->mark;
+	cfg->mask = u->mark_mask;
 	*out = cfg;
 	return 0;
 }
 
+/* kvfree() from softirq: vfree() defers the work when in interrupt. */
 static void cfg_free_rcu(struct rcu_head *head)
 {
-	struct idgate_cfg *cfg = container_of(head, struct idgate_cfg, rcu);
-
-	put_pid(cfg->proxy);
-	kfree(cfg);
+	cfg_free(container_of(head, struct idgate_cfg, rcu));
 }
 
-static void cfg_replace(struct idgate_net *in, struct idgate_cfg *cfg)
+/* Caller holds idgate_cfg_mutex. */
+static void cfg_replace_locked(struct idgate_net *in, struct idgate_cfg *cfg)
 {
-	struct idgate_cfg *old;
+	struct idgate_cfg *old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
 
-	mutex_lock(&idgate_cfg_mutex);
-	old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
-	mutex_unlock(&idgate_cfg_mutex);
 	if (old)
 		call_rcu(&old->rcu, cfg_free_rcu);
 }
 
-int idgate_cfg_set(struct idgate_net *in, const struct idgate_config *u)
+/* The proxy that u->proxy_tgid names (a reference, resolved in the caller's
+ * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process. */
+static struct pid *proxy_of(const struct idgate_config *u)
+{
+	struct pid *pid;
+
+	if (!u->rule_count || !u->proxy_tgid)
+		return NULL;
+	pid = find_get_pid(u->proxy_tgid);
+	if (!pid || !pid_has_task(pid, PIDTYPE_TGID)) {
+		put_pid(pid);
+		return ERR_PTR(-ESRCH);
+	}
+	return pid;
+}
+
+int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct idgate_config *u)
 {
 	struct idgate_cfg *cfg;
+	struct pid *proxy;
 	int ret = cfg_build(u, &cfg);
 
 	if (ret)
 		return ret;
-	cfg_replace(in, cfg);
-	return 0;
+	proxy = proxy_of(u);
+	if (IS_ERR(proxy)) {
+		cfg_free(cfg);
+		return PTR_ERR(proxy);
+	}
+	mutex_lock(&idgate_cfg_mutex);
+	/* The exemption is in force before the intercept set it goes with. */
+	ret = idgate_proxies_set_locked(c, in, proxy);
+	if (!ret)
+		cfg_replace_locked(in, cfg);
+	mutex_unlock(&idgate_cfg_mutex);
+	if (ret)
+		cfg_free(cfg);
+	return ret;
 }
 
 void idgate_cfg_clear(struct idgate_net *in)
 {
-	cfg_replace(in, NULL);
+	mutex_lock(&idgate_cfg_mutex);
+	cfg_replace_locked(in, NULL);
+	mutex_unlock(&idgate_cfg_mutex);
 }
 
-void idgate_cfg_get(struct idgate_net *in, struct idgate_config *u)
+int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u)
 {
+	struct idgate_rule __user *to = u64_to_user_ptr(u->rules);
+	u32 room = u->rule_room, n = 0;
 	const struct idgate_cfg *cfg;
+	struct idgate_rule *copy = NULL;
+	int ret = 0;
 
+	if (u->flags)
+		return -EINVAL;
 	memset(u, 0, sizeof(*u));
-	rcu_read_lock();
-	cfg = rcu_dereference(in->cfg);
+	mutex_lock(&idgate_cfg_mutex);
+	cfg = rcu_dereference_protected(in->cfg, lockdep_is_held(&idgate_cfg_mutex));
 	if (cfg) {
 		u->mark = cfg->mark;
 		u->mark_mask = cfg->mask;
-		u->proxy_tgid = cfg->proxy ? pid_vnr(cfg->proxy) : 0;
 		u->rule_count = cfg->nrules;
-		memcpy(u->rules, cfg->rules, cfg->nrules * sizeof(cfg->rules[0]));
+		n = min(room, cfg->nrules);
+		/* Copied out once the mutex is released: a faulting user
+		 * buffer must not hold up other namespaces' writers. */
+		if (n) {
+			copy = kvmalloc_array(n, sizeof(*copy), GFP_KERNEL);
+			if (copy)
+				memcpy(copy, cfg->rules, array_size(n, sizeof(*copy)));
+			else
+				ret = -ENOMEM;
+		}
 	}
-	rcu_read_unlock();
-}
-
-static bool prefix_match(const u8 *addr, const u8 *prefix, unsigned int len)
-{
-	unsigned int bytes = len / 8, bits = len % 8;
-
-	if (memcmp(addr, prefix, bytes))
-		return false;
-	if (!bits)
-		return true;
-	return !((addr[bytes] ^ prefix[bytes]) & (0xff00 >> bits));
+	if (c->in == in && pid_has_task(c->proxy, PIDTYPE_TGID))
+		u->proxy_tgid = pid_vnr(c->proxy);
+	mutex_unlock(&idgate_cfg_mutex);
+	if (!ret && n && copy_to_user(to, copy, array_size(n, sizeof(*copy))))
+		ret = -EFAULT;
+	kvfree(copy);
+	return ret;
 }
 
 bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key)
 {
-	unsigned int i;
-
-	for (i = 0; i < cfg->nrules; i++) {
-		const struct idgate_rule *r = &cfg->rules[i];
-
-		if (r->family == key->family &&
-		    key->dport >= r->port_min && key->dport <= r->port_max &&
-		    prefix_match(key->daddr, r->addr, r->prefix_len))
-			return true;
-	}
-	return false;
+	return idgate_ruleset_match(cfg->set, key);
 }

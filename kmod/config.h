@@ -3,28 +3,36 @@
 #ifndef _IDGATE_CONFIG_H
 #define _IDGATE_CONFIG_H
 
-#include <linux/pid.h>
+#include <linux/mutex.h>
 #include <linux/rcupdate.h>
 #include <linux/types.h>
 #include <uapi/idgate.h>
 
+struct idgate_client;
 struct idgate_flow_key;
 struct idgate_net;
+struct idgate_ruleset;
+
+/* Serializes configuration writers of all namespaces (configurations and
+ * proxy registrations). */
+extern struct mutex idgate_cfg_mutex;
 
 /* Immutable once published; replaced as a whole and freed after RCU. */
 struct idgate_cfg {
 	struct rcu_head rcu;
 	u32 mark;			/* bits to set, within mask */
 	u32 mask;			/* bits of the mark owned by idgate */
-	struct pid *proxy;		/* the proxy's thread group (reference) or NULL */
 	u32 nrules;
-	struct idgate_rule rules[IDGATE_MAX_RULES];
+	struct idgate_rule *rules;	/* as configured, for IDGATE_IOC_GET_CONFIG */
+	struct idgate_ruleset *set;	/* the same, indexed for the hook */
 };
 
-/* Validate @u and make it the configuration of @in (rule_count 0: none). */
-int idgate_cfg_set(struct idgate_net *in, const struct idgate_config *u);
-/* Copy the configuration of @in to @u (all zero if none). */
-void idgate_cfg_get(struct idgate_net *in, struct idgate_config *u);
+/* Validate @u and make it the configuration of @in (rule_count 0: none),
+ * with u->proxy_tgid the proxy that @c names there (proxies.h). */
+int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct idgate_config *u);
+/* Copy the configuration of @in to @u (all zero if none), with the proxy
+ * that @c names in @in, and up to u->rule_room of its rules to u->rules. */
+int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u);
 /* Drop the configuration of @in (namespace exit). */
 void idgate_cfg_clear(struct idgate_net *in);
 /* Is the destination of @key in the intercept set? Caller holds RCU. */

@@ -6,6 +6,7 @@
  * rmmod fails with EBUSY until the last file is closed.
  */
 #include <linux/capability.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -23,6 +24,7 @@
 #include "fault.h"
 #include "flowtable.h"
 #include "netns.h"
+#include "proxies.h"
 #include "stats.h"
 #include "version.h"
 
@@ -46,29 +48,25 @@ static long ioc_version(void __user *arg)
 	return copy_to_user(arg, &v, sizeof(v)) ? -EFAULT : 0;
 }
 
-static long ioc_config(void __user *arg)
+static long ioc_config(struct idgate_client *c, void __user *arg)
 {
-	struct idgate_config *u = memdup_user(arg, sizeof(*u));
-	long ret;
+	struct idgate_config u;
 
-	if (IS_ERR(u))
-		return PTR_ERR(u);
-	ret = idgate_cfg_set(idgate_pernet(caller_net()), u);
-	kfree(u);
-	return ret;
+	if (copy_from_user(&u, arg, sizeof(u)))
+		return -EFAULT;
+	return idgate_cfg_set(idgate_pernet(caller_net()), c, &u);
 }
 
-static long ioc_get_config(void __user *arg)
+static long ioc_get_config(const struct idgate_client *c, void __user *arg)
 {
-	struct idgate_config *u = kmalloc(sizeof(*u), GFP_KERNEL);
-	long ret = 0;
+	struct idgate_config u;
+	long ret;
 
-	if (!u)
-		return -ENOMEM;
-	idgate_cfg_get(idgate_pernet(caller_net()), u);
-	if (copy_to_user(arg, u, sizeof(*u)))
+	if (copy_from_user(&u, arg, sizeof(u)))
+		return -EFAULT;
+	ret = idgate_cfg_get(idgate_pernet(caller_net()), c, &u);
+	if (!ret && copy_to_user(arg, &u, sizeof(u)))
 		ret = -EFAULT;
-	kfree(u);
 	return ret;
 }
 
@@ -108,8 +106,16 @@ static long lookup(struct idgate_lookup *req)
 	       sizeof(*req) - offsetof(struct idgate_lookup, tgid));
 	if (IDGATE_FAULT_LOOKUP_ERROR)
 		return IDGATE_FAULT_LOOKUP_ERROR;
-	if (req->flags & IDGATE_LOOKUP_PEEK)
-		return idgate_table_peek(t, &key, req);
+	if (req->flags & IDGATE_LOOKUP_PEEK) {
+		struct file *exe_file;
+
+		ret = idgate_table_peek(t, &key, req, &exe_file);
+		if (exe_file) {
+			idgate_identity_fill_exe_id(exe_file, req);
+			fput(exe_file);
+		}
+		return ret;
+	}
 
 	idgate_stat_inc(lookups);
 	flow = idgate_table_take(t, &key);
@@ -123,6 +129,7 @@ static long lookup(struct idgate_lookup *req)
 	rcu_read_lock();
 	idgate_identity_fill(&flow->id, req);
 	rcu_read_unlock();
+	idgate_identity_fill_exe_id(flow->id.exe_file, req);
 	if (!IDGATE_FAULT_SKIP_FREE)
 		idgate_flow_free(flow);
 	return 0;
@@ -160,9 +167,9 @@ static long idgate_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return -EPERM;
 	switch (cmd) {
 	case IDGATE_IOC_CONFIG:
-		return ioc_config(uarg);
+		return ioc_config(file->private_data, uarg);
 	case IDGATE_IOC_GET_CONFIG:
-		return ioc_get_config(uarg);
+		return ioc_get_config(file->private_data, uarg);
 	case IDGATE_IOC_LOOKUP:
 		return ioc_lookup(uarg);
 	case IDGATE_IOC_STATS:
@@ -172,9 +179,31 @@ static long idgate_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+static int idgate_open(struct inode *inode, struct file *file)
+{
+	struct idgate_client *c = kzalloc(sizeof(*c), GFP_KERNEL);
+
+	if (!c)
+		return -ENOMEM;
+	INIT_LIST_HEAD(&c->node);
+	file->private_data = c;
+	return nonseekable_open(inode, file);
+}
+
+/* The proxy this file named is no longer exempt. */
+static int idgate_release(struct inode *inode, struct file *file)
+{
+	struct idgate_client *c = file->private_data;
+
+	idgate_proxies_release(c);
+	kfree(c);
+	return 0;
+}
+
 static const struct file_operations idgate_fops = {
 	.owner = THIS_MODULE,
-	.open = nonseekable_open,
+	.open = idgate_open,
+	.release = idgate_release,
 	.unlocked_ioctl = idgate_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	IDGATE_NO_LLSEEK

@@ -5,6 +5,8 @@
  * timeout_ms. Writers (hook, lookup, gc) take the table's spinlock; peeks and
  * frees are RCU-safe.
  */
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/hash.h>
 #include <linux/jhash.h>
 #include <linux/jiffies.h>
@@ -230,15 +232,21 @@ struct idgate_flow *idgate_table_take(struct idgate_table *t, const struct idgat
 	return flow;
 }
 
-int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out)
+int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out,
+		      struct file **exe_file)
 {
 	struct idgate_flow *flow;
 	int ret = -ENOENT;
 
+	*exe_file = NULL;
 	rcu_read_lock();
 	hlist_for_each_entry_rcu(flow, bucket(t, key), hnode) {
 		if (!memcmp(&flow->key, key, sizeof(*key))) {
 			idgate_identity_fill(&flow->id, out);
+			/* The entry holds its reference until a grace period after
+			 * it is unlinked: the count is not zero here. */
+			if (flow->id.exe_file)
+				*exe_file = get_file(flow->id.exe_file);
 			ret = 0;
 			break;
 		}

@@ -65,7 +65,10 @@ void idgate_table_destroy(struct idgate_table *t);
 void idgate_table_insert(struct idgate_table *t, struct idgate_flow *flow);
 /* Unlink and return the entry for @key, or NULL; caller frees it. */
 struct idgate_flow *idgate_table_take(struct idgate_table *t, const struct idgate_flow_key *key);
-/* Fill the identity of the entry for @key without removing it; -ENOENT if none. */
-int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out);
+/* Fill the identity of the entry for @key without removing it (all but
+ * the executable's device and inode: *@exe_file gets a reference to the
+ * executable, or NULL); -ENOENT if none. */
+int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out,
+		      struct file **exe_file);
 
 #endif

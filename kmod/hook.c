@@ -2,8 +2,15 @@
 /*
  * LOCAL_OUT hook, IPv4 and IPv6, ahead of NAT. The first SYN of a TCP
  * connection is sent from connect(), in the connecting task's context:
- * that is where the identity is recorded. Retransmits are sent from timers
- * (not in task context) and find the socket already marked.
+ * that is where the identity is recorded, on every connect() of a socket,
+ * tagged or not (a socket keeps its mark and a bound port across
+ * connect(AF_UNSPEC) and a failed connect(); recording only untagged ones
+ * would let it connect again and be looked up as whoever recorded that
+ * 4-tuple last). Retransmits are not recorded: they are sent from timers, or
+ * from whichever task releases the socket's lock after a timer fired (a
+ * TCP_INFO reader, say), and are the only SYNs sent with icsk_retransmits
+ * non-zero (tcp_connect_init() zeroes it, the retransmit timer raises it
+ * before it sends).
  */
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -13,6 +20,7 @@
 #include <linux/netfilter_ipv6.h>
 #include <linux/skbuff.h>
 #include <linux/tcp.h>
+#include <net/inet_connection_sock.h>
 #include <net/ip.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
@@ -21,6 +29,7 @@
 #include "flowtable.h"
 #include "hook.h"
 #include "netns.h"
+#include "proxies.h"
 #include "stats.h"
 
 /* Ports of @skb's TCP header at @thoff if it is a SYN without ACK. */
@@ -61,15 +70,17 @@ static bool flow_key_v6(const struct sk_buff *skb, struct idgate_flow_key *key)
 	return tcp_syn_ports(skb, skb_network_offset(skb) + sizeof(*ip6h), key);
 }
 
-/* A SYN of a connecting TCP socket, sent from the connecting user task?
- * (Kernel threads' connections are not the proxy's business.) */
+/* The first SYN of a connect(), sent from the connecting user task?
+ * (Kernel threads' connections are not the proxy's business.) The socket is
+ * owned by that task here, so its retransmit count cannot change under us. */
 static bool connect_syn(const struct sk_buff *skb, u8 pf, struct idgate_flow_key *key)
 {
 	const struct sock *sk = skb->sk;
 
 	if (!in_task() || (current->flags & PF_KTHREAD))
 		return false;
-	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP || sk->sk_state != TCP_SYN_SENT)
+	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP || sk->sk_state != TCP_SYN_SENT ||
+	    inet_csk(sk)->icsk_retransmits)
 		return false;
 	memset(key, 0, sizeof(*key));
 	return pf == NFPROTO_IPV4 ? flow_key_v4(skb, key) : flow_key_v6(skb, key);
@@ -91,12 +102,11 @@ static void intercept(struct idgate_net *in, struct sk_buff *skb, const struct i
 
 	rcu_read_lock();
 	cfg = rcu_dereference(in->cfg);
-	if (!cfg || !idgate_cfg_match(cfg, key) ||
-	    (READ_ONCE(skb->sk->sk_mark) & cfg->mask) == cfg->mark) {
+	if (!cfg || !idgate_cfg_match(cfg, key)) {
 		rcu_read_unlock();
-		return;	/* not intercepted, or already recorded */
+		return;
 	}
-	if (cfg->proxy && task_tgid(current) == cfg->proxy) {
+	if (idgate_is_proxy(in)) {
 		rcu_read_unlock();
 		idgate_stat_inc(skipped_proxy);
 		return;

@@ -7,9 +7,11 @@
 #include <linux/err.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/kdev_t.h>
 #include <linux/mm_types.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/signal.h>
+#include <linux/stat.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/user_namespace.h>
@@ -17,7 +19,8 @@
 #include "compat.h"
 #include "identity.h"
 
-/* Path of current's executable, relative to current's root. */
+/* current's executable (a reference, kept for its device and inode, see
+ * idgate_identity_fill_exe_id()) and its path relative to current's root. */
 static void capture_exe(struct idgate_identity *id)
 {
 	struct mm_struct *mm = current->mm;
@@ -25,14 +28,15 @@ static void capture_exe(struct idgate_identity *id)
 	char *p;
 
 	id->exe[0] = '\0';
+	id->exe_file = NULL;
 	if (mm)
 		exe = idgate_mm_exe_file(mm);
 	if (!exe) {
 		id->flags |= IDGATE_RESULT_EXE_TRUNC;
 		return;
 	}
+	id->exe_file = exe;
 	p = d_path(&exe->f_path, id->exe, sizeof(id->exe));
-	fput(exe);
 	if (IS_ERR(p)) {
 		id->exe[0] = '\0';
 		id->flags |= IDGATE_RESULT_EXE_TRUNC;
@@ -79,8 +83,13 @@ void idgate_identity_capture(struct idgate_identity *id)
 	capture_cgroup(id);
 }
 
+/* From an RCU callback too: fput() defers the final release to a work item
+ * outside task context. */
 void idgate_identity_release(struct idgate_identity *id)
 {
+	if (id->exe_file)
+		fput(id->exe_file);
+	id->exe_file = NULL;
 	put_pid(id->pid);
 	put_pid(id->tgid);
 	id->pid = NULL;
@@ -120,4 +129,24 @@ void idgate_identity_fill(const struct idgate_identity *id, struct idgate_lookup
 	strscpy_pad((char *)out->comm, id->comm, sizeof(out->comm));
 	strscpy_pad((char *)out->exe, id->exe, sizeof(out->exe));
 	strscpy_pad((char *)out->cgroup, id->cgroup, sizeof(out->cgroup));
+}
+
+/*
+ * The device and inode that stat(2) of the executable reports in userspace,
+ * taken from the file the process runs (not from its path, which a mount
+ * namespace can point at another file). The filesystem's getattr gives them,
+ * not the inode's superblock: btrfs reports each subvolume's anonymous device
+ * (inode numbers repeat across subvolumes), overlayfs a device and inode
+ * mapped from its layers. AT_STATX_DONT_SYNC: network and FUSE filesystems
+ * answer from their cache instead of asking a server the lookup would wait on.
+ */
+void idgate_identity_fill_exe_id(struct file *exe_file, struct idgate_lookup *out)
+{
+	struct kstat st;
+
+	if (!exe_file || vfs_getattr_nosec(&exe_file->f_path, &st, STATX_INO, AT_STATX_DONT_SYNC))
+		return;
+	out->exe_dev = new_encode_dev(st.dev);
+	out->exe_ino = st.ino;
+	out->result_flags |= IDGATE_RESULT_EXE_ID;
 }

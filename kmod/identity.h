@@ -11,6 +11,7 @@
 
 struct idgate_identity {
 	struct pid *tgid;		/* reference: the process */
+	struct file *exe_file;		/* reference: its executable, or NULL */
 	struct pid *pid;		/* reference: the thread that called connect() */
 	kuid_t uid;			/* effective */
 	kgid_t gid;			/* effective */
@@ -28,7 +29,11 @@ struct idgate_identity {
 void idgate_identity_capture(struct idgate_identity *id);
 void idgate_identity_release(struct idgate_identity *id);
 /* Fill the "out" fields of @out as seen by current (pid and user
- * namespaces of the caller). Must not sleep: callable under RCU. */
+ * namespaces of the caller), all but the executable's device and inode.
+ * Must not sleep: callable under RCU. */
 void idgate_identity_fill(const struct idgate_identity *id, struct idgate_lookup *out);
+/* Fill exe_dev and exe_ino of @out from @exe_file (may be NULL) as stat(2)
+ * reports them, and flag them valid. May sleep. */
+void idgate_identity_fill_exe_id(struct file *exe_file, struct idgate_lookup *out);
 
 #endif

@@ -17,6 +17,7 @@
 #include "flowtable.h"
 #include "hook.h"
 #include "netns.h"
+#include "proxies.h"
 #include "stats.h"
 #include "version.h"
 
@@ -55,6 +56,8 @@ static int __net_init idgate_net_init(struct net *net)
 	int ret;
 
 	RCU_INIT_POINTER(in->cfg, NULL);
+	INIT_LIST_HEAD(&in->clients);
+	RCU_INIT_POINTER(in->exempt, NULL);
 	ret = idgate_table_init(&in->table);
 	if (ret)
 		return ret;
@@ -78,6 +81,7 @@ static void __net_exit idgate_net_exit(struct net *net)
 
 	idgate_table_destroy(&in->table);
 	idgate_cfg_clear(in);
+	idgate_proxies_flush(in);
 }
 
 static struct pernet_operations idgate_net_ops = {

@@ -13,7 +13,7 @@
  *
  * Rules of this contract:
  *  - Only fixed-size __u8/__u16/__u32/__u64 fields, explicit padding, no
- *    pointers, bitfields or enums. Every struct size is a multiple of 8 and
+ *    pointers (a user address travels as a __u64), bitfields or enums. Every struct size is a multiple of 8 and
  *    identical on all architectures.
  *  - Ports are in HOST byte order. Addresses are raw network-order bytes:
  *    IPv6 uses all 16 bytes, IPv4 uses bytes 0..3 and bytes 4..15 are zero.
@@ -32,7 +32,7 @@
 #include <linux/ioctl.h>
 
 /* Version of this contract; IDGATE_IOC_VERSION returns it. */
-#define IDGATE_API_VERSION 1
+#define IDGATE_API_VERSION 2
 
 /* The misc device is /dev/IDGATE_DEVICE_NAME. */
 #define IDGATE_DEVICE_NAME "idgate"
@@ -41,7 +41,8 @@
 #define IDGATE_VERSION_LEN 32	/* module version string */
 #define IDGATE_COMM_LEN 16	/* same as the kernel's TASK_COMM_LEN */
 #define IDGATE_PATH_LEN 256	/* exe and cgroup paths; longer ones are truncated */
-#define IDGATE_MAX_RULES 32	/* size of the intercept set */
+#define IDGATE_MAX_RULES 65536	/* size of the intercept set */
+#define IDGATE_MAX_PROXIES 8	/* open files per network namespace that name a proxy at once */
 
 /* Reply of IDGATE_IOC_VERSION (40 bytes). */
 struct idgate_version {
@@ -62,23 +63,32 @@ struct idgate_rule {
 	__u8 addr[16];		/* network prefix, network byte order; bits past prefix_len must be zero */
 };
 
-/* Argument of IDGATE_IOC_CONFIG / IDGATE_IOC_GET_CONFIG (792 bytes).
+/* Argument of IDGATE_IOC_CONFIG / IDGATE_IOC_GET_CONFIG (32 bytes); the
+ * intercept set itself is an array of struct idgate_rule in the caller's
+ * memory, at @rules. A destination matches the set if any of its rules
+ * matches; the module indexes it, so a SYN's cost grows with the logarithm
+ * of rule_count (and the number of distinct prefix lengths), not with it.
  * Configuration belongs to the network namespace of the caller and replaces
  * the previous one atomically. It stays in force after the configuring file
  * descriptor is closed (so that flows fail closed when the proxy is gone)
- * until it is replaced, the namespace is destroyed or the module unloaded.
- * rule_count == 0 stops interception in that namespace. Entries recorded
+ * until it is replaced, the namespace is destroyed or the module unloaded;
+ * only the proxy_tgid exemption ends with the file. rule_count == 0 stops
+ * interception in that namespace (and names no proxy). Entries recorded
  * before a change stay in the table. */
 struct idgate_config {
 	__u32 mark;		/* value put in skb->mark and sk->sk_mark bits selected by mark_mask; non-zero */
 	__u32 mark_mask;	/* bits of the mark owned by idgate; (mark & ~mark_mask) must be zero */
-	__u32 proxy_tgid;	/* the proxy's tgid in the caller's pid namespace; its connections are
-				 * never tagged; 0 = none. ESRCH if no such process */
-	__u32 rule_count;	/* number of valid entries in rules[], 0..IDGATE_MAX_RULES */
+	__u32 proxy_tgid;	/* a proxy's tgid in the caller's pid namespace, 0 = none: its connections
+				 * are never tagged while this file stays open and does not configure
+				 * another (so the old and the new proxy of an upgrade, each with its
+				 * own file, are both exempt). ESRCH if no such process, ENOSPC if
+				 * IDGATE_MAX_PROXIES other files name one in this namespace */
+	__u32 rule_count;	/* CONFIG: entries at @rules, 0..IDGATE_MAX_RULES;
+				 * GET_CONFIG (out): entries in force */
 	__u32 flags;		/* must be zero */
-	__u32 pad;		/* must be zero */
-	struct idgate_rule rules[IDGATE_MAX_RULES]; /* the intercept set; entries past rule_count are ignored
-						      * by IDGATE_IOC_CONFIG and zeroed by IDGATE_IOC_GET_CONFIG */
+	__u32 rule_room;	/* GET_CONFIG (in): entries that fit at @rules; the first
+				 * min(rule_room, rule_count) are written. CONFIG: must be zero */
+	__u64 rules;		/* address of the struct idgate_rule array (EFAULT if unreadable) */
 };
 
 /* idgate_lookup.flags (in) */
@@ -90,8 +100,9 @@ struct idgate_config {
 					 * callers must not match it against exe selectors */
 #define IDGATE_RESULT_CG_TRUNC	0x04	/* cgroup did not fit and is truncated (or unavailable: empty);
 					 * callers must not match it against cgroup selectors */
+#define IDGATE_RESULT_EXE_ID	0x08	/* exe_dev and exe_ino are valid (else zero: executable unknown) */
 
-/* Argument of IDGATE_IOC_LOOKUP (616 bytes). The flow is looked up in the
+/* Argument of IDGATE_IOC_LOOKUP (632 bytes). The flow is looked up in the
  * caller's network namespace by its 4-tuple as the connecting task saw it
  * (before any NAT): src = the connecting socket's local address, dst = the
  * address it connected to (for a redirected flow: the proxy's peer address
@@ -116,10 +127,15 @@ struct idgate_lookup {
 				 * same origin as /proc/<pid>/stat field 22 (which is in clock ticks) */
 	__u64 cgroup_id;	/* out: id of the process' cgroup v2 (the inode number of its cgroupfs directory) */
 	__u64 record_time_ns;	/* out: when the SYN was recorded, CLOCK_BOOTTIME ns */
+	__u64 exe_dev;		/* out: device of the process' executable file as stat(2) reports it
+				 * in userspace (st_dev, new_encode_dev()), whatever path it was run by */
+	__u64 exe_ino;		/* out: its inode number (st_ino); both valid with IDGATE_RESULT_EXE_ID */
 	__u8 comm[IDGATE_COMM_LEN];	/* out: comm of the process (its thread group leader, as in
 					 * /proc/<tgid>/comm), NUL-terminated */
 	__u8 exe[IDGATE_PATH_LEN];	/* out: path of the process' executable as seen from its own root
-					 * (chroot/mount namespace), NUL-terminated ("" if none) */
+					 * (chroot/mount namespace), NUL-terminated ("" if none); a mount
+					 * namespace of the process's own can make it name another file:
+					 * exe_dev/exe_ino say which file it is */
 	__u8 cgroup[IDGATE_PATH_LEN];	/* out: cgroup v2 path from the hierarchy root, e.g. "/system.slice/x.service" */
 };
 
@@ -152,8 +168,9 @@ struct idgate_stats {
  * EINVAL on a malformed config, ESRCH if proxy_tgid does not exist. */
 #define IDGATE_IOC_CONFIG	_IOW(IDGATE_IOC_MAGIC, 0x01, struct idgate_config)
 /* Read the configuration of the caller's network namespace (all zero if none;
- * proxy_tgid is 0 if that process is gone or not visible to the caller). */
-#define IDGATE_IOC_GET_CONFIG	_IOR(IDGATE_IOC_MAGIC, 0x02, struct idgate_config)
+ * proxy_tgid is the one this file named there, 0 if none, gone or not visible).
+ * In: rule_room and rules; flags must be zero. */
+#define IDGATE_IOC_GET_CONFIG	_IOWR(IDGATE_IOC_MAGIC, 0x02, struct idgate_config)
 /* Look a flow up (and consume it unless IDGATE_LOOKUP_PEEK). ENOENT if absent. */
 #define IDGATE_IOC_LOOKUP	_IOWR(IDGATE_IOC_MAGIC, 0x03, struct idgate_lookup)
 /* Read the counters. */

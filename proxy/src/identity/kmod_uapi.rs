@@ -1,16 +1,17 @@
-//! Rust mirror of `kmod/include/uapi/idgate.h` (API version 1). `kmod_uapi_tests.rs` compiles
+//! Rust mirror of `kmod/include/uapi/idgate.h` (API version 2). `kmod_uapi_tests.rs` compiles
 //! the C header and checks every size and offset here against it.
 #![allow(dead_code)]
 
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 pub const VERSION_LEN: usize = 32;
 pub const COMM_LEN: usize = 16;
 pub const PATH_LEN: usize = 256;
-pub const MAX_RULES: usize = 32;
+pub const MAX_RULES: usize = 65536;
 
 pub const RESULT_EXITED: u32 = 0x01;
 pub const RESULT_EXE_TRUNC: u32 = 0x02;
 pub const RESULT_CG_TRUNC: u32 = 0x04;
+pub const RESULT_EXE_ID: u32 = 0x08;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -39,8 +40,9 @@ pub struct Config {
     pub proxy_tgid: u32,
     pub rule_count: u32,
     pub flags: u32,
-    pub pad: u32,
-    pub rules: [Rule; MAX_RULES],
+    pub rule_room: u32,
+    /// Address of `rule_count` (CONFIG) or `rule_room` (GET_CONFIG) `Rule`s.
+    pub rules: u64,
 }
 
 #[repr(C)]
@@ -62,6 +64,8 @@ pub struct Lookup {
     pub start_time_ns: u64,
     pub cgroup_id: u64,
     pub record_time_ns: u64,
+    pub exe_dev: u64,
+    pub exe_ino: u64,
     pub comm: [u8; COMM_LEN],
     pub exe: [u8; PATH_LEN],
     pub cgroup: [u8; PATH_LEN],
@@ -94,7 +98,7 @@ const WRITE: u64 = 1;
 
 pub const IOC_VERSION: u64 = ioc(READ, 0x00, std::mem::size_of::<Version>());
 pub const IOC_CONFIG: u64 = ioc(WRITE, 0x01, std::mem::size_of::<Config>());
-pub const IOC_GET_CONFIG: u64 = ioc(READ, 0x02, std::mem::size_of::<Config>());
+pub const IOC_GET_CONFIG: u64 = ioc(READ | WRITE, 0x02, std::mem::size_of::<Config>());
 pub const IOC_LOOKUP: u64 = ioc(READ | WRITE, 0x03, std::mem::size_of::<Lookup>());
 pub const IOC_STATS: u64 = ioc(READ, 0x04, std::mem::size_of::<Stats>());
 

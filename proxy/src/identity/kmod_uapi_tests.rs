@@ -43,7 +43,7 @@ fn table() -> Vec<(String, String, u64)> {
     let mut v = Vec::new();
     fields!(v, "idgate_version", Version, [api_version, reserved, module_version]);
     fields!(v, "idgate_rule", Rule, [family, prefix_len, port_min, port_max, pad, addr]);
-    fields!(v, "idgate_config", Config, [mark, mark_mask, proxy_tgid, rule_count, flags, pad, rules]);
+    fields!(v, "idgate_config", Config, [mark, mark_mask, proxy_tgid, rule_count, flags, rule_room, rules]);
     fields!(
         v,
         "idgate_lookup",
@@ -65,6 +65,8 @@ fn table() -> Vec<(String, String, u64)> {
             start_time_ns,
             cgroup_id,
             record_time_ns,
+            exe_dev,
+            exe_ino,
             comm,
             exe,
             cgroup
@@ -85,6 +87,9 @@ fn table() -> Vec<(String, String, u64)> {
         ("IDGATE_API_VERSION", API_VERSION as u64),
         ("IDGATE_MAX_RULES", MAX_RULES as u64),
         ("IDGATE_PATH_LEN", PATH_LEN as u64),
+        ("IDGATE_RESULT_EXE_TRUNC", RESULT_EXE_TRUNC as u64),
+        ("IDGATE_RESULT_CG_TRUNC", RESULT_CG_TRUNC as u64),
+        ("IDGATE_RESULT_EXE_ID", RESULT_EXE_ID as u64),
     ] {
         v.push((name.to_string(), name.to_string(), value));
     }

@@ -39,7 +39,9 @@ client && [ "$(verdicts tunneled)" -gt "$before" ] && pass "flows still attribut
 	fail "flows after the refused unload: $(last_outbound)"
 
 # A full table: flows whose entries were evicted before the lookup are refused.
-kill -STOP $CLI
+# The proxy that looks flows up is the run process's child.
+STOPPED="$CLI $(children $CLI)"
+kill -STOP $STOPPED
 echo 2 > /sys/module/idgate/parameters/max_entries
 ev0=$(stat_of evictions) den0=$(verdicts denied_no_identity) tun0=$(verdicts tunneled) rec0=$(stat_of recorded)
 i=0 pids=
@@ -49,7 +51,7 @@ while [ $i -lt 5 ]; do client & pids="$pids $!"; i=$((i + 1)); done
 recorded5() { [ $(( $(stat_of recorded) - rec0 )) -ge 5 ]; }
 i=0
 while ! recorded5 && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-kill -CONT $CLI
+kill -CONT $STOPPED
 wait_clients() { [ "$(( $(verdicts denied_no_identity) - den0 + $(verdicts tunneled) - tun0 ))" -ge 5 ]; }
 until_ok wait_clients
 wait $pids 2>/dev/null

@@ -85,7 +85,12 @@ if [ -n "$PROXY" ]; then
 		CLI=$PID
 		i=0
 		while [ $i -lt 5 ] && running; do
-			in_cli pingpong-a client 10.77.0.2:7000 5 64 > /dev/null 2>&1 && proxied=$((proxied + 1))
+			if in_cli pingpong-a client 10.77.0.2:7000 5 64 > /tmp/churn-client.out 2>&1; then
+				proxied=$((proxied + 1))
+			else
+				# Kept for the failure message: what the client and the proxy said.
+				{ tail -n 3 /tmp/churn-client.out; grep 'flow decision direction="outbound"' $W/cli.log | tail -n 1; } > /tmp/churn-client.failed
+			fi
 			i=$((i + 1))
 		done
 		rmmod idgate 2>/dev/null && { fail "rmmod succeeded while the proxy held /dev/idgate"; insmod /lib/modules/idgate.ko $PARAMS; }
@@ -119,7 +124,8 @@ echo "churn: ${SECS}s: ${conns:-0} storm connections, $proxied proxied client ru
 [ "$cycles" -gt 0 ] && pass "$cycles network namespaces created and torn down under load" || fail "no netns cycle"
 [ $reloads -gt 0 ] && pass "$reloads module unload/reload cycles under load" || fail "no module reload"
 if [ -x /bin/idgate ]; then
-	[ $proxied -gt 0 ] && pass "$proxied client runs through the proxy, killed and restarted $kills times" || fail "no client run got through the proxy"
+	[ $proxied -gt 0 ] && pass "$proxied client runs through the proxy, killed and restarted $kills times" ||
+		fail "no client run got through the proxy; the last one: $(cat /tmp/churn-client.failed 2>/dev/null)"
 fi
 echo "churn: at the end: $(stats)"
 [ $evictions -gt 0 ] && pass "full table evicted entries" || fail "no eviction in a table bounded at 64"

@@ -61,6 +61,9 @@ start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a 
 		sleep 0.1
 	done
 }
+# The processes `idgate run` started (its proxy: the run process stays their parent), to stop
+# and continue along with it.
+children() { awk -v p="$1" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null; }
 srv_status() { idgate status --json -c $W/srv.toml; }  # the control socket, as root
 # Polls a condition for up to 10 s (a TCG guest is slow, and slower still on a busy CI host).
 until_ok() {

@@ -57,9 +57,53 @@ int client_main(int argc, char **argv)
 	return 0;
 }
 
-/* Fork a client running @exe as @uid/@gid in cgroup @cg (NULL: stay). */
-void spawn_client(struct child *ch, const char *exe, const char *mode, const char *ip,
-			 int port, uid_t uid, gid_t gid, const char *cg, const int go[2])
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd))
+		die(path);
+}
+
+int have_user_namespaces(void)
+{
+	return access("/proc/self/ns/user", F_OK) == 0;
+}
+
+/* Become @uid/@gid with @from's file bind-mounted over @exe in a mount
+ * namespace of our own, as an unprivileged user can with a user namespace:
+ * /proc/<pid>/exe and comm of what then runs as @exe read @exe. A kernel
+ * without user namespaces (the debug kernel) gets the same view from a mount
+ * namespace that root makes before dropping to @uid. */
+static void fake_exe(const char *exe, const char *from, uid_t uid, gid_t gid)
+{
+	char map[64];
+
+	if (have_user_namespaces()) {
+		/* Dumpable again after setuid (as a user's own process is), or
+		 * /proc/self stays root's and the maps cannot be written. */
+		if (setgroups(0, NULL) || setgid(gid) || setuid(uid) || prctl(PR_SET_DUMPABLE, 1))
+			die("setuid");
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
+			die("unshare(CLONE_NEWUSER | CLONE_NEWNS) as an unprivileged user");
+		write_file("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof(map), "%u %u 1", uid, uid);
+		write_file("/proc/self/uid_map", map);
+		snprintf(map, sizeof(map), "%u %u 1", gid, gid);
+		write_file("/proc/self/gid_map", map);
+	} else if (unshare(CLONE_NEWNS)) {
+		die("unshare(CLONE_NEWNS)");
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) || mount(from, exe, NULL, MS_BIND, NULL))
+		die("bind mount over the executable");
+	if (!have_user_namespaces() && (setgroups(0, NULL) || setgid(gid) || setuid(uid)))
+		die("setuid");
+}
+
+/* Fork a client running @exe as @uid/@gid in cgroup @cg (NULL: stay); with
+ * @fake_from, the file run as @exe is @fake_from's (fake_exe()). */
+void spawn_client(struct child *ch, const char *exe, const char *mode, const char *ip, int port, uid_t uid,
+		  gid_t gid, const char *cg, const int go[2], const char *fake_from)
 {
 	int p[2];
 
@@ -82,7 +126,9 @@ void spawn_client(struct child *ch, const char *exe, const char *mode, const cha
 			if (!f || fprintf(f, "%d\n", getpid()) < 0 || fclose(f))
 				die("join cgroup");
 		}
-		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
+		if (fake_from)
+			fake_exe(exe, fake_from, uid, gid);
+		else if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
 			die("setuid");
 		snprintf(a_port, sizeof(a_port), "%d", port);
 		snprintf(a_rfd, sizeof(a_rfd), "%d", p[1]);
@@ -155,15 +201,16 @@ void check_identity(const char *name, const struct idgate_lookup *l, pid_t pid, 
 	      (unsigned long long)l->start_time_ns, (unsigned long long)l->record_time_ns);
 }
 
-/* "spawn EXE UID CGROUP IP PORT SECS": run EXE (an idg-client-*) as UID in
- * CGROUP, connecting from a named thread to IP:PORT, and hold the connection
- * SECS seconds: a workload for the proxy tests that compare the backends. */
+/* "spawn EXE UID CGROUP IP PORT SECS [FAKE_FROM]": run EXE (an idg-client-*)
+ * as UID in CGROUP, connecting from a named thread to IP:PORT, and hold the
+ * connection SECS seconds: a workload for the proxy tests. With FAKE_FROM,
+ * FAKE_FROM's file runs as EXE in a namespace of its own (fake_exe()). */
 int spawn_main(int argc, char **argv)
 {
 	struct child ch;
 	int go[2], status;
 
-	if (argc != 8)
+	if (argc != 8 && argc != 9)
 		return 2;
 	char cg[256];
 
@@ -171,7 +218,8 @@ int spawn_main(int argc, char **argv)
 	mkdir(cg, 0755);
 	if (pipe(go))
 		die("pipe");
-	spawn_client(&ch, argv[2], "thread", argv[5], atoi(argv[6]), atoi(argv[3]), atoi(argv[3]), argv[4], go);
+	spawn_client(&ch, argv[2], "thread", argv[5], atoi(argv[6]), atoi(argv[3]), atoi(argv[3]), argv[4], go,
+		     argc == 9 ? argv[8] : NULL);
 	close(go[0]);
 	if (write(go[1], "x", 1) != 1 || read_tuple(&ch))
 		die("spawn: client");

@@ -73,7 +73,7 @@ int do_lookup(int fd, const struct tuple *t, int peek, struct idgate_lookup *l)
 	return ioctl(fd, IDGATE_IOC_LOOKUP, l) ? -errno : 0;
 }
 
-static void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (strchr(ip, ':')) {
@@ -119,7 +119,23 @@ int connect_to(const char *ip, int port, int nonblock, struct tuple *t)
 	return s;
 }
 
-void set_config(int fd, uint32_t proxy_tgid, int nrules)
+/* The tests' intercept set: 10.77.0.0/24 and fd77::/64, ports 8000-8099. */
+void test_rules(struct idgate_rule r[2])
+{
+	memset(r, 0, 2 * sizeof(*r));
+	r[0].family = AF_INET;
+	r[0].prefix_len = 24;
+	inet_pton(AF_INET, "10.77.0.0", r[0].addr);
+	r[0].port_min = 8000;
+	r[0].port_max = 8099;
+	r[1].family = AF_INET6;
+	r[1].prefix_len = 64;
+	inet_pton(AF_INET6, "fd77::", r[1].addr);
+	r[1].port_min = 8000;
+	r[1].port_max = 8099;
+}
+
+int configure(int fd, uint32_t proxy_tgid, const struct idgate_rule *rules, unsigned int n)
 {
 	struct idgate_config c;
 
@@ -127,18 +143,18 @@ void set_config(int fd, uint32_t proxy_tgid, int nrules)
 	c.mark = MARK;
 	c.mark_mask = MARK_MASK;
 	c.proxy_tgid = proxy_tgid;
-	c.rule_count = nrules;
-	c.rules[0].family = AF_INET;
-	c.rules[0].prefix_len = 24;
-	inet_pton(AF_INET, "10.77.0.0", c.rules[0].addr);
-	c.rules[0].port_min = 8000;
-	c.rules[0].port_max = 8099;
-	c.rules[1].family = AF_INET6;
-	c.rules[1].prefix_len = 64;
-	inet_pton(AF_INET6, "fd77::", c.rules[1].addr);
-	c.rules[1].port_min = 8000;
-	c.rules[1].port_max = 8099;
-	if (ioctl(fd, IDGATE_IOC_CONFIG, &c))
+	c.rule_count = n;
+	c.rules = (uintptr_t)rules;
+	return ioctl(fd, IDGATE_IOC_CONFIG, &c) ? -errno : 0;
+}
+
+void set_config(int fd, uint32_t proxy_tgid, int nrules)
+{
+	struct idgate_rule r[2];
+
+	test_rules(r);
+	errno = -configure(fd, proxy_tgid, r, nrules);
+	if (errno)
 		die("IDGATE_IOC_CONFIG");
 }
 

@@ -18,9 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -59,8 +62,13 @@ struct tuple {
 };
 
 int do_lookup(int fd, const struct tuple *t, int peek, struct idgate_lookup *l);
+void make_addr(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
 /* connect() to ip:port; fills @t; returns the socket (or -1 if connect failed). */
 int connect_to(const char *ip, int port, int nonblock, struct tuple *t);
+void test_rules(struct idgate_rule r[2]);
+/* IDGATE_IOC_CONFIG with the tests' mark; 0 or -errno. */
+int configure(int fd, uint32_t proxy_tgid, const struct idgate_rule *rules, unsigned int n);
+/* The first @nrules (0..2) of test_rules(), or die. */
 void set_config(int fd, uint32_t proxy_tgid, int nrules);
 struct idgate_stats get_stats(int fd);
 double now_s(void);
@@ -75,8 +83,9 @@ struct child {
 };
 int client_main(int argc, char **argv);
 int spawn_main(int argc, char **argv);
-void spawn_client(struct child *ch, const char *exe, const char *mode, const char *ip,
-		  int port, uid_t uid, gid_t gid, const char *cg, const int go[2]);
+void spawn_client(struct child *ch, const char *exe, const char *mode, const char *ip, int port, uid_t uid,
+		  gid_t gid, const char *cg, const int go[2], const char *fake_from);
+int have_user_namespaces(void);
 int read_tuple(struct child *ch);
 void check_identity(const char *name, const struct idgate_lookup *l, pid_t pid, uid_t uid,
 		    gid_t gid, const char *exe, const char *cg);
@@ -98,6 +107,12 @@ int test_leave(int n);
 int test_redirect(int proxy_port);
 int test_bench(int n);
 int test_storm(int secs, int procs);
+int test_replay(void);
+int test_handover(void);
+int test_exeid(void);
+int test_ruleset(unsigned int n, unsigned int nprobes);
+/* @n rules (n >= 4): test_rules() first, then random ones (ruleset.c). */
+struct idgate_rule *many_rules(unsigned int n, uint64_t seed);
 int serve(int argc, char **argv);
 
 #endif

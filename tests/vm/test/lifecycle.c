@@ -51,23 +51,15 @@ int test_churn(int secs)
 int test_leave(int n)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(8088) };
-	struct idgate_config c;
+	struct idgate_rule r = { .family = AF_INET, .prefix_len = 8, .addr = { 127 }, .port_min = 8088, .port_max = 8088 };
 	struct tuple t;
 	int fd = dev_open(), ls = socket(AF_INET, SOCK_STREAM, 0), i, ok = 0;
 
 	inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
 	if (bind(ls, (void *)&sin, sizeof(sin)) || listen(ls, 4096))
 		die("leave: bind/listen");
-	memset(&c, 0, sizeof(c));
-	c.mark = MARK;
-	c.mark_mask = MARK_MASK;
-	c.rule_count = 1;
-	c.rules[0].family = AF_INET;
-	c.rules[0].prefix_len = 8;
-	c.rules[0].addr[0] = 127;
-	c.rules[0].port_min = 8088;
-	c.rules[0].port_max = 8088;
-	if (ioctl(fd, IDGATE_IOC_CONFIG, &c))
+	errno = -configure(fd, 0, &r, 1);
+	if (errno)
 		die("leave: config");
 	for (i = 0; i < n; i++) {
 		int s = connect_to("127.0.0.1", 8088, 0, &t);

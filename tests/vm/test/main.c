@@ -24,7 +24,7 @@ int main(int argc, char **argv)
 	if (!strncmp(base, "idg-client-", 11))
 		return client_main(argc, argv);
 	if (argc < 2) {
-		fprintf(stderr, "usage: idgate-test version|config|attrib|exited|thread|markbits|skip|flood P N T|hold S|churn S|storm S P|redirect PORT|serve PORT...\n");
+		fprintf(stderr, "usage: idgate-test version|config|attrib|exited|thread|markbits|skip|replay|handover|exeid|ruleset N P|flood P N T|hold S|churn S|storm S P|redirect PORT|serve PORT...\n");
 		return 2;
 	}
 	const char *t = argv[1];
@@ -48,6 +48,14 @@ int main(int argc, char **argv)
 		test_exited();
 	else if (!strcmp(t, "skip"))
 		test_skip();
+	else if (!strcmp(t, "replay"))
+		test_replay();
+	else if (!strcmp(t, "handover"))
+		test_handover();
+	else if (!strcmp(t, "exeid"))
+		test_exeid();
+	else if (!strcmp(t, "ruleset") && argc == 4)
+		test_ruleset(atoi(argv[2]), atoi(argv[3]));
 	else if (!strcmp(t, "flood") && argc == 5)
 		test_flood(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
 	else if (!strcmp(t, "hold") && argc == 3)

@@ -44,8 +44,11 @@ static void exited_client(int fd, long *c)
 	close(p[0]);
 }
 
+#define NMANY 10000
+
 static void storm_worker(int idx, double end, int pfd)
 {
+	struct idgate_rule *many = many_rules(NMANY, idx + 1);
 	struct linger lg = { 1, 0 };
 	long c[NCOUNT] = { 0 };
 	struct idgate_lookup l;
@@ -66,8 +69,13 @@ static void storm_worker(int idx, double end, int pfd)
 			}
 			continue;
 		}
-		/* A reloaded module has no configuration: set it again. */
-		set_config(fd, 0, 2);
+		/* A reloaded module has no configuration: set it again; one
+		 * time in eight a large set (the same two rules among 10,000),
+		 * so that sets are built, replaced and freed under the hook. */
+		if (n % 8)
+			set_config(fd, 0, 2);
+		else if (configure(fd, 0, many, NMANY))
+			die("storm: large config");
 		if (n % 4 == 3) {
 			exited_client(fd, c);
 			close(fd);
