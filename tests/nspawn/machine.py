@@ -50,6 +50,8 @@ class Machine:
         for d in ("upper", "work", "root"):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
         sh("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}", self.root)
+        # Each machine its own host name, as on a fleet (debootstrap copied the build host's).
+        (self.root / "etc/hostname").write_text(f"{name}\n")
         self.proc = None
         self.leader = None
         self.boots = 0

@@ -218,7 +218,7 @@ def test_fleet_ca_and_a_first_protected_flow(fleet):
     say("ca init on host a (the fleet root), ca issue for each host, configs, reload")
     a.run(f"idgate ca init --dir /root/fleet --trust-domain {TD}")
     for m in (a, b):
-        a.run(f"idgate ca issue --dir /root/fleet --host {m.name} --address {m.ip} --out /root/issued-{m.name}")
+        a.run(f"idgate ca issue --dir /root/fleet --host {m.name} --address {m.ip} --grant spiffe://{TD}/app/alice --out /root/issued-{m.name}")
         for f, mode in (("ca.pem", 0o644), ("ca-key.pem", 0o600)):
             m.put(f"/etc/idgate/ca/{f}", (a.root / f"root/issued-{m.name}/{f}").read_text(), mode)
         m.put("/etc/idgate/fleet-root.pem", (a.root / "root/fleet/ca.pem").read_text())
