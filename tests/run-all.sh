@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, the two-host namespace tests (root), the packages under
+# The whole test suite: the lint gates (tests/lint.sh), unit tests, the two-host namespace tests (root), the packages under
 # systemd-nspawn (tests/nspawn), and the kernel-module
 # suites in qemu VMs (tests/vm/ci.sh: stock and debug kernels, the support matrix, DKMS). Exits non-zero on any failure.
 set -euo pipefail
@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 step() { echo "tests: [$(( $(date +%s) - START ))s] $*" >&2; }
 bash tests/setup.sh
+step "lint: shellcheck on the shell scripts, ruff on the tests' and benchmarks' Python (seconds)"
+bash tests/lint.sh
 step "building idgate (release, fat LTO: about 5 minutes cold, seconds warm)"
 cargo build --release --locked
 step "unit tests, and every bench once in test mode (about 4 minutes cold)"

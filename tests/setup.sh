@@ -2,8 +2,9 @@
 # Installs what building, the demo and the tests need on Debian/Ubuntu (idempotent; run as root).
 set -euo pipefail
 need_apt=()
-# strace: the unit sandbox test traces idgate; man-db: the packaging test reads a man page.
-for pkg in build-essential pkg-config nftables iproute2 curl util-linux python3 python3-pip rpm strace man-db systemd; do
+# strace: the unit sandbox test traces idgate; man-db: the packaging test reads a man page;
+# the shellcheck of tests/lint.sh.
+for pkg in build-essential pkg-config nftables iproute2 curl util-linux python3 python3-pip rpm strace man-db systemd shellcheck; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # The package tests (tests/nspawn): building with debhelper and dh-dkms, linting, and booting
@@ -31,7 +32,9 @@ if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85) first" >&2
     exit 1
 fi
-python3 -c "import pytest, cryptography" 2>/dev/null || echo "setup: installing pytest and cryptography with pip" >&2
-python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest 2>/dev/null || python3 -m pip install -q --break-system-packages pytest
-# test_http.py verifies JWT-SVIDs (ES256) against idgate's JWKS with `cryptography`.
-python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography 2>/dev/null || python3 -m pip install -q --break-system-packages cryptography
+# The tests' Python packages: pytest, pytest-timeout, cryptography, ruff (pip leaves alone what
+# already satisfies tests/requirements.txt).
+python3 -c "import pytest, pytest_timeout, cryptography, ruff" 2>/dev/null ||
+    echo "setup: installing pytest, pytest-timeout, cryptography and ruff with pip (tests/requirements.txt)" >&2
+python3 -m pip install -q -r "$(dirname "$0")/requirements.txt" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/requirements.txt"

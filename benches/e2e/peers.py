@@ -4,14 +4,13 @@ TLS 1.3 with ECDSA P-256 certificates on both sides (mutual authentication), and
 forwards to the same nginx / iperf3 servers."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from netns import IDGATE
 from hosts import TRUST_DOMAIN, host_config
+from netns import IDGATE
 
 CACHE = Path(os.environ.get("IDGATE_BENCH_CACHE", "/var/cache/idgate-bench"))
 ENVOY = CACHE / "venv" / "bin" / "envoy"
@@ -87,7 +86,7 @@ def wait_listening(host, ports, procs, timeout=15):
     deadline = time.time() + timeout
     while time.time() < deadline:
         out = subprocess.run(host.cmd("ss", "-Htln"), capture_output=True, text=True).stdout
-        have = {l.split()[3].rsplit(":", 1)[-1] for l in out.splitlines() if len(l.split()) > 3}
+        have = {line.split()[3].rsplit(":", 1)[-1] for line in out.splitlines() if len(line.split()) > 3}
         if all(str(p) in have for p in ports):
             return
         for p in procs:

@@ -36,9 +36,10 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import run  # noqa: E402  (puts tests/e2e on the path)
 import netns  # noqa: E402
+import run  # noqa: E402  (puts tests/e2e on the path)
 from peers import SCENARIOS  # noqa: E402
+
 
 def new_connections(bench, scn):
     """Medians of connect() and of connect-to-first-byte, after idle gaps and back to back."""
@@ -142,7 +143,7 @@ def main():
         if perf and (args.stat or args.syscalls):
             perf.send_signal(2)
             perf.wait(timeout=60)
-            counts = [(int(f[0]), f[2]) for f in (l.split(",") for l in data.read_text().splitlines())
+            counts = [(int(f[0]), f[2]) for f in (line.split(",") for line in data.read_text().splitlines())
                       if len(f) > 2 and f[0].strip().isdigit() and int(f[0]) > 0]
             for n, event in sorted(counts, reverse=True) if args.syscalls else counts:
                 per = f" = {n / requests:.1f} per request" if requests else ""
@@ -157,7 +158,7 @@ def main():
             else:
                 rep += ["--children", "--sort", "sym", "-g", "none"] if args.callers else ["--sort", "comm,dso,sym"]
             out = subprocess.run(rep, capture_output=True, text=True).stdout.splitlines()
-            lines = [l for l in out if l and not l.startswith("#")]
+            lines = [line for line in out if line and not line.startswith("#")]
             print("\n".join(lines[: args.top * (3 if args.callers else 1)]))
         scn.stop()
     finally:
@@ -190,14 +191,14 @@ exec -a "$0" {real} "$@"
     def start(self, root):
         # The proxy: the root's descendant running under valgrind.
         self.pid = next(p for p in run.tree([root]) if "valgrind" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"))
-        subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
-        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+        subprocess.run(["callgrind_control", "-z", str(self.pid)], capture_output=True, check=True)
+        subprocess.run(["callgrind_control", "-i", "on", str(self.pid)], capture_output=True, check=True)
 
     def stop(self):
         subprocess.run(["callgrind_control", "-i", "off", str(self.pid)], capture_output=True, check=True)
         subprocess.run(["callgrind_control", "-d", str(self.pid)], capture_output=True, check=True)
         dump = max(self.dir.glob(f"out.{self.pid}.*"), key=lambda f: f.stat().st_mtime)
-        return next(int(l.split()[1]) for l in dump.read_text().splitlines() if l.startswith("totals:"))
+        return next(int(line.split()[1]) for line in dump.read_text().splitlines() if line.startswith("totals:"))
 
 
 if __name__ == "__main__":

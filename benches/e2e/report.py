@@ -418,7 +418,7 @@ def markdown(res):
         ff = first_added(res, k)
         idle_err = next((r["idle"]["error"] for r in res["scenarios"][k]["reps"] if r.get("idle", {}).get("error")), None)
 
-        def ab(what):
+        def ab(what, k=k):
             a, b = side_mem(res, k, what, "A"), side_mem(res, k, what, "B")
             return "—" if a is None or b is None else f"{fmt(a, 1)} / {fmt(b, 1)}"
         L.append(f"| {lab[k]} | {fmt(stat(res, k, 'first', 'first_ms'), 2)} | "
@@ -492,7 +492,7 @@ def chart(res, path: Path):
         ("bulk, iperf3 single stream: Gbit/s", "bulk", "gbps"),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, (title, wl, field) in zip(axes.flat, panels):
+    for ax, (title, wl, field) in zip(axes.flat, panels, strict=True):
         meds, lo, hi = [], [], []
         for k in keys:
             a = stat(res, k, wl, field)

@@ -16,7 +16,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,11 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(HERE))
 
-from netns import IDGATE, Topology  # noqa: E402
-from hosts import TRUST_DOMAIN  # noqa: E402
 import peers  # noqa: E402
-from peers import BULK_IDGATE, BULK_PLAIN, HTTP_IDGATE, HTTP_PLAIN, SCENARIOS  # noqa: E402
 import report  # noqa: E402
+from hosts import TRUST_DOMAIN  # noqa: E402
+from netns import IDGATE, Topology  # noqa: E402
+from peers import BULK_IDGATE, BULK_PLAIN, HTTP_IDGATE, HTTP_PLAIN, SCENARIOS  # noqa: E402
 
 PREFIX = "ibench"  # namespaces ibenchsw/ibencha/ibenchb; not "idg*", which the tests' cleanup removes
 CLIENT_UID = 1001  # has a [[workload]] rule in tests/e2e/hosts.py (spiffe://demo.idgate/app/alice)
@@ -288,7 +287,7 @@ class Bench:
             args += ["-H", "Connection: close"]
         r = self.client(*args, self.url(scn), timeout=duration + 30)
         c1 = cpu_seconds(pids)
-        line = next((l for l in r.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+        line = next((entry for entry in r.stdout.splitlines() if entry.startswith("WRKJSON ")), None)
         if line is None:
             raise RuntimeError(f"wrk gave no result (exit {r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
         w = json.loads(line[8:])
@@ -341,7 +340,7 @@ class Bench:
         try:
             j = json.loads(r.stdout)
         except ValueError:
-            raise RuntimeError(f"iperf3 gave no JSON (exit {r.returncode}): {r.stdout[-300:]} {r.stderr[-300:]}")
+            raise RuntimeError(f"iperf3 gave no JSON (exit {r.returncode}): {r.stdout[-300:]} {r.stderr[-300:]}") from None
         if "error" in j:
             raise RuntimeError(f"iperf3: {j['error']}")
         recv = j["end"]["sum_received"]
@@ -469,7 +468,7 @@ def machine_notes():
             return (r.stdout + r.stderr).strip().splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             return "not installed"
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "kernel": platform.release(),
@@ -482,8 +481,8 @@ def machine_notes():
                                        capture_output=True, text=True).stdout.strip(),
             "nginx": version(["nginx", "-v"]),
             "haproxy": version(["haproxy", "-v"]).split(" - ")[0],
-            "stunnel": next((l.strip() for l in subprocess.run(["stunnel4", "-version"], capture_output=True, text=True)
-                             .stderr.splitlines() if l.startswith("stunnel ")), "?") if shutil.which("stunnel4") else "not installed",
+            "stunnel": next((line.strip() for line in subprocess.run(["stunnel4", "-version"], capture_output=True, text=True)
+                             .stderr.splitlines() if line.startswith("stunnel ")), "?") if shutil.which("stunnel4") else "not installed",
             "envoy": version([str(peers.ENVOY), "--version"]) if peers.ENVOY.exists() else "not installed",
             "wrk": version(["wrk", "-v"]),
             "h2load": version(["h2load", "--version"]) if shutil.which("h2load") else "not installed",

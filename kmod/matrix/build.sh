@@ -100,6 +100,7 @@ main() {
 	src=$(src_hash)
 	declare -A FP
 	while read -r line; do
+		# shellcheck disable=SC2086 # a target line: whitespace-separated fields, no glob characters
 		set -- $line
 		id=$1 tc=$2
 		ensure_chroot "$tc"
@@ -116,9 +117,11 @@ main() {
 	if [ ${#todo[@]} -gt 0 ]; then
 		papt_setup
 		local all=()
+		# shellcheck disable=SC2086 # a target line: whitespace-separated fields, no glob characters
 		while read -r line; do set -- $line; shift 6; all+=("$@"); done < <(targets "${todo[@]}")
 		fetch_debs "${all[@]}"
 		while read -r line; do
+			# shellcheck disable=SC2086 # a target line: whitespace-separated fields, no glob characters
 			set -- $line
 			id=$1
 			log "building $id ($(( built + ${#failed[@]} + 1 ))/${#todo[@]})"

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # idgate-dkms postinst body (shared by the .deb and .rpm; @VERSION@ substituted).
 # Builds and installs idgate.ko for every kernel whose headers are installed,
 # loads it into the running kernel when that one got it, and makes it load at

@@ -5,6 +5,8 @@ there, and no test can attach anything to the machine's real root cgroup."""
 import os
 from pathlib import Path
 
+from eventually import eventually
+
 
 def cgroup2_root():
     """Where the unified (v2) hierarchy is mounted: /sys/fs/cgroup on a unified system,
@@ -59,12 +61,11 @@ class HostCgroup:
                     os.kill(int(pid), 9)
                 except ProcessLookupError:
                     pass
-        for _ in range(100):
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                import time
+        eventually(self._rmdir, f"cgroup {self.path} removed (its processes killed)")
 
-                time.sleep(0.05)
-        raise RuntimeError(f"could not remove cgroup {self.path}")
+    def _rmdir(self):
+        try:
+            self.path.rmdir()
+            return True
+        except OSError:
+            return False

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from hosts import SERVER_PORT  # noqa: E402
 from netns import IDGATE, Topology  # noqa: E402
-from hosts import SERVER, SERVER_PORT  # noqa: E402
 
 
 def pytest_sessionstart(session):
@@ -31,11 +31,11 @@ class Net:
         self.server_log = tmp / "server.log"
         self.server_log.write_text("")
         os.chmod(tmp, 0o755)
-        self.b.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT, 1 << 20, self.server_log)
-        self.b.run("sh", "-c", f"for i in $(seq 100); do ss -ltn | grep -q ':{SERVER_PORT} ' && exit 0; sleep 0.05; done; exit 1")
+        self.b.start_workload("digest_server", SERVER_PORT, 1 << 20, self.server_log)
+        self.b.wait_listening(SERVER_PORT)
 
     def server_connections(self):
-        return [l.split() for l in self.server_log.read_text().splitlines()]
+        return [line.split() for line in self.server_log.read_text().splitlines()]
 
 
 @pytest.fixture

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from cgroups import HostCgroup
+from eventually import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 IDGATE = Path(os.environ.get("IDGATE_BIN", REPO / "target" / "release" / "idgate"))
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
 SUBNET = "10.77.0"
 CLONE_NEWNET = 0x40000000
 WORKLOAD_PYTHON = "/usr/bin/python3"  # world-executable, unlike a per-user pyenv
@@ -95,7 +96,20 @@ class Host:
         return p
 
     def python(self, code, *args, uid=None, timeout=60, check=True, input=None):
+        """Runs a program given as text (the demo's)."""
         return self.run(WORKLOAD_PYTHON, "-c", code, *args, uid=uid, timeout=timeout, check=check, input=input)
+
+    def workload(self, name, *args, uid=None, timeout=60, check=True, input=None):
+        """Runs the workload program workloads/<name>.py to its end."""
+        return self.run(WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args, uid=uid, timeout=timeout, check=check, input=input)
+
+    def start_workload(self, name, *args, uid=None, **kw):
+        """Starts the workload program workloads/<name>.py (stopped with the host)."""
+        return self.popen(WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args, uid=uid, **kw)
+
+    def wait_listening(self, port, address=""):
+        """Waits (5 s at most) until something listens on `port` (at `address`, if given)."""
+        self.run("sh", "-c", f"for i in $(seq 100); do ss -ltn | grep -q '{address}:{port} ' && exit 0; sleep 0.05; done; exit 1")
 
     def start_idgate(self, config_text, workdir, name="idgate", wait=True, env=None):
         workdir = Path(workdir)
@@ -129,15 +143,13 @@ class Idgate:
         self.host, self.proc, self.log, self.config = host, proc, log, config
 
     def wait_ready(self, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def ready():
             text = self.log.read_text()
-            if "idgate ready" in text:
-                return
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None and "idgate ready" not in text:
                 raise RuntimeError(f"idgate on {self.host.name} exited {self.proc.returncode}:\n{text}")
-            time.sleep(0.05)
-        raise TimeoutError(f"idgate on {self.host.name} not ready:\n{self.log.read_text()}")
+            return "idgate ready" in text
+
+        eventually(ready, lambda: f"idgate on {self.host.name} ready:\n{self.log.read_text()}", timeout)
 
     def status(self):
         """The status document, read from the control socket with `idgate status --json`."""

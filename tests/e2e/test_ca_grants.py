@@ -3,16 +3,13 @@ exact or `prefix/*`) and its own host's ID, written in the certificate: every pe
 certificate outside its issuer's grant, whoever made it (the test mints them with the host CA's
 key, as a compromised host would), and `check` refuses a local workload rule the CA may not
 issue, at its line."""
-import datetime
-import ipaddress
+import json
 import re
 import subprocess
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import pki
 from fleet import ADDRESSES, ca, config, host_id, init_root, issue
 from hosts import TRUST_DOMAIN
 from netns import IDGATE
@@ -26,75 +23,14 @@ A_GRANTS = (ALICE, f"spiffe://{TRUST_DOMAIN}/tools/*")
 def mint(net, ca_dir, spiffe_id, name, address=None):
     """An SVID for `spiffe_id` signed with the host CA's key: what a compromised host can make.
     Writes <name>.pem (the leaf, then the CA) and <name>-key.pem; returns the chain's path."""
-    issuer = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
-    issuer_key = serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.UniformResourceIdentifier(spiffe_id)] + ([x509.IPAddress(ipaddress.ip_address(address))] if address else [])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=True)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), critical=False)
-        .sign(issuer_key, hashes.SHA256())
-    )
-    chain = net.tmp / f"{name}.pem"
-    chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + issuer.public_bytes(serialization.Encoding.PEM))
-    (net.tmp / f"{name}-key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return chain
-
-
-# A TLS client presenting a certificate to a peer idgate's tunnel port: "accepted" if the peer
-# speaks HTTP/2 to it (its SETTINGS arrive), "refused" if the peer ends the connection.
-CALLER = r"""
-import socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-ctx.load_cert_chain(sys.argv[3], sys.argv[4])
-ctx.set_alpn_protocols(["h2"])
-try:
-    s = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5))
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-    print("accepted" if s.recv(9) else "refused")
-except socket.timeout:
-    print("no answer")
-except (ssl.SSLError, OSError):
-    print("refused")
-"""
-
-# A TLS server on the tunnel port presenting a given certificate (a rogue peer idgate).
-ROGUE = r"""
-import socket, ssl, sys, threading
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-ctx.set_alpn_protocols(["h2"])
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 15008)); s.listen(16)
-def hold(c):
-    try:
-        t = ctx.wrap_socket(c, server_side=True)
-        while t.recv(4096): pass
-    except OSError:
-        pass
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=hold, args=(c,), daemon=True).start()
-"""
+    return pki.issue(ca_dir, net.tmp / f"{name}.pem", net.tmp / f"{name}-key.pem", uris=[spiffe_id], ips=[address] if address else [],
+                     with_issuer=True)
 
 
 def call(net, peer_ip, chain):
-    out = net.a.python(CALLER, peer_ip, 15008, chain, str(chain).replace(".pem", "-key.pem"))
+    """What the peer idgate at `peer_ip` does with a client presenting `chain` (tls_caller.py):
+    "accepted" if it speaks HTTP/2 to it, "refused" if it ends the connection."""
+    out = net.a.workload("tls_caller", peer_ip, 15008, chain, str(chain).replace(".pem", "-key.pem"))
     return out.stdout.decode().strip()
 
 
@@ -117,7 +53,8 @@ def test_a_host_ca_issues_only_what_it_was_granted(net):
     # ca issue refuses a grant outside the root's trust domain or of another host's ID.
     bad = ca("issue", "--dir", root, "--host", "host-x", "--address", "10.77.0.9", "--grant", "spiffe://other.td/app/x", "--out", net.tmp / "x", check=False)
     assert bad.returncode != 0 and "trust domain" in bad.stderr, bad
-    bad = ca("issue", "--dir", root, "--host", "host-x", "--address", "10.77.0.9", "--grant", f"spiffe://{TRUST_DOMAIN}/idgate/*", "--out", net.tmp / "x", check=False)
+    bad = ca("issue", "--dir", root, "--host", "host-x", "--address", "10.77.0.9", "--grant", f"spiffe://{TRUST_DOMAIN}/idgate/*",
+             "--out", net.tmp / "x", check=False)
     assert bad.returncode != 0 and "idgate" in bad.stderr, bad
 
     # Host a's config maps uids to bob and mallory, which its CA may not issue: check names each rule.
@@ -151,9 +88,10 @@ def test_a_host_ca_issues_only_what_it_was_granted(net):
 
     # Host c compromised: its CA mints a server certificate under b's host ID (for c's own
     # address, which its name constraints allow). a refuses to take it for a peer idgate.
-    net.c.popen("/usr/bin/python3", "-c", ROGUE, mint(net, net.tmp / "c-ca1", host_id("b"), "rogue", address=ADDRESSES["c"]), net.tmp / "rogue-key.pem")
-    net.c.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':15008 ' && exit 0; sleep 0.05; done; exit 1")
-    r = net.a.python("import socket; socket.create_connection(('10.77.0.3', 9000), timeout=5).recv(1)", uid=1001, check=False)
-    assert r.returncode != 0
+    rogue = mint(net, net.tmp / "c-ca1", host_id("b"), "rogue", address=ADDRESSES["c"])
+    net.c.start_workload("tls_holder", rogue, net.tmp / "rogue-key.pem")  # a rogue peer idgate on c's tunnel port
+    net.c.wait_listening(15008)
+    r = net.a.workload("exchange", "10.77.0.3", 9000, 5, "", uid=1001, check=False)
+    assert r.returncode != 0 and "error" in json.loads(r.stdout), r
     unverified = a.decisions(direction="outbound", verdict="peer_unverified")
     assert unverified and host_id("b") in unverified[-1]["detail"] and host_id("c") in unverified[-1]["detail"], a.status()["decisions"]

@@ -10,30 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import pki
 from hosts import TRUST_DOMAIN, host_config
 from netns import IDGATE
-
-# A TLS server that asks for a client certificate, prints the one it got (DER, hex) and exits.
-CAPTURE = r"""
-import socket, ssl, sys
-cert, key, ca, port = sys.argv[1:5]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-ctx.load_verify_locations(ca)
-ctx.verify_mode = ssl.CERT_REQUIRED
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(port))); s.listen(8)
-print("listening", flush=True)
-while True:
-    c, _ = s.accept()
-    try:
-        t = ctx.wrap_socket(c, server_side=True)
-    except (ssl.SSLError, OSError):
-        continue
-    print(t.getpeercert(binary_form=True).hex(), flush=True)
-    t.close()
-    break
-"""
 
 
 def strict(der):
@@ -117,23 +96,17 @@ def test_svids_and_the_embedded_ca_parse_strictly_and_are_spiffe_leaves(net):
     # poses as that peer with a certificate of the shared root).
     server_dir = net.tmp / "capture"
     server_dir.mkdir()
-    (server_dir / "ext").write_text(f"subjectAltName = URI:spiffe://{TRUST_DOMAIN}/idgate/host/capture, IP:{net.b.ip}\n"
-                                    "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-                                    "extendedKeyUsage = serverAuth, clientAuth\n")
-    ossl = lambda *a: subprocess.run(["openssl", *map(str, a)], check=True, capture_output=True, cwd=server_dir)
-    ossl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "key.pem")
-    ossl("req", "-new", "-key", "key.pem", "-subj", "/CN=capture", "-out", "req.csr")
-    ossl("x509", "-req", "-in", "req.csr", "-CA", root_dir / "ca.pem", "-CAkey", root_dir / "ca-key.pem", "-CAcreateserial",
-         "-days", "1", "-extfile", "ext", "-out", "cert.pem")
-    capture = net.b.popen("/usr/bin/python3", "-c", CAPTURE, server_dir / "cert.pem", server_dir / "key.pem", root_dir / "ca.pem",
-                          16000, stdout=subprocess.PIPE, text=True)
+    pki.issue(root_dir, server_dir / "cert.pem", server_dir / "key.pem", uris=[f"spiffe://{TRUST_DOMAIN}/idgate/host/capture"],
+              ips=[net.b.ip], cn="capture")
+    # A TLS server that asks for a client certificate, prints the one it got (DER, hex) and exits.
+    capture = net.b.start_workload("tls_capture", server_dir / "cert.pem", server_dir / "key.pem", root_dir / "ca.pem", 16000,
+                                   stdout=subprocess.PIPE, text=True)
     assert capture.stdout.readline().strip() == "listening"
     a_cfg = host_config("host-a", net.tmp / "state-a", root_dir).replace(
         'ports = [8080, "9000-9100"]', f'ports = [8080, "9000-9100"]\npeer = "{net.b.ip}:16000"')
     net.a.start_idgate(a_cfg, net.tmp)
     # The connection stays open until idgate has dialled the "peer" for it.
-    net.a.python("import socket; s = socket.create_connection(('10.77.0.2', 9000), timeout=5); s.sendall(b'x'); s.recv(1)",
-                 uid=1001, check=False)
+    net.a.workload("exchange", "10.77.0.2", 9000, 5, "x", uid=1001, check=False)
     assert select.select([capture.stdout], [], [], 20)[0], "idgate never presented a workload SVID to the peer"
     workload = strict(bytes.fromhex(capture.stdout.readline().strip()))
     check_leaf(workload, f"spiffe://{TRUST_DOMAIN}/app/alice", "workload SVID")

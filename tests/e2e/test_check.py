@@ -12,7 +12,7 @@ def check(cfg):
 
 
 def line_of(text, needle):
-    return next(i for i, l in enumerate(text.splitlines(), 1) if needle in l)
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def make_ca(d):
@@ -47,7 +47,7 @@ set = {{ authorization = "Bearer ${{file:{secret}}}", x-env = "${{env:IDGATE_CHE
     cfg.write_text(text)
     r = check(cfg)
     assert r.returncode == 1, r
-    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith(f"{cfg}:")]
     expect = {
         "readable by group or others": line_of(text, "key = "),
         "missing-bundle.pem": line_of(text, "trust_bundle"),
@@ -135,7 +135,7 @@ set = {{ c = "${{file:{theirs}/to-private/token}}" }}
     cfg.write_text(text)
     r = check(cfg)
     assert r.returncode == 1, r
-    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith(f"{cfg}:")]
     expect = [
         (line_of(text, "key = "), f"{shared}/ca-key.pem", "writable by others"),
         (line_of(text, "set = { a"), f"{shared}/token", "writable by others"),
@@ -200,13 +200,14 @@ exe = "{real.parent}"
     # not keep idgate from starting (the rule matches nothing).
     for needle, line in {f"{tmp_path}/bin/missing does not exist": line_of(text, "bin/missing"),
                          f"{tmp_path}/nodir does not exist": line_of(text, "nodir")}.items():
-        assert any("WARN" in l and f"{cfg}:{line}:" in l and needle in l for l in r.stderr.splitlines()), f"no warning for {needle}:\n{r.stderr}"
+        warned = any("WARN" in entry and f"{cfg}:{line}:" in entry and needle in entry for entry in r.stderr.splitlines())
+        assert warned, f"no warning for {needle}:\n{r.stderr}"
     expect = {
         f"is reached through a symbolic link; a process running it shows {real}": line_of(text, "link/app"),
         "`app` is not an absolute path": line_of(text, 'exe = "app"'),
         f"{real.parent} is not a file": line_of(text, f'exe = "{real.parent}"'),
     }
-    errors = [l for l in r.stderr.splitlines() if l.startswith(f"{cfg}:")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith(f"{cfg}:")]
     for needle, line in expect.items():
         assert any(f"{cfg}:{line}:7:" in e and needle in e for e in errors), f"{needle} at {line}:7 missing:\n{r.stderr}"
     assert f"{len(expect)} problem(s)" in r.stderr, r.stderr

@@ -9,28 +9,8 @@ import subprocess
 import time
 
 from fleet import ADDRESSES, ca, config, issue
-from hosts import SERVER, SERVER_PORT
+from hosts import SERVER_PORT
 from netns import IDGATE
-
-# Connects to each target in turn until SIGUSR1 (or once, with "once"): 100 bytes up, the answer back.
-LOAD = r"""
-import json, signal, socket, sys, time
-targets, once = sys.argv[1].split(","), sys.argv[2:] == ["once"]
-ok, failed, errors, stop = 0, 0, [], []
-signal.signal(signal.SIGUSR1, lambda *_: stop.append(1))
-while not stop:
-    for t in targets:
-        try:
-            s = socket.create_connection((t, 9000), timeout=5)
-            s.sendall(b"x" * 100); s.shutdown(socket.SHUT_WR)
-            if len(s.recv(100)) < 64: raise OSError("short answer")
-            s.close(); ok += 1
-        except OSError as e:
-            failed += 1; errors.append(f"{time.time():.3f} {t} {e!r}")
-    if once: break
-    time.sleep(0.02)
-print(json.dumps({"ok": ok, "failed": failed, "errors": errors[:10]}))
-"""
 
 
 def reload_all(net, daemons):
@@ -42,8 +22,8 @@ def test_three_hosts_with_their_own_cas_and_a_root_rotation_under_load(net):
     root1, root2, bundle = net.tmp / "root1", net.tmp / "root2", net.tmp / "bundle.pem"
     ca("init", "--dir", root1, "--trust-domain", "demo.idgate")
     bundle.write_text((root1 / "ca.pem").read_text())
-    net.c.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT, 1024, net.tmp / "server-c.log")
-    net.a.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT, 1024, net.tmp / "server-a.log")
+    net.c.start_workload("digest_server", SERVER_PORT, 1024, net.tmp / "server-c.log")
+    net.a.start_workload("digest_server", SERVER_PORT, 1024, net.tmp / "server-a.log")
     daemons = {}
     for name in "abc":
         cfg = config(net, name, issue(net, root1, name, 1), bundle)
@@ -56,8 +36,9 @@ def test_three_hosts_with_their_own_cas_and_a_root_rotation_under_load(net):
     rogue = net.c.run(IDGATE, "check", "-c", net.tmp / "rogue.toml", check=False)
     assert rogue.returncode == 1 and b"its CA may not issue for" in rogue.stdout + rogue.stderr, rogue
 
-    loads = [net.a.popen("/usr/bin/python3", "-c", LOAD, f"{ADDRESSES['b']},{ADDRESSES['c']}", uid=1001, stdout=subprocess.PIPE, text=True),
-             net.c.popen("/usr/bin/python3", "-c", LOAD, f"{ADDRESSES['b']},{ADDRESSES['a']}", uid=1002, stdout=subprocess.PIPE, text=True)]
+    # Each connects to the others in turn until SIGUSR1: 100 bytes up, the answer back.
+    loads = [net.a.start_workload("load_loop", f"{ADDRESSES['b']},{ADDRESSES['c']}", SERVER_PORT, 5, uid=1001, stdout=subprocess.PIPE, text=True),
+             net.c.start_workload("load_loop", f"{ADDRESSES['b']},{ADDRESSES['a']}", SERVER_PORT, 5, uid=1002, stdout=subprocess.PIPE, text=True)]
     time.sleep(1.5)
     # Rotation: the new root joins the bundle; each host moves to a CA under it; the old root goes.
     ca("init", "--dir", root2, "--trust-domain", "demo.idgate")
@@ -80,7 +61,7 @@ def test_three_hosts_with_their_own_cas_and_a_root_rotation_under_load(net):
     for name, d in daemons.items():
         assert "CA and trust bundle replaced" in d.log.read_text(), name
     # Only the new root is trusted now, and new flows still go through: the hosts are on it.
-    r = net.a.run("/usr/bin/python3", "-c", LOAD, ADDRESSES["b"], "once", uid=1001)
+    r = net.a.workload("load_loop", ADDRESSES["b"], SERVER_PORT, 5, "once", uid=1001)
     assert json.loads(r.stdout)["failed"] == 0
     # Decisions on b name callers from both other hosts.
     callers = {d["source_id"] for d in daemons["b"].status()["decisions"] if d["verdict"] == "allowed"}

@@ -9,26 +9,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from hosts import CLIENT, SERVER_PORT, TRUST_DOMAIN, host_config
-from netns import IDGATE, WORKLOAD_PYTHON
+from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
+from netns import IDGATE, WORKLOAD_PYTHON, WORKLOADS
 from test_tunnel import client
 
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
 
-# Sends a byte every 50 ms for `seconds`, then half-closes and reads the answer.
-TICKER = r"""
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-end = time.time() + float(sys.argv[3])
-while time.time() < end:
-    s.sendall(b"t"); time.sleep(0.05)
-s.shutdown(socket.SHUT_WR)
-print(len(s.recv(200)))
-"""
-
 
 def trail(path):
-    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def start(net, name, host):
@@ -38,7 +27,8 @@ def start(net, name, host):
 
 def test_open_flows_are_listed_and_both_hosts_record_the_same_flow(net):
     a, b = start(net, "a", net.a), start(net, "b", net.b)
-    ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, SERVER_PORT, 2, uid=1001, stdout=subprocess.PIPE, text=True)
+    # A byte every 50 ms for 2 s, then one read of the answer.
+    ticker = net.a.start_workload("ticker", net.b.ip, SERVER_PORT, 2, 0.05, "t", 200, uid=1001, stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     flows = json.loads(net.a.run(IDGATE, "flows", "--json", "-c", a.config).stdout)
     assert len(flows) == 1, flows
@@ -87,7 +77,7 @@ def test_a_workload_cannot_put_terminal_controls_in_the_log_or_the_trail(net):
         exe = hostile / "python3"
         shutil.copy(WORKLOAD_PYTHON, exe)
         a, _ = start(net, "a", net.a), start(net, "b", net.b)
-        r = json.loads(net.a.run(str(exe), "-c", CLIENT, net.b.ip, SERVER_PORT, 1000, "hi", uid=1001).stdout)
+        r = json.loads(net.a.run(exe, WORKLOADS / "digest_client.py", net.b.ip, SERVER_PORT, 1000, "hi", uid=1001).stdout)
         assert r["echo_sha"] == r["sent_sha"], r
         time.sleep(0.3)
         for name, path in (("trail file", net.tmp / "trail-a.jsonl"), ("log", a.log)):

@@ -6,35 +6,14 @@ import re
 import subprocess
 import time
 
+from eventually import eventually
 from hosts import host_config
 from test_tunnel import client, start_pair
-
-# Opens N idle connections to host:port (nothing sent), reports, holds them until stdin closes.
-IDLE = r"""
-import resource, socket, sys
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, n + 100))
-conns = []
-for _ in range(n):
-    s = socket.socket(); s.settimeout(5); s.connect((host, port)); conns.append(s)
-print(len(conns), flush=True)
-sys.stdin.read()
-for s in conns: s.close()
-"""
 
 
 def rss_mb(pid):
     text = open(f"/proc/{pid}/status").read()
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
-
-
-def wait_for(pred, timeout=30, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def refused_total(host):
@@ -48,55 +27,43 @@ def test_five_thousand_idle_connections_cost_little_and_leave_nothing(net):
     time.sleep(0.5)
     proxy = b.status()["pid"]  # the proxy, child of the main process `idgate run`
     before = rss_mb(proxy)
-    idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    idle = net.c.start_workload("idle_connections", net.b.ip, 15008, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert idle.stdout.readline().strip() == "5000"
-    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 5000), b.status()["handshakes_in_progress"]
+
+    def in_progress():
+        return b.status()["handshakes_in_progress"]
+
+    eventually(lambda: in_progress() == 5000, lambda: f"5000 handshakes in progress (now {in_progress()})", timeout=30, interval=0.1)
     holding = rss_mb(proxy)
     idle.stdin.close()
     idle.wait(timeout=30)
-    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 0)
+    eventually(lambda: in_progress() == 0, lambda: f"no handshake in progress (now {in_progress()})", timeout=30, interval=0.1)
+    assert holding <= 40, f"{holding:.1f} MB with 5,000 idle connections"
     # Freed memory goes back after the next refusal summary (every 10 s).
-    wait_for(lambda: rss_mb(proxy) <= before + 8, timeout=15, step=0.5)
+    eventually(lambda: rss_mb(proxy) <= before + 8,
+               lambda: f"memory back after the connections closed: {before:.1f} MB before, {rss_mb(proxy):.1f} MB now", timeout=15, interval=0.5)
     after = rss_mb(proxy)
     print(f"\nidgate RSS: {before:.1f} MB before, {holding:.1f} MB holding 5,000 idle pre-handshake connections, {after:.1f} MB after they closed")
-    assert holding <= 40, f"{holding:.1f} MB with 5,000 idle connections"
-    assert after <= before + 8, f"memory stayed after the connections closed: {before:.1f} -> {after:.1f} MB"
     assert refused_total(net.b) >= 5000
     status = b.status()
     assert status["decisions"] == [], "refused handshakes must not fill the decision ring"
     assert len(status["refused_connections"]) == 16 and status["refused_connections"][-1]["remote"].startswith(net.c.ip)
-    lines = [l for l in b.log.read_text().splitlines() if "refused" in l and "tunnel connections" in l]
+    lines = [line for line in b.log.read_text().splitlines() if "refused" in line and "tunnel connections" in line]
     assert len(lines) <= 3, f"{len(lines)} log lines for 5,000 refusals"
 
 
 def test_a_flood_from_one_source_does_not_lock_out_other_peers(net):
     a, b = start_pair(net)
-    idle = net.c.popen("/usr/bin/python3", "-c", IDLE, net.b.ip, 15008, 2000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    idle = net.c.start_workload("idle_connections", net.b.ip, 15008, 2000, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert idle.stdout.readline().strip() == "2000"
     # At most max_handshakes_per_source (64) of them wait; the rest were closed at once.
-    assert wait_for(lambda: refused_total(net.b) >= 2000 - 64)
+    eventually(lambda: refused_total(net.b) >= 2000 - 64, "all but 64 refused", timeout=30, interval=0.1)
     assert b.status()["handshakes_in_progress"] <= 64
     r = client(net, 1001, n=1000)
     assert r["echo_sha"] == r["sent_sha"], "a legitimate peer was locked out by another source's flood"
     assert any(x["reason"] == "source_limit" for x in b.status()["refused_connections"])
     idle.stdin.close()
     idle.wait(timeout=30)
-
-
-# Opens `per` idle connections from each source address given (bound before connecting), then
-# reports how many and holds them until stdin closes.
-IDLE_FROM = r"""
-import resource, socket, sys
-host, port, per, sources = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(",")
-resource.setrlimit(resource.RLIMIT_NOFILE, (len(sources) * per + 100,) * 2)
-family = socket.AF_INET6 if ":" in host else socket.AF_INET
-conns = []
-for src in sources:
-    for _ in range(per):
-        s = socket.socket(family); s.settimeout(5); s.bind((src, 0)); s.connect((host, port)); conns.append(s)
-print(len(conns), flush=True)
-sys.stdin.read()
-"""
 
 
 def handshake_reaches_certificate(host, target):
@@ -118,9 +85,9 @@ def test_an_ipv6_64_is_one_source_however_many_addresses_it_floods_from(net):
     net.b.run("ip", "-6", "route", "add", "fd77:1::/64", "via", "fd77::3")
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=HOLD + '[listen]\ninbound = "[::]:15008"\n'), net.tmp)
     sources = ",".join(f"fd77:1::{i:x}" for i in range(1, 1201))
-    flood = net.c.popen("/usr/bin/python3", "-c", IDLE_FROM, "fd77::2", 15008, 1, sources, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    flood = net.c.start_workload("idle_connections", "fd77::2", 15008, 1, sources, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert flood.stdout.readline().strip() == "1200"
-    assert wait_for(lambda: b.status()["handshakes_in_progress"] + refused_total(net.b) >= 1200)
+    eventually(lambda: b.status()["handshakes_in_progress"] + refused_total(net.b) >= 1200, "all 1200 held or refused", timeout=30, interval=0.1)
     assert handshake_reaches_certificate(net.a, "[fd77::2]:15008"), "a peer outside the flooding /64 was locked out"
     assert b.status()["handshakes_in_progress"] <= 64, "one /64 holds more than a source's share"
     flood.stdin.close()
@@ -133,9 +100,9 @@ def test_a_flood_from_many_addresses_leaves_room_for_a_peer_that_is_not_flooding
     for addr in addrs:
         net.c.run("ip", "addr", "add", f"{addr}/24", "dev", "eth0")
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir, extra=HOLD), net.tmp)
-    flood = net.c.popen("/usr/bin/python3", "-c", IDLE_FROM, net.b.ip, 15008, 64, ",".join(addrs), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    flood = net.c.start_workload("idle_connections", net.b.ip, 15008, 64, ",".join(addrs), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert flood.stdout.readline().strip() == str(64 * 20)
-    assert wait_for(lambda: b.status()["handshakes_in_progress"] == 1024)
+    eventually(lambda: b.status()["handshakes_in_progress"] == 1024, "1024 handshakes in progress", timeout=30, interval=0.1)
     assert handshake_reaches_certificate(net.a, f"{net.b.ip}:15008"), "a peer that holds no handshake was locked out by the flood"
     assert any(x["reason"] == "evicted" for x in b.status()["refused_connections"]), "no flooder gave up its place"
     flood.stdin.close()

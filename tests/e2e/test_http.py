@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from eventually import eventually
 from hosts import pattern_sha
-from http_hosts import (ALICE, B_SERVER_ID, BOB, CAROL, JWT_AUDIENCE, JWT_TTL, MALLORY, UIDS, BYTES, ECHO, H2C_TRAILERS,
-                        KEEPALIVE, ONE_SHOT_SERVER, PIPELINE, RAW, REQUEST, WEBSOCKET, HttpNet)
+from http_hosts import ALICE, B_SERVER_ID, BOB, CAROL, JWT_AUDIENCE, JWT_TTL, MALLORY, UIDS, HttpNet
 
 MIB = 1 << 20
 B = "10.77.0.2"
@@ -24,15 +24,15 @@ def hx(tmp_path_factory):
     n.cleanup()
 
 
-def run_json(hx, code, *args, uid, timeout=60):
-    r = hx.a.python(code, *args, uid=uid, timeout=timeout, check=False)
+def run_json(hx, workload, *args, uid, timeout=60):
+    r = hx.a.workload(workload, *args, uid=uid, timeout=timeout, check=False)
     assert r.returncode == 0, f"workload failed (uid {uid}): {r.stderr.decode()[-2000:]}"
     return json.loads(r.stdout)
 
 
 def request(hx, sid, host, port, path, headers=None, method="GET"):
     """An HTTP/1.1 request (python http.client) from workload `sid` on host a."""
-    return run_json(hx, REQUEST, host, port, method, path, json.dumps(headers or {}), uid=UIDS[sid])
+    return run_json(hx, "http_request", host, port, method, path, json.dumps(headers or {}), uid=UIDS[sid])
 
 
 def inspect(hx, sid, path, headers=None, host=B, port=8080):
@@ -145,7 +145,7 @@ def test_look_alike_names_cannot_forge_protected_headers(hx):
     assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == ALICE, h
     assert h.get("x-caller") == [ALICE], h
     # A local caller on host B (strict mode) goes through the inbound side only.
-    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/lookalike-local", json.dumps(LOOKALIKES), uid=UIDS[ALICE], check=False)
+    r = hx.b.workload("http_request", "127.0.0.1", 8080, "GET", "/inspect/lookalike-local", json.dumps(LOOKALIKES), uid=UIDS[ALICE], check=False)
     assert r.returncode == 0, r.stderr.decode()[-500:]
     h = cgi_names(json.loads(json.loads(r.stdout)["body"])["headers"])
     assert xfcc(h.get("x-forwarded-client-cert"))["URI"] == ALICE, h
@@ -178,7 +178,7 @@ def test_a_rule_header_cannot_be_forged_by_dodging_the_rules_host_or_path(hx):
         if "x-v2-caller" in h:
             leaked[what] = h["x-v2-caller"]
     raw = (b"GET /inspect/v2/http10 HTTP/1.0\r\nX-V2-Caller: " + ADMIN.encode() + b"\r\nx_v2_caller: " + ADMIN.encode() + b"\r\n\r\n")
-    h = cgi_names(raw_response_json(run_json(hx, RAW, B, 8084, raw.hex(), uid=UIDS[ALICE]))["headers"])
+    h = cgi_names(raw_response_json(run_json(hx, "raw_http", B, 8084, raw.hex(), uid=UIDS[ALICE]))["headers"])
     if "x-v2-caller" in h:
         leaked["HTTP/1.0 with no Host"] = h["x-v2-caller"]
     _, status, body = curl_h2c(hx, ALICE, "http://alias.b.test:8084/inspect/v2/h2c-alias", [f"{k}: {v}" for k, v in V2_FORGED.items()],
@@ -206,18 +206,18 @@ def chunked_with_trailers(path, host):
 def test_request_trailers_cannot_carry_protected_headers(hx):
     seen = {}  # the service's trailers per way in, to see them all at once
     # HTTP/1.1 chunked, through both idgates.
-    doc = raw_response_json(run_json(hx, RAW, B, 8084, chunked_with_trailers("/inspect/v2/trailers", "api.b.test").hex(), uid=UIDS[ALICE]))
+    doc = raw_response_json(run_json(hx, "raw_http", B, 8084, chunked_with_trailers("/inspect/v2/trailers", "api.b.test").hex(), uid=UIDS[ALICE]))
     assert doc["body_len"] == 5 and cgi_names(doc["headers"]).get("x-v2-caller") == [ALICE], doc
     seen["HTTP/1.1 chunked"] = cgi_names(doc["trailers"])
     # h2c, through both idgates.
-    r = hx.a.python(H2C_TRAILERS, B, 8084, "api.b.test", "/inspect/v2/h2c-trailers", json.dumps({}),
+    r = hx.a.workload("h2c_trailers", B, 8084, "api.b.test", "/inspect/v2/h2c-trailers", json.dumps({}),
                     json.dumps({k.lower(): v for k, v in FORGED_TRAILERS.items()}), uid=UIDS[ALICE], check=False)
     assert r.returncode == 0, r.stderr.decode()[-1000:]
     doc = json.loads(r.stdout)
     assert doc["version"] == "HTTP/2.0" and doc["body_len"] == 5, doc
     seen["h2c"] = cgi_names(doc["trailers"])
     # A local caller on b (strict mode): the inbound side alone strips the identity header.
-    r = hx.b.python(RAW, "127.0.0.1", 8080, chunked_with_trailers("/inspect/local-trailers", "127.0.0.1").hex(), uid=UIDS[ALICE], check=False)
+    r = hx.b.workload("raw_http", "127.0.0.1", 8080, chunked_with_trailers("/inspect/local-trailers", "127.0.0.1").hex(), uid=UIDS[ALICE], check=False)
     assert r.returncode == 0, r.stderr.decode()[-500:]
     doc = raw_response_json(json.loads(r.stdout))
     seen["local caller, HTTP/1.1 chunked"] = {k: v for k, v in cgi_names(doc["trailers"]).items() if k != "x-v2-caller"}
@@ -228,12 +228,12 @@ def test_request_trailers_cannot_carry_protected_headers(hx):
 def test_local_callers_get_the_identity_header_and_cannot_forge_it(hx):
     # Strict mode: b's own processes reach its protected HTTP port through idgate as well.
     forged = {"X-Forwarded-Client-Cert": "By=spiffe://demo.idgate/idgate/host/host-b;URI=spiffe://demo.idgate/app/admin"}
-    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/local", json.dumps(forged), uid=UIDS[ALICE], check=False)
+    r = hx.b.workload("http_request", "127.0.0.1", 8080, "GET", "/inspect/local", json.dumps(forged), uid=UIDS[ALICE], check=False)
     assert r.returncode == 0, r.stderr.decode()[-500:]
     doc = json.loads(json.loads(r.stdout)["body"])
     fields = xfcc(doc["headers"].get("x-forwarded-client-cert"))
     assert fields["By"] == B_SERVER_ID and fields["URI"] == ALICE, fields
-    r = hx.b.python(REQUEST, "127.0.0.1", 8080, "GET", "/inspect/local-mallory", json.dumps(forged), uid=UIDS[MALLORY], check=False)
+    r = hx.b.workload("http_request", "127.0.0.1", 8080, "GET", "/inspect/local-mallory", json.dumps(forged), uid=UIDS[MALLORY], check=False)
     assert r.returncode != 0, "mallory reached the protected HTTP service locally"
     assert "/inspect/local-mallory" not in hx.b8080.paths()
 
@@ -271,7 +271,7 @@ def verify_jwt(token, jwks):
     try:
         pub.verify(der, f"{h64}.{c64}".encode(), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise AssertionError(f"JWT signature does not verify against the JWKS: {token}")
+        raise AssertionError(f"JWT signature does not verify against the JWKS: {token}") from None
     return header, claims
 
 
@@ -347,47 +347,45 @@ def test_a_credential_follows_the_destination_not_the_host_header(hx):
 def test_the_trail_names_the_credential_rules_applied_never_their_values(hx):
     inspect(hx, ALICE, "/inspect/trail-rules")
     trail = hx.tmp / "state-a" / "trail.jsonl"
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        records = [json.loads(l) for l in trail.read_text().splitlines()] if trail.exists() else []
-        mine = [r for r in records if r["spiffe_id"] == ALICE and "alice-token" in r.get("rules", [])]
-        if mine:
-            break
-        time.sleep(0.1)
-    assert mine, records[-5:]
+
+    def records():
+        return [json.loads(line) for line in trail.read_text().splitlines()] if trail.exists() else []
+
+    mine = eventually(lambda: [r for r in records() if r["spiffe_id"] == ALICE and "alice-token" in r.get("rules", [])],
+                      lambda: f"a trail record of alice's request naming her rule: {records()[-5:]}", interval=0.1)
     assert mine[-1]["verdict"] == "tunneled" and mine[-1]["process"]["uid"] == UIDS[ALICE]
     assert hx.tokens["alice"] not in trail.read_text(), "a credential's value reached the trail"
 
 
 def test_keepalive_many_requests_on_one_connection(hx):
-    r = run_json(hx, KEEPALIVE, B, 8080, 200, uid=UIDS[ALICE])
+    r = run_json(hx, "http_keepalive", B, 8080, 200, uid=UIDS[ALICE])
     assert r == {"statuses": [200], "count": 200, "auths": [[f"Bearer {hx.tokens['alice']}"]], "sockets": 1}, r
 
 
 def test_ten_mib_chunked_request_body_echoes_intact(hx):
-    r = run_json(hx, ECHO, B, 8080, 10 * MIB, uid=UIDS[ALICE], timeout=90)
+    r = run_json(hx, "http_echo", B, 8080, 10 * MIB, uid=UIDS[ALICE], timeout=90)
     assert r["status"] == 200 and r["len"] == 10 * MIB and r["got_sha"] == r["sent_sha"], r
 
 
 def test_ten_mib_chunked_response_arrives_intact(hx):
-    r = run_json(hx, BYTES, B, 8080, 10 * MIB, uid=UIDS[ALICE], timeout=90)
+    r = run_json(hx, "http_bytes", B, 8080, 10 * MIB, uid=UIDS[ALICE], timeout=90)
     assert r == {"status": 200, "len": 10 * MIB, "sha": pattern_sha(10 * MIB)}, r
 
 
 def test_pipelined_requests_answered_in_order(hx):
-    r = run_json(hx, PIPELINE, B, 8080, uid=UIDS[ALICE])
+    r = run_json(hx, "http_pipeline", B, 8080, uid=UIDS[ALICE])
     token = [f"Bearer {hx.tokens['alice']}"]
     assert r == [{"status": 200, "path": f"/inspect/pipe/{i}", "authorization": token} for i in range(3)], r
 
 
 def test_websocket_upgrade_passes_bytes_intact(hx):
-    r = run_json(hx, WEBSOCKET, B, 8080, MIB, uid=UIDS[ALICE], timeout=60)
+    r = run_json(hx, "websocket_echo", B, 8080, MIB, uid=UIDS[ALICE], timeout=60)
     assert r == {"status": 101, "accept_ok": True, "len": MIB, "intact": True}, r
 
 
 @pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"GET /inspect/bad HTTP/1.1\r\nHost: 10.77.0.2\r\nbad header line\r\n\r\n"])
 def test_malformed_request_gets_400_and_close_others_unaffected(hx, raw):
-    r = run_json(hx, RAW, B, 8080, raw.hex(), uid=UIDS[ALICE])
+    r = run_json(hx, "raw_http", B, 8080, raw.hex(), uid=UIDS[ALICE])
     assert r["data"].startswith("HTTP/1.1 400"), r
     assert r["eof"], f"connection left open after a 400: {r}"
     assert not any(p.startswith(("/inspect/bad", "GARBAGE")) for p in hx.b8080.paths())
@@ -395,24 +393,24 @@ def test_malformed_request_gets_400_and_close_others_unaffected(hx, raw):
     assert doc["headers"].get("authorization") == [f"Bearer {hx.tokens['alice']}"]
 
 
-def wait_for_token(hx, expected, deadline_s=3.0):
-    deadline = time.time() + deadline_s
-    while True:
-        got = inspect(hx, ALICE, "/inspect/rotation")["headers"].get("authorization")
-        if got == [f"Bearer {expected}"] or time.time() > deadline:
-            return got
-        time.sleep(0.2)
+def rotated_to(hx, what):
+    """Waits until alice's requests carry her current token."""
+    seen = []
+
+    def current():
+        seen.append(inspect(hx, ALICE, "/inspect/rotation")["headers"].get("authorization"))
+        return seen[-1] == [f"Bearer {hx.tokens['alice']}"]
+
+    eventually(current, lambda: f"{what}: {seen[-1]}", timeout=3.0, interval=0.2)
 
 
 def test_secret_file_rotation_without_restart(hx):
     old = hx.tokens["alice"]
     assert inspect(hx, ALICE, "/inspect/rotation")["headers"].get("authorization") == [f"Bearer {old}"]
     hx.set_token("alice", "alice-rotated-in-place-" + old[-8:])  # truncate + write, same inode
-    got = wait_for_token(hx, hx.tokens["alice"])
-    assert got == [f"Bearer {hx.tokens['alice']}"], f"in-place rewrite not picked up: {got}"
+    rotated_to(hx, "in-place rewrite picked up")
     hx.set_token("alice", "alice-rotated-by-rename-" + old[-8:], atomic=True)  # new inode, as secret managers do
-    got = wait_for_token(hx, hx.tokens["alice"])
-    assert got == [f"Bearer {hx.tokens['alice']}"], f"rename-replace not picked up: {got}"
+    rotated_to(hx, "rename-replace picked up")
     assert hx.idgate_a.proc.poll() is None
 
 
@@ -454,30 +452,15 @@ def test_secrets_never_appear_in_logs_or_status(hx):
     assert not leaks, f"secrets in logs/status: {leaks}"
 
 
-# argv: host port n -> n GETs on one workload connection; statuses, bodies, sockets used.
-SAME_CONNECTION = r"""
-import http.client, json, sys, time
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-c = http.client.HTTPConnection(host, port, timeout=30)
-statuses, bodies, socks = [], [], set()
-for i in range(n):
-    c.request("GET", f"/one-shot/{i}")
-    r = c.getresponse()
-    statuses.append(r.status); bodies.append(r.read().decode()); socks.add(id(c.sock))
-    time.sleep(0.01)  # the service's close lands while the connection is idle
-print(json.dumps({"statuses": statuses, "bodies": bodies, "sockets": len(socks)}))
-"""
-
-
 def test_upstream_closing_idle_connections_does_not_fail_requests(hx):
     # B's idgate keeps one connection to the service per tunnelled connection; the service
     # closes it after every answer (an idle timeout), so each next request finds it closed
     # and must go out on a new one instead of failing with 502. (A close that crosses a
     # request already on the wire is a race no HTTP/1 client can retry safely.)
-    server = hx.b.popen("/usr/bin/python3", "-c", ONE_SHOT_SERVER, 8083)
+    server = hx.b.start_workload("one_shot_server", 8083)
     try:
-        hx.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':8083 ' && exit 0; sleep 0.05; done; exit 1")
-        r = run_json(hx, SAME_CONNECTION, B, 8083, 50, uid=UIDS[ALICE])
+        hx.b.wait_listening(8083)
+        r = run_json(hx, "http_same_connection", B, 8083, 50, uid=UIDS[ALICE])
         assert r == {"statuses": [200] * 50, "bodies": ["ok"] * 50, "sockets": 1}, r
     finally:
         server.kill()

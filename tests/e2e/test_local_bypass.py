@@ -6,20 +6,9 @@ import json
 
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
 
-LOCAL_CLIENT = r"""
-import json, socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-try:
-    s = socket.create_connection((host, port), timeout=10)
-    s.sendall(b"local-payload"); s.shutdown(socket.SHUT_WR)
-    print(json.dumps({"answer": s.recv(100).decode(errors="replace")}))
-except OSError as e:
-    print(json.dumps({"error": repr(e)}))
-"""
-
 
 def local_call(net, uid, host):
-    out = net.b.python(LOCAL_CLIENT, host, SERVER_PORT, uid=uid, timeout=30)
+    out = net.b.workload("exchange", host, SERVER_PORT, 10, "local-payload", "half-close", uid=uid, timeout=30, check=False)
     return json.loads(out.stdout)
 
 

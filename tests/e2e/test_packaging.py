@@ -25,7 +25,10 @@ def test_debs_build_with_binary_unit_conffile_and_dkms_sources():
     assert {"/usr/share/man/man1/idgate.1.gz", "/usr/share/man/man1/idgate-reload.1.gz", "/usr/share/man/man1/idgate-revoke.1.gz",
             "/usr/share/bash-completion/completions/idgate", "/usr/share/zsh/vendor-completions/_idgate",
             "/usr/share/fish/vendor_completions.d/idgate.fish"} <= files, sorted(files)
-    info = lambda part: subprocess.run(["dpkg-deb", "--info", str(proxy), part], check=True, capture_output=True, text=True).stdout
+
+    def info(part):
+        return subprocess.run(["dpkg-deb", "--info", str(proxy), part], check=True, capture_output=True, text=True).stdout
+
     # The boot guard is enabled with the service (dh_installsystemd), an upgrade hands over
     # instead of restarting, and only removal takes the table away.
     postinst = info("postinst")

@@ -3,7 +3,7 @@ address the flow was going to, so another host of the trust domain (compromised,
 certificate of its own) cannot terminate flows that a hijacked route or DNS sends to it."""
 import time
 
-from hosts import SERVER, SERVER_PORT, host_config
+from hosts import SERVER_PORT, host_config
 from test_tunnel import client, start_pair
 
 HIJACK = """
@@ -27,8 +27,8 @@ def test_another_host_of_the_trust_domain_cannot_terminate_the_flow(net):
     time.sleep(1.2)  # idgate re-reads its local addresses at most once a second
     stolen = net.tmp / "stolen.log"
     stolen.write_text("")
-    net.c.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT, 10, stolen)
-    net.c.run("sh", "-c", f"for i in $(seq 100); do ss -ltn | grep -q ':{SERVER_PORT} ' && exit 0; sleep 0.05; done; exit 1")
+    net.c.start_workload("digest_server", SERVER_PORT, 10, stolen)
+    net.c.wait_listening(SERVER_PORT)
     # ...and a hijacked route sends A's tunnel connections for B to C.
     net.a.run("nft", "-f", "-", input=(HIJACK % (net.b.ip, net.c.ip)).encode())
     r = client(net, 1001, n=1000, marker="FOR-HOST-B-ONLY", check=False, timeout=30)

@@ -9,8 +9,8 @@ real host does without being told."""
 import json
 import os
 import subprocess
-import time
 
+from eventually import eventually
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
 from netns import IDGATE
 from test_tunnel import client
@@ -18,20 +18,6 @@ from test_tunnel import client
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
 # The test runner runs in the initial network namespace.
 EVENTS = {"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"}
-
-# Starts, waits for a line on stdin, then makes one connection and reads the answer.
-LATE = r"""
-import socket, sys
-sys.stdin.readline()
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(b"hi"); s.shutdown(socket.SHUT_WR)
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b: break
-    data += b
-print(len(data))
-"""
 
 
 def status(host, idg):
@@ -42,16 +28,6 @@ def start(net, name, host, env=None):
     return host.start_idgate(host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir), net.tmp, env=env)
 
 
-def wait_for(check, what, timeout=5.0):
-    deadline = time.time() + timeout
-    while True:
-        got = check()
-        if got or time.time() > deadline:
-            assert got, f"not within {timeout}s: {what}"
-            return got
-        time.sleep(0.05)
-
-
 def test_a_new_workload_is_ready_before_its_first_connect(net):
     a, _b = start(net, "a", net.a, EVENTS), start(net, "b", net.b)
     events = status(net.a, a)["process_events"]
@@ -60,11 +36,10 @@ def test_a_new_workload_is_ready_before_its_first_connect(net):
     assert isinstance(client(net, 1002), dict)
     before = status(net.a, a)
     assert ALICE not in [s["spiffe_id"] for s in before["svids"]], before["svids"]
-    late = net.a.popen("/usr/bin/python3", "-c", LATE, net.b.ip, SERVER_PORT, uid=1001,
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    late = net.a.start_workload("connect_on_go", net.b.ip, SERVER_PORT, uid=1001, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         # Before alice's process connects: her SVID exists and a connection of hers is dialled.
-        ready = wait_for(lambda: (lambda st: st if ALICE in [s["spiffe_id"] for s in st["svids"]]
+        ready = eventually(lambda: (lambda st: st if ALICE in [s["spiffe_id"] for s in st["svids"]]
                                   and st["tunnel_dials"] == before["tunnel_dials"] + 1 else None)(status(net.a, a)),
                          "alice's SVID minted and her tunnel connection dialled ahead of her flow")
         assert ready["process_events"]["workloads_prepared"] > before["process_events"]["workloads_prepared"]
@@ -89,10 +64,9 @@ def test_after_a_restart_known_workloads_find_their_connection_dialled_ahead(net
     assert "target history of 1 identities read" in a.log.read_text()
     before = status(net.a, a)
     assert before["tunnel_dials"] == 0, before
-    late = net.a.popen("/usr/bin/python3", "-c", LATE, net.b.ip, SERVER_PORT, uid=1002,
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    late = net.a.start_workload("connect_on_go", net.b.ip, SERVER_PORT, uid=1002, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        ready = wait_for(lambda: (lambda st: st if st["tunnel_dials"] == 1 else None)(status(net.a, a)),
+        ready = eventually(lambda: (lambda st: st if st["tunnel_dials"] == 1 else None)(status(net.a, a)),
                          "bob's tunnel connection dialled from the saved history ahead of his first flow")
         late.stdin.write("go\n")
         late.stdin.flush()

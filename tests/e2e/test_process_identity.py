@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from eventually import eventually
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
-from netns import WORKLOAD_PYTHON
 
 ALICE, BOB = f"spiffe://{TRUST_DOMAIN}/app/alice", f"spiffe://{TRUST_DOMAIN}/app/bob"
 ALLOWED, HASHED = f"spiffe://{TRUST_DOMAIN}/tools/allowed", f"spiffe://{TRUST_DOMAIN}/tools/hashed"
@@ -41,17 +41,9 @@ def start(net, name, host, extra="", env=None):
     return host.start_idgate(host_config(f"host-{name}", net.tmp / f"state-{name}", net.ca_dir, extra=extra), net.tmp, env=env)
 
 
-def wait_for(check, what, timeout=10.0):
-    deadline = time.time() + timeout
-    while not (got := check()):
-        assert time.time() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.05)
-    return got
-
-
 def last_outbound(idg, before):
     """The outbound decision made after `before` decisions were there."""
-    new = wait_for(lambda: idg.decisions(direction="outbound")[before:], "a decision for the flow")
+    new = eventually(lambda: idg.decisions(direction="outbound")[before:], "a decision for the flow", timeout=10)
     assert len(new) == 1, new
     return new[0]
 
@@ -60,24 +52,6 @@ def euid(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
             return int(line.split()[2])
-
-
-# Bob's program: a socket, handed to a setuid-alice program it starts (which inherits it), then
-# connected by bob's own process once the test says go.
-PASS_TO_SETUID = r"""
-import json, socket, subprocess, sys
-setuid_prog, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket()
-child = subprocess.Popen([setuid_prog, "60"], pass_fds=[s.fileno()])
-print(child.pid, flush=True)
-sys.stdin.readline()
-s.settimeout(10)
-s.connect((host, port)); s.sendall(b"bob's bytes"); s.shutdown(socket.SHUT_WR)
-got = b""
-while (b := s.recv(65536)): got += b
-child.kill()
-print(json.dumps({"got": len(got)}), flush=True)
-"""
 
 
 def test_a_socket_inherited_by_a_setuid_program_keeps_its_creators_identity(net, bins):
@@ -89,13 +63,13 @@ def test_a_socket_inherited_by_a_setuid_program_keeps_its_creators_identity(net,
     setuid.chmod(0o4755)
     a, b = start(net, "a", net.a, env=EVENTS), start(net, "b", net.b)
     assert a.status()["process_events"]["available"], "the test needs the process events (the expected-workload path)"
-    bob = net.a.popen(WORKLOAD_PYTHON, "-c", PASS_TO_SETUID, setuid, net.b.ip, SERVER_PORT, uid=1002,
-                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    bob = net.a.start_workload("pass_socket_to_setuid", setuid, net.b.ip, SERVER_PORT, uid=1002,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         child = int(bob.stdout.readline())
-        wait_for(lambda: euid(child) == 1001 and Path(f"/proc/{child}/comm").read_text() == "sleep-alice\n", "the setuid program runs")
+        eventually(lambda: euid(child) == 1001 and Path(f"/proc/{child}/comm").read_text() == "sleep-alice\n", "the setuid program runs", timeout=10)
         # idgate saw it start as alice's workload (her SVID is minted ahead of her first flow).
-        wait_for(lambda: ALICE in [s["spiffe_id"] for s in a.status()["svids"]], "alice's workload prepared")
+        eventually(lambda: ALICE in [s["spiffe_id"] for s in a.status()["svids"]], "alice's workload prepared", timeout=10)
         before = len(a.decisions(direction="outbound"))
         bob.stdin.write("go\n")
         bob.stdin.flush()
@@ -108,52 +82,20 @@ def test_a_socket_inherited_by_a_setuid_program_keeps_its_creators_identity(net,
     assert [x["source_id"] for x in b.decisions(direction="inbound")] == [BOB]
 
 
-# Alice's long-running workload: one flow of its own (so idgate knows it as a recent owner),
-# then it accepts an fd over a Unix socket, as a service that takes connections from others does.
-RECEIVER = r"""
-import socket, sys
-host, port, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-unix = socket.socket(fileno=fd)
-c = socket.create_connection((host, port), timeout=10)
-c.sendall(b"alice's bytes"); c.shutdown(socket.SHUT_WR)
-while c.recv(65536): pass
-c.close()
-print("ready", flush=True)
-_, fds, _, _ = socket.recv_fds(unix, 16, 1)
-print("got", fds[0], flush=True)
-sys.stdin.readline()
-"""
-
-SENDER = r"""
-import json, socket, sys
-host, port, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-unix = socket.socket(fileno=fd)
-s = socket.socket()
-socket.send_fds(unix, [b"x"], [s.fileno()])
-print("sent", flush=True)
-sys.stdin.readline()
-s.settimeout(10)
-s.connect((host, port)); s.sendall(b"bob's bytes"); s.shutdown(socket.SHUT_WR)
-got = b""
-while (b := s.recv(65536)): got += b
-print(json.dumps({"got": len(got)}), flush=True)
-"""
-
-
 def test_a_socket_sent_to_another_users_workload_keeps_its_creators_identity(net):
     """Bob sends his socket (SCM_RIGHTS) to a process of alice's that idgate has just seen
     open a flow, then connects it himself: the flow is bob's, not alice's."""
-    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    a, _b = start(net, "a", net.a), start(net, "b", net.b)
     theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     procs = []
     try:
-        alice = net.a.popen(WORKLOAD_PYTHON, "-c", RECEIVER, net.b.ip, SERVER_PORT, theirs.fileno(), uid=1001,
-                            pass_fds=[theirs.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        alice = net.a.start_workload("fd_receiver", net.b.ip, SERVER_PORT, theirs.fileno(), uid=1001,
+                                     pass_fds=[theirs.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(alice)
         assert alice.stdout.readline() == "ready\n"
         assert a.decisions(direction="outbound")[-1]["source_id"] == ALICE
-        bob = net.a.popen(WORKLOAD_PYTHON, "-c", SENDER, net.b.ip, SERVER_PORT, ours.fileno(), uid=1002,
-                          pass_fds=[ours.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        bob = net.a.start_workload("fd_sender", net.b.ip, SERVER_PORT, ours.fileno(), uid=1002,
+                                   pass_fds=[ours.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(bob)
         theirs.close()
         ours.close()

@@ -9,50 +9,14 @@ import signal
 import subprocess
 import time
 
+from eventually import eventually
 from hosts import TRUST_DOMAIN, host_config
 from netns import IDGATE
 from test_tunnel import client
 
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
 BOB = f"spiffe://{TRUST_DOMAIN}/app/bob"
-PORT = 9005  # intercepted on host a, protected on host b, served by TIMESERVER
-
-# Sends a byte every 50 ms for `seconds`; prints when and how the connection ended.
-TICKER = r"""
-import json, socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-end, sent, how = time.time() + float(sys.argv[3]), 0, "ok"
-try:
-    while time.time() < end:
-        s.sendall(b"t"); sent += 1; time.sleep(0.05)
-    s.shutdown(socket.SHUT_WR)
-    if not s.recv(100): how = "closed before the answer"
-except OSError as e:
-    how = type(e).__name__
-print(json.dumps({"how": how, "sent": sent, "at": time.time()}))
-"""
-
-# For each connection: bytes received and the time of the last one, logged when it ends.
-TIMESERVER = r"""
-import socket, sys, threading, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
-def serve(c):
-    n, last, how = 0, 0.0, "eof"
-    try:
-        while True:
-            b = c.recv(4096)
-            if not b: break
-            n += len(b); last = time.time()
-        c.sendall(b"done\n")
-    except OSError as e:
-        how = type(e).__name__
-    with open(sys.argv[2], "a") as f: f.write(f"{n} {last} {how}\n")
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
+PORT = 9005  # intercepted on host a, protected on host b, served by sink_server.py
 
 
 def start(net, name, host):
@@ -63,7 +27,8 @@ def start(net, name, host):
 
 
 def ticker(net, uid, seconds):
-    return net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, seconds, uid=uid, stdout=subprocess.PIPE, text=True)
+    """A byte every 50 ms for `seconds`, then one read of the answer (ticker.py)."""
+    return net.a.start_workload("ticker", net.b.ip, PORT, seconds, 0.05, "t", 100, uid=uid, stdout=subprocess.PIPE, text=True)
 
 
 def ended(p):
@@ -82,14 +47,15 @@ def reload(net, host, idgate, check=True):
 
 
 def timeserver(net):
+    """Logs, per connection, the bytes received and the time of the last one (sink_server.py)."""
     log = net.tmp / "timeserver.log"
-    net.b.popen("/usr/bin/python3", "-c", TIMESERVER, PORT, log)
-    time.sleep(0.3)
+    net.b.start_workload("sink_server", PORT, log)
+    net.b.wait_listening(PORT)
     return log
 
 
 def test_a_reload_closes_what_the_new_policy_denies_and_nothing_else(net):
-    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    _a, b = start(net, "a", net.a), start(net, "b", net.b)
     timeserver(net)
     alice, bob = ticker(net, 1001, 4), ticker(net, 1002, 4)
     time.sleep(1)
@@ -122,16 +88,13 @@ def test_a_reload_closes_what_the_new_policy_denies_and_nothing_else(net):
     # SIGHUP applies the file too; a setting that cannot change live is named, not applied.
     b.config.write_text(good.replace(f'allow = ["{ALICE}", ', f'allow = ["{ALICE}", "{BOB}", ') + '\n[tunnel]\npeer_timeout = "9s"\n')
     b.proc.send_signal(1)
-    deadline = time.time() + 5
-    while isinstance(client(net, 1002, n=100, check=False), subprocess.CompletedProcess):
-        assert time.time() < deadline, "SIGHUP did not apply the config"
-        time.sleep(0.2)
+    eventually(lambda: isinstance(client(net, 1002, n=100, check=False), dict), "SIGHUP applied the config", interval=0.2)
     assert "apply at the next restart: tunnel.peer_timeout" in b.log.read_text()
     assert b.status()["policy_generation"] == 2
 
 
 def test_a_client_side_reload_closes_flows_of_processes_whose_identity_changed(net):
-    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    a, _b = start(net, "a", net.a), start(net, "b", net.b)
     timeserver(net)
     alice, bob = ticker(net, 1001, 3), ticker(net, 1002, 3)
     time.sleep(1)
@@ -160,7 +123,7 @@ def test_revocation_reaches_open_flows_within_a_second_on_either_host(net):
     got = ended(alice)
     assert "1 open flow(s) closed" in out, out
     assert got["how"] != "ok", got
-    n, last, how = log.read_text().splitlines()[-1].split()
+    n, last, _gap, how = log.read_text().splitlines()[-1].split()
     server_side = float(last) - t0
     print(f"revoked on the server host: last byte {server_side * 1000:.0f} ms after the command, client saw the reset after {(got['at'] - t0) * 1000:.0f} ms")
     assert server_side < 1.0 and int(n) > 10, (n, last, how, t0)
@@ -190,7 +153,7 @@ def test_revocation_reaches_open_flows_within_a_second_on_either_host(net):
 
 
 def test_a_revoked_serial_is_replaced_on_the_client_host(net):
-    a, b = start(net, "a", net.a), start(net, "b", net.b)
+    a, _b = start(net, "a", net.a), start(net, "b", net.b)
     timeserver(net)
     first = client(net, 1001, n=100)
     assert first["echo_sha"]

@@ -3,7 +3,7 @@ table and with a new CA staged) changes nothing, the CA in force included, and t
 reverted, or fixed, then reloads as if the failure never happened."""
 import subprocess
 
-from hosts import SERVER_PORT, host_config
+from hosts import host_config
 from netns import IDGATE
 from test_fleet_ca import ca, issue
 from test_tunnel import client

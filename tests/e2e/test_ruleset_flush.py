@@ -4,13 +4,12 @@ send no intercepted flow out in plaintext, while idgate runs and while it is sto
 import json
 import threading
 import time
-from pathlib import Path
 
+from eventually import eventually
 from hosts import SERVER_PORT, host_config
 from test_stop_boot import syns_to
 from test_tunnel import Capture, start_pair
 
-WORKLOADS = Path(__file__).parent / "workloads"
 # Debian 12's /etc/nftables.conf as shipped; `systemctl restart nftables` runs `nft -f` on it.
 DEBIAN_NFTABLES_CONF = """#!/usr/sbin/nft -f
 
@@ -35,8 +34,7 @@ def connect_loop(net, marker, duration=4.0, period=0.02):
     result = {}
 
     def run():
-        out = net.a.run("/usr/bin/python3", WORKLOADS / "connect_loop.py", net.b.ip, SERVER_PORT, duration, period, marker,
-                        uid=1001, timeout=duration + 60)
+        out = net.a.workload("connect_loop", net.b.ip, SERVER_PORT, duration, period, marker, uid=1001, timeout=duration + 60)
         result.update(json.loads(out.stdout))
 
     t = threading.Thread(target=run)
@@ -64,15 +62,6 @@ def tables(host):
     return host.run("nft", "list", "tables").stdout.decode()
 
 
-def eventually(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def run_flush_while_running(net, how):
     start_pair(net)
     cap = Capture(net.a)
@@ -87,7 +76,7 @@ def run_flush_while_running(net, how):
     assert_nothing_in_plaintext(net, frames, marker)
     assert result["failed"] == 0, f"connections failed across the flush: {result}"
     assert result["ok"] > 50, f"the workload barely ran: {result}"
-    eventually(lambda: "table inet idgate\n" in tables(net.a), what="idgate's standing table to be back")
+    eventually(lambda: "table inet idgate\n" in tables(net.a), "idgate's standing table back", interval=0.02)
     # What kept the flows going: the table the running idgate holds, which nobody else may delete.
     r = net.a.run("nft", "delete", "table", "inet", "idgate_owned", check=False)
     assert r.returncode != 0 and b"Operation not permitted" in r.stderr, r
@@ -121,33 +110,6 @@ def test_flush_ruleset_while_idgate_is_stopped_still_refuses_every_flow(net):
     assert result["ok"] > 0 and result["failed"] == 0, result
 
 
-V6_SERVER = r"""
-import socket, threading
-def serve(port):
-    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("fd77::2", port)); s.listen(8)
-    while True:
-        c, _ = s.accept(); c.sendall(b"reached"); c.close()
-for port in (9001, 9050):
-    threading.Thread(target=serve, args=(port,), daemon=True).start()
-threading.Event().wait()
-"""
-# Connects with and without an IPv6 destination options header in front of TCP; prints what
-# each attempt did.
-V6_CLIENTS = r"""
-import socket, sys
-port = int(sys.argv[1])
-for options in (None, b"\x00\x00\x01\x04\x00\x00\x00\x00"):  # a PadN option, 8 bytes
-    s = socket.socket(socket.AF_INET6); s.settimeout(1.5)
-    if options:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS, options)
-    try:
-        s.connect(("fd77::2", port)); print("reached", s.recv(10).decode())
-    except OSError as e:
-        print("failed", type(e).__name__)
-"""
-
-
 def syns6_to(frames, port):
     """IPv6 TCP SYNs to `port`, after any extension headers."""
     out = []
@@ -165,15 +127,15 @@ def syns6_to(frames, port):
 def test_the_guard_sees_through_ipv6_extension_headers_and_drops_only_intercepted_ports(net):
     for host, n in ((net.a, 1), (net.b, 2)):
         host.run("ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
-    net.b.popen("/usr/bin/python3", "-c", V6_SERVER)
-    net.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':9050 ' && exit 0; sleep 0.05; done; exit 1")
+    net.b.start_workload("v6_greeters", "fd77::2", 9001, 9050)
+    net.b.wait_listening(9050)
     extra = '[[outbound]]\ncidrs = ["fd77::/64"]\nports = [9001]\n'
     a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=extra), net.tmp)
     assert a.terminate() == 0
     net.a.run("nft", "flush", "ruleset")
     cap = Capture(net.a)
-    intercepted = net.a.python(V6_CLIENTS, 9001, timeout=30).stdout.decode().split("\n")
-    other = net.a.python(V6_CLIENTS, 9050, timeout=30).stdout.decode().split("\n")
+    intercepted = net.a.workload("v6_dstopts_clients", "fd77::2", 9001, timeout=30).stdout.decode().split("\n")
+    other = net.a.workload("v6_dstopts_clients", "fd77::2", 9050, timeout=30).stdout.decode().split("\n")
     frames = cap.finish()
     assert intercepted[:2] == ["failed TimeoutError", "failed TimeoutError"], intercepted
     assert not syns6_to(frames, 9001), "a SYN to the intercepted IPv6 destination left host A"

@@ -19,7 +19,7 @@ def messages(sock, until, timeout):
         sock.settimeout(max(0.05, deadline - time.time()))
         try:
             msg = sock.recv(4096).decode().strip()
-        except socket.timeout:
+        except TimeoutError:
             break
         if msg.startswith("FDSTORE"):
             continue  # listeners handed to the store (test_restart.py; their fds are dropped here)

@@ -2,11 +2,10 @@
 plaintext: across clean stops, failed starts, a crash, before idgate first runs (the boot
 guard), and with a local user squatting on the capture port while idgate is down."""
 import subprocess
-import time
 
 from hosts import SERVER_PORT, host_config
 from netns import IDGATE
-from test_tunnel import Capture, client, start_pair, tcp_payloads
+from test_tunnel import Capture, client, start_pair
 
 
 def syns_to(frames, port):
@@ -56,21 +55,16 @@ def test_stopped_server_keeps_protected_ports_closed_to_plaintext(net):
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
     assert b.terminate() == 0
     cap = Capture(net.b)
-    r = net.c.python(
-        f"import socket; s=socket.create_connection(('{net.b.ip}',{SERVER_PORT}),timeout=3); "
-        "s.sendall(b'PLAINTEXT-TO-STOPPED-SERVER'); s.shutdown(socket.SHUT_WR); print(len(s.recv(100)))",
-        check=False, timeout=30,
-    )
+    r = net.c.workload("exchange", net.b.ip, SERVER_PORT, 3, "PLAINTEXT-TO-STOPPED-SERVER", "half-close", check=False, timeout=30)
     cap.finish()
-    assert r.returncode != 0, "a host without idgate reached a protected port while idgate was stopped"
+    assert r.returncode != 0, f"a host without idgate reached a protected port while idgate was stopped: {r.stdout}"
     assert net.server_connections() == []
 
 
 def test_failed_start_leaves_flows_refused(net):
     # The inbound port is taken, so this first-ever start fails after reading its config.
-    squatter = net.a.popen("/usr/bin/python3", "-c",
-                           "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',15008)); s.listen(1); time.sleep(60)")
-    net.a.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':15008 ' && exit 0; sleep 0.05; done; exit 1")
+    squatter = net.a.start_workload("squatter", "0.0.0.0", 15008)
+    net.a.wait_listening(15008)
     failed = net.a.start_idgate(config_a(net), net.tmp, name="port-taken", wait=False)
     assert failed.proc.wait(timeout=20) == 2
     assert "is in use" in failed.log.read_text()
@@ -85,7 +79,7 @@ def test_failed_start_leaves_flows_refused(net):
 
 
 def test_boot_guard_refuses_flows_before_idgate_first_runs(net):
-    _, b = net.a, net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
+    net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
     cfg = net.tmp / "a-guard.toml"
     cfg.write_text(config_a(net))
     assert "inet idgate" not in tables(net.a)
@@ -111,22 +105,13 @@ def test_boot_guard_falls_back_to_the_last_table_when_the_config_breaks(net):
 def test_a_local_user_cannot_take_over_the_capture_port_while_idgate_is_down(net):
     a, _ = start_pair(net)
     a.kill()  # a crash: the redirect stays and the capture port is free
-    thief = net.a.popen("/usr/bin/python3", "-c", CAPTURE_THIEF, uid=1003, stdout=subprocess.PIPE, text=True)
-    net.a.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q '127.0.0.1:15001 ' && exit 0; sleep 0.05; done; exit 1")
+    # An unprivileged listener on idgate's capture port that prints whatever reaches it.
+    thief = net.a.start_workload("squatter", "127.0.0.1", 15001, uid=1003, stdout=subprocess.PIPE, text=True)
+    net.a.wait_listening(15001, "127.0.0.1")
     assert_refused_and_nothing_left(net, "STOLEN-FLOW-MARKER")
     thief.kill()
     out, _ = thief.communicate(timeout=10)
     assert "STOLEN" not in out, "an unprivileged process received an intercepted flow"
-
-
-# An unprivileged listener on idgate's capture port that prints whatever reaches it.
-CAPTURE_THIEF = r"""
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 15001)); s.listen(16)
-while True:
-    c, _ = s.accept(); print(c.recv(200).decode(errors="replace"), flush=True); c.close()
-"""
 
 
 def test_uninstall_and_on_stop_release_remove_the_table(net):

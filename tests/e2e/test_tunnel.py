@@ -2,10 +2,11 @@
 one SPIFFE ID per process, and the certificate rotating under an open flow."""
 import json
 import socket
+import subprocess
 import threading
 import time
 
-from hosts import CLIENT, SERVER_PORT, TRUST_DOMAIN, host_config, pattern_sha
+from hosts import SERVER_PORT, TRUST_DOMAIN, host_config, pattern_sha
 
 MIB = 1 << 20
 
@@ -17,7 +18,7 @@ def start_pair(net, **kw):
 
 
 def client(net, uid, n=MIB, marker="hello", check=True, timeout=60):
-    out = net.a.python(CLIENT, net.b.ip, SERVER_PORT, n, marker, uid=uid, check=check, timeout=timeout)
+    out = net.a.workload("digest_client", net.b.ip, SERVER_PORT, n, marker, uid=uid, check=check, timeout=timeout)
     return json.loads(out.stdout) if out.returncode == 0 else out
 
 
@@ -46,7 +47,7 @@ class Capture:
         while not self.stop:
             try:
                 self.frames.append(self.sock.recv(70000))
-            except socket.timeout:
+            except TimeoutError:
                 pass
 
     def finish(self):
@@ -105,16 +106,8 @@ def test_identity_by_executable(net):
 
 def test_flow_survives_rotation_and_new_flows_use_new_certificate(net):
     a, b = start_pair(net, ttl="4s")
-    s = net.a.popen(
-        "/usr/bin/python3", "-c",
-        "import socket,sys,time\n"
-        f"s=socket.create_connection(('{net.b.ip}',{SERVER_PORT}))\n"
-        "for i in range(24):\n  s.sendall(b'x'*1000); time.sleep(0.5)\n"
-        "s.shutdown(socket.SHUT_WR)\nd=b''\n"
-        "while True:\n  b=s.recv(65536)\n  if not b: break\n  d+=b\n"
-        "print(len(d))\n",
-        uid=1001, stdout=__import__("subprocess").PIPE, text=True,
-    )
+    # 1000 bytes every 0.5 s for 12 s, then the whole answer.
+    s = net.a.start_workload("ticker", net.b.ip, SERVER_PORT, 12, 0.5, "x" * 1000, "all", uid=1001, stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     first = b.decisions(direction="inbound", verdict="allowed")
     assert len(first) == 1
@@ -122,7 +115,7 @@ def test_flow_survives_rotation_and_new_flows_use_new_certificate(net):
     later = client(net, 1001, n=1000)
     assert later["echo_sha"] == later["sent_sha"]
     out, _ = s.communicate(timeout=30)
-    assert s.returncode == 0 and int(out) > MIB, "the long flow broke across rotation"
+    assert s.returncode == 0 and json.loads(out)["answer_len"] > MIB, f"the long flow broke across rotation: {out}"
     serials = [d["detail"] for d in b.decisions(direction="inbound", verdict="allowed")]
     assert len(serials) == 2 and serials[0] != serials[1], f"new flow reused the old certificate: {serials}"
     assert a.status()["svids_minted"] >= 3
@@ -137,56 +130,27 @@ def test_ipv6_flow_is_intercepted_and_tunneled(net):
         host_config("host-b", net.tmp / "state-b", net.ca_dir, extra='[listen]\ninbound = "[::]:15008"\n'),
         net.tmp,
     )
-    net.b.popen("/usr/bin/python3", "-c", V6_ECHO)
-    net.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':9001 ' && exit 0; sleep 0.05; done; exit 1")
-    out = net.a.python(V6_CLIENT, uid=1001, timeout=30)
-    assert out.stdout.strip() == b"ipv6-ok", out
+    net.b.start_workload("v6_echo_server", "fd77::2", 9001)
+    net.b.wait_listening(9001)
+    out = net.a.workload("exchange", "fd77::2", 9001, 10, "ipv6-ping", uid=1001, timeout=30)
+    assert json.loads(out.stdout) == {"answer": "ipv6-ok"}, out
     d = b.decisions(direction="inbound", verdict="allowed")
     assert d and d[-1]["destination"] == "[fd77::2]:9001" and d[-1]["source_id"].endswith("/app/alice")
     assert a.decisions(direction="outbound", verdict="tunneled")
 
 
-# IPv6 echo server on port 9001.
-V6_ECHO = r"""
-import socket
-s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("fd77::2", 9001)); s.listen(8)
-while True:
-    c, _ = s.accept(); d = c.recv(100); c.sendall(d.replace(b"ping", b"ok")); c.close()
-"""
-V6_CLIENT = r"""
-import socket
-s = socket.create_connection(("fd77::2", 9001), timeout=10)
-s.sendall(b"ipv6-ping"); print(s.recv(100).decode())
-"""
-
-
 def test_server_reset_reaches_the_client_as_reset(net):
     start_pair(net)
-    net.b.popen("/usr/bin/python3", "-c", RESETTER)
-    net.b.run("sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q ':9002 ' && exit 0; sleep 0.05; done; exit 1")
-    out = net.a.python(
-        f"import socket\ns=socket.create_connection(('{net.b.ip}',9002),timeout=10)\ns.sendall(b'hi')\n"
-        "try:\n    print(s.recv(10))\nexcept ConnectionResetError:\n    print('reset')\n",
-        uid=1001, timeout=30,
-    )
-    assert out.stdout.strip() == b"reset", out
-
-
-# Accepts, reads a little, then closes with SO_LINGER 0 (a TCP RST).
-RESETTER = r"""
-import socket, struct
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 9002)); s.listen(8)
-while True:
-    c, _ = s.accept(); c.recv(10)
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
-"""
+    net.b.start_workload("resetter", 9002)
+    net.b.wait_listening(9002)
+    out = net.a.workload("exchange", net.b.ip, 9002, 10, "hi", uid=1001, timeout=30, check=False)
+    assert json.loads(out.stdout).get("error", "").startswith("ConnectionResetError("), out
 
 
 def test_allowed_but_unreachable_destination_is_502(net):
     a, b = start_pair(net)
-    r = net.a.python(f"import socket; s=socket.create_connection(('{net.b.ip}', 8080), timeout=10); s.sendall(b'x'); print(s.recv(10))", uid=1001, check=False)
-    assert r.returncode != 0  # reset
+    r = net.a.workload("exchange", net.b.ip, 8080, 10, "x", uid=1001, check=False)
+    assert r.returncode != 0, r  # reset
     d = b.decisions(direction="inbound", verdict="unreachable")
     assert d and "Connection refused" in d[0]["detail"], d
     assert a.decisions(direction="outbound", verdict="peer_unreachable")
@@ -198,20 +162,9 @@ def test_flows_whose_source_port_nat_rewrote_keep_their_identity(net):
     Identity must come from the original tuple, not from the rewritten peer address."""
     a, b = start_pair(net)
     net.a.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40049")
-    from hosts import SERVER
-    net.b.popen("/usr/bin/python3", "-c", SERVER, SERVER_PORT + 1, 10, net.tmp / "server2.log")
-    net.b.run("sh", "-c", f"for i in $(seq 100); do ss -ltn | grep -q ':{SERVER_PORT + 1} ' && exit 0; sleep 0.05; done; exit 1")
-    out = net.a.python(
-        "import socket, sys\n"
-        "ok = 0\n"
-        f"for port in [{SERVER_PORT}] * 50 + [{SERVER_PORT + 1}] * 50:\n"
-        f"    s = socket.create_connection(('{net.b.ip}', port), timeout=10)\n"
-        "    s.sendall(b'x'); s.shutdown(socket.SHUT_WR)\n"
-        "    ok += len(s.recv(100)) > 0\n"
-        "    s.close()\n"
-        "print(ok)\n",
-        uid=1001, check=False, timeout=120,
-    )
+    net.b.start_workload("digest_server", SERVER_PORT + 1, 10, net.tmp / "server2.log")
+    net.b.wait_listening(SERVER_PORT + 1)
+    out = net.a.workload("alternating_ports", net.b.ip, SERVER_PORT, SERVER_PORT + 1, 50, uid=1001, check=False, timeout=120)
     assert out.stdout.strip() == b"100", out
     assert not a.decisions(verdict="denied_no_identity")
     assert len(b.decisions(direction="inbound", verdict="allowed", source_id=f"spiffe://{TRUST_DOMAIN}/app/alice")) == 100
@@ -221,15 +174,7 @@ def test_process_that_execs_another_binary_gets_the_new_identity(net):
     """execve keeps the pid and start time; the identity must follow the new executable."""
     a, b = start_pair(net)
     # uid 1004 has no uid rule: python is unidentified (denied), curl matches the exe rule.
-    code = (
-        "import os, socket\n"
-        "try:\n"
-        f"    s = socket.create_connection(('{net.b.ip}', {SERVER_PORT}), timeout=5); s.sendall(b'x'); s.recv(10)\n"
-        "except OSError:\n"
-        "    pass\n"
-        f"os.execv('/usr/bin/curl', ['curl', '-s', '-o', '/dev/null', '--max-time', '5', 'http://{net.b.ip}:{SERVER_PORT}/'])\n"
-    )
-    net.a.python(code, uid=1004, check=False, timeout=30)
+    net.a.workload("connect_then_exec_curl", net.b.ip, SERVER_PORT, uid=1004, check=False, timeout=30)
     denied = a.decisions(direction="outbound", verdict="denied_no_identity")
     allowed = b.decisions(direction="inbound", verdict="allowed", source_id=f"spiffe://{TRUST_DOMAIN}/tools/curl")
     assert len(denied) == 1 and "python" in denied[0]["process"], denied

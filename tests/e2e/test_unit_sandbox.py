@@ -48,7 +48,7 @@ def unit_filter():
                 allowed -= expand(value[1:].split(), table)
             else:
                 allowed |= expand(value.split(), table)
-    families = next(l.split("=", 1)[1].split() for l in UNIT.read_text().splitlines() if l.startswith("RestrictAddressFamilies="))
+    families = next(line.split("=", 1)[1].split() for line in UNIT.read_text().splitlines() if line.startswith("RestrictAddressFamilies="))
     return allowed, set(families)
 
 

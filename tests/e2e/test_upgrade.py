@@ -8,49 +8,33 @@ import os
 import subprocess
 import time
 
+from eventually import eventually
 from hosts import TRUST_DOMAIN, host_config
 from netns import IDGATE
 from test_tunnel import Capture, client
 
 PORT = 9006
 
-TICKER = r"""
-import json, socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-end, sent, how = time.time() + float(sys.argv[3]), 0, "ok"
-try:
-    while time.time() < end:
-        s.sendall(b"UPGRADE-MARKER"); sent += 14; time.sleep(0.1)
-    s.shutdown(socket.SHUT_WR)
-    if s.recv(100) != b"done\n": how = "no answer"
-except OSError as e:
-    how = type(e).__name__
-print(json.dumps({"how": how, "sent": sent}))
-"""
 
-# Per connection: bytes, the longest silence between two arrivals, and how it ended.
-GAPSERVER = r"""
-import socket, sys, threading, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
-def serve(c):
-    n, gap, last, how = 0, 0.0, None, "eof"
-    try:
-        while True:
-            b = c.recv(4096)
-            if not b: break
-            now = time.time()
-            if last is not None: gap = max(gap, now - last)
-            n, last = n + len(b), now
-        c.sendall(b"done\n")
-    except OSError as e:
-        how = type(e).__name__
-    with open(sys.argv[2], "a") as f: f.write(f"{n} {gap:.3f} {how}\n")
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
+def ticker(net, uid, seconds):
+    """UPGRADE-MARKER every 100 ms for `seconds`, then one read of the answer (ticker.py)."""
+    return net.a.start_workload("ticker", net.b.ip, PORT, seconds, 0.1, "UPGRADE-MARKER", 100, uid=uid, stdout=subprocess.PIPE, text=True)
+
+
+def ended(flow):
+    """How a ticker's flow ended: "ok" only if the service's answer ("done\n") came."""
+    got = json.loads(flow.communicate(timeout=30)[0])
+    if got["how"] == "ok" and got["answer"] != "done\n":
+        got["how"] = "no answer"
+    return got
+
+
+def gapserver(net):
+    """Logs, per connection, the bytes received and the longest silence (sink_server.py)."""
+    log = net.tmp / "gaps.log"
+    net.b.start_workload("sink_server", PORT, log)
+    net.b.wait_listening(PORT)
+    return log
 
 
 def start(net, name, host):
@@ -60,7 +44,7 @@ def start(net, name, host):
 
 
 def trail(net, name):
-    return [json.loads(l) for l in (net.tmp / f"trail-{name}.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (net.tmp / f"trail-{name}.jsonl").read_text().splitlines()]
 
 
 def alive(pid):
@@ -73,11 +57,9 @@ def alive(pid):
 
 def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_process(net):
     a, b = start(net, "a", net.a), start(net, "b", net.b)
-    log = net.tmp / "gaps.log"
-    net.b.popen("/usr/bin/python3", "-c", GAPSERVER, PORT, log)
-    time.sleep(0.3)
+    log = gapserver(net)
     wire = Capture(net.a)
-    ticker = net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, 8, uid=1001, stdout=subprocess.PIPE, text=True)
+    flow = ticker(net, 1001, 8)
     time.sleep(1.5)
     old = {}
     for name, host, d in (("a", net.a, a), ("b", net.b, b)):
@@ -93,31 +75,25 @@ def test_a_long_lived_flow_survives_two_upgrades_and_new_flows_go_to_the_new_pro
         assert fresh["idgate_pid"] == new, fresh
         assert alive(old[name]), f"the old idgate on {name} left before its flow ended"
         time.sleep(1.5)
-    got = json.loads(ticker.communicate(timeout=30)[0])
+    got = ended(flow)
     frames = wire.finish()
     assert len(frames) > 50 and not any(b"UPGRADE-MARKER" in f for f in frames), "the marker crossed the wire in clear"
-    n, gap, how = open(log).read().splitlines()[0].split()
+    n, _last, gap, how = log.read_text().splitlines()[0].split()
     print(f"long-lived flow across two upgrades: {got['sent']} bytes sent, {n} received, longest gap {float(gap) * 1000:.0f} ms, ended: {how}")
     assert got["how"] == "ok" and how == "eof" and int(n) == got["sent"], (got, n, how)
     assert float(gap) < 1.0, gap
     # With its last flow over, each old process exits; the table never left.
-    deadline = time.time() + 5
-    while any(alive(p) for p in old.values()) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(p) for p in old.values()), old
-    ended = [t for t in trail(net, "a") if t["bytes_up"] == got["sent"]]
-    assert ended and ended[0]["idgate_pid"] == old["a"], ended
+    eventually(lambda: not any(alive(p) for p in old.values()), lambda: f"the old processes exited: {old}", interval=0.1)
+    records = [t for t in trail(net, "a") if t["bytes_up"] == got["sent"]]
+    assert records and records[0]["idgate_pid"] == old["a"], records
     assert client(net, 1001, n=1000)["echo_sha"]
     assert f"spiffe://{TRUST_DOMAIN}/app/alice" in [s["spiffe_id"] for s in a.status()["svids"]]
 
 
 def test_policy_and_revocation_reach_flows_still_draining_on_the_old_process(net):
-    a, b = start(net, "a", net.a), start(net, "b", net.b)
-    log = net.tmp / "gaps.log"
-    net.b.popen("/usr/bin/python3", "-c", GAPSERVER, PORT, log)
-    time.sleep(0.3)
-    tickers = {uid: net.a.popen("/usr/bin/python3", "-c", TICKER, net.b.ip, PORT, 20, uid=uid, stdout=subprocess.PIPE, text=True)
-               for uid in (1001, 1002)}  # alice, bob
+    a, _b = start(net, "a", net.a), start(net, "b", net.b)
+    gapserver(net)
+    tickers = {uid: ticker(net, uid, 20) for uid in (1001, 1002)}  # alice, bob
     time.sleep(1.0)
     old = a.status()["pid"]
     net.a.run(IDGATE, "upgrade", "-c", a.config)
@@ -126,14 +102,14 @@ def test_policy_and_revocation_reach_flows_still_draining_on_the_old_process(net
     a.config.write_text(a.config.read_text().replace("uid = 1001\n", "uid = 1999\n", 1))
     t0 = time.time()
     net.a.run(IDGATE, "reload", "-c", a.config)
-    got = json.loads(tickers[1001].communicate(timeout=30)[0])
+    got = ended(tickers[1001])
     took = time.time() - t0
     print(f"reload reached the draining old process: alice's flow ended {took * 1000:.0f} ms after the command")
     assert got["how"] != "ok" and took < 3, (got, took)
     # A revocation reaches it too: bob's flow.
     t0 = time.time()
     net.a.run(IDGATE, "revoke", "-c", a.config, f"spiffe://{TRUST_DOMAIN}/app/bob")
-    got = json.loads(tickers[1002].communicate(timeout=30)[0])
+    got = ended(tickers[1002])
     took = time.time() - t0
     print(f"revocation reached the draining old process: bob's flow ended {took * 1000:.0f} ms after the command")
     assert got["how"] != "ok" and took < 3, (got, took)

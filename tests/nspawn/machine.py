@@ -94,7 +94,7 @@ class Machine:
         own pid namespace."""
         for pid in sh("ip", "netns", "pids", self.netns, check=False).stdout.split():
             try:
-                status = dict(l.split(":", 1) for l in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in l)
+                status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
             except (FileNotFoundError, ProcessLookupError):
                 continue
             nspid = status.get("NSpid", "").split()

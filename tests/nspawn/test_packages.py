@@ -149,9 +149,10 @@ def fleet():
         debs = sorted(f.debs["old"].parent.glob("*.deb"))
         rpms = sorted(f.rpms["old"].parent.glob("*.rpm"))
         f.lint = {
-            "lintian": subprocess.Popen(["lintian", "--pedantic", "--fail-on", "error,warning,pedantic", *map(str, debs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-            "rpmlint": subprocess.Popen(["rpmlint", "-c", str(REPO / "packaging/rpm/rpmlint.toml"), "-r", str(REPO / "packaging/rpm/idgate.rpmlintrc"), *map(str, rpms)],
+            "lintian": subprocess.Popen(["lintian", "--pedantic", "--fail-on", "error,warning,pedantic", *map(str, debs)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            "rpmlint": subprocess.Popen(["rpmlint", "-c", str(REPO / "packaging/rpm/rpmlint.toml"), "-r", str(REPO / "packaging/rpm/idgate.rpmlintrc"),
+                                         *map(str, rpms)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
         }
         say("root file system (tests/nspawn/rootfs.sh: debootstrap once, then cached)")
         lower = sh("bash", REPO / "tests/nspawn/rootfs.sh").stdout.strip()
@@ -230,7 +231,7 @@ def test_fleet_ca_and_a_first_protected_flow(fleet):
     time.sleep(0.5)
     got = flow(a, b)
     assert got["first"] == "hello\n" and got["answer"] == "got 30\n" and got["how"] == "eof", got
-    trail = [json.loads(l) for l in b.out("cat /var/log/idgate/trail.jsonl").splitlines()]
+    trail = [json.loads(line) for line in b.out("cat /var/log/idgate/trail.jsonl").splitlines()]
     assert any(t.get("spiffe_id") == f"spiffe://{TD}/app/alice" for t in trail), trail
     say("first protected flow: a -> b as spiffe://fleet.test/app/alice, in b's trail file")
 
@@ -259,9 +260,9 @@ def test_the_journal_gets_priorities_and_one_timestamp(fleet):
     say(f"journalctl -p err -u idgate: {errors.splitlines()[-1:]}")
     assert "reload" in errors and "ERROR" in errors, errors
     infos = a.journal("idgate", "-p", "info", "-o", "cat").splitlines()
-    ready = [l for l in infos if "idgate ready" in l]
+    ready = [line for line in infos if "idgate ready" in line]
     # No timestamp of idgate's own before the level: the journal stamps each entry.
-    assert ready and all(l.lstrip().startswith("INFO") for l in ready), ready
+    assert ready and all(line.lstrip().startswith("INFO") for line in ready), ready
     assert not a.journal("idgate", "-p", "err", "-o", "cat", "--grep", "idgate ready")
 
 
@@ -390,7 +391,7 @@ def test_check_catches_what_run_would_trip_over_in_the_sandbox(fleet):
     assert "ok" in a.out("idgate check")
     r = a.run("systemctl restart idgate", check=False)
     log = a.journal("idgate", "-o", "cat", "-n", "30")
-    say(f"a: trail file in /var/log/idgate-trail: {[l for l in log.splitlines() if 'trail file' in l][-1:]}")
+    say(f"a: trail file in /var/log/idgate-trail: {[line for line in log.splitlines() if 'trail file' in line][-1:]}")
     assert r.returncode != 0 and "idgate.toml:11:8: trail file: /var/log/idgate-trail/trail.jsonl: read-only file system" in log, log
     assert "Control process exited" in log, log  # the check, not run
     a.put("/etc/idgate/idgate.toml", good)

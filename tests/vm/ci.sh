@@ -31,11 +31,13 @@ step() { # name command...
 side_by_side() { # name1 env1 name2 env2: each run's output goes to a log, printed when both ended
 	local logs=$CACHE/build t0 pids=() names=("$1" "$3") envs=("$2" "$4") i rc
 	for i in 0 1; do
+		# shellcheck disable=SC2086 # envs[i]: NAME=value words for env
 		step "prepare: ${names[$i]}" env ${envs[$i]} IDGATE_VM_PREPARE_ONLY=1 IDGATE_VM_QUIET=1 bash "$HERE/run.sh"
 	done
 	log "=== ${names[0]} | ${names[1]}: side by side (about 10 minutes; logs $logs/ci-vm-0.log, $logs/ci-vm-1.log)"
 	t0=$(now)
 	for i in 0 1; do
+		# shellcheck disable=SC2086 # envs[i]: NAME=value words for env
 		env ${envs[$i]} bash "$HERE/run.sh" > "$logs/ci-vm-$i.log" 2>&1 &
 		pids+=($!)
 	done
@@ -56,6 +58,7 @@ if [ "$FULL" = 1 ]; then
 else
 	# One target per compiler, line and architecture (and the booted rt one); each is rebuilt
 	# only when it changed. tests/vm/full.sh builds all of them.
+	# shellcheck disable=SC2046 # the target ids pick.py prints, one argument each
 	step "support matrix: representative targets, new and changed" bash "$ROOT/kmod/matrix/build.sh" $(python3 "$ROOT/kmod/matrix/pick.py" --representative)
 fi
 boot_env() { # target id: a module-tests-only boot

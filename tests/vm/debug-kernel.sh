@@ -38,7 +38,7 @@ source_version() {
 		apt_update
 		v=$(apt-cache policy "$SRCPKG" | awk '/Candidate:/ { print $2 }')
 	fi
-	[ -n "$v" ] && [ "$v" != "(none)" ] || die "$SRCPKG is not in the host's apt sources"
+	if [ -z "$v" ] || [ "$v" = "(none)" ]; then die "$SRCPKG is not in the host's apt sources"; fi
 	echo "$v"
 }
 
@@ -90,12 +90,12 @@ main() {
 	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$ROOT/kmod/debug/base.fragment" "$FRAG" >/dev/null
 	"${mk[@]}" olddefconfig >&2
 	# merge_config only warns about an option the Kconfig dependencies dropped.
-	local line missing=0
-	while read -r line; do
-		case "$line" in CONFIG_*=n | CONFIG_*=*[!yn]*) continue ;; CONFIG_*=y) ;; *) continue ;; esac
-		grep -qx "$line" "$out/.config" || { log "option lost after olddefconfig: $line"; missing=1; }
+	local opt lost=0
+	while read -r opt; do
+		case "$opt" in CONFIG_*=n | CONFIG_*=*[!yn]*) continue ;; CONFIG_*=y) ;; *) continue ;; esac
+		grep -qx "$opt" "$out/.config" || { log "option lost after olddefconfig: $opt"; lost=1; }
 	done < <(cat "$ROOT/kmod/debug/base.fragment" "$FRAG")
-	[ $missing = 0 ] || die "the fragments do not hold on $SRCPKG $v (see above)"
+	[ $lost = 0 ] || die "the fragments do not hold on $SRCPKG $v (see above)"
 	log "building bzImage with -j$JOBS (several minutes; log: $out/build.log)"
 	local tb
 	tb=$(now)
@@ -104,7 +104,7 @@ main() {
 		die "kernel build failed"
 	fi
 	symvers "$out"
-	echo "$(since "$tb")" > "$out/build-seconds"
+	since "$tb" > "$out/build-seconds"
 	touch "$out/.built"
 	log "$VARIANT kernel built in $(cat "$out/build-seconds")s (total $(since "$t0")s): $out"
 	echo "$out"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # tests/vm/dkms.sh - install the idgate-dkms and idgate .debs into a bookworm
 # chroot that has a target kernel's headers and a kernel tree that cannot
 # build anything: the package must build and install idgate.ko for the first,
@@ -87,6 +88,7 @@ if out=$(in_chroot "$R" sh -c 'dpkg -i /tmp/idgate-dkms_*_all.deb' 2>&1); then
 else
 	fail "dpkg -i idgate-dkms failed: $out"
 fi
+# shellcheck disable=SC2001 # a prefix on every line of it
 echo "$out" | sed 's/^/dkms: /'
 ko=$R/lib/modules/$REL/updates/dkms/idgate.ko
 [ -e "$ko" ] || ko=$ko.xz

@@ -21,7 +21,7 @@ for f in ${IDGATE_FAULTS:-uaf lock leak}; do
 	# Detectors whose report names the module ("KASAN[idgate]"); a report of
 	# the kernel's own does not count for the planted fault.
 	detectors=$(echo "$out" | sed -n 's/^vm-harness: report: \([A-Za-z-]*\)\( \[idgate\]\)\{0,1\}: .*/\1\2/p' | tr -d ' ' | sort -u | tr '\n' ' ')
-	if [ $vm_rc -ne 0 ] && echo " $detectors" | grep -qF " $want[idgate] "; then
+	if [ $vm_rc -ne 0 ] && echo " $detectors" | grep -qF " ${want}[idgate] "; then
 		echo "PASS: fault $f: the run failed, reported by $want naming idgate (all detectors: ${detectors% }) in $(since "$t0")s"
 		passed=$((passed + 1))
 	else

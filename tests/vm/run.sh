@@ -213,6 +213,7 @@ for t in json.load(open(sys.argv[1]))["targets"]:
     if t["id"] == sys.argv[2]:
         print(t["arch"], t["release"], t["image"])' "$ROOT/kmod/matrix/targets.json" "$id")
 	[ -n "$line" ] || die "no target $id in kmod/matrix/targets.json"
+	# shellcheck disable=SC2086 # arch, release and image: three words
 	set -- $line
 	ARCH=$1 KREL=$2
 	bash "$ROOT/kmod/matrix/build.sh" "$id" >&2
@@ -296,6 +297,7 @@ fetch_arm64_userland() {
 		awk '/^Inst / && $2 ~ /:arm64$/ { v = $3; gsub(/[()]/, "", v); print $2 "=" v }')
 	[ -n "$pkgs" ] || die "cannot resolve arm64 iproute2/nftables"
 	log "downloading $(echo "$pkgs" | wc -l) arm64 packages (busybox, iproute2, nftables and libraries)"
+	# shellcheck disable=SC2086 # one package=version a line, each an argument
 	(cd "$d/debs" && papt_download $pkgs)
 	local deb
 	for deb in "$d"/debs/*.deb; do dpkg-deb -x "$deb" "$d/root"; done
@@ -374,7 +376,9 @@ build_initramfs() {
 		for dir in lib usr/lib; do
 			[ -d "$USERLAND/$dir" ] && mkdir -p "$IR/$dir" && cp -a "$USERLAND/$dir/." "$IR/$dir/"
 		done
+		# shellcheck disable=SC2012 # the first of fixed paths that exists
 		install -m 0755 "$(ls "$USERLAND"/bin/ip "$USERLAND"/sbin/ip "$USERLAND"/usr/bin/ip "$USERLAND"/usr/sbin/ip 2>/dev/null | head -n1)" "$IR/usr/sbin/ip"
+		# shellcheck disable=SC2012 # the first of fixed paths that exists
 		install -m 0755 "$(ls "$USERLAND"/usr/sbin/nft "$USERLAND"/sbin/nft 2>/dev/null | head -n1)" "$IR/usr/sbin/nft"
 	else
 		copy_with_libs "$(command -v ip)" /usr/sbin/ip
@@ -469,7 +473,7 @@ run_vm() {
 			kill $qpid 2>/dev/null || true
 			break
 		fi
-		if [ "$FAULT" = uaf -o "$FAULT" = lock ] && [ -z "$seen" ] && ! detect_reports "$CONSOLE" >/dev/null; then
+		if { [ "$FAULT" = uaf ] || [ "$FAULT" = lock ]; } && [ -z "$seen" ] && ! detect_reports "$CONSOLE" >/dev/null; then
 			seen=$(now)
 			log "planted fault reported; stopping the VM in 20 s"
 		fi
@@ -490,6 +494,7 @@ check_console() {
 	local bad=0 summary reports
 	reports=$(DETECT_IGNORE=$ROOT/kmod/debug/kcsan.supp detect_reports "$CONSOLE" || true)
 	if [ -n "$reports" ]; then
+		# shellcheck disable=SC2001 # a prefix on every line of it
 		echo "$reports" | sed 's/^/vm-harness: report: /' >&2
 		log "kernel reports by detector: $(echo "$reports" | cut -d: -f1 | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
 		bad=1
@@ -531,7 +536,7 @@ main() {
 	while :; do
 		rc=0
 		run_vm || rc=$?
-		[ -n "$BOOT_REPORT" ] && [ $attempt -lt 3 ] || break
+		if [ -z "$BOOT_REPORT" ] || [ "$attempt" -ge 3 ]; then break; fi
 		log "kernel report while booting, before the suite (idgate not loaded yet): $(detect_boot_reports "$CONSOLE" | head -n1)"
 		cp "$CONSOLE" "$CONSOLE.boot-report-$attempt"
 		log "booting again (attempt $((attempt + 1)) of 3; that console is kept as $CONSOLE.boot-report-$attempt)"
@@ -539,7 +544,7 @@ main() {
 	done
 	[ "$rc" = 124 ] && log "qemu timed out after ${TIMEOUT}s"
 	check_console || rc=1
-	[ "$rc" = 0 ] && log "PASS" || log "FAIL"
+	if [ "$rc" = 0 ]; then log "PASS"; else log "FAIL"; fi
 	return $rc
 }
 

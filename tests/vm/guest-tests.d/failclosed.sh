@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # The proxy when the module misbehaves at run time: flows it cannot vouch for are
 # refused, never passed in plaintext, and the proxy recovers when the module is
 # back. Cases: unload attempted under load (refused: the proxy pins the module),
@@ -7,6 +8,7 @@
 # Needs /bin/idgate and /bin/pingpong.
 pass() { echo "PASS: failclosed: $*"; }
 fail() { echo "FAIL: failclosed: $*"; }
+# shellcheck source=../guest/proxy-lib.sh
 . /etc/idgate/proxy-lib.sh
 if ! have_proxy || [ ! -e /lib/modules/idgate-eio.ko ]; then
 	echo "failclosed: skipped: needs /bin/idgate, /bin/pingpong and /lib/modules/idgate-eio.ko"
@@ -30,6 +32,7 @@ CLI=$PID
 client && pass "a flow through the kmod backend" || fail "no flow through the kmod backend"
 if rmmod idgate 2>/dev/null; then
 	fail "rmmod succeeded under the proxy"
+	# shellcheck disable=SC2086 # PARAMS: the module's parameters, one word each
 	insmod /lib/modules/idgate.ko $PARAMS
 else
 	pass "rmmod refused while the proxy holds /dev/idgate"
@@ -41,6 +44,7 @@ client && [ "$(verdicts tunneled)" -gt "$before" ] && pass "flows still attribut
 # A full table: flows whose entries were evicted before the lookup are refused.
 # The proxy that looks flows up is the run process's child.
 STOPPED="$CLI $(children $CLI)"
+# shellcheck disable=SC2086 # a list of pids
 kill -STOP $STOPPED
 echo 2 > /sys/module/idgate/parameters/max_entries
 ev0=$(stat_of evictions) den0=$(verdicts denied_no_identity) tun0=$(verdicts tunneled) rec0=$(stat_of recorded)
@@ -51,9 +55,12 @@ while [ $i -lt 5 ]; do client & pids="$pids $!"; i=$((i + 1)); done
 recorded5() { [ $(( $(stat_of recorded) - rec0 )) -ge 5 ]; }
 i=0
 while ! recorded5 && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+# shellcheck disable=SC2086 # a list of pids
 kill -CONT $STOPPED
+# shellcheck disable=SC2317 # called through until_ok
 wait_clients() { [ "$(( $(verdicts denied_no_identity) - den0 + $(verdicts tunneled) - tun0 ))" -ge 5 ]; }
 until_ok wait_clients
+# shellcheck disable=SC2086 # a list of pids
 wait $pids 2>/dev/null
 ev=$(( $(stat_of evictions) - ev0 )) den=$(( $(verdicts denied_no_identity) - den0 )) tun=$(( $(verdicts tunneled) - tun0 ))
 echo 512 > /sys/module/idgate/parameters/max_entries
@@ -64,6 +71,7 @@ echo 512 > /sys/module/idgate/parameters/max_entries
 
 # ioctl errors: every lookup fails, so every flow is refused, and none reaches the peer.
 kill $CLI; wait $CLI 2>/dev/null
+# shellcheck disable=SC2086 # PARAMS: the module's parameters, one word each
 rmmod idgate && insmod /lib/modules/idgate-eio.ko $PARAMS || fail "loading the EIO module"
 start cli cli kmod || exit 1
 CLI=$PID
@@ -94,6 +102,7 @@ if start cli cli kmod > /dev/null 2>&1; then
 else
 	pass "identity_backend = kmod refuses to start without the module ($(grep -m1 -i 'error' $W/cli.log | cut -c1-120))"
 fi
+# shellcheck disable=SC2086 # PARAMS: the module's parameters, one word each
 insmod /lib/modules/idgate.ko $PARAMS || fail "reloading idgate.ko"
 start cli cli kmod || exit 1
 CLI=$PID

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # Another program's ruleset changes, on this kernel: `nft flush ruleset` in the client host
 # while a workload connects in a loop. While idgate runs, no connection fails and none reaches
 # the service directly (the owned table holds), and the table that outlives idgate is put back
@@ -7,6 +8,7 @@
 # Needs /bin/idgate and /bin/pingpong.
 pass() { echo "PASS: flush: $*"; }
 fail() { echo "FAIL: flush: $*"; }
+# shellcheck source=../guest/proxy-lib.sh
 . /etc/idgate/proxy-lib.sh
 if ! have_proxy; then
 	echo "flush: skipped: needs /bin/idgate and /bin/pingpong"
@@ -54,7 +56,7 @@ in_cli nft flush ruleset
 sleep 0.5
 in_cli nft flush ruleset
 wait $LOOP
-read ok bad < $W/loop.out
+read -r ok bad < $W/loop.out
 [ "$bad" = 0 ] && [ "$ok" -gt 0 ] && pass "$kernel: running: $ok connections across two flushes, none failed" ||
 	fail "$kernel: running: $bad of $((ok + bad)) connections failed across the flushes"
 [ "$(direct)" = 0 ] && pass "$kernel: running: no SYN reached the service directly" || fail "$kernel: running: $(direct) SYNs reached the service directly"
@@ -68,6 +70,7 @@ kill $CLI
 wait $CLI 2>/dev/null
 in_cli nft flush ruleset
 [ -z "$(in_cli nft list tables)" ] || fail "$kernel: tables left after the flush: $(in_cli nft list tables)"
+# shellcheck disable=SC2046 # two numbers: connections that worked, and that failed
 set -- $(connect_loop 3)
 [ "$1" = 0 ] && pass "$kernel: stopped and flushed: all $2 connections failed" || fail "$kernel: stopped and flushed: $1 connections went through"
 [ "$(direct)" = 0 ] && pass "$kernel: stopped and flushed: no SYN reached the service directly" ||

@@ -1,10 +1,12 @@
 #!/bin/sh
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # The module takes an intercept set of any size the proxy sends (it held 32 (cidr, ports) pairs
 # once): 10,000 destinations here, IPv4 and IPv6, the flow's own (10.77.0.0/24) among them,
 # and a flow through them is identified by the module. Needs /bin/idgate and
 # /bin/pingpong.
 pass() { echo "PASS: manyrules: $*"; }
 fail() { echo "FAIL: manyrules: $*"; }
+# shellcheck source=../guest/proxy-lib.sh
 . /etc/idgate/proxy-lib.sh
 if ! have_proxy; then
 	echo "manyrules: skipped: /bin/idgate or /bin/pingpong missing"
@@ -28,6 +30,7 @@ grep -q 'idgate.ko configured.*rules=10000' $W/cli.log && pass "the module took 
 	fail "the module was not configured with 10000 pairs: $(grep -m1 -e 'idgate.ko' -e 'identity backend' $W/cli.log)"
 before=$(outbound_decisions)
 in_cli pingpong-a client 10.77.0.2:7000 20 64 > /dev/null 2>&1 || fail "client through the proxy failed"
+# shellcheck disable=SC2317 # called through until_ok
 new() { [ "$(outbound_decisions)" -gt "$before" ]; }
 until_ok new && case "$(last_outbound)" in
 *'source_id="spiffe://vm.idgate/a"'*'verdict="tunneled"'*) pass "a flow among them is identified by the module and tunneled" ;;

@@ -1,9 +1,11 @@
 #!/bin/sh
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # The proxy on a real kernel with idgate.ko: identity from the module end to end, the
 # exited-process case that procfs cannot handle, fail closed, and lookup cost kmod vs procfs.
 # Needs /bin/idgate and /bin/pingpong (run.sh: IDGATE_BIN and IDGATE_EXTRA_BINS).
 pass() { echo "PASS: proxy: $*"; }
 fail() { echo "FAIL: proxy: $*"; }
+# shellcheck source=../guest/proxy-lib.sh
 . /etc/idgate/proxy-lib.sh
 if ! have_proxy; then
 	echo "proxy: skipped: /bin/idgate or /bin/pingpong missing (run.sh needs IDGATE_BIN and IDGATE_EXTRA_BINS)"
@@ -11,6 +13,7 @@ if ! have_proxy; then
 fi
 proxy_setup || { fail "ca-init"; exit 1; }
 count() { srv_status | grep -o "\"source_id\":\"$1\"" | wc -l; }
+# shellcheck disable=SC2317 # called through until_ok
 new_outbound() { [ "$(outbound_decisions)" -gt "$decided_before" ]; }
 
 nsenter --net=/run/netns/srv pingpong server 0.0.0.0:7000 &

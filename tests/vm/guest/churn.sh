@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2015 # `check && pass || fail`: pass and fail only print (and count), so fail runs exactly when the check fails
 # Churn for the debug kernels, bounded by $1 seconds (run by guest/init when
 # the kernel command line has idgtest_churn=SECONDS). At the same time:
 #  - storm: processes open and close short connections, a quarter of them
@@ -35,6 +36,7 @@ reload() {
 		return 1
 	fi
 	usleep 200000
+	# shellcheck disable=SC2086 # PARAMS: the module's parameters, one word each
 	insmod /lib/modules/idgate.ko $PARAMS max_entries=64 && reloads=$((reloads + 1))
 	rm -f /tmp/storm.pause
 }
@@ -44,6 +46,7 @@ reloads=0 kills=0 proxied=0 evictions=0
 # overlaps its cycles.
 PROXY=
 if [ -x /bin/idgate ] && [ -x /bin/pingpong ]; then
+	# shellcheck source=proxy-lib.sh
 	. /etc/idgate/proxy-lib.sh
 	proxy_setup
 	in_srv pingpong server 0.0.0.0:7000 &
@@ -89,17 +92,20 @@ if [ -n "$PROXY" ]; then
 				proxied=$((proxied + 1))
 			else
 				# Kept for the failure message: what the client and the proxy said.
-				{ tail -n 3 /tmp/churn-client.out; grep 'flow decision direction="outbound"' $W/cli.log | tail -n 1; } > /tmp/churn-client.failed
+				{ tail -n 3 /tmp/churn-client.out; grep 'flow decision direction="outbound"' "$W/cli.log" | tail -n 1; } > /tmp/churn-client.failed
 			fi
 			i=$((i + 1))
 		done
+		# shellcheck disable=SC2086 # PARAMS: the module's parameters, one word each
 		rmmod idgate 2>/dev/null && { fail "rmmod succeeded while the proxy held /dev/idgate"; insmod /lib/modules/idgate.ko $PARAMS; }
-		kill -9 $CLI
-		wait $CLI 2>/dev/null
+		kill -9 "$CLI"
+		wait "$CLI" 2>/dev/null
 		kills=$((kills + 1))
 		reload || break
 	done
+	# shellcheck disable=SC2086 # SRV is empty when its start failed
 	kill $SRV $ECHO 2>/dev/null
+	# shellcheck disable=SC2086 # SRV is empty when its start failed
 	wait $SRV 2>/dev/null
 	in_cli nft delete table inet idgate 2>/dev/null
 	in_srv nft delete table inet idgate 2>/dev/null

@@ -1,6 +1,8 @@
+# shellcheck shell=sh
 # Shared by the guest scripts that run the proxy (guest-tests.d/proxy.sh,
 # guest-tests.d/failclosed.sh, guest/churn.sh); sourced, installed as
 # /etc/idgate/proxy-lib.sh. Needs /bin/idgate and /bin/pingpong.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 IP=/usr/sbin/ip
 in_cli() { nsenter --net=/run/netns/cli "$@"; }
 in_srv() { nsenter --net=/run/netns/srv "$@"; }
@@ -43,18 +45,18 @@ CFG
 }
 
 start() { # $1 = netns, $2 = host, $3 = backend; sets PID (idgate itself, not a subshell)
-	config "$2" "$3" > $W/$2.toml
+	config "$2" "$3" > "$W/$2.toml"
 	# A fresh, empty log before the start: the background job opens it later than this shell
 	# greps, and a previous instance's "idgate ready" must not pass for this one's.
-	: > $W/$2.log
+	: > "$W/$2.log"
 	# The tests read decision lines, which idgate logs at debug level.
-	RUST_LOG=${RUST_LOG:-info,idgate::decisions=debug} nsenter --net=/run/netns/$1 idgate run -c $W/$2.toml >> $W/$2.log 2>&1 &
+	RUST_LOG=${RUST_LOG:-info,idgate::decisions=debug} nsenter --net="/run/netns/$1" idgate run -c "$W/$2.toml" >> "$W/$2.log" 2>&1 &
 	PID=$!
 	i=0
-	while ! grep -q "idgate ready" $W/$2.log; do
+	while ! grep -q "idgate ready" "$W/$2.log"; do
 		i=$((i + 1))
 		if [ $i -gt 300 ] || ! kill -0 $PID 2>/dev/null; then
-			cat $W/$2.log
+			cat "$W/$2.log"
 			fail "idgate on $2 did not start"
 			return 1
 		fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Build chroots of the suites in the support window (sourced after common.sh).
 # One debootstrap --variant=minbase tree per toolchain suite, with that suite's
 # compiler (native and aarch64 cross), make, libelf and pahole (BTF of 6.12
@@ -5,7 +6,9 @@
 # must not pull in. Cached under $CACHE/chroot/<suite>-<hash of the package
 # list and CHROOT_RECIPE> (bump the recipe when the way a chroot is made changes).
 CHROOT_RECIPE=1
+# shellcheck disable=SC2034 # read through ${!var} below
 CHROOT_PKGS_bookworm="make libelf-dev dwarves gcc-12 gcc-12-aarch64-linux-gnu libc6-dev libc6-dev-arm64-cross"
+# shellcheck disable=SC2034 # read through ${!var} below
 CHROOT_PKGS_trixie="make libelf-dev dwarves gcc-14 gcc-14-aarch64-linux-gnu libc6-dev libc6-dev-arm64-cross"
 
 # Sets CHROOT to the ready tree of suite $1, creating it if needed.

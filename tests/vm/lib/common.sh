@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the VM harness scripts (sourced, not run).
 # Cache layout under $CACHE (default /var/cache/idgate-vm), every entry keyed by
 # what it was made from; nothing is written into the work tree.
@@ -83,7 +84,7 @@ Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled "false";
 CONF
 	# Refreshed at most every 6 hours (CI runs reuse the lists of the last run).
 	if [ -z "$(find "$PAPT_DIR/lists" -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)" ] ||
-		[ "$(find "$PAPT_DIR/lists" -maxdepth 1 -name '*_binary-*_Packages*' | wc -l)" -lt $(( $(echo $PAPT_SUITES | wc -w) * 2 )) ]; then
+		[ "$(find "$PAPT_DIR/lists" -maxdepth 1 -name '*_binary-*_Packages*' | wc -l)" -lt $(( $(echo "$PAPT_SUITES" | wc -w) * 2 )) ]; then
 		log "apt-get update (private configuration: $PAPT_SUITES)"
 		APT_CONFIG=$PAPT_DIR/apt.conf apt-get update -qq >&2
 	fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Kernel reports on a VM console, each named by the detector that made it
 # (sourced). detect_reports FILE prints one line per report, "DETECTOR: first
 # line", or "DETECTOR [idgate]: first line" when the report's next lines (its

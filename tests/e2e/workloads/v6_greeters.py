@@ -1,0 +1,23 @@
+"""Serves [ADDRESS]:PORT over IPv6 for each PORT given: sends "reached" to each connection and
+closes it.
+
+Usage: v6_greeters.py ADDRESS PORT..."""
+import socket
+import sys
+import threading
+
+
+def serve(port):
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], port))
+    s.listen(8)
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"reached")
+        c.close()
+
+
+for port in sys.argv[2:]:
+    threading.Thread(target=serve, args=(int(port),), daemon=True).start()
+threading.Event().wait()
