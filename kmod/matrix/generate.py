@@ -120,8 +120,8 @@ BEGIN, END = "<!-- kernel-matrix:begin (kmod/matrix/generate.sh) -->", "<!-- ker
 
 
 def readme_table(doc):
-    """The matrix as a table in README.md, between the markers (left alone if they are absent)."""
-    readme = HERE.parent.parent / "README.md"
+    """The matrix as a table in docs/kernel-module.md, between the markers (left alone if they are absent)."""
+    readme = HERE.parent.parent / "docs" / "kernel-module.md"
     text = readme.read_text()
     if BEGIN not in text or END not in text:
         return
