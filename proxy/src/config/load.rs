@@ -46,7 +46,7 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-pub(super) fn position_of(text: &str, offset: usize) -> (usize, usize) {
+pub fn position_of(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;

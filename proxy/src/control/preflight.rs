@@ -6,8 +6,8 @@
 //! opens them. `idgate check` and
 //! `idgate run` both call it, so the unit's `ExecStartPre` check catches what would make the
 //! service fail to start. Every problem is reported, each at the place in the file it names.
-use super::load::position_of;
-use super::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
+use crate::config::position_of;
+use crate::config::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
 use std::path::{Path, PathBuf};
 
 struct Problems<'a> {
@@ -31,6 +31,19 @@ impl Problems<'_> {
 
 fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
+}
+
+/// The config at `path`, with every check `run` makes before it binds a socket: what `idgate
+/// check`, `idgate run` and a reload read.
+pub fn load_checked(path: &Path) -> Result<Config, crate::config::ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
+    let config = crate::config::parse(path, &text)?;
+    let problems = preflight(path, &text, &config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(crate::config::ConfigErrors(problems))
+    }
 }
 
 pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
@@ -81,12 +94,12 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
         usable = false;
     }
     // The same checks `run` makes (see `private_file`): owner, mode, the directories on its way.
-    if let Err(why) = crate::private_file::read(&key) {
+    if let Err(why) = crate::sys::private_file::read(&key) {
         p.at(&[&at[1], "key"], format!("ca.key: {}: {why}", key.display()));
         usable = false;
     }
     for bundle in &config.ca.trust_bundle {
-        if let Err(e) = crate::app::trust_anchors(bundle) {
+        if let Err(e) = crate::credential::authority::trust_anchors(bundle) {
             p.at(&[&quoted(bundle), "trust_bundle"], format!("ca.trust_bundle: {e:#}"));
             usable = false;
         }
@@ -100,10 +113,10 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
         p.at(&[needle, "[ca]"], format!("{field}: {e:#}"));
         return;
     }
-    let host = crate::app::hostname(config);
+    let host = crate::credential::authority::hostname(config);
     // The deny list applies to the self-test as to any peer (reported on its own if it is bad).
-    let revoked = crate::app::deny_list(config).unwrap_or_default();
-    match crate::app::load_credentials(config, &host, revoked) {
+    let revoked = crate::credential::authority::deny_list(config).unwrap_or_default();
+    match crate::credential::authority::load_credentials(config, &host, revoked) {
         Ok(credentials) => {
             if let Err(e) = credentials.self_test() {
                 p.at(&["[ca]", "trust_domain"], format!("the CA and trust bundle fail an mTLS handshake of this host with itself: {e:#}"));
