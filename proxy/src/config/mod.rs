@@ -3,6 +3,7 @@
 pub mod deny_list;
 mod http;
 pub(crate) mod load;
+pub mod locate;
 mod values;
 
 pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Part, Protocol, Template, TlsOrigin};
