@@ -8,8 +8,8 @@ mod credential_bench;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use idgate::decisions::DecisionLog;
-use idgate::metrics::Metrics;
+use idgate::observe::decisions::DecisionLog;
+use idgate::observe::metrics::Metrics;
 use idgate::spiffe::SpiffeId;
 use idgate::tunnel::inbound::Inbound;
 use idgate::tunnel::pool::{Pool, PoolKey};
@@ -68,8 +68,8 @@ fn bench(c: &mut Criterion) {
         let inbound = Arc::new(Inbound {
             credentials: creds.clone(),
             identity_header: identity_header.clone(),
-            live: idgate::live::Live::new(
-                idgate::live::Policy::build(
+            live: idgate::policy::live::Live::new(
+                idgate::policy::live::Policy::build(
                     &config,
                     identity_header.name.clone(),
                     Arc::new(idgate::http::JwtIssuer::new(Duration::from_secs(300), "b".into()).unwrap()),
@@ -85,8 +85,8 @@ fn bench(c: &mut Criterion) {
             metrics: metrics.clone(),
             handshakes: idgate::tunnel::handshake_gate::HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
             refusals: Arc::new(idgate::tunnel::refusals::HandshakeRefusals::new(metrics)),
-            registry: idgate::flows::FlowRegistry::new(1),
-            trail: Arc::new(idgate::trail::Trail::open("b".into(), None).unwrap()),
+            registry: idgate::observe::flows::FlowRegistry::new(1),
+            trail: Arc::new(idgate::observe::trail::Trail::open("b".into(), None).unwrap()),
             local: Default::default(),
             flows: Default::default(),
             retire: tokio::sync::watch::channel(false).0,

@@ -1,26 +1,25 @@
 //! Wires one host's idgate together: credentials, identity backend, listeners, nftables,
 //! background rotation, and graceful shutdown (stop accepting, drain flows, exit; the table
 //! stays unless `on_stop = "release"`).
-use crate::admin::Admin;
-use crate::config::{CaSource, Config, IdentityBackendChoice, InboundMode, OnStop};
-use crate::credential::{init_embedded_ca, CertificateAuthority, Credentials, HostAddresses, TrustBundle};
-use crate::decisions::DecisionLog;
-use crate::flows::FlowRegistry;
+use crate::config::{Config, IdentityBackendChoice, InboundMode, OnStop};
+use crate::control::admin::Admin;
+use crate::control::reload::{Fixed, Parts, Reloader};
+use crate::credential::authority::{deny_list, hostname, load_credentials};
+use crate::credential::Credentials;
 use crate::identity::{FlowIdentity, Identities, ProcfsBackend};
 use crate::intercept::guard::{self, Redirect};
-use crate::live::{Live, Policy};
-use crate::metrics::Metrics;
-use crate::reload::{Fixed, Parts, Reloader};
-use crate::revocation::{DenyList, Revocations};
-use crate::spiffe::SpiffeId;
-use crate::supervise::Supervised;
-use crate::trail::Trail;
+use crate::observe::decisions::DecisionLog;
+use crate::observe::flows::FlowRegistry;
+use crate::observe::metrics::Metrics;
+use crate::observe::trail::Trail;
+use crate::policy::live::{Live, Policy};
+use crate::runtime::supervise::Supervised;
+use crate::runtime::workers;
 use crate::tunnel::handshake_gate::HandshakeGate;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use crate::tunnel::pool::Pool;
 use crate::tunnel::refusals::HandshakeRefusals;
-use crate::workers;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
@@ -29,85 +28,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
-
-pub fn hostname(config: &Config) -> String {
-    config
-        .hostname
-        .clone()
-        .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into()))
-}
-
-/// The certificates of a trust bundle file: at least one, each a usable trust anchor.
-pub fn trust_anchors(path: &std::path::Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading trust bundle {}", path.display()))?;
-    let certs: Vec<_> =
-        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().with_context(|| format!("{}: bad PEM", path.display()))?;
-    if certs.is_empty() {
-        bail!("{}: no PEM certificate", path.display());
-    }
-    let mut probe = rustls::RootCertStore::empty();
-    for cert in &certs {
-        probe.add(cert.clone()).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
-    }
-    Ok(certs)
-}
-
-/// The CA files a config names (the embedded CA's under the state dir, created if absent).
-pub fn ca_files(config: &Config) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    Ok(match config.ca.source {
-        CaSource::Embedded => {
-            let cert = init_embedded_ca(&config.state_dir, &config.trust_domain.0)?;
-            (cert, config.state_dir.join(crate::credential::CA_KEY_FILE))
-        }
-        CaSource::Files => (config.ca.cert.clone().expect("checked by config"), config.ca.key.clone().expect("checked by config")),
-    })
-}
-
-/// The CA that mints SVIDs and the roots peers are verified against: every certificate of the
-/// trust bundle files, and the CA itself when it is a root or no bundle is given (a CA the
-/// hosts share). A host CA under a root in the bundle is not an anchor of its own: the host
-/// verifies its own SVIDs as its peers do, through the root and within the CA's grant.
-pub fn load_authority(config: &Config) -> Result<(CertificateAuthority, TrustBundle)> {
-    let (cert_path, key_path) = ca_files(config)?;
-    let ca = CertificateAuthority::load(&cert_path, &key_path)?;
-    let mut roots = rustls::RootCertStore::empty();
-    if ca.is_root() || config.ca.trust_bundle.is_empty() {
-        roots.add(ca.cert_der.clone()).context("CA certificate is not a usable trust anchor")?;
-    }
-    let mut expiries = Vec::new();
-    for path in &config.ca.trust_bundle {
-        for cert in trust_anchors(path)? {
-            expiries.extend(crate::credential::expiry::CertExpiry::of(&cert));
-            roots.add(cert).with_context(|| format!("{}: not a usable trust anchor", path.display()))?;
-        }
-    }
-    Ok((ca, TrustBundle { roots: Arc::new(roots), trust_domain: config.trust_domain.0.clone(), expiries }))
-}
-
-/// Everything that can fail before touching the network: CA, trust bundle, first SVID.
-/// `revoked`: the deny list's slot, which peers are checked against at every handshake.
-pub fn load_credentials(config: &Config, host: &str, revoked: Arc<DenyList>) -> Result<Credentials> {
-    let td = &config.trust_domain.0;
-    let (ca, bundle) = load_authority(config)?;
-    let server_id = match &config.svid.server_id {
-        Some(id) => id.get_ref().0.clone(),
-        None => {
-            let safe: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
-            SpiffeId::parse(&format!("spiffe://{td}/idgate/host/{safe}"))?
-        }
-    };
-    let addresses = match &config.svid.addresses {
-        Some(list) => HostAddresses::Configured(list.clone()),
-        None => HostAddresses::Interfaces,
-    };
-    Credentials::with_key_exchange(ca, bundle, server_id, addresses, config.svid.ttl.0, config.tunnel.key_exchange.as_slice(), revoked)
-}
-
-/// The deny list the config gives (its inline entries and its file), in a slot of its own.
-pub fn deny_list(config: &Config) -> Result<Arc<DenyList>> {
-    let entries = config.revocation.entries().map_err(anyhow::Error::msg)?;
-    Ok(Arc::new(DenyList::from_pointee(Revocations::new(entries))))
-}
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
 /// fell back to procfs (module absent, one whose API this idgate does not speak, or a kernel
@@ -180,13 +100,13 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     let identity_header = crate::http::IdentityHeader::new(config.http.identity_header.0.clone(), config.http.identity_format);
 
     let port = config.listen.outbound_port;
-    let mut binder = crate::listeners::Binder::new(mark, takeover);
+    let mut binder = crate::control::listeners::Binder::new(mark, takeover);
     let worker_listeners = binder.workers(workers, port, config.listen.inbound)?;
     let admin_listener = TcpListener::from_std(binder.admin(config.listen.admin)?)?;
     binder.finish();
-    let staging = crate::upgrade::staging_socket(&control_path);
-    let control_listener = crate::admin::bind_control(if takeover { &staging } else { &control_path })?;
-    if !crate::upgrade::migrates_queued_connections() {
+    let staging = crate::control::upgrade::staging_socket(&control_path);
+    let control_listener = crate::control::admin::bind_control(if takeover { &staging } else { &control_path })?;
+    if !crate::control::upgrade::migrates_queued_connections() {
         tracing::info!("net.ipv4.tcp_migrate_req is not 1: at an upgrade's handover, connections not yet accepted by the old idgate are reset");
     }
 
@@ -225,7 +145,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         retire: tokio::sync::watch::channel(false).0,
     });
     let history = Arc::new(crate::prewarm::History::default());
-    match crate::history_file::load(&history, &state_dir) {
+    match crate::prewarm::history_file::load(&history, &state_dir) {
         Ok(what) => tracing::info!("{what}"),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "target history not read; starting without it (first flows dial their tunnel connections themselves)")
@@ -318,8 +238,8 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     tasks.spawn("pool sweep", sweep(pools));
     tasks.spawn("refusal summary", summarize_refusals(refusals));
     tasks.spawn("reload on SIGHUP", reload_on_hangup(reloader.clone()));
-    tasks.spawn("watchdog", crate::service::watchdog(beats));
-    tasks.spawn("target history", crate::history_file::keep(history.clone(), state_dir.clone()));
+    tasks.spawn("watchdog", crate::runtime::service::watchdog(beats));
+    tasks.spawn("target history", crate::prewarm::history_file::keep(history.clone(), state_dir.clone()));
     // Not among `tasks`: after an upgrade's handover the old process still closes revoked
     // flows while it drains.
     tokio::spawn(watch_revocations(reloader.clone()));
@@ -337,15 +257,15 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     if takeover {
         // Serving beside the old idgate: now it may stop accepting.
         let old = control_path.clone();
-        tokio::task::spawn_blocking(move || crate::upgrade::request_handover(&old))
+        tokio::task::spawn_blocking(move || crate::control::upgrade::request_handover(&old))
             .await?
             .context("asking the running idgate to hand over (it keeps serving)")?;
         std::fs::rename(&staging, &control_path).with_context(|| format!("moving the control socket to {}", control_path.display()))?;
         binder.store_pending();
-        crate::main_process::report_takeover();
+        crate::control::main_process::report_takeover();
         tracing::info!("took over from the previous idgate: new flows are this process's");
     }
-    crate::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
+    crate::runtime::service::ready(&format!("ready: {workers} worker(s), identity backend {backend_name}"));
 
     let fault = tokio::select! {
         _ = shutdown_signal() => None,
@@ -371,7 +291,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
                 () = drain(&metrics, &registry, deadline) => {}
                 _ = shutdown_signal() => drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await,
             }
-            crate::history_file::save_if_changed(&history, &state_dir).await;
+            crate::prewarm::history_file::save_if_changed(&history, &state_dir).await;
             tracing::info!(remaining_flows = metrics.active_flows.get(), "exiting after the handover");
             return Ok(());
         }
@@ -379,11 +299,11 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     if let Some(fault) = fault {
         // The table stays: until the service manager restarts us, intercepted flows are
         // refused rather than sent around the proxy.
-        crate::service::stopping(&format!("failed: {fault}"));
+        crate::runtime::service::stopping(&format!("failed: {fault}"));
         tracing::error!(%fault, "stopping: {fault}; nftables table inet {} left in place (flows fail closed until restart)", ruleset.table);
         bail!("{fault}");
     }
-    crate::service::stopping("stopping: draining flows");
+    crate::runtime::service::stopping("stopping: draining flows");
     let _ = stop.send(true);
     tasks.abort_all();
     match on_stop {
@@ -407,7 +327,7 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
         }
     }
     drain(&metrics, &registry, Instant::now() + DRAIN_DEADLINE).await;
-    crate::history_file::save_if_changed(&history, &state_dir).await;
+    crate::prewarm::history_file::save_if_changed(&history, &state_dir).await;
     tracing::info!(remaining_flows = metrics.active_flows.get(), "stopped");
     Ok(())
 }

@@ -227,8 +227,8 @@ fn raise_fd_limit() {
 }
 
 /// Logs to stderr (journald under systemd: then each line carries its priority and no
-/// timestamp, see `idgate::journal`). Trail records are printed unsanitized: they are escaped
-/// JSON already (see `idgate::trail::TARGET`).
+/// timestamp, see `idgate::observe::journal`). Trail records are printed unsanitized: they are escaped
+/// JSON already (see `idgate::observe::trail::TARGET`).
 fn init_logging() {
     use tracing_subscriber::{filter::filter_fn, filter::LevelFilter, fmt, layer::Layered, layer::SubscriberExt, util::SubscriberInitExt};
     use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -238,13 +238,13 @@ fn init_logging() {
     // every disabled debug and trace call site (h2 has several per frame) is looked up instead
     // of being turned away by one comparison.
     let most = env.max_level_hint().unwrap_or(LevelFilter::TRACE);
-    let journal = idgate::journal::stderr_is_journal();
+    let journal = idgate::observe::journal::stderr_is_journal();
     let ansi = !journal && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let is_trail = |m: &tracing::Metadata<'_>| m.target() == idgate::trail::TARGET;
+    let is_trail = |m: &tracing::Metadata<'_>| m.target() == idgate::observe::trail::TARGET;
     let lines = |sanitize: bool| -> Box<dyn Layer<Base> + Send + Sync> {
         let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_ansi_sanitization(sanitize);
         if journal {
-            layer.without_time().map_event_format(idgate::journal::WithPriority).boxed()
+            layer.without_time().map_event_format(idgate::observe::journal::WithPriority).boxed()
         } else {
             layer.boxed()
         }
@@ -260,12 +260,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any thread: a proxy adopts the listeners passed to the main process.
     if matches!(cli.command, Command::Run { worker: true, .. }) {
-        idgate::main_process::adopt_passed_descriptors();
+        idgate::control::main_process::adopt_passed_descriptors();
     }
     init_logging();
     let result = match cli.command {
         Command::Check { config } => {
-            return match idgate::config::load_checked(&config) {
+            return match idgate::control::preflight::load_checked(&config) {
                 Ok(_) => {
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS
@@ -315,8 +315,8 @@ fn main() -> ExitCode {
             })
         }
         Command::Run { config, worker: false, upgrade_from, draining, .. } => {
-            let resume = upgrade_from.map(|current| idgate::main_process::Resume { current, draining });
-            return match idgate::main_process::run(&config, resume) {
+            let resume = upgrade_from.map(|current| idgate::control::main_process::Resume { current, draining });
+            return match idgate::control::main_process::run(&config, resume) {
                 Ok(status) => ExitCode::from(status),
                 Err(e) => {
                     eprintln!("idgate: error: {e:#}");
@@ -324,14 +324,14 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Run { config: path, worker: true, takeover, .. } => match idgate::config::load_checked(&path) {
+        Command::Run { config: path, worker: true, takeover, .. } => match idgate::control::preflight::load_checked(&path) {
             Err(e) => Err(e.into()),
             // This thread runs the control plane; the data path gets worker threads of its own.
             Ok(config) => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(idgate::app::run(idgate::workers::count(config.listen.workers), &path, config, takeover))),
+                .and_then(|rt| rt.block_on(idgate::app::run(idgate::runtime::workers::count(config.listen.workers), &path, config, takeover))),
         },
     };
     match result {

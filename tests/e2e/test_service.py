@@ -37,7 +37,7 @@ def test_ready_watchdog_reload_and_stop_are_announced(net):
     cfg = net.tmp / "a-idgate.toml"
     cfg.write_text(host_config("host-a", net.tmp / "state-a", net.ca_dir))
     log = net.tmp / "a-idgate.log"
-    env = dict(os.environ, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="2000000", RUST_LOG="info,idgate::service=debug", NO_COLOR="1")
+    env = dict(os.environ, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="2000000", RUST_LOG="info,idgate::runtime::service=debug", NO_COLOR="1")
     # WATCHDOG_PID names the process the watchdog is for: idgate's pid (exec keeps the shell's).
     with open(log, "w") as logf:
         proc = net.a.popen("/bin/sh", "-c", f'WATCHDOG_PID=$$ exec {IDGATE} run -c {cfg}', env=env, stdout=logf, stderr=logf)

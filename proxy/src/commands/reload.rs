@@ -2,8 +2,8 @@
 //! `systemctl reload` runs; it fails, with the file's errors, when the file is refused).
 //! `idgate revoke` adds entries to the deny list's file and has the running idgate apply it
 //! at once; the file is what survives restarts and what a fleet distributes.
-use super::status::request;
-use crate::revocation::{read_file, Entry};
+use crate::config::deny_list::{read_file, Entry};
+use crate::control::client::request;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::Write;
@@ -30,7 +30,8 @@ fn summary(doc: &Value) -> String {
 /// Has the service's main process start the new idgate beside the serving one, then waits
 /// until the new one answers on the control socket (it took over) or 30 s pass.
 pub fn upgrade(socket: &Path) -> Result<()> {
-    let serving = || super::status::get(socket, "/status").ok().and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|s| s["pid"].as_u64());
+    let serving =
+        || crate::control::client::get(socket, "/status").ok().and_then(|b| serde_json::from_str::<Value>(&b).ok()).and_then(|s| s["pid"].as_u64());
     let body = request(socket, "POST", "/upgrade").context("the running idgate did not start the upgrade")?;
     let doc: Value = serde_json::from_str(&body).context("the upgrade answer is not JSON")?;
     let old = doc["pid"].as_u64().unwrap_or(0);

@@ -1,8 +1,8 @@
 //! `idgate status`: what the running idgate reports on its control socket, as a summary with
 //! tables, or the JSON document itself (`--json`) for scripts.
-use anyhow::{bail, Context, Result};
+use crate::control::client::get;
+use anyhow::{Context, Result};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,29 +12,6 @@ pub fn control_socket(config_path: &Path) -> PathBuf {
         Ok(config) => config.control_socket(),
         Err(_) => super::guard::state_dir_of(config_path).join("control.sock"),
     }
-}
-
-/// GET `path` on the control socket; the body of a 200 answer.
-pub fn get(socket: &Path, path: &str) -> Result<String> {
-    request(socket, "GET", path)
-}
-
-/// `method path` on the control socket; the body of a 200 answer, or an error with the
-/// answer's body (a refused reload's file:line errors, say).
-pub fn request(socket: &Path, method: &str, path: &str) -> Result<String> {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket)
-        .with_context(|| format!("connecting to the control socket {} (is idgate running? are you root?)", socket.display()))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: idgate\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).context("reading the control socket's answer")?;
-    let text = String::from_utf8(answer).context("the control socket answered with something that is not text")?;
-    let (head, body) = text.split_once("\r\n\r\n").context("the control socket answered without an HTTP head")?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.starts_with("HTTP/1.1 200") {
-        bail!("{}: {status}:\n{}", socket.display(), body.trim());
-    }
-    Ok(body.to_string())
 }
 
 pub fn status(socket: &Path, json: bool) -> Result<()> {

@@ -1,4 +1,5 @@
 //! Reads the config file and turns every problem into `file:line:col: message`.
+use super::locate::{Index, Key, Locator, Step};
 use super::Config;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-pub(super) fn position_of(text: &str, offset: usize) -> (usize, usize) {
+pub fn position_of(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
@@ -81,9 +82,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             },
         }
     })?;
+    let at = Locator::new(text);
     let errors: Vec<ConfigError> = check(&config)
         .into_iter()
-        .map(|(place, message)| ConfigError { file: path.into(), position: place.offset(text).map(|o| position_of(text, o)), message })
+        .map(|(place, message)| ConfigError { file: path.into(), position: place.offset(&at).map(|o| position_of(text, o)), message })
         .collect();
     if errors.is_empty() {
         if config.revocation.file.is_none() {
@@ -95,17 +97,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// Where a cross-field problem sits: a value's span, or the n-th occurrence of a key.
+/// Where a cross-field problem sits: a value's span, or an entry's path in the file.
 enum Place {
     Span(usize),
-    Nth(&'static str, usize),
+    Path(Vec<Step<'static>>),
 }
 
 impl Place {
-    fn offset(&self, text: &str) -> Option<usize> {
+    fn offset(&self, at: &Locator<'_>) -> Option<usize> {
         match self {
             Place::Span(o) => Some(*o),
-            Place::Nth(needle, n) => text.match_indices(needle).nth(*n).map(|(o, _)| o),
+            Place::Path(path) => at.offset(path),
         }
     }
 }
@@ -120,54 +122,60 @@ fn check(c: &Config) -> Vec<(Place, String)> {
             errors.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
         if w.exe.is_none() && w.sha256.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
-            errors.push((Place::Nth("[[workload]]", i), format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid or gid)")));
+            errors.push((
+                Place::Path(vec![Key("workload"), Index(i)]),
+                format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid or gid)"),
+            ));
         }
         if w.root_socket && w.uid.is_none() {
             errors.push((
-                Place::Nth("[[workload]]", i),
+                Place::Path(vec![Key("workload"), Index(i)]),
                 format!("workload[{i}].root_socket needs uid: it lets that uid's processes use sockets root created"),
             ));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if o.cidrs.is_empty() || o.ports.is_empty() {
-            errors.push((Place::Nth("[[outbound]]", i), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
+            errors.push((Place::Path(vec![Key("outbound"), Index(i)]), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if !o.hosts.is_empty() && o.protocol != super::Protocol::Http {
             errors.push((
-                Place::Nth("[[outbound]]", i),
+                Place::Path(vec![Key("outbound"), Index(i)]),
                 format!("outbound[{i}].hosts needs protocol = \"http\" (idgate checks each request's Host against them)"),
             ));
         }
         if o.tls.is_some() && o.protocol != super::Protocol::Http {
             errors.push((
-                Place::Nth("[[outbound]]", i),
+                Place::Path(vec![Key("outbound"), Index(i)]),
                 format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)"),
             ));
         }
     }
     if c.tunnel.peer_timeout.0 < std::time::Duration::from_secs(1) {
-        errors.push((Place::Nth("peer_timeout", 0), "tunnel.peer_timeout must be at least 1s".into()));
+        errors.push((Place::Path(vec![Key("tunnel"), Key("peer_timeout")]), "tunnel.peer_timeout must be at least 1s".into()));
     }
     if c.tunnel.max_connection_age.0 < std::time::Duration::from_secs(1) {
-        errors.push((Place::Nth("max_connection_age", 0), "tunnel.max_connection_age must be at least 1s".into()));
+        errors.push((Place::Path(vec![Key("tunnel"), Key("max_connection_age")]), "tunnel.max_connection_age must be at least 1s".into()));
     }
     if c.tunnel.max_handshakes == 0 || c.tunnel.max_handshakes_per_source == 0 {
-        errors.push((Place::Nth("max_handshakes", 0), "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into()));
+        errors.push((
+            Place::Path(vec![Key("tunnel"), Key(if c.tunnel.max_handshakes == 0 { "max_handshakes" } else { "max_handshakes_per_source" })]),
+            "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into(),
+        ));
     }
     if c.http.jwt_ttl.0 < std::time::Duration::from_secs(10) {
-        errors.push((Place::Nth("jwt_ttl", 0), "http.jwt_ttl must be at least 10s".into()));
+        errors.push((Place::Path(vec![Key("http"), Key("jwt_ttl")]), "http.jwt_ttl must be at least 10s".into()));
     }
     for (i, r) in c.http_rules.iter().enumerate() {
         if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
-            errors.push((Place::Nth("[[http_rule]]", i), format!("http_rule[{i}] has no action (set, append or remove)")));
+            errors.push((Place::Path(vec![Key("http_rule"), Index(i)]), format!("http_rule[{i}] has no action (set, append or remove)")));
         }
         if let Some(host) = &r.host {
             if !c.outbound.iter().any(|o| o.protocol == super::Protocol::Http && o.is_named_by(host)) {
                 errors.push((
-                    Place::Nth("[[http_rule]]", i),
+                    Place::Path(vec![Key("http_rule"), Index(i)]),
                     format!(
                         "http_rule[{i}].host `{}` names no protocol = \"http\" [[outbound]] destination: add it to that destination's hosts (or tls.server_name), so that the rule applies only on flows to it",
                         host.text()
@@ -177,18 +185,18 @@ fn check(c: &Config) -> Vec<(Place, String)> {
         }
         if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
             errors.push((
-                Place::Nth("[[http_rule]]", i),
+                Place::Path(vec![Key("http_rule"), Index(i)]),
                 format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0),
             ));
         }
     }
     for (i, r) in c.inbound.iter().enumerate() {
         if r.ports.is_empty() {
-            errors.push((Place::Nth("[[inbound]]", i), format!("inbound[{i}].ports is empty")));
+            errors.push((Place::Path(vec![Key("inbound"), Index(i)]), format!("inbound[{i}].ports is empty")));
         }
     }
     if c.ca.source == super::CaSource::Files && (c.ca.cert.is_none() || c.ca.key.is_none()) {
-        errors.push((Place::Nth("[ca]", 0), "ca.source = \"files\" needs ca.cert and ca.key".into()));
+        errors.push((Place::Path(vec![Key("ca")]), "ca.source = \"files\" needs ca.cert and ca.key".into()));
     }
     if let Some(id) = &c.svid.server_id {
         if id.get_ref().0.trust_domain() != td {
@@ -198,10 +206,13 @@ fn check(c: &Config) -> Vec<(Place, String)> {
     }
     let i = &c.intercept;
     if i.tag_mark == 0 || i.tag_mark & !i.tag_mask != 0 {
-        errors.push((Place::Nth("tag_mark", 0), "intercept.tag_mark must be non-zero and within tag_mask".into()));
+        errors.push((Place::Path(vec![Key("intercept"), Key("tag_mark")]), "intercept.tag_mark must be non-zero and within tag_mask".into()));
     }
     if i.bypass_mark == 0 || i.bypass_mark & i.tag_mark == i.tag_mark {
-        errors.push((Place::Nth("bypass_mark", 0), "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into()));
+        errors.push((
+            Place::Path(vec![Key("intercept"), Key("bypass_mark")]),
+            "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into(),
+        ));
     }
     errors
 }

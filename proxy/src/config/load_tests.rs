@@ -54,3 +54,15 @@ fn tunnel_defaults_notice_a_dead_peer_within_15s() {
     assert!(c.tunnel.dial_timeout.0 <= std::time::Duration::from_secs(5));
     assert!(c.tunnel.handshake_timeout.0 <= std::time::Duration::from_secs(10));
 }
+
+#[test]
+fn cross_field_errors_point_at_the_entry_not_at_a_comment_naming_it() {
+    // The shipped config's comments name `[[inbound]]`, `tag_mark` and `peer_timeout` before
+    // the real entries; a text search found those comments first.
+    let text = "# Each [[inbound]] names ports.\n# [tunnel]\n# peer_timeout = \"15s\"\n# tag_mark = 0x1\ntrust_domain = \"t\"\n\n\
+                [tunnel]\npeer_timeout = \"500ms\"\n\n[intercept]\ntag_mark = 0\n\n[[inbound]]\nports = [80]\nallow = []\n\n[[inbound]]\nports = []\nallow = []\n";
+    let e = err(text);
+    for (line, what) in [(8, "tunnel.peer_timeout"), (11, "intercept.tag_mark"), (17, "inbound[1].ports")] {
+        assert!(e.lines().any(|l| l.starts_with(&format!("/etc/idgate/idgate.toml:{line}:")) && l.contains(what)), "{what} not at line {line}:\n{e}");
+    }
+}

@@ -1,14 +1,14 @@
 //! Per-host configuration (`/etc/idgate/idgate.toml`). Field values are validated while they are
 //! deserialized, so every error carries the file, line and column of the offending value.
+pub mod deny_list;
 mod http;
 pub(crate) mod load;
-mod preflight;
+pub mod locate;
 mod values;
 
 pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Part, Protocol, Template, TlsOrigin};
 
-pub use load::{load, parse, ConfigError, ConfigErrors};
-pub use preflight::preflight;
+pub use load::{load, parse, position_of, ConfigError, ConfigErrors};
 pub use values::{Cidr, Glob, HumanDuration, KeyExchange, KeyExchangeList, PortRange, Sha256Digest};
 
 use crate::spiffe::SpiffeId;
@@ -54,19 +54,6 @@ pub struct Config {
     pub http_rules: Vec<HttpRule>,
     #[serde(default)]
     pub revocation: RevocationConfig,
-}
-
-/// The config at `path`, with every check `run` makes before it binds a socket (see
-/// `preflight`): what `idgate check` and `idgate run` both read.
-pub fn load_checked(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
-    let config = parse(path, &text)?;
-    let problems = preflight(path, &text, &config);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(problems))
-    }
 }
 
 impl Config {
@@ -174,12 +161,12 @@ pub struct RevocationConfig {
 
 impl RevocationConfig {
     /// The inline entries and the file's; the error names the file's line.
-    pub fn entries(&self) -> Result<Vec<crate::revocation::Entry>, String> {
-        use crate::revocation::Entry;
+    pub fn entries(&self) -> Result<Vec<crate::config::deny_list::Entry>, String> {
+        use crate::config::deny_list::Entry;
         let mut all: Vec<Entry> = self.ids.iter().map(|p| Entry::Id(p.text())).collect();
         all.extend(self.serials.iter().map(|s| Entry::Serial(s.0.clone())));
         if let Some(file) = &self.file {
-            all.extend(crate::revocation::read_file(file)?);
+            all.extend(crate::config::deny_list::read_file(file)?);
         }
         Ok(all)
     }
@@ -193,9 +180,9 @@ pub struct RevokedSerial(pub String);
 impl TryFrom<String> for RevokedSerial {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        match crate::revocation::Entry::parse(&s)? {
-            crate::revocation::Entry::Serial(hex) => Ok(RevokedSerial(hex)),
-            crate::revocation::Entry::Id(_) => Err(format!("`{s}` is a SPIFFE ID: put it in `ids`")),
+        match crate::config::deny_list::Entry::parse(&s)? {
+            crate::config::deny_list::Entry::Serial(hex) => Ok(RevokedSerial(hex)),
+            crate::config::deny_list::Entry::Id(_) => Err(format!("`{s}` is a SPIFFE ID: put it in `ids`")),
         }
     }
 }

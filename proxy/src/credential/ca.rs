@@ -88,7 +88,7 @@ pub(super) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 
 impl CertificateAuthority {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
-        let key_file = crate::private_file::read(key_path).map_err(|why| anyhow::anyhow!("CA key {}: {why}", key_path.display()))?;
+        let key_file = crate::sys::private_file::read(key_path).map_err(|why| anyhow::anyhow!("CA key {}: {why}", key_path.display()))?;
         let key_pem = Zeroizing::new(
             String::from_utf8(key_file.content.to_vec()).map_err(|_| anyhow::anyhow!("CA key {} is not PEM text", key_path.display()))?,
         );

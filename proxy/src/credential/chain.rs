@@ -1,8 +1,8 @@
 //! What a peer's verified certificate chain says, for the deny list and the grants: the leaf's
 //! SPIFFE ID, the serial of every certificate the peer presented, and the hosts its CAs were
 //! issued for. Reading it also checks that the CA that issued the leaf may issue its ID.
+use super::cert_fields::{serial_hex, spiffe_id_of_parsed, SpiffeCertError};
 use super::grant::Grant;
-use super::verify::{serial_hex, spiffe_id_of_parsed, SpiffeCertError};
 use crate::spiffe::SpiffeId;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;

@@ -5,7 +5,7 @@ use super::ca::CertificateAuthority;
 use super::svid::Svid;
 use super::verify::{IdgateClientVerifier, IdgateServerVerifier, TrustBundle};
 use super::ALPN_H2;
-use crate::revocation::DenyList;
+use crate::credential::deny_list::DenyList;
 use crate::spiffe::SpiffeId;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -51,7 +51,7 @@ impl HostAddresses {
     pub fn current(&self) -> Vec<IpAddr> {
         let mut v = match self {
             HostAddresses::Configured(v) => v.clone(),
-            HostAddresses::Interfaces => crate::netif::reachable(),
+            HostAddresses::Interfaces => crate::sys::netif::reachable(),
         };
         v.sort();
         v.dedup();

@@ -1,7 +1,10 @@
 //! Credentials: the CA, X.509-SVIDs minted just in time, their rotation, and the TLS
 //! configurations and verifiers built from them.
+pub mod authority;
 mod ca;
+mod cert_fields;
 mod chain;
+pub mod deny_list;
 pub mod expiry;
 pub mod fleet;
 mod grant;
@@ -12,11 +15,12 @@ mod svid;
 mod verify;
 
 pub use ca::{init_embedded_ca, init_fleet_root, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
+pub use cert_fields::{addresses_of_cert, spiffe_id_of_cert, SpiffeCertError};
 pub use chain::PeerChain;
 pub use grant::Grant;
 pub use manager::{Credentials, HostAddresses, Issued, StagedAuthority, SvidSummary};
 pub use svid::Svid;
-pub use verify::{addresses_of_cert, describe_tls_error, describe_tls_io_error, is_revoked_error, spiffe_id_of_cert, SpiffeCertError, TrustBundle};
+pub use verify::{describe_tls_error, describe_tls_io_error, is_revoked_error, TrustBundle};
 
 use std::sync::Arc;
 

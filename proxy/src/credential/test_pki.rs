@@ -1,7 +1,8 @@
 //! Certificates for tests: a fleet root, host CAs under it (with a grant or without), the
 //! credentials of a host, and deny lists.
 use super::{CertificateAuthority, Credentials, Grant, HostAddresses, TrustBundle};
-use crate::revocation::{DenyList, Entry, Revocations};
+use crate::config::deny_list::Entry;
+use crate::credential::deny_list::{DenyList, Revocations};
 use crate::spiffe::SpiffeId;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::CertificateDer;

@@ -2,10 +2,11 @@
 //! that is its CA's host, and every certificate of a chain checked against the deny list in
 //! force at each handshake.
 use super::{describe_tls_error, is_revoked_error, IdgateClientVerifier, IdgateServerVerifier};
+use crate::config::deny_list::Entry;
+use crate::credential::deny_list::Revocations;
 use crate::credential::selftest::handshake;
 use crate::credential::test_pki::{credentials, deny, host_id, id, Root};
 use crate::credential::{CertificateAuthority, Credentials, Svid};
-use crate::revocation::{Entry, Revocations};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
@@ -121,7 +122,8 @@ fn every_certificate_of_a_chain_is_checked_against_the_deny_list_on_both_sides()
     let (a, b) = (fleet.host("a", Some(A_GRANT)), fleet.host("b", Some(B_GRANT)));
     let alice = a.workload(&id("/app/alice")).unwrap().svid.certified.cert.clone();
     let b_server = b.server_cert.0.read().cert.clone();
-    let serial = |der: &CertificateDer<'_>| crate::credential::verify::serial_hex(x509_parser::parse_x509_certificate(der).unwrap().1.raw_serial());
+    let serial =
+        |der: &CertificateDer<'_>| crate::credential::cert_fields::serial_hex(x509_parser::parse_x509_certificate(der).unwrap().1.raw_serial());
     let callers = [
         ("spiffe://fleet.idgate/app/alice".to_string(), "spiffe://fleet.idgate/app/alice is revoked".to_string()),
         (serial(&alice[0]), format!("certificate serial {} is revoked", serial(&alice[0]).trim_start_matches("00"))),

@@ -1,50 +1,13 @@
 //! The HTTP-aware path for one connection: HTTP/1 requests go through the lean head-only path
 //! (`h1`), HTTP/2 with prior knowledge through hyper (`h2c`). Either way each request is
 //! rewritten by the `Upstream` and sent over one upstream connection of the same version.
-use super::forged::Protected;
 use super::h1::Reader;
-use crate::tunnel::PeerRefused;
+use super::upstream::{Io, Upstream};
 use bytes::BytesMut;
-use http::{request, StatusCode, Version};
 use std::error::Error;
-use std::future::Future;
-use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
-
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-pub type BoxIo = Box<dyn Io>;
 
 /// What an HTTP/2 client sends first (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A request that was answered by idgate instead of the upstream.
-#[derive(Debug)]
-pub struct Failure {
-    pub status: StatusCode,
-    /// Shown to the workload and logged; must never contain a secret.
-    pub why: String,
-}
-
-impl Failure {
-    pub fn new(status: StatusCode, why: impl Into<String>) -> Self {
-        Failure { status, why: why.into() }
-    }
-}
-
-/// Where the requests of one downstream connection go, and what changes on the way.
-pub trait Upstream: Send + Sync + 'static {
-    /// A byte stream to the upstream for requests of `version`.
-    fn open(&self, version: Version) -> impl Future<Output = Result<BoxIo, Failure>> + Send;
-    /// Rewrites one request; an error answers it without forwarding.
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure>;
-    /// The names a request's trailer fields may not carry either (a service may merge them
-    /// into its headers): they are stripped as from the head. Asked only of requests whose
-    /// body may end in trailers.
-    fn protected(&self) -> Arc<Protected>;
-    /// Called for every answered request, with the failure when idgate answered it itself.
-    fn answered(&self, _status: StatusCode, _failure: Option<&Failure>) {}
-}
 
 /// Serves one downstream connection until it closes.
 pub async fn serve<U: Upstream>(downstream: impl Io, upstream: U) -> Result<(), Box<dyn Error + Send + Sync>> {
@@ -65,24 +28,4 @@ pub async fn serve<U: Upstream>(downstream: impl Io, upstream: U) -> Result<(), 
     } else {
         super::h1::serve(down, &upstream).await
     }
-}
-
-/// Maps an upstream error to what the workload sees: the peer's refusal keeps its status.
-pub fn upstream_failure(e: &(dyn Error + 'static)) -> Failure {
-    let mut cause = Some(e);
-    let mut why = String::new();
-    while let Some(c) = cause {
-        // io::Error hides its payload from source(); look inside it.
-        let inner = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|r| r as &(dyn Error + 'static));
-        if let Some(refused) = inner.or(Some(c)).and_then(|r| r.downcast_ref::<PeerRefused>()) {
-            let status = if refused.0 == StatusCode::FORBIDDEN { StatusCode::FORBIDDEN } else { StatusCode::BAD_GATEWAY };
-            return Failure::new(status, refused.to_string());
-        }
-        let text = c.to_string();
-        if !why.contains(&text) {
-            why = if why.is_empty() { text } else { format!("{why}: {text}") };
-        }
-        cause = c.source();
-    }
-    Failure::new(StatusCode::BAD_GATEWAY, format!("upstream: {why}"))
 }

@@ -2,8 +2,8 @@
 //! goes on over one upstream HTTP/2 connection (opened on the first request, re-opened if the
 //! upstream closed it).
 use super::forged::Protected;
-use super::forward::{upstream_failure, Failure, Io, Upstream};
-use crate::tunnel::h2_settings::*;
+use super::upstream::{upstream_failure, Failure, Io, Upstream};
+use crate::http::h2_settings::*;
 use bytes::{Buf, Bytes};
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};

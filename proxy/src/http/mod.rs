@@ -6,14 +6,23 @@
 pub mod forged;
 pub mod forward;
 mod h1;
+pub mod h2_settings;
 mod h2c;
 mod identity_header;
 pub mod jwt;
 pub mod origin;
 pub mod rules;
 pub mod secrets;
+pub mod upstream;
 
-pub use forward::{serve, BoxIo, Failure, Upstream};
+pub use forward::serve;
+pub use upstream::{BoxIo, Failure, Upstream};
+
+/// The peer idgate answered a CONNECT with this status instead of 200 (the tunnel's streams
+/// fail with it; the HTTP-aware path answers the workload accordingly).
+#[derive(Debug, thiserror::Error)]
+#[error("peer idgate answered {0}")]
+pub struct PeerRefused(pub http::StatusCode);
 pub use identity_header::IdentityHeader;
 pub use jwt::JwtIssuer;
 pub use origin::Origin;

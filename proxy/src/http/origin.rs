@@ -2,7 +2,7 @@
 //! the TLS connection itself (SNI, server certificate verified against the system roots or a
 //! configured bundle) so that injected credentials travel encrypted and never enter the
 //! workload.
-use super::forward::{BoxIo, Failure};
+use super::upstream::{BoxIo, Failure};
 use crate::config::TlsOrigin;
 use anyhow::{bail, Context};
 use http::{StatusCode, Version};
@@ -44,9 +44,9 @@ impl Origin {
         let addr = SocketAddr::new(ip, self.port);
         let name = self.server_name.to_str();
         let fail = |why: String| Failure::new(StatusCode::BAD_GATEWAY, format!("TLS origination to {name} ({addr}): {why}"));
-        let tcp = crate::socket::connect_marked(addr, mark, DIAL_TIMEOUT).await.map_err(|e| fail(e.to_string()))?;
+        let tcp = crate::sys::socket::connect_marked(addr, mark, DIAL_TIMEOUT).await.map_err(|e| fail(e.to_string()))?;
         let config = if version == Version::HTTP_2 { self.h2.clone() } else { self.h1.clone() };
-        let handshake = TlsConnector::from(config).connect(self.server_name.clone(), crate::socket::buffered(tcp));
+        let handshake = TlsConnector::from(config).connect(self.server_name.clone(), crate::sys::socket::buffered(tcp));
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => return Err(fail(e.to_string())),

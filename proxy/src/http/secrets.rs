@@ -1,6 +1,6 @@
 //! Secret values for header templates: files (re-read when they change) and the service's
 //! environment. A `Secret` never prints its content: Debug and Display say `[redacted]`.
-use crate::private_file::{self, Version};
+use crate::sys::private_file::{self, Version};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;

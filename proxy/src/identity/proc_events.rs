@@ -41,7 +41,7 @@ impl ProcEvents {
     /// Subscribes to process events; fails where the connector is not available (another
     /// network or user namespace, no CAP_NET_ADMIN, a kernel without CONFIG_PROC_EVENTS).
     pub fn subscribe() -> io::Result<Self> {
-        let fd = crate::netlink::subscribe(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC)?;
+        let fd = crate::sys::netlink::subscribe(libc::SOCK_DGRAM, libc::NETLINK_CONNECTOR, CN_IDX_PROC)?;
         // Bursts of forks must not overflow the queue while the reader is busy.
         let size: libc::c_int = 4 << 20;
         // SAFETY: setsockopt with an int of the declared size; failure only leaves the default.
@@ -54,9 +54,9 @@ impl ProcEvents {
     }
 
     fn listen(&mut self) -> io::Result<()> {
-        let total = crate::netlink::HEADER_LEN + CN_MSG_LEN + 4;
+        let total = crate::sys::netlink::HEADER_LEN + CN_MSG_LEN + 4;
         let mut msg = Vec::with_capacity(total);
-        msg.extend_from_slice(&crate::netlink::header_bytes(total, libc::NLMSG_DONE as u16, 0));
+        msg.extend_from_slice(&crate::sys::netlink::header_bytes(total, libc::NLMSG_DONE as u16, 0));
         for word in [CN_IDX_PROC, CN_VAL_PROC, 0, 0] {
             msg.extend_from_slice(&word.to_ne_bytes());
         }
@@ -147,7 +147,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// The error code of the connector's answer to LISTEN, if `datagram` is that answer.
 fn ack_error(datagram: &[u8]) -> Option<u32> {
-    let event = crate::netlink::HEADER_LEN + CN_MSG_LEN;
+    let event = crate::sys::netlink::HEADER_LEN + CN_MSG_LEN;
     (u32_at(datagram, event)? == PROC_EVENT_NONE).then(|| u32_at(datagram, event + EVENT_HEAD_LEN)).flatten()
 }
 
@@ -156,12 +156,12 @@ pub fn parse(datagram: &[u8], out: &mut Vec<ProcEvent>) {
     let mut at = 0;
     while let Some(len) = u32_at(datagram, at) {
         let len = len as usize;
-        if len < crate::netlink::HEADER_LEN || at + len > datagram.len() {
+        if len < crate::sys::netlink::HEADER_LEN || at + len > datagram.len() {
             return;
         }
         let msg = &datagram[at..at + len];
         at += (len + 3) & !3;
-        let cn = crate::netlink::HEADER_LEN;
+        let cn = crate::sys::netlink::HEADER_LEN;
         if u32_at(msg, cn) != Some(CN_IDX_PROC) || u32_at(msg, cn + 4) != Some(CN_VAL_PROC) {
             continue;
         }
@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     fn message(what: u32, pid: u32, tgid: u32) -> Vec<u8> {
-        let total = crate::netlink::HEADER_LEN + CN_MSG_LEN + EVENT_HEAD_LEN + 24;
+        let total = crate::sys::netlink::HEADER_LEN + CN_MSG_LEN + EVENT_HEAD_LEN + 24;
         let mut m = Vec::new();
         m.extend_from_slice(&(total as u32).to_ne_bytes());
         m.extend_from_slice(&[0u8; 12]); // rest of nlmsghdr

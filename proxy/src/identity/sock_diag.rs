@@ -1,5 +1,5 @@
 //! NETLINK_SOCK_DIAG exact lookup of one TCP socket by its 4-tuple: returns inode and uid.
-use crate::netlink;
+use crate::sys::netlink;
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, SocketAddr};

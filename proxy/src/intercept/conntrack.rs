@@ -4,7 +4,7 @@
 //! the reply side (every redirected flow ends at our one listener) it also rewrites the
 //! *source port*. The accepted socket's peer address is then not the workload's real address,
 //! so identity lookups must use the original tuple that conntrack remembers.
-use crate::netlink;
+use crate::sys::netlink;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

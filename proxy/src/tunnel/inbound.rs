@@ -8,12 +8,12 @@ use super::{splice, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::TunnelConfig;
 use crate::credential::Credentials;
 use crate::credential::PeerChain;
-use crate::decisions::{Decision, DecisionLog};
-use crate::flows::{FlowFacts, FlowRegistry, Registration};
-use crate::metrics::Metrics;
-use crate::socket::connect_marked;
+use crate::observe::decisions::{Decision, DecisionLog};
+use crate::observe::flows::{FlowFacts, FlowRegistry, Registration};
+use crate::observe::metrics::Metrics;
+use crate::observe::trail::Trail;
 use crate::spiffe::SpiffeId;
-use crate::trail::Trail;
+use crate::sys::socket::connect_marked;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
@@ -27,7 +27,7 @@ pub struct Inbound {
     pub credentials: Arc<Credentials>,
     pub identity_header: crate::http::IdentityHeader,
     /// The policy in force and the deny list (shared with the outbound side).
-    pub live: Arc<crate::live::Live>,
+    pub live: Arc<crate::policy::live::Live>,
     pub mark: u32,
     pub host: String,
     pub limits: TunnelConfig,
@@ -90,7 +90,7 @@ impl Inbound {
             let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
             let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
             let flow = peer_flow_id(header(FLOW_HEADER))
-                .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
+                .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
             let mut d = Decision::new("inbound", flow);
             d.source_id = Some(peer_id.to_string());
             d.process = header(PROCESS_HEADER).map(peer_process);
@@ -122,7 +122,7 @@ impl Inbound {
                     let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
                     drop(policy);
                     // Registered before the service is dialled: a revocation meanwhile closes it.
-                    match self.registry.register_checked(crate::workers::current_index(), facts, Some(chain.clone()), self.live.deny_list()) {
+                    match self.registry.register_checked(facts, Some(chain.clone()), self.live.deny_list()) {
                         Err(why) => (StatusCode::FORBIDDEN, why),
                         Ok(registration) => {
                             let flow = registration.flow.clone();

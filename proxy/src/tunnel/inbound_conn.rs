@@ -2,10 +2,10 @@
 //! handshake within a deadline, the caller's identity, then the HTTP/2 connection with
 //! keepalive (a dead peer's connection and flows are closed) and a maximum age (GOAWAY: the
 //! caller's next connection verifies certificates and policy afresh).
-use super::h2_settings::*;
 use super::inbound::{Inbound, Peer};
 use super::lazy_buffer::LazyBuffer;
 use crate::credential::PeerChain;
+use crate::http::h2_settings::*;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,14 +78,14 @@ impl Inbound {
             Err(_) => return refuse(reason::TIMEOUT, "no handshake within the deadline".into()),
         }
         let _ = tcp.set_nodelay(true);
-        crate::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
+        crate::sys::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
         let mut tls = match tokio::time::timeout_at(deadline, acceptor.accept(LazyBuffer::new(tcp))).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => return refuse(reason::TLS, format!("mTLS handshake failed: {}", crate::credential::describe_tls_io_error(&e))),
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
         let group = crate::credential::negotiated_group(tls.get_ref().1);
-        self.metrics.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "server", group }).inc();
+        self.metrics.key_exchanges.get_or_create(&crate::observe::metrics::KeyExchangeLabels { side: "server", group }).inc();
         let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
         let Some((leaf, cas)) = certs.split_first() else { return refuse(reason::IDENTITY, "no client certificate".into()) };
         let id = match self.credentials.bundle().peer_id(leaf) {
@@ -97,7 +97,7 @@ impl Inbound {
             Err(e) => return refuse(reason::IDENTITY, e.to_string()),
         };
         let (serial, cert): (Arc<str>, Arc<[u8]>) = (chain.serials[0].as_str().into(), leaf.as_ref().into());
-        tls.get_mut().0.grow(crate::socket::TLS_READ_BUFFER);
+        tls.get_mut().0.grow(crate::sys::socket::TLS_READ_BUFFER);
         Some((tls, Peer { id, serial, remote, cert, chain }))
     }
 

@@ -3,10 +3,10 @@
 //! reaches the local service.
 use super::inbound::Inbound;
 use super::StreamIo;
-use crate::decisions::Decision;
-use crate::flows::{Counted, OpenFlow, Registration};
 use crate::http::forged::Protected;
 use crate::http::{BoxIo, Failure, Upstream};
+use crate::observe::decisions::Decision;
+use crate::observe::flows::{Counted, OpenFlow, Registration};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{request, HeaderValue, StatusCode, Version};
@@ -27,7 +27,7 @@ impl Upstream for Local {
         if let Some(tcp) = self.first.lock().take() {
             return Ok(Box::new(tcp));
         }
-        let tcp = crate::socket::connect_marked(self.dst, self.inbound.mark, self.inbound.limits.dial_timeout.0)
+        let tcp = crate::sys::socket::connect_marked(self.dst, self.inbound.mark, self.inbound.limits.dial_timeout.0)
             .await
             .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, format!("connecting to {}: {e}", self.dst)))?;
         Ok(Box::new(tcp))
@@ -71,7 +71,7 @@ impl Inbound {
     /// until either side closes or idgate closes the flow.
     pub(super) async fn serve_http(
         self: Arc<Self>,
-        caller: impl crate::http::forward::Io,
+        caller: impl crate::http::upstream::Io,
         tcp: TcpStream,
         identity: HeaderValue,
         flow: &Arc<OpenFlow>,

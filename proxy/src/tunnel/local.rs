@@ -5,10 +5,10 @@
 //! connected to the service directly, without a tunnel.
 use super::outbound::{Outbound, Refusal};
 use crate::config::Protocol;
-use crate::decisions::Decision;
-use crate::flows::{Counted, FlowFacts};
-use crate::live::Policy;
-use crate::socket::connect_marked;
+use crate::observe::decisions::Decision;
+use crate::observe::flows::{Counted, FlowFacts};
+use crate::policy::live::Policy;
+use crate::sys::socket::connect_marked;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -63,7 +63,7 @@ impl Outbound {
             peer: None,
         };
         // Registered before the service is dialled: a revocation meanwhile closes it.
-        let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+        let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
             Ok(r) => r,
             Err(why) => return Err((Some(stream), Refusal::Revoked(why))),
         };
@@ -91,7 +91,7 @@ impl Outbound {
             let (mut caller, mut tcp) = (Counted::new(stream, flow.clone()), tcp);
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut caller, &mut tcp) => {}
-                () = flow.closed() => crate::socket::set_abortive_close(caller.get_ref()),
+                () = flow.closed() => crate::sys::socket::set_abortive_close(caller.get_ref()),
             }
         }
         open.client_done();

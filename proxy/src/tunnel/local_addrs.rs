@@ -3,7 +3,7 @@
 //! host's protected ports on the host. Both ask on every flow, so the answer comes from memory:
 //! the kernel's address notifications keep it current, in either direction (an address that
 //! moved to another host must stop being local at once), and no flow waits on a re-read.
-use crate::netif::{self, AddressEvents};
+use crate::sys::netif::{self, AddressEvents};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;

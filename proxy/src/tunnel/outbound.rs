@@ -6,12 +6,12 @@ use super::pool::{Lease, Pool, PoolKey};
 use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::{DefaultAction, Protocol};
 use crate::credential::Credentials;
-use crate::decisions::{Decision, DecisionLog};
-use crate::flows::{FlowFacts, FlowRegistry};
 use crate::identity::{Identities, Workload};
-use crate::metrics::Metrics;
-use crate::socket::{connect_marked, set_abortive_close};
-use crate::trail::Trail;
+use crate::observe::decisions::{Decision, DecisionLog};
+use crate::observe::flows::{FlowFacts, FlowRegistry};
+use crate::observe::metrics::Metrics;
+use crate::observe::trail::Trail;
+use crate::sys::socket::{connect_marked, set_abortive_close};
 use bytes::Bytes;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ pub struct Outbound {
     pub credentials: Arc<Credentials>,
     pub pool: Arc<Pool>,
     /// The policy in force and the deny list (a reload swaps them).
-    pub live: Arc<crate::live::Live>,
+    pub live: Arc<crate::policy::live::Live>,
     pub mark: u32,
     pub host: String,
     pub decisions: Arc<DecisionLog>,
@@ -45,6 +45,17 @@ pub struct Outbound {
     pub trail: Arc<Trail>,
     /// Where flows went, so that a workload's next process can have its connections warmed.
     pub history: Arc<crate::prewarm::History>,
+}
+
+/// Where an HTTP-aware flow goes.
+pub(super) struct HttpRoute {
+    /// The flow's original destination.
+    pub dst: SocketAddr,
+    /// The names it is known by (`OutboundRule::names`).
+    pub names: Arc<[crate::config::HostPattern]>,
+    /// The peer idgate that serves it, unless `origin` says idgate originates TLS itself.
+    pub peer: SocketAddr,
+    pub origin: Option<Arc<crate::http::Origin>>,
 }
 
 /// How decision records name a process: `exe(pid)`.
@@ -133,7 +144,7 @@ impl Outbound {
         let _ = stream.set_nodelay(true);
         let active = self.metrics.flow_guard();
         // Unique per host across restarts and upgrades (two processes serve at a handover).
-        let flow = format!("{}-{}.{}", self.host, crate::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
+        let flow = format!("{}-{}.{}", self.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
         decision.verdict = "tunneled";
         async move {
@@ -206,7 +217,7 @@ impl Outbound {
             }
             if policy.routes[route].protocol == Protocol::Http {
                 d.detail = Some("http".into());
-                let route = super::outbound_http::HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
+                let route = HttpRoute { dst, names: policy.names[route].clone(), peer, origin: policy.origins[route].clone() };
                 drop(policy);
                 // Boxed, like the dial below: a TCP flow's task keeps only the splice's state.
                 return Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
@@ -218,7 +229,7 @@ impl Outbound {
             };
             // Usually the workload's whole first request is already here: it then shares the
             // CONNECT's TLS record and packet instead of following in its own.
-            let early = match crate::socket::read_queued::<EARLY_READ>(&stream) {
+            let early = match crate::sys::socket::read_queued::<EARLY_READ>(&stream) {
                 Ok(early) => early,
                 Err(e) => bail!(Refusal::ClientGone(e)),
             };
@@ -233,7 +244,7 @@ impl Outbound {
                 destination: dst,
                 peer: Some(peer.to_string()),
             };
-            let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+            let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
                 Ok(r) => r,
                 Err(why) => bail!(Refusal::Revoked(why)),
             };
@@ -377,7 +388,7 @@ impl Outbound {
             destination: dst,
             peer: None,
         };
-        let registration = self.registry.register(crate::workers::current_index(), facts);
+        let registration = self.registry.register(facts);
         let flow = &registration.flow;
         let mut stream = stream;
         tokio::select! {

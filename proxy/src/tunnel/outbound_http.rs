@@ -1,16 +1,16 @@
 //! Outbound flows to `protocol = "http"` destinations: requests are rewritten for the source
 //! workload's identity, then carried through a CONNECT stream to the peer idgate, or over TLS
 //! that idgate originates to an external endpoint.
-use super::outbound::Outbound;
+use super::outbound::{HttpRoute, Outbound};
 use super::pool::PoolKey;
 use super::StreamIo;
 use crate::config::HostPattern;
-use crate::decisions::Decision;
-use crate::flows::{Counted, FlowFacts, OpenFlow};
 use crate::http::forged::Protected;
 use crate::http::rules::Plan;
 use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Rewriter, Upstream};
 use crate::identity::Workload;
+use crate::observe::decisions::Decision;
+use crate::observe::flows::{Counted, FlowFacts, OpenFlow};
 use crate::spiffe::SpiffeId;
 use http::{request, StatusCode, Version};
 use std::net::SocketAddr;
@@ -184,17 +184,6 @@ impl Upstream for Tls {
     }
 }
 
-/// Where an HTTP-aware flow goes.
-pub(super) struct HttpRoute {
-    /// The flow's original destination.
-    pub dst: SocketAddr,
-    /// The names it is known by (`OutboundRule::names`).
-    pub names: Arc<[HostPattern]>,
-    /// The peer idgate that serves it, unless `origin` says idgate originates TLS itself.
-    pub peer: SocketAddr,
-    pub origin: Option<Arc<Origin>>,
-}
-
 impl Outbound {
     /// Serves an intercepted HTTP connection until it closes; refuses it if its identity was
     /// revoked since it was checked.
@@ -220,7 +209,7 @@ impl Outbound {
                 None => peer.to_string(),
             }),
         };
-        let registration = match self.registry.register_checked(crate::workers::current_index(), facts, None, self.live.deny_list()) {
+        let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
             Ok(r) => r,
             Err(why) => return Err((Some(stream), super::outbound::Refusal::Revoked(why))),
         };

@@ -5,10 +5,10 @@
 //! takes no new streams and closes when its last stream ends. A peer that stops answering
 //! keepalive PINGs has its connection, and every flow on it, closed within `peer_timeout`;
 //! a revoked one at once.
-use super::h2_settings::*;
 use crate::config::TunnelConfig;
+use crate::credential::deny_list::DenyList;
 use crate::credential::{addresses_of_cert, Issued, PeerChain};
-use crate::revocation::DenyList;
+use crate::http::h2_settings::*;
 use crate::spiffe::SpiffeId;
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -121,7 +121,7 @@ pub struct Pool {
     /// The deny list in force (shared with the verifiers and the policy).
     revoked: Arc<DenyList>,
     pub dials: AtomicU64,
-    key_exchanges: crate::metrics::KeyExchanges,
+    key_exchanges: crate::observe::metrics::KeyExchanges,
 }
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -129,7 +129,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 impl Pool {
     /// `key_exchanges` counts its handshakes by the group they used; `revoked` is the deny
     /// list in force.
-    pub fn new(mark: u32, limits: TunnelConfig, key_exchanges: crate::metrics::KeyExchanges, revoked: Arc<DenyList>) -> Self {
+    pub fn new(mark: u32, limits: TunnelConfig, key_exchanges: crate::observe::metrics::KeyExchanges, revoked: Arc<DenyList>) -> Self {
         let (conns, dialing) = (RwLock::new(HashMap::new()), Mutex::new(HashMap::new()));
         Pool { conns, dialing, mark, limits, revoked, dials: AtomicU64::new(0), key_exchanges }
     }
@@ -195,16 +195,16 @@ impl Pool {
         let peer = key.peer;
         self.dials.fetch_add(1, Ordering::Relaxed);
         let dial_timeout = self.limits.dial_timeout.0;
-        let tcp = crate::socket::connect_marked(peer, self.mark, dial_timeout).await.map_err(|source| DialError::Connect { peer, source })?;
-        crate::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
+        let tcp = crate::sys::socket::connect_marked(peer, self.mark, dial_timeout).await.map_err(|source| DialError::Connect { peer, source })?;
+        crate::sys::socket::set_peer_timeout(&tcp, self.limits.peer_timeout.0);
         let connector = TlsConnector::from(issued.client_config.clone());
         let name = rustls::pki_types::ServerName::IpAddress(dst.into());
-        let tls = tokio::time::timeout(dial_timeout, connector.connect(name, crate::socket::buffered(tcp)))
+        let tls = tokio::time::timeout(dial_timeout, connector.connect(name, crate::sys::socket::buffered(tcp)))
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))
             .map_err(|source| DialError::Tls { peer, source })?;
         let group = crate::credential::negotiated_group(tls.get_ref().1);
-        self.key_exchanges.get_or_create(&crate::metrics::KeyExchangeLabels { side: "client", group }).inc();
+        self.key_exchanges.get_or_create(&crate::observe::metrics::KeyExchangeLabels { side: "client", group }).inc();
         let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
         let chain = certs.split_first().and_then(|(leaf, cas)| PeerChain::read(leaf, cas).ok()).map(Arc::new);
         let covers = certs.first().and_then(|c| addresses_of_cert(c).ok()).unwrap_or_default();

@@ -2,10 +2,11 @@
 //! connections are shared and remember their peer's chain, a revoked peer is refused at the
 //! handshake, and closing a revoked peer's connection resets its streams at once.
 use super::{Pool, PoolKey};
+use crate::config::deny_list::Entry;
 use crate::config::TunnelConfig;
+use crate::credential::deny_list::{DenyList, Revocations};
 use crate::credential::test_pki::{credentials, deny, host_id, id, Root};
 use crate::credential::Credentials;
-use crate::revocation::{DenyList, Entry, Revocations};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 //! last few refused sources. Streams an authenticated peer opens and is refused (denied, not a
 //! CONNECT, unreachable) each leave a trail record only up to a budget per interval; beyond it
 //! they are counted and summed up in the same line.
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

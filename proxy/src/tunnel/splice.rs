@@ -1,6 +1,6 @@
 //! Bidirectional copy between a TCP socket and an HTTP/2 stream. EOF becomes END_STREAM and
 //! END_STREAM becomes a TCP half-close; an error or reset on either side resets both.
-use crate::flows::OpenFlow;
+use crate::observe::flows::OpenFlow;
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use std::future::{poll_fn, Future};
@@ -82,7 +82,7 @@ pub fn splice_connect<'a>(
             }
         };
         if result.is_err() {
-            crate::socket::set_abortive_close(&tcp);
+            crate::sys::socket::set_abortive_close(&tcp);
             send.send_reset(h2::Reason::CANCEL);
         }
         result
@@ -107,7 +107,7 @@ pub fn splice<'a>(
         };
         if result.is_err() {
             // Dropping the unfinished h2 stream sends RST_STREAM; linger 0 turns our close into RST.
-            crate::socket::set_abortive_close(&tcp);
+            crate::sys::socket::set_abortive_close(&tcp);
             send.send_reset(h2::Reason::CANCEL);
         }
         result

@@ -10,10 +10,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The peer idgate answered the CONNECT with this status instead of 200.
-#[derive(Debug, thiserror::Error)]
-#[error("peer idgate answered {0}")]
-pub struct PeerRefused(pub http::StatusCode);
+pub use crate::http::PeerRefused;
 
 enum Recv {
     /// Waiting for the peer's answer, at most until the deadline.

@@ -33,7 +33,7 @@ struct Trailers {
 }
 
 /// Longest trailer section accepted, in bytes (as for a head).
-const MAX_TRAILERS: usize = super::head::MAX_HEAD;
+const MAX_TRAILERS: usize = super::MAX_HEAD;
 /// Most trailer fields accepted.
 const MAX_TRAILER_FIELDS: usize = 64;
 

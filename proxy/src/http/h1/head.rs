@@ -3,13 +3,12 @@
 //! forwarded byte for byte. Anything ambiguous about where a body ends is refused: a proxy
 //! that frames a message differently from the server behind it is how requests get smuggled.
 use super::body::Framing;
+use super::MAX_HEAD;
 use crate::http::Failure;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::UPGRADE;
 use http::{request, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
-/// Longest head accepted, in bytes.
-pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in one head.
 const MAX_HEADERS: usize = 128;
 

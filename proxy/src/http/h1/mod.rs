@@ -6,7 +6,10 @@ mod exchange;
 mod head;
 pub mod reader;
 
-use super::forward::{upstream_failure, BoxIo, Failure, Io, Upstream};
+/// Longest head (or trailer section) accepted, in bytes.
+const MAX_HEAD: usize = 64 * 1024;
+
+use super::upstream::{upstream_failure, BoxIo, Failure, Io, Upstream};
 use body::Framing;
 use bytes::BytesMut;
 use exchange::{Exchanged, Request};

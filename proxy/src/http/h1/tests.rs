@@ -314,7 +314,7 @@ fn request_framing_and_keep_alive() {
     assert!(parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
     let status = |raw: &[u8]| parse_request(raw).err().map(|f| f.status);
     assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), Some(StatusCode::NOT_IMPLEMENTED));
-    let huge = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(super::head::MAX_HEAD));
+    let huge = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(super::MAX_HEAD));
     assert_eq!(status(huge.as_bytes()), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
 }
 

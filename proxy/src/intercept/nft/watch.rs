@@ -27,7 +27,7 @@ pub struct Watch {
 
 impl Watch {
     pub fn open() -> io::Result<Watch> {
-        let fd = crate::netlink::subscribe(libc::SOCK_RAW, libc::NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1))?;
+        let fd = crate::sys::netlink::subscribe(libc::SOCK_RAW, libc::NETLINK_NETFILTER, 1 << (NFNLGRP_NFTABLES - 1))?;
         Ok(Watch { fd, buf: vec![0; 1 << 16] })
     }
 

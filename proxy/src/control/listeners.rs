@@ -4,8 +4,8 @@
 //! anew, a taken port (also one taken by another idgate, which SO_REUSEPORT alone would let
 //! in) fails the start, except where this process takes over (an upgrade's successor, or a
 //! restart that got its listeners back).
-use crate::fdstore::{Inherited, Owned};
-use crate::workers;
+use crate::control::fdstore::{Inherited, Owned};
+use crate::runtime::workers;
 use anyhow::Result;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 

@@ -32,14 +32,25 @@ pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
+/// In the proxies' environment: the pid of the main process that started them.
+pub const PARENT_ENV: &str = "IDGATE_MAIN_PID";
+
+pub fn parent_pid() -> u32 {
+    // SAFETY: getppid has no arguments and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Whether this process is a proxy started by the main process (still its parent).
+pub fn supervised() -> bool {
+    std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| p == parent_pid())
+}
+
 /// The watchdog interval the service manager set for this process: WATCHDOG_PID names it,
 /// or the service's main process that started this proxy (see `main_process`).
 fn watchdog_usec() -> Option<u64> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
     let pid: u32 = std::env::var("WATCHDOG_PID").ok()?.parse().ok()?;
-    // SAFETY: getppid has no arguments and cannot fail.
-    let parent = unsafe { libc::getppid() } as u32;
-    (pid == std::process::id() || (crate::main_process::supervised() && pid == parent)).then_some(usec)
+    (pid == std::process::id() || (supervised() && pid == parent_pid())).then_some(usec)
 }
 
 /// Pings the watchdog at half its interval (when the service manager set one) as long as
@@ -49,7 +60,7 @@ pub async fn watchdog(beats: Vec<Arc<AtomicU64>>) {
         return std::future::pending().await;
     };
     // Never faster than the heartbeats can show progress.
-    let every = Duration::from_micros(usec / 2).max(crate::workers::HEARTBEAT * 2);
+    let every = Duration::from_micros(usec / 2).max(crate::runtime::workers::HEARTBEAT * 2);
     tracing::info!(interval_ms = every.as_millis() as u64, "watchdog enabled: pinging while every worker thread turns");
     let mut last: Vec<u64> = beats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
     let mut tick = tokio::time::interval(every);

@@ -1,12 +1,11 @@
-//! The deny list: SPIFFE IDs (exact, or prefixes ending in `/*`) and certificate serials that
-//! no flow may use any more, whatever the policy allows. Given inline in the config
-//! (`[revocation] ids`, `serials`) and in a watched file that the fleet distributes and
-//! `idgate revoke` appends to: one entry per line, `#` starts a comment.
+//! The deny list in force: SPIFFE IDs (exact, or prefixes ending in `/*`) and certificate
+//! serials that no flow may use any more, whatever the policy allows, checked at every
+//! handshake and against every open flow (its entries come from `config::deny_list`).
+use crate::config::deny_list::{normalize_serial, Entry};
 use crate::config::AllowPattern;
 use crate::credential::PeerChain;
 use crate::spiffe::SpiffeId;
 use std::collections::HashSet;
-use std::path::Path;
 
 /// The deny list in force, swapped whole by a reload or a change of its file. One handle is
 /// shared by the policy (`Live`) and the TLS verifiers, which consult it at every handshake.
@@ -16,65 +15,6 @@ pub type DenyList = arc_swap::ArcSwap<Revocations>;
 pub struct Revocations {
     ids: Vec<AllowPattern>,
     serials: HashSet<String>,
-}
-
-/// One entry of the deny list, as written in the file or given to `idgate revoke`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    Id(String),
-    Serial(String),
-}
-
-impl Entry {
-    /// A SPIFFE ID (or prefix `spiffe://td/ns/*`), or a serial in hex (colons allowed, as
-    /// openssl prints them).
-    pub fn parse(text: &str) -> Result<Entry, String> {
-        let text = text.trim();
-        if text.starts_with("spiffe://") {
-            AllowPattern::try_from(text.to_string())?;
-            return Ok(Entry::Id(text.to_string()));
-        }
-        let hex: String = text.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
-        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("`{text}` is neither a SPIFFE ID (spiffe://…) nor a certificate serial in hex"));
-        }
-        Ok(Entry::Serial(normalize_serial(&hex)))
-    }
-
-    pub fn text(&self) -> &str {
-        match self {
-            Entry::Id(s) | Entry::Serial(s) => s,
-        }
-    }
-}
-
-/// Serials as the trail and `idgate status` print them: lowercase hex, no leading zero bytes.
-fn normalize_serial(hex: &str) -> String {
-    let trimmed = hex.trim_start_matches('0');
-    let even = if trimmed.len() % 2 == 1 { format!("0{trimmed}") } else { trimmed.to_string() };
-    if even.is_empty() {
-        "00".into()
-    } else {
-        even
-    }
-}
-
-/// The entries of a deny-list file; a missing file is an empty list. Errors name the line.
-pub fn read_file(path: &Path) -> Result<Vec<Entry>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-    };
-    let mut entries = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        entries.push(Entry::parse(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?);
-    }
-    Ok(entries)
 }
 
 impl Revocations {
@@ -166,15 +106,5 @@ mod tests {
         assert_eq!(why(&["c1"]).unwrap(), "certificate serial c1 is revoked");
         assert_eq!(why(&["a0b"]).unwrap(), "CA certificate serial 0a0b in the chain of spiffe://t/app/alice is revoked");
         assert_eq!(why(&["spiffe://t/idgate/host/a"]).unwrap(), "spiffe://t/idgate/host/a is revoked: its CA issued spiffe://t/app/alice");
-    }
-
-    #[test]
-    fn bad_entries_name_their_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("revoked");
-        std::fs::write(&path, "# fleet deny list\nspiffe://t/a  # why\n\nnot-hex\n").unwrap();
-        let e = read_file(&path).unwrap_err();
-        assert!(e.ends_with("revoked:4: `not-hex` is neither a SPIFFE ID (spiffe://…) nor a certificate serial in hex"), "{e}");
-        assert!(read_file(&dir.path().join("absent")).unwrap().is_empty());
     }
 }

@@ -6,20 +6,22 @@
 //! opens them. `idgate check` and
 //! `idgate run` both call it, so the unit's `ExecStartPre` check catches what would make the
 //! service fail to start. Every problem is reported, each at the place in the file it names.
-use super::load::position_of;
-use super::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
+use crate::config::locate::{Index, Key, Locator, Step};
+use crate::config::position_of;
+use crate::config::{CaSource, Config, ConfigError, IdentityBackendChoice, Part};
 use std::path::{Path, PathBuf};
 
 struct Problems<'a> {
     file: &'a Path,
     text: &'a str,
+    entries: Locator<'a>,
     found: Vec<ConfigError>,
 }
 
 impl Problems<'_> {
-    /// A problem at the first of `needles` found in the file (a value as written, then its key).
-    fn at(&mut self, needles: &[&str], message: String) {
-        let offset = needles.iter().find_map(|n| self.text.find(n));
+    /// A problem with the entry at `path` (or, left at its default, what would hold it).
+    fn at(&mut self, path: &[Step<'_>], message: String) {
+        let offset = self.entries.offset(path);
         self.found.push(ConfigError { file: self.file.into(), position: offset.map(|o| position_of(self.text, o)), message });
     }
 
@@ -29,12 +31,21 @@ impl Problems<'_> {
     }
 }
 
-fn quoted(path: &Path) -> String {
-    format!("\"{}\"", path.display())
+/// The config at `path`, with every check `run` makes before it binds a socket: what `idgate
+/// check`, `idgate run` and a reload read.
+pub fn load_checked(path: &Path) -> Result<Config, crate::config::ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: path.into(), position: None, message: format!("cannot read: {e}") })?;
+    let config = crate::config::parse(path, &text)?;
+    let problems = preflight(path, &text, &config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(crate::config::ConfigErrors(problems))
+    }
 }
 
 pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
-    let mut p = Problems { file, text, found: Vec::new() };
+    let mut p = Problems { file, text, entries: Locator::new(text), found: Vec::new() };
     ca(&mut p, config);
     secrets(&mut p, config);
     exe_paths(&mut p, config);
@@ -42,17 +53,16 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
     for (i, route) in config.outbound.iter().enumerate() {
         if let Some(tls) = &route.tls {
             if let Err(e) = crate::http::Origin::new(tls) {
-                let bundle = tls.ca_bundle.as_deref().map(quoted).unwrap_or_default();
-                p.at(&[&bundle, "tls"], format!("outbound[{i}].tls: {e:#}"));
+                p.at(&[Key("outbound"), Index(i), Key("tls"), Key("ca_bundle")], format!("outbound[{i}].tls: {e:#}"));
             }
         }
     }
     if let Err(e) = config.revocation.entries() {
-        p.at(&["[revocation]"], format!("revocation: {e}"));
+        p.at(&[Key("revocation")], format!("revocation: {e}"));
     }
     if config.identity_backend == IdentityBackendChoice::Kmod && !crate::identity::kmod_device().exists() {
         let device = crate::identity::kmod_device();
-        p.at(&["identity_backend"], format!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()));
+        p.at(&[Key("identity_backend")], format!("identity_backend = \"kmod\" but {} does not exist (is idgate.ko loaded?)", device.display()));
     }
     p.found
 }
@@ -60,11 +70,10 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
 /// The CA's files, each checked on its own so that all their problems show at once, then
 /// loaded, used to mint this host's SVID, and tried in an mTLS handshake with itself.
 fn ca(p: &mut Problems<'_>, config: &Config) {
-    let (cert, key, at): (PathBuf, PathBuf, [String; 2]) = match config.ca.source {
+    let (cert, key, at): (PathBuf, PathBuf, [&[Step<'static>]; 2]) = match config.ca.source {
         CaSource::Files => {
             let (Some(cert), Some(key)) = (config.ca.cert.clone(), config.ca.key.clone()) else { return }; // reported by load
-            let at = [quoted(&cert), quoted(&key)];
-            (cert, key, at)
+            (cert, key, [&[Key("ca"), Key("cert")], &[Key("ca"), Key("key")]])
         }
         CaSource::Embedded => {
             let cert = config.state_dir.join(crate::credential::CA_CERT_FILE);
@@ -72,22 +81,22 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
             if !cert.exists() && !key.exists() {
                 return; // created at the first start
             }
-            (cert, key, [String::from("state_dir"), String::from("state_dir")])
+            (cert, key, [&[Key("state_dir")], &[Key("state_dir")]])
         }
     };
     let mut usable = true;
     if let Err(e) = std::fs::read_to_string(&cert) {
-        p.at(&[&at[0], "cert"], format!("ca.cert: cannot read {}: {e}", cert.display()));
+        p.at(at[0], format!("ca.cert: cannot read {}: {e}", cert.display()));
         usable = false;
     }
     // The same checks `run` makes (see `private_file`): owner, mode, the directories on its way.
-    if let Err(why) = crate::private_file::read(&key) {
-        p.at(&[&at[1], "key"], format!("ca.key: {}: {why}", key.display()));
+    if let Err(why) = crate::sys::private_file::read(&key) {
+        p.at(at[1], format!("ca.key: {}: {why}", key.display()));
         usable = false;
     }
-    for bundle in &config.ca.trust_bundle {
-        if let Err(e) = crate::app::trust_anchors(bundle) {
-            p.at(&[&quoted(bundle), "trust_bundle"], format!("ca.trust_bundle: {e:#}"));
+    for (i, bundle) in config.ca.trust_bundle.iter().enumerate() {
+        if let Err(e) = crate::credential::authority::trust_anchors(bundle) {
+            p.at(&[Key("ca"), Key("trust_bundle"), Index(i)], format!("ca.trust_bundle: {e:#}"));
             usable = false;
         }
     }
@@ -96,23 +105,23 @@ fn ca(p: &mut Problems<'_>, config: &Config) {
     }
     if let Err(e) = crate::credential::CertificateAuthority::load(&cert, &key) {
         let key_named = e.to_string().starts_with(&key.display().to_string());
-        let (needle, field) = if key_named { (&at[1], "ca.key") } else { (&at[0], "ca.cert") };
-        p.at(&[needle, "[ca]"], format!("{field}: {e:#}"));
+        let (place, field) = if key_named { (at[1], "ca.key") } else { (at[0], "ca.cert") };
+        p.at(place, format!("{field}: {e:#}"));
         return;
     }
-    let host = crate::app::hostname(config);
+    let host = crate::credential::authority::hostname(config);
     // The deny list applies to the self-test as to any peer (reported on its own if it is bad).
-    let revoked = crate::app::deny_list(config).unwrap_or_default();
-    match crate::app::load_credentials(config, &host, revoked) {
+    let revoked = crate::credential::authority::deny_list(config).unwrap_or_default();
+    match crate::credential::authority::load_credentials(config, &host, revoked) {
         Ok(credentials) => {
             if let Err(e) = credentials.self_test() {
-                p.at(&["[ca]", "trust_domain"], format!("the CA and trust bundle fail an mTLS handshake of this host with itself: {e:#}"));
+                p.at(&[Key("ca")], format!("the CA and trust bundle fail an mTLS handshake of this host with itself: {e:#}"));
             }
             if let Some(grant) = credentials.grant() {
                 workloads_within(p, config, &grant);
             }
         }
-        Err(e) => p.at(&["[ca]", "trust_domain"], format!("{e:#}")),
+        Err(e) => p.at(&[Key("ca")], format!("{e:#}")),
     }
 }
 
@@ -137,16 +146,18 @@ fn workloads_within(p: &mut Problems<'_>, config: &Config, grant: &crate::creden
 fn secrets(p: &mut Problems<'_>, config: &Config) {
     let files = crate::http::secrets::FileSecrets::default();
     for (i, rule) in config.http_rules.iter().enumerate() {
-        for (name, template) in rule.set.iter().chain(rule.append.iter()) {
+        let actions = rule.set.iter().map(|e| ("set", e)).chain(rule.append.iter().map(|e| ("append", e)));
+        for (action, (name, template)) in actions {
+            let place = [Key("http_rule"), Index(i), Key(action), Key(name.0.as_str())];
             for part in &template.parts {
                 match part {
                     Part::File(path) => {
                         if let Err(e) = files.get(path) {
-                            p.at(&[&format!("${{file:{}}}", path.display())], format!("http_rule[{i}] header `{}`: {e}", name.0));
+                            p.at(&place, format!("http_rule[{i}] header `{}`: {e}", name.0));
                         }
                     }
                     Part::Env(var) if std::env::var_os(var).is_none() => {
-                        p.at(&[&format!("${{env:{var}}}")], format!("http_rule[{i}] header `{}`: environment variable {var} is not set", name.0));
+                        p.at(&place, format!("http_rule[{i}] header `{}`: environment variable {var} is not set", name.0));
                     }
                     _ => {}
                 }
@@ -223,7 +234,7 @@ fn written(p: &mut Problems<'_>, config: &Config) {
         std::fs::create_dir_all(&config.state_dir).and_then(|()| std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&probe));
     match state {
         Ok(_) => drop(std::fs::remove_file(&probe)),
-        Err(e) => p.at(&[&quoted(&config.state_dir), "state_dir"], format!("state_dir: {}", unwritable(&probe, &e))),
+        Err(e) => p.at(&[Key("state_dir")], format!("state_dir: {}", unwritable(&probe, &e))),
     }
     if let Some(file) = &config.trail.file {
         let existed = file.exists();
@@ -231,7 +242,7 @@ fn written(p: &mut Problems<'_>, config: &Config) {
         match opened {
             Ok(_) if !existed => drop(std::fs::remove_file(file)),
             Ok(_) => {}
-            Err(e) => p.at(&[&quoted(file), "[trail]"], format!("trail file: {}", unwritable(file, &e))),
+            Err(e) => p.at(&[Key("trail"), Key("file")], format!("trail file: {}", unwritable(file, &e))),
         }
     }
 }

@@ -31,7 +31,7 @@ pub fn own_program() -> PathBuf {
 
 /// In the successor, once it serves: tells the old process to hand over.
 pub fn request_handover(old_control: &Path) -> Result<()> {
-    crate::commands::status::request(old_control, "POST", &format!("/handover/{}", std::process::id())).map(|_| ())
+    crate::control::client::request(old_control, "POST", &format!("/handover/{}", std::process::id())).map(|_| ())
 }
 
 /// Whether this kernel moves connections queued on a closed listener to another of its

@@ -56,7 +56,7 @@ pub struct AddressEvents(OwnedFd);
 impl AddressEvents {
     pub fn subscribe() -> io::Result<Self> {
         let groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
-        Ok(AddressEvents(crate::netlink::subscribe(libc::SOCK_RAW, libc::NETLINK_ROUTE, groups)?))
+        Ok(AddressEvents(crate::sys::netlink::subscribe(libc::SOCK_RAW, libc::NETLINK_ROUTE, groups)?))
     }
 
     /// Blocks until an address was added or removed, then takes every notification already

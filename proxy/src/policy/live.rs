@@ -4,10 +4,10 @@
 //! list. A flow takes one snapshot when it starts (an HTTP flow one per request); a reload
 //! swaps the whole policy at once, so no flow ever sees half of one file and half of another.
 use crate::config::{Config, DefaultAction, HostPattern, OutboundRule, PeerChoice};
+use crate::credential::deny_list::{DenyList, Revocations};
 use crate::http::{JwtIssuer, Origin, Rewriter};
 use crate::identity::Selector;
-use crate::policy::Authorizer;
-use crate::revocation::{DenyList, Revocations};
+use crate::policy::authorize::Authorizer;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;

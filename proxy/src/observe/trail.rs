@@ -5,7 +5,7 @@
 //! flow can be followed from the process that opened it to the caller the server saw. Records
 //! go to the log (target `idgate::trail`, so journald keeps them) and, if configured, to a
 //! file of JSON lines.
-use crate::flows::{FlowFacts, OpenFlow};
+use crate::observe::flows::{FlowFacts, OpenFlow};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -89,7 +89,7 @@ impl Trail {
     }
 
     /// A flow that was refused (nothing crossed), as its decision record tells it.
-    pub fn refused(&self, d: &crate::decisions::Decision) {
+    pub fn refused(&self, d: &crate::observe::decisions::Decision) {
         let facts = FlowFacts {
             id: d.flow.clone(),
             direction: d.direction,
@@ -116,7 +116,7 @@ impl Trail {
         let record = Record {
             unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
             host: &self.host,
-            idgate_pid: crate::flows::own_pid(),
+            idgate_pid: crate::observe::flows::own_pid(),
             flow: &f.id,
             direction: f.direction,
             verdict,

@@ -3,7 +3,7 @@
 //! tunnel pool. A flow, its tunnel connection and both of its splice directions then live on
 //! one thread, so relaying a request wakes no other thread. With tokio's work-stealing runtime
 //! the same host spent twice the CPU per request on cross-thread wake-ups (see the #5 notes).
-use crate::supervise::Supervised;
+use crate::runtime::supervise::Supervised;
 use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use anyhow::{Context, Result};
@@ -12,16 +12,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
-
-thread_local! {
-    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The index of the worker thread running this code (0 elsewhere): which shard of per-worker
-/// structures (the flow registry) it uses.
-pub fn current_index() -> usize {
-    INDEX.with(|i| i.get())
-}
 
 /// `[listen] workers`, else a quarter of the cores (at least one): the proxy shares the host
 /// with its workloads, and on a busy 2-core host one worker did 21k req/s where two did 16k,
@@ -129,7 +119,7 @@ pub fn spawn_serving(
     std::thread::Builder::new()
         .name(format!("idgate-worker-{index}"))
         .spawn(move || {
-            INDEX.with(|i| i.set(index + 1));
+            crate::observe::flows::use_shard(index + 1);
             runtime.block_on(async move {
                 let mut serving = Supervised::default();
                 for (name, l) in loops() {

@@ -5,15 +5,15 @@
 //! file that does not validate changes nothing: its errors are logged with their line, and the
 //! policy in force stays.
 use crate::config::{Config, InboundMode, Intercept, RevocationConfig};
+use crate::credential::deny_list::Revocations;
 use crate::credential::Credentials;
-use crate::decisions::{Decision, DecisionLog};
-use crate::flows::{FlowRegistry, OpenFlow};
 use crate::http::JwtIssuer;
 use crate::identity::Identities;
 use crate::intercept::guard::{self, Redirect};
 use crate::intercept::Ruleset;
-use crate::live::{Live, Policy};
-use crate::revocation::Revocations;
+use crate::observe::decisions::{Decision, DecisionLog};
+use crate::observe::flows::{FlowRegistry, OpenFlow};
+use crate::policy::live::{Live, Policy};
 use crate::tunnel::pool::Pool;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
@@ -156,14 +156,14 @@ impl Reloader {
         if self.is_retired() {
             return self.apply_file();
         }
-        crate::service::reloading();
+        crate::runtime::service::reloading();
         let result = self.apply_file();
         match &result {
             Ok(r) => {
-                crate::service::reloaded(&format!("ready: policy generation {}", r.generation));
-                crate::main_process::reload_draining();
+                crate::runtime::service::reloaded(&format!("ready: policy generation {}", r.generation));
+                crate::control::main_process::reload_draining();
             }
-            Err(_) => crate::service::reloaded("ready: the last reload was refused, the config in force stays"),
+            Err(_) => crate::runtime::service::reloaded("ready: the last reload was refused, the config in force stays"),
         }
         result
     }
@@ -186,7 +186,7 @@ impl Reloader {
             }
             Err(why)
         };
-        let mut config = match crate::config::load_checked(&self.fixed.path) {
+        let mut config = match crate::control::preflight::load_checked(&self.fixed.path) {
             Ok(c) => c,
             Err(errors) => return refuse(errors.to_string()),
         };
@@ -214,9 +214,9 @@ impl Reloader {
         // One transaction: what can fail is staged first (the new CA's SVID minted and
         // self-tested, nothing swapped), then the kernel's side changes, each undone if a later
         // step fails, and only then is the CA committed, which cannot fail.
-        let staged_ca = match ca_replaced
-            .then(|| crate::app::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.stage_authority(ca, bundle)))
-        {
+        let staged_ca = match ca_replaced.then(|| {
+            crate::credential::authority::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.stage_authority(ca, bundle))
+        }) {
             Some(Err(e)) => return refuse(format!("the new CA or trust bundle: {e:#}")),
             Some(Ok(staged)) => Some(staged),
             None => None,

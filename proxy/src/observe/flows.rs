@@ -2,9 +2,9 @@
 //! revocation re-checks (and closes when the new policy denies it), and what the attribution
 //! trail records when the flow ends. Each worker thread registers its flows in its own shard,
 //! so the data path takes an uncontended lock per flow; the control thread reads all shards.
+use crate::credential::deny_list::{DenyList, Revocations};
 use crate::credential::PeerChain;
 use crate::identity::ProcessInfo;
-use crate::revocation::{DenyList, Revocations};
 use crate::spiffe::SpiffeId;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -128,6 +128,16 @@ impl Drop for Registration {
     }
 }
 
+thread_local! {
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's flows go to registry shard `shard` (a worker thread's own; flows registered
+/// anywhere else share shard 0), so registering one locks nothing another worker holds.
+pub fn use_shard(shard: usize) {
+    SHARD.with(|s| s.set(shard));
+}
+
 impl FlowRegistry {
     /// One shard per worker thread (and one for the control thread's own flows).
     pub fn new(shards: usize) -> Arc<Self> {
@@ -137,20 +147,14 @@ impl FlowRegistry {
     /// Registers a flow and checks it against the deny list in force (see `set_peer_chain`):
     /// a revocation that landed since the flow was last checked is seen here, and any later
     /// one finds the flow registered. `Err` says why the flow must not go on.
-    pub fn register_checked(
-        self: &Arc<Self>,
-        shard: usize,
-        facts: FlowFacts,
-        chain: Option<Arc<PeerChain>>,
-        deny: &DenyList,
-    ) -> Result<Registration, String> {
-        let registration = self.register(shard, facts);
+    pub fn register_checked(self: &Arc<Self>, facts: FlowFacts, chain: Option<Arc<PeerChain>>, deny: &DenyList) -> Result<Registration, String> {
+        let registration = self.register(facts);
         registration.flow.set_peer_chain(chain, deny)?;
         Ok(registration)
     }
 
-    pub fn register(self: &Arc<Self>, shard: usize, facts: FlowFacts) -> Registration {
-        let shard = shard % self.shards.len();
+    pub fn register(self: &Arc<Self>, facts: FlowFacts) -> Registration {
+        let shard = SHARD.with(|s| s.get()) % self.shards.len();
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let flow = Arc::new(OpenFlow {
             facts,
@@ -252,8 +256,10 @@ mod tests {
     #[tokio::test]
     async fn flows_are_listed_while_open_and_closed_on_request() {
         let reg = FlowRegistry::new(2);
-        let a = reg.register(0, facts("a"));
-        let b = reg.register(1, facts("b"));
+        let a = reg.register(facts("a"));
+        use_shard(1); // as a worker thread would: its flows in a shard of its own
+        let b = reg.register(facts("b"));
+        use_shard(0);
         assert_eq!(reg.all().len(), 2);
         assert_eq!(reg.close_where(|f| (f.facts.id == "b").then(|| "denied by the new policy".to_string())), 1);
         tokio::time::timeout(std::time::Duration::from_secs(1), b.flow.closed()).await.expect("close reaches the flow's task");
@@ -265,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_flow_registers_only_while_neither_it_nor_its_peer_is_revoked() {
-        use crate::revocation::Entry;
+        use crate::config::deny_list::Entry;
         let reg = FlowRegistry::new(1);
         let list = |entries: &[&str]| DenyList::from_pointee(Revocations::new(entries.iter().map(|e| Entry::parse(e).unwrap()).collect::<Vec<_>>()));
         let peer = || {
@@ -278,13 +284,13 @@ mod tests {
         let mut outbound = facts("o");
         outbound.direction = "outbound";
         outbound.peer = Some("10.0.0.2:15008".into());
-        let err = reg.register_checked(0, outbound.clone(), peer(), &list(&["spiffe://td/app/a"])).err().unwrap();
+        let err = reg.register_checked(outbound.clone(), peer(), &list(&["spiffe://td/app/a"])).err().unwrap();
         assert_eq!(err, "spiffe://td/app/a is revoked");
-        let err = reg.register_checked(0, outbound.clone(), peer(), &list(&["ca"])).err().unwrap();
+        let err = reg.register_checked(outbound.clone(), peer(), &list(&["ca"])).err().unwrap();
         assert_eq!(err, "CA certificate serial ca in the chain of spiffe://td/idgate/host/b is revoked");
         assert!(reg.all().is_empty(), "a refused flow stays out of the registry");
         // Registered before its dial: the chain comes later, and is checked then.
-        let flow = reg.register_checked(0, outbound, None, &list(&["spiffe://td/idgate/host/b"])).unwrap();
+        let flow = reg.register_checked(outbound, None, &list(&["spiffe://td/idgate/host/b"])).unwrap();
         assert_eq!(flow.flow.peer_label().as_deref(), Some("10.0.0.2:15008"));
         let err = flow.flow.set_peer_chain(peer(), &list(&["spiffe://td/idgate/host/b"])).unwrap_err();
         assert_eq!(err, "spiffe://td/idgate/host/b is revoked");

@@ -10,6 +10,7 @@
 //! and holds no key: whatever can fail does so in the proxy, which reports it. It holds one
 //! thing for the proxies: the netlink socket that owns the nftables table no other program
 //! may flush (see `intercept::keeper`), so that the table lasts while any proxy runs.
+use crate::runtime::service::{parent_pid, supervised, PARENT_ENV};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -18,21 +19,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// In the proxies' environment: the pid of the main process that started them.
-pub const PARENT_ENV: &str = "IDGATE_MAIN_PID";
 /// How long a new proxy may take to take over before it is given up.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(60);
 const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
-
-fn parent_pid() -> u32 {
-    // SAFETY: getppid has no arguments and cannot fail.
-    unsafe { libc::getppid() as u32 }
-}
-
-/// Whether this process is a proxy started by the main process (still its parent).
-pub fn supervised() -> bool {
-    std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| p == parent_pid())
-}
 
 /// In a proxy, before any thread exists: the descriptors the service manager passed to the
 /// main process (its listeners, back from the store) are this process's to adopt.
@@ -228,7 +217,7 @@ pub struct Resume {
 /// the serving one) and supervises them until they have all exited. Returns the status to
 /// exit with: the serving proxy's.
 pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
-    let program = crate::upgrade::own_program();
+    let program = crate::control::upgrade::own_program();
     let set = block_signals();
     let mut proxies = Proxies::default();
     // Held here for the service's life (and across an upgrade's exec), so that the table it

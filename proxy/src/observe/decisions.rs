@@ -51,7 +51,9 @@ impl DecisionLog {
 
     pub fn record(&self, mut d: Decision) {
         d.unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        // The target operators filter on (`RUST_LOG=idgate::decisions=debug`) stays put.
         tracing::debug!(
+            target: "idgate::decisions",
             direction = d.direction,
             flow = %d.flow,
             source_id = d.source_id.as_deref().unwrap_or("-"),

@@ -5,8 +5,8 @@
 //! (identities, processes and flows, which a local user must not see), and takes POST /reload
 //! (the config file) and POST /revocations (the deny list).
 use crate::credential::Credentials;
-use crate::decisions::DecisionLog;
-use crate::metrics::Metrics;
+use crate::observe::decisions::DecisionLog;
+use crate::observe::metrics::Metrics;
 use crate::tunnel::pool::Pool;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -40,9 +40,9 @@ pub struct Admin {
     /// For its handshake counts and refusals.
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
     /// Open flows, for /flows.
-    pub registry: Arc<crate::flows::FlowRegistry>,
-    pub reloader: Arc<crate::reload::Reloader>,
-    pub live: Arc<crate::live::Live>,
+    pub registry: Arc<crate::observe::flows::FlowRegistry>,
+    pub reloader: Arc<crate::control::reload::Reloader>,
+    pub live: Arc<crate::policy::live::Live>,
     /// An upgrade's successor asking this process to hand over (its pid).
     pub handovers: tokio::sync::mpsc::UnboundedSender<u32>,
     /// Whether workloads are prepared before their first flow (process events), and counts.
@@ -130,7 +130,7 @@ impl Admin {
     }
 
     fn respond_control(&self, method: &Method, path: &str) -> Answer {
-        let report = |result: Result<crate::reload::Report, String>| match result {
+        let report = |result: Result<crate::control::reload::Report, String>| match result {
             Ok(report) => (StatusCode::OK, "application/json", serde_json::to_string(&report).unwrap_or_default()),
             Err(why) => (StatusCode::UNPROCESSABLE_ENTITY, "text/plain", why),
         };
@@ -141,7 +141,7 @@ impl Admin {
             (&Method::GET, "/flows") => (StatusCode::OK, "application/json", crate::terminal::escape_json(self.flows_json())),
             (&Method::POST, "/reload") => report(self.reloader.reload()),
             (&Method::POST, "/revocations") => report(self.reloader.revocations()),
-            (&Method::POST, "/upgrade") => match crate::main_process::request_upgrade() {
+            (&Method::POST, "/upgrade") => match crate::control::main_process::request_upgrade() {
                 Ok(()) => {
                     tracing::info!("upgrade: asked the main process to start the new idgate");
                     (StatusCode::OK, "application/json", serde_json::json!({ "pid": std::process::id() }).to_string())

@@ -4,9 +4,11 @@
 //! one never seen, this host) used recently, so the flow finds a pooled connection. Exits
 //! retire what was kept per process. All of it is an optimisation: nothing decides a flow on
 //! it, and where the events are unavailable (containers) flows just do this work themselves.
+pub mod history_file;
+
 use crate::credential::Credentials;
 use crate::identity::{read_process, Identities, ProcEvent, ProcEvents};
-use crate::live::Live;
+use crate::policy::live::Live;
 use crate::spiffe::SpiffeId;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};

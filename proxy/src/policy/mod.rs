@@ -1,0 +1,4 @@
+//! Decisions: who may reach which local port (`authorize`), and the policy a reload swaps in
+//! whole while flows run (`live`: workload selectors, routes, HTTP rules, the deny list).
+pub mod authorize;
+pub mod live;
