@@ -17,6 +17,7 @@
 #include "proxies.h"
 #include "ruleset.h"
 
+/* Serializes configuration writers (config.h). */
 DEFINE_MUTEX(idgate_cfg_mutex);
 
 #ifdef IDGATE_FAULT_LOCK
@@ -111,8 +112,10 @@ static void cfg_replace_locked(struct idgate_net *in, struct idgate_cfg *cfg)
 		call_rcu(&old->rcu, cfg_free_rcu);
 }
 
-/* The proxy that u->proxy_tgid names (a reference, resolved in the caller's
- * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process. */
+/*
+ * The proxy that u->proxy_tgid names (a reference, resolved in the caller's
+ * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process.
+ */
 static struct pid *proxy_of(const struct idgate_config *u)
 {
 	struct pid *pid;
@@ -176,8 +179,10 @@ int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct 
 		u->mark_mask = cfg->mask;
 		u->rule_count = cfg->nrules;
 		n = min(room, cfg->nrules);
-		/* Copied out once the mutex is released: a faulting user
-		 * buffer must not hold up other namespaces' writers. */
+		/*
+		 * Copied out once the mutex is released: a faulting user
+		 * buffer must not hold up other namespaces' writers.
+		 */
 		if (n) {
 			copy = kvmalloc_array(n, sizeof(*copy), GFP_KERNEL);
 			if (copy)

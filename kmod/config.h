@@ -13,8 +13,10 @@ struct idgate_flow_key;
 struct idgate_net;
 struct idgate_ruleset;
 
-/* Serializes configuration writers of all namespaces (configurations and
- * proxy registrations). */
+/*
+ * Serializes configuration writers of all namespaces (configurations and
+ * proxy registrations).
+ */
 extern struct mutex idgate_cfg_mutex;
 
 /* Immutable once published; replaced as a whole and freed after RCU. */
@@ -27,11 +29,15 @@ struct idgate_cfg {
 	struct idgate_ruleset *set;	/* the same, indexed for the hook */
 };
 
-/* Validate @u and make it the configuration of @in (rule_count 0: none),
- * with u->proxy_tgid the proxy that @c names there (proxies.h). */
+/*
+ * Validate @u and make it the configuration of @in (rule_count 0: none),
+ * with u->proxy_tgid the proxy that @c names there (proxies.h).
+ */
 int idgate_cfg_set(struct idgate_net *in, struct idgate_client *c, const struct idgate_config *u);
-/* Copy the configuration of @in to @u (all zero if none), with the proxy
- * that @c names in @in, and up to u->rule_room of its rules to u->rules. */
+/*
+ * Copy the configuration of @in to @u (all zero if none), with the proxy
+ * that @c names in @in, and up to u->rule_room of its rules to u->rules.
+ */
 int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct idgate_config *u);
 /* Drop the configuration of @in (namespace exit). */
 void idgate_cfg_clear(struct idgate_net *in);

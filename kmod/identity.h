@@ -24,16 +24,22 @@ struct idgate_identity {
 	char cgroup[IDGATE_PATH_LEN];
 };
 
-/* Capture current's identity; atomic context, never fails (missing parts
- * are left empty and flagged). Pair with idgate_identity_release(). */
+/*
+ * Capture current's identity; atomic context, never fails (missing parts
+ * are left empty and flagged). Pair with idgate_identity_release().
+ */
 void idgate_identity_capture(struct idgate_identity *id);
 void idgate_identity_release(struct idgate_identity *id);
-/* Fill the "out" fields of @out as seen by current (pid and user
+/*
+ * Fill the "out" fields of @out as seen by current (pid and user
  * namespaces of the caller), all but the executable's device and inode.
- * Must not sleep: callable under RCU. */
+ * Must not sleep: callable under RCU.
+ */
 void idgate_identity_fill(const struct idgate_identity *id, struct idgate_lookup *out);
-/* Fill exe_dev and exe_ino of @out from @exe_file (may be NULL) as stat(2)
- * reports them, and flag them valid. May sleep. */
+/*
+ * Fill exe_dev and exe_ino of @out from @exe_file (may be NULL) as stat(2)
+ * reports them, and flag them valid. May sleep.
+ */
 void idgate_identity_fill_exe_id(struct file *exe_file, struct idgate_lookup *out);
 
 #endif

@@ -24,10 +24,12 @@ static void exempt_free_rcu(struct rcu_head *head)
 	kfree(e);
 }
 
-/* Publish the proxies of @in's clients. Caller holds idgate_cfg_mutex. If
+/*
+ * Publish the proxies of @in's clients. Caller holds idgate_cfg_mutex. If
  * the new set cannot be allocated, none is published: until the next change
  * the proxies' own connections are tagged (and refused), rather than a
- * process whose file is closed going untagged. */
+ * process whose file is closed going untagged.
+ */
 static int publish_locked(struct idgate_net *in)
 {
 	struct idgate_exempt *e = NULL, *old;
@@ -74,8 +76,10 @@ int idgate_proxies_set_locked(struct idgate_client *c, struct idgate_net *in, st
 
 	lockdep_assert_held(&idgate_cfg_mutex);
 	if (proxy && c->in == in) {
-		/* Replaced in place: a reload must not leave a moment in which
-		 * the proxy's own connections are tagged. */
+		/*
+		 * Replaced in place: a reload must not leave a moment in which
+		 * the proxy's own connections are tagged.
+		 */
 		put_pid(c->proxy);
 		c->proxy = proxy;
 		return publish_locked(in);
