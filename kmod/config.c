@@ -106,8 +106,10 @@ static void cfg_free_rcu(struct rcu_head *head)
 /* Caller holds idgate_cfg_mutex. */
 static void cfg_replace_locked(struct idgate_net *in, struct idgate_cfg *cfg)
 {
-	struct idgate_cfg *old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
+	struct idgate_cfg *old;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
+	old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
 	if (old)
 		call_rcu(&old->rcu, cfg_free_rcu);
 }
@@ -202,5 +204,6 @@ int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct 
 
 bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key)
 {
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "caller must hold rcu_read_lock()");
 	return idgate_ruleset_match(cfg->set, key);
 }

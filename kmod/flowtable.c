@@ -77,6 +77,7 @@ static struct hlist_head *bucket(struct idgate_table *t, const struct idgate_flo
 /* Caller holds t->lock. */
 static void unlink_locked(struct idgate_table *t, struct idgate_flow *flow)
 {
+	lockdep_assert_held(&t->lock);
 	hlist_del_init_rcu(&flow->hnode);
 	list_del_init(&flow->age);
 	t->count--;
@@ -88,6 +89,7 @@ static struct idgate_flow *find_locked(struct idgate_table *t, const struct idga
 {
 	struct idgate_flow *flow;
 
+	lockdep_assert_held(&t->lock);
 	hlist_for_each_entry(flow, bucket(t, key), hnode)
 		if (!memcmp(&flow->key, key, sizeof(*key)))
 			return flow;
@@ -103,6 +105,7 @@ static unsigned long expire_locked(struct idgate_table *t, struct list_head *dea
 	unsigned long timeout = msecs_to_jiffies(READ_ONCE(idgate_timeout_ms));
 	struct idgate_flow *flow, *tmp;
 
+	lockdep_assert_held(&t->lock);
 	list_for_each_entry_safe(flow, tmp, &t->fifo, age) {
 		if (time_before(jiffies, flow->created + timeout))
 			return flow->created + timeout;

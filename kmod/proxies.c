@@ -37,6 +37,7 @@ static int publish_locked(struct idgate_net *in)
 	unsigned int n = 0;
 	int ret = 0;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
 	list_for_each_entry(c, &in->clients, node)
 		n++;
 	if (n) {
@@ -59,6 +60,7 @@ static void unlink_locked(struct idgate_client *c)
 {
 	struct idgate_net *in = c->in;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
 	if (!in)
 		return;
 	list_del_init(&c->node);
