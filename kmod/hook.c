@@ -97,27 +97,24 @@ static void set_mark(struct sk_buff *skb, u32 mark, u32 mask)
 	skb->mark = (skb->mark & ~mask) | mark;
 }
 
+/*
+ * Record and mark the flow if its destination is intercepted. The whole of it
+ * runs in one RCU read-side section: nf_hook() holds one around every hook
+ * anyway, and recording does not sleep (atomic allocation, spinlock).
+ */
 static void intercept(struct idgate_net *in, struct sk_buff *skb, const struct idgate_flow_key *key)
 {
 	const struct idgate_cfg *cfg;
 	struct idgate_flow *flow;
-	u32 mark, mask;
 
 	rcu_read_lock();
 	cfg = rcu_dereference(in->cfg);
-	if (!cfg || !idgate_cfg_match(cfg, key)) {
-		rcu_read_unlock();
-		return;
-	}
+	if (!cfg || !idgate_cfg_match(cfg, key))
+		goto out_unlock;
 	if (idgate_is_proxy(in)) {
-		rcu_read_unlock();
 		idgate_stat_inc(skipped_proxy);
-		return;
+		goto out_unlock;
 	}
-	mark = cfg->mark;
-	mask = cfg->mask;
-	rcu_read_unlock();
-
 	flow = idgate_flow_new(key);
 	if (flow)
 		idgate_table_insert(&in->table, flow);
@@ -127,7 +124,9 @@ static void intercept(struct idgate_net *in, struct sk_buff *skb, const struct i
 	 * Marked even when not recorded: the proxy then refuses the unknown
 	 * flow instead of it bypassing the proxy (fail closed).
 	 */
-	set_mark(skb, mark, mask);
+	set_mark(skb, cfg->mark, cfg->mask);
+out_unlock:
+	rcu_read_unlock();
 }
 
 static unsigned int idgate_local_out(void *priv, struct sk_buff *skb,
