@@ -57,8 +57,10 @@ static void cfg_free(struct idgate_cfg *cfg)
 
 static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 {
+	struct idgate_rule *rules;
 	struct idgate_cfg *cfg;
 	unsigned int i;
+	int ret;
 
 	*out = NULL;
 	if (u->flags || u->rule_room || u->rule_count > IDGATE_MAX_RULES)
@@ -71,30 +73,33 @@ static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 	cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
-	cfg->rules = vmemdup_user(u64_to_user_ptr(u->rules), array_size(u->rule_count, sizeof(*cfg->rules)));
-	if (IS_ERR(cfg->rules)) {
-		int ret = PTR_ERR(cfg->rules);
-
-		cfg->rules = NULL;
-		cfg_free(cfg);
-		return ret;
+	rules = vmemdup_user(u64_to_user_ptr(u->rules),
+			     array_size(u->rule_count, sizeof(*rules)));
+	if (IS_ERR(rules)) {
+		ret = PTR_ERR(rules);
+		goto err_free;
 	}
+	cfg->rules = rules;
 	cfg->nrules = u->rule_count;
 	for (i = 0; i < cfg->nrules; i++) {
 		if (!rule_valid(&cfg->rules[i])) {
-			cfg_free(cfg);
-			return -EINVAL;
+			ret = -EINVAL;
+			goto err_free;
 		}
 	}
 	cfg->set = idgate_ruleset_build(cfg->rules, cfg->nrules);
 	if (!cfg->set) {
-		cfg_free(cfg);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto err_free;
 	}
 	cfg->mark = u->mark;
 	cfg->mask = u->mark_mask;
 	*out = cfg;
 	return 0;
+
+err_free:
+	cfg_free(cfg);
+	return ret;
 }
 
 /* kvfree() from softirq: vfree() defers the work when in interrupt. */
