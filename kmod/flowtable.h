@@ -69,10 +69,15 @@ void idgate_table_destroy(struct idgate_table *t);
 void idgate_table_insert(struct idgate_table *t, struct idgate_flow *flow);
 /* Unlink and return the entry for @key, or NULL; caller frees it. */
 struct idgate_flow *idgate_table_take(struct idgate_table *t, const struct idgate_flow_key *key);
-/*
- * Fill the identity of the entry for @key without removing it (all but
- * the executable's device and inode: *@exe_file gets a reference to the
- * executable, or NULL); -ENOENT if none.
+/**
+ * idgate_table_peek() - Read the identity of an entry without removing it.
+ * @t: the table
+ * @key: the flow
+ * @out: its "out" fields are filled, all but exe_dev and exe_ino
+ * @exe_file: set to a reference to the executable's file, or NULL; the
+ *            caller fills exe_dev and exe_ino from it and puts it
+ *
+ * Return: 0, or -ENOENT if @t has no entry for @key.
  */
 int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key,
 		      struct idgate_lookup *out, struct file **exe_file);

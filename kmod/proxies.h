@@ -33,11 +33,17 @@ struct idgate_exempt {
 	struct pid *tgid[];
 };
 
-/*
- * Make @proxy (a reference the caller passes on, or NULL) the proxy that @c
- * names in @in, replacing what @c named before (in any namespace). -ENOSPC
- * if @in has IDGATE_MAX_PROXIES others; @proxy is released on error. Caller
- * holds idgate_cfg_mutex.
+/**
+ * idgate_proxies_set_locked() - Set the proxy that an open file names.
+ * @c: the open /dev/idgate
+ * @in: the network namespace the proxy is exempt in
+ * @proxy: a reference the caller passes on, or NULL for none
+ *
+ * Replaces what @c named before, in any namespace.
+ *
+ * Context: caller holds idgate_cfg_mutex.
+ * Return: 0, -ENOSPC if @in has IDGATE_MAX_PROXIES others, -ENOMEM; @proxy
+ * is released on error.
  */
 int idgate_proxies_set_locked(struct idgate_client *c, struct idgate_net *in, struct pid *proxy);
 /* The file of @c is closed: drop what it named. */

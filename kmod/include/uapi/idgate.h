@@ -108,7 +108,8 @@ struct idgate_config {
 	 * min(rule_room, rule_count) are written. CONFIG: must be zero
 	 */
 	__u32 rule_room;
-	__u64 rules;		/* address of the struct idgate_rule array (EFAULT if unreadable) */
+	/* address of the struct idgate_rule array (EFAULT if unreadable) */
+	__u64 rules;
 };
 
 /* idgate_lookup.flags (in) */
@@ -145,8 +146,10 @@ struct idgate_lookup {
 	__u16 src_port;		/* in: source (local) port, host byte order */
 	__u16 dst_port;		/* in: destination port, host byte order */
 	__u16 pad0;		/* in: must be zero */
-	__u8 src_addr[16];	/* in: source address, network byte order (IPv4: bytes 0..3) */
-	__u8 dst_addr[16];	/* in: destination address, network byte order (IPv4: bytes 0..3) */
+	/* in: source address, network byte order (IPv4: bytes 0..3) */
+	__u8 src_addr[16];
+	/* in: destination address, network byte order (IPv4: bytes 0..3) */
+	__u8 dst_addr[16];
 	/* out: process id (tgid) in the caller's pid namespace; 0 if not visible there */
 	__u32 tgid;
 	/* out: thread id that called connect(), caller's pid namespace; 0 if not visible */
