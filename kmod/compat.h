@@ -36,8 +36,10 @@ static inline struct file *idgate_mm_exe_file(struct mm_struct *mm)
 	return exe;
 }
 
-/* no_llseek was removed in 6.12: a NULL .llseek on a file opened with
- * nonseekable_open() fails seeks with ESPIPE, as no_llseek did. */
+/*
+ * no_llseek was removed in 6.12: a NULL .llseek on a file opened with
+ * nonseekable_open() fails seeks with ESPIPE, as no_llseek did.
+ */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
 #define IDGATE_NO_LLSEEK
 #else

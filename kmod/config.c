@@ -17,6 +17,7 @@
 #include "proxies.h"
 #include "ruleset.h"
 
+/* Serializes configuration writers (config.h). */
 DEFINE_MUTEX(idgate_cfg_mutex);
 
 #ifdef IDGATE_FAULT_LOCK
@@ -56,8 +57,10 @@ static void cfg_free(struct idgate_cfg *cfg)
 
 static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 {
+	struct idgate_rule *rules;
 	struct idgate_cfg *cfg;
 	unsigned int i;
+	int ret;
 
 	*out = NULL;
 	if (u->flags || u->rule_room || u->rule_count > IDGATE_MAX_RULES)
@@ -70,30 +73,33 @@ static int cfg_build(const struct idgate_config *u, struct idgate_cfg **out)
 	cfg = kzalloc(sizeof(*cfg), GFP_KERNEL);
 	if (!cfg)
 		return -ENOMEM;
-	cfg->rules = vmemdup_user(u64_to_user_ptr(u->rules), array_size(u->rule_count, sizeof(*cfg->rules)));
-	if (IS_ERR(cfg->rules)) {
-		int ret = PTR_ERR(cfg->rules);
-
-		cfg->rules = NULL;
-		cfg_free(cfg);
-		return ret;
+	rules = vmemdup_user(u64_to_user_ptr(u->rules),
+			     array_size(u->rule_count, sizeof(*rules)));
+	if (IS_ERR(rules)) {
+		ret = PTR_ERR(rules);
+		goto err_free;
 	}
+	cfg->rules = rules;
 	cfg->nrules = u->rule_count;
 	for (i = 0; i < cfg->nrules; i++) {
 		if (!rule_valid(&cfg->rules[i])) {
-			cfg_free(cfg);
-			return -EINVAL;
+			ret = -EINVAL;
+			goto err_free;
 		}
 	}
 	cfg->set = idgate_ruleset_build(cfg->rules, cfg->nrules);
 	if (!cfg->set) {
-		cfg_free(cfg);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto err_free;
 	}
 	cfg->mark = u->mark;
 	cfg->mask = u->mark_mask;
 	*out = cfg;
 	return 0;
+
+err_free:
+	cfg_free(cfg);
+	return ret;
 }
 
 /* kvfree() from softirq: vfree() defers the work when in interrupt. */
@@ -105,14 +111,18 @@ static void cfg_free_rcu(struct rcu_head *head)
 /* Caller holds idgate_cfg_mutex. */
 static void cfg_replace_locked(struct idgate_net *in, struct idgate_cfg *cfg)
 {
-	struct idgate_cfg *old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
+	struct idgate_cfg *old;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
+	old = rcu_replace_pointer(in->cfg, cfg, lockdep_is_held(&idgate_cfg_mutex));
 	if (old)
 		call_rcu(&old->rcu, cfg_free_rcu);
 }
 
-/* The proxy that u->proxy_tgid names (a reference, resolved in the caller's
- * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process. */
+/*
+ * The proxy that u->proxy_tgid names (a reference, resolved in the caller's
+ * pid namespace), NULL for none; ERR_PTR(-ESRCH) if no such process.
+ */
 static struct pid *proxy_of(const struct idgate_config *u)
 {
 	struct pid *pid;
@@ -176,8 +186,10 @@ int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct 
 		u->mark_mask = cfg->mask;
 		u->rule_count = cfg->nrules;
 		n = min(room, cfg->nrules);
-		/* Copied out once the mutex is released: a faulting user
-		 * buffer must not hold up other namespaces' writers. */
+		/*
+		 * Copied out once the mutex is released: a faulting user
+		 * buffer must not hold up other namespaces' writers.
+		 */
 		if (n) {
 			copy = kvmalloc_array(n, sizeof(*copy), GFP_KERNEL);
 			if (copy)
@@ -197,5 +209,6 @@ int idgate_cfg_get(struct idgate_net *in, const struct idgate_client *c, struct 
 
 bool idgate_cfg_match(const struct idgate_cfg *cfg, const struct idgate_flow_key *key)
 {
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "caller must hold rcu_read_lock()");
 	return idgate_ruleset_match(cfg->set, key);
 }

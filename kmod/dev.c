@@ -3,7 +3,7 @@
  * /dev/idgate: version, configuration, lookup and counters, each for the
  * caller's network namespace. An open file holds a reference on the module
  * (fops.owner), so the module cannot be unloaded while any ioctl may run:
- * rmmod fails with EBUSY until the last file is closed.
+ * rmmod fails with EAGAIN until the last file is closed.
  */
 #include <linux/capability.h>
 #include <linux/file.h>

@@ -15,7 +15,8 @@
 
 struct idgate_flow;
 
-#if defined(IDGATE_FAULT_UAF) || defined(IDGATE_FAULT_LOCK) || defined(IDGATE_FAULT_LEAK) || defined(IDGATE_FAULT_EIO)
+#if defined(IDGATE_FAULT_UAF) || defined(IDGATE_FAULT_LOCK) || \
+	defined(IDGATE_FAULT_LEAK) || defined(IDGATE_FAULT_EIO)
 #define IDGATE_FAULT 1
 #endif
 

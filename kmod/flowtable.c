@@ -77,6 +77,7 @@ static struct hlist_head *bucket(struct idgate_table *t, const struct idgate_flo
 /* Caller holds t->lock. */
 static void unlink_locked(struct idgate_table *t, struct idgate_flow *flow)
 {
+	lockdep_assert_held(&t->lock);
 	hlist_del_init_rcu(&flow->hnode);
 	list_del_init(&flow->age);
 	t->count--;
@@ -88,19 +89,23 @@ static struct idgate_flow *find_locked(struct idgate_table *t, const struct idga
 {
 	struct idgate_flow *flow;
 
+	lockdep_assert_held(&t->lock);
 	hlist_for_each_entry(flow, bucket(t, key), hnode)
 		if (!memcmp(&flow->key, key, sizeof(*key)))
 			return flow;
 	return NULL;
 }
 
-/* Unlink expired entries (oldest first) onto @dead; caller holds t->lock.
- * Returns the jiffies at which the next entry expires, or 0 if empty. */
+/*
+ * Unlink expired entries (oldest first) onto @dead; caller holds t->lock.
+ * Returns the jiffies at which the next entry expires, or 0 if empty.
+ */
 static unsigned long expire_locked(struct idgate_table *t, struct list_head *dead)
 {
 	unsigned long timeout = msecs_to_jiffies(READ_ONCE(idgate_timeout_ms));
 	struct idgate_flow *flow, *tmp;
 
+	lockdep_assert_held(&t->lock);
 	list_for_each_entry_safe(flow, tmp, &t->fifo, age) {
 		if (time_before(jiffies, flow->created + timeout))
 			return flow->created + timeout;
@@ -121,8 +126,10 @@ static void free_list(struct list_head *dead)
 	}
 }
 
-/* Delay until the gc should run for an entry expiring at @until: at most a
- * second, so that a shorter timeout_ms set at run time takes effect soon. */
+/*
+ * Delay until the gc should run for an entry expiring at @until: at most a
+ * second, so that a shorter timeout_ms set at run time takes effect soon.
+ */
 static unsigned long gc_delay(unsigned long until)
 {
 	long d = (long)(until - jiffies);
@@ -188,7 +195,7 @@ void idgate_table_insert(struct idgate_table *t, struct idgate_flow *flow)
 {
 	unsigned int max = READ_ONCE(idgate_max_entries);
 	struct idgate_flow *old;
-	bool arm = false;
+	unsigned long next;
 	LIST_HEAD(dead);
 
 	spin_lock_bh(&t->lock);
@@ -212,10 +219,10 @@ void idgate_table_insert(struct idgate_table *t, struct idgate_flow *flow)
 	idgate_stat_inc(entries);
 	idgate_stat_inc(recorded);
 	idgate_stat_peak(t->count);
-	arm = !t->dead && !delayed_work_pending(&t->gc);
-	if (arm)
-		mod_delayed_work(system_power_efficient_wq, &t->gc,
-				 gc_delay(flow->created + msecs_to_jiffies(READ_ONCE(idgate_timeout_ms)) + 1));
+	if (!t->dead && !delayed_work_pending(&t->gc)) {
+		next = flow->created + msecs_to_jiffies(READ_ONCE(idgate_timeout_ms)) + 1;
+		mod_delayed_work(system_power_efficient_wq, &t->gc, gc_delay(next));
+	}
 	spin_unlock_bh(&t->lock);
 	free_list(&dead);
 }
@@ -232,8 +239,8 @@ struct idgate_flow *idgate_table_take(struct idgate_table *t, const struct idgat
 	return flow;
 }
 
-int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out,
-		      struct file **exe_file)
+int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key,
+		      struct idgate_lookup *out, struct file **exe_file)
 {
 	struct idgate_flow *flow;
 	int ret = -ENOENT;
@@ -243,8 +250,10 @@ int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key,
 	hlist_for_each_entry_rcu(flow, bucket(t, key), hnode) {
 		if (!memcmp(&flow->key, key, sizeof(*key))) {
 			idgate_identity_fill(&flow->id, out);
-			/* The entry holds its reference until a grace period after
-			 * it is unlinked: the count is not zero here. */
+			/*
+			 * The entry holds its reference until a grace period after
+			 * it is unlinked: the count is not zero here.
+			 */
 			if (flow->id.exe_file)
 				*exe_file = get_file(flow->id.exe_file);
 			ret = 0;

@@ -14,8 +14,10 @@
 extern unsigned int idgate_max_entries;	/* module parameter */
 extern unsigned int idgate_timeout_ms;	/* module parameter */
 
-/* A flow as the connecting task saw it (before NAT). Fully zeroed before
- * being filled, so that it can be hashed and compared as bytes. */
+/*
+ * A flow as the connecting task saw it (before NAT). Fully zeroed before
+ * being filled, so that it can be hashed and compared as bytes.
+ */
 struct idgate_flow_key {
 	u8 saddr[16];		/* IPv4: bytes 0..3, rest zero */
 	u8 daddr[16];
@@ -60,15 +62,24 @@ void idgate_flow_free_sync(struct idgate_flow *flow);	/* planted fault only */
 int idgate_table_init(struct idgate_table *t);
 /* Flush every entry and stop the gc; no insert may run concurrently. */
 void idgate_table_destroy(struct idgate_table *t);
-/* Insert @flow, evicting the oldest entries beyond max_entries and replacing
- * an entry with the same key. The table owns @flow afterwards. */
+/*
+ * Insert @flow, evicting the oldest entries beyond max_entries and replacing
+ * an entry with the same key. The table owns @flow afterwards.
+ */
 void idgate_table_insert(struct idgate_table *t, struct idgate_flow *flow);
 /* Unlink and return the entry for @key, or NULL; caller frees it. */
 struct idgate_flow *idgate_table_take(struct idgate_table *t, const struct idgate_flow_key *key);
-/* Fill the identity of the entry for @key without removing it (all but
- * the executable's device and inode: *@exe_file gets a reference to the
- * executable, or NULL); -ENOENT if none. */
-int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key, struct idgate_lookup *out,
-		      struct file **exe_file);
+/**
+ * idgate_table_peek() - Read the identity of an entry without removing it.
+ * @t: the table
+ * @key: the flow
+ * @out: its "out" fields are filled, all but exe_dev and exe_ino
+ * @exe_file: set to a reference to the executable's file, or NULL; the
+ *            caller fills exe_dev and exe_ino from it and puts it
+ *
+ * Return: 0, or -ENOENT if @t has no entry for @key.
+ */
+int idgate_table_peek(struct idgate_table *t, const struct idgate_flow_key *key,
+		      struct idgate_lookup *out, struct file **exe_file);
 
 #endif

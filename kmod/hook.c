@@ -33,7 +33,8 @@
 #include "stats.h"
 
 /* Ports of @skb's TCP header at @thoff if it is a SYN without ACK. */
-static bool tcp_syn_ports(const struct sk_buff *skb, unsigned int thoff, struct idgate_flow_key *key)
+static bool tcp_syn_ports(const struct sk_buff *skb, unsigned int thoff,
+			  struct idgate_flow_key *key)
 {
 	struct tcphdr _th;
 	const struct tcphdr *th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
@@ -70,17 +71,19 @@ static bool flow_key_v6(const struct sk_buff *skb, struct idgate_flow_key *key)
 	return tcp_syn_ports(skb, skb_network_offset(skb) + sizeof(*ip6h), key);
 }
 
-/* The first SYN of a connect(), sent from the connecting user task?
+/*
+ * The first SYN of a connect(), sent from the connecting user task?
  * (Kernel threads' connections are not the proxy's business.) The socket is
- * owned by that task here, so its retransmit count cannot change under us. */
+ * owned by that task here, so its retransmit count cannot change under us.
+ */
 static bool connect_syn(const struct sk_buff *skb, u8 pf, struct idgate_flow_key *key)
 {
 	const struct sock *sk = skb->sk;
 
 	if (!in_task() || (current->flags & PF_KTHREAD))
 		return false;
-	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP || sk->sk_state != TCP_SYN_SENT ||
-	    inet_csk(sk)->icsk_retransmits)
+	if (!sk || !sk_fullsock(sk) || sk->sk_protocol != IPPROTO_TCP ||
+	    sk->sk_state != TCP_SYN_SENT || inet_csk(sk)->icsk_retransmits)
 		return false;
 	memset(key, 0, sizeof(*key));
 	return pf == NFPROTO_IPV4 ? flow_key_v4(skb, key) : flow_key_v6(skb, key);
@@ -94,38 +97,40 @@ static void set_mark(struct sk_buff *skb, u32 mark, u32 mask)
 	skb->mark = (skb->mark & ~mask) | mark;
 }
 
+/*
+ * Record and mark the flow if its destination is intercepted. The whole of it
+ * runs in one RCU read-side section: nf_hook() holds one around every hook
+ * anyway, and recording does not sleep (atomic allocation, spinlock).
+ */
 static void intercept(struct idgate_net *in, struct sk_buff *skb, const struct idgate_flow_key *key)
 {
 	const struct idgate_cfg *cfg;
 	struct idgate_flow *flow;
-	u32 mark, mask;
 
 	rcu_read_lock();
 	cfg = rcu_dereference(in->cfg);
-	if (!cfg || !idgate_cfg_match(cfg, key)) {
-		rcu_read_unlock();
-		return;
-	}
+	if (!cfg || !idgate_cfg_match(cfg, key))
+		goto out_unlock;
 	if (idgate_is_proxy(in)) {
-		rcu_read_unlock();
 		idgate_stat_inc(skipped_proxy);
-		return;
+		goto out_unlock;
 	}
-	mark = cfg->mark;
-	mask = cfg->mask;
-	rcu_read_unlock();
-
 	flow = idgate_flow_new(key);
 	if (flow)
 		idgate_table_insert(&in->table, flow);
 	else
 		idgate_stat_inc(dropped);
-	/* Marked even when not recorded: the proxy then refuses the unknown
-	 * flow instead of it bypassing the proxy (fail closed). */
-	set_mark(skb, mark, mask);
+	/*
+	 * Marked even when not recorded: the proxy then refuses the unknown
+	 * flow instead of it bypassing the proxy (fail closed).
+	 */
+	set_mark(skb, cfg->mark, cfg->mask);
+out_unlock:
+	rcu_read_unlock();
 }
 
-static unsigned int idgate_local_out(void *priv, struct sk_buff *skb, const struct nf_hook_state *state)
+static unsigned int idgate_local_out(void *priv, struct sk_buff *skb,
+				     const struct nf_hook_state *state)
 {
 	struct idgate_flow_key key;
 

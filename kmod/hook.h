@@ -6,8 +6,10 @@
 struct net;
 
 int idgate_hook_register(struct net *net);
-/* A hook already running may still run on return: wait for an RCU grace
- * period before freeing what it uses. */
+/*
+ * A hook already running may still run on return: wait for an RCU grace
+ * period before freeing what it uses.
+ */
 void idgate_hook_unregister(struct net *net);
 
 #endif

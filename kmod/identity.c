@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Capture of a task's identity at connect() time, and its translation into
- * the namespaces of the process that looks it up. */
+/*
+ * Capture of a task's identity at connect() time, and its translation into
+ * the namespaces of the process that looks it up.
+ */
 #include <linux/cgroup.h>
 #include <linux/cred.h>
 #include <linux/dcache.h>
@@ -19,8 +21,10 @@
 #include "compat.h"
 #include "identity.h"
 
-/* current's executable (a reference, kept for its device and inode, see
- * idgate_identity_fill_exe_id()) and its path relative to current's root. */
+/*
+ * current's executable (a reference, kept for its device and inode, see
+ * idgate_identity_fill_exe_id()) and its path relative to current's root.
+ */
 static void capture_exe(struct idgate_identity *id)
 {
 	struct mm_struct *mm = current->mm;
@@ -75,16 +79,20 @@ void idgate_identity_capture(struct idgate_identity *id)
 	id->gid = cred->egid;
 	id->start_time_ns = current->group_leader->start_boottime;
 	id->record_time_ns = ktime_get_boottime_ns();
-	/* The process's name, as /proc/<tgid>/comm has it (a thread's own
+	/*
+	 * The process's name, as /proc/<tgid>/comm has it (a thread's own
 	 * name, e.g. a worker pool's, would not select the same workload
-	 * as the procfs backend does). */
+	 * as the procfs backend does).
+	 */
 	get_task_comm(id->comm, current->group_leader);
 	capture_exe(id);
 	capture_cgroup(id);
 }
 
-/* From an RCU callback too: fput() defers the final release to a work item
- * outside task context. */
+/*
+ * From an RCU callback too: fput() defers the final release to a work item
+ * outside task context.
+ */
 void idgate_identity_release(struct idgate_identity *id)
 {
 	if (id->exe_file)

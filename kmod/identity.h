@@ -24,16 +24,34 @@ struct idgate_identity {
 	char cgroup[IDGATE_PATH_LEN];
 };
 
-/* Capture current's identity; atomic context, never fails (missing parts
- * are left empty and flagged). Pair with idgate_identity_release(). */
+/**
+ * idgate_identity_capture() - Capture the identity of current.
+ * @id: filled; pair with idgate_identity_release()
+ *
+ * Never fails: parts that cannot be read are left empty and flagged
+ * (IDGATE_RESULT_EXE_TRUNC, IDGATE_RESULT_CG_TRUNC).
+ *
+ * Context: the connecting task, atomic context.
+ */
 void idgate_identity_capture(struct idgate_identity *id);
 void idgate_identity_release(struct idgate_identity *id);
-/* Fill the "out" fields of @out as seen by current (pid and user
- * namespaces of the caller), all but the executable's device and inode.
- * Must not sleep: callable under RCU. */
+/**
+ * idgate_identity_fill() - Translate an identity for the caller.
+ * @id: a captured identity
+ * @out: its "out" fields are filled as current sees them (its pid and user
+ *       namespaces), all but exe_dev and exe_ino
+ *
+ * Context: does not sleep; callable under RCU.
+ */
 void idgate_identity_fill(const struct idgate_identity *id, struct idgate_lookup *out);
-/* Fill exe_dev and exe_ino of @out from @exe_file (may be NULL) as stat(2)
- * reports them, and flag them valid. May sleep. */
+/**
+ * idgate_identity_fill_exe_id() - Fill the executable's device and inode.
+ * @exe_file: the executable's file, or NULL (nothing is filled)
+ * @out: exe_dev and exe_ino are set as stat(2) reports them, and
+ *       IDGATE_RESULT_EXE_ID in result_flags
+ *
+ * Context: process context; may sleep (the filesystem's getattr).
+ */
 void idgate_identity_fill_exe_id(struct file *exe_file, struct idgate_lookup *out);
 
 #endif

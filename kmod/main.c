@@ -67,9 +67,11 @@ static int __net_init idgate_net_init(struct net *net)
 	return ret;
 }
 
-/* Stop the hook. A hook already running (under rcu_read_lock() in
+/*
+ * Stop the hook. A hook already running (under rcu_read_lock() in
  * nf_hook()) may still insert: the core runs synchronize_rcu() between
- * pre_exit and exit, for all namespaces at once. */
+ * pre_exit and exit, for all namespaces at once.
+ */
 static void __net_exit idgate_net_pre_exit(struct net *net)
 {
 	idgate_hook_unregister(net);

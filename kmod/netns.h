@@ -12,11 +12,15 @@ struct idgate_cfg;
 struct idgate_exempt;
 
 struct idgate_net {
-	/* Intercept configuration; NULL = intercept nothing. Readers: RCU (the
-	 * hook). Writers: idgate_cfg_mutex (config.c). */
+	/*
+	 * Intercept configuration; NULL = intercept nothing. Readers: RCU (the
+	 * hook). Writers: idgate_cfg_mutex (config.c).
+	 */
 	struct idgate_cfg __rcu *cfg;
-	/* Open files that name a proxy here, and those proxies as the hook
-	 * reads them (proxies.c); under idgate_cfg_mutex, readers RCU. */
+	/*
+	 * Open files that name a proxy here, and those proxies as the hook
+	 * reads them (proxies.c); under idgate_cfg_mutex, readers RCU.
+	 */
 	struct list_head clients;
 	struct idgate_exempt __rcu *exempt;
 	/* Identities of intercepted flows, waiting for the proxy's lookup. */

@@ -24,10 +24,12 @@ static void exempt_free_rcu(struct rcu_head *head)
 	kfree(e);
 }
 
-/* Publish the proxies of @in's clients. Caller holds idgate_cfg_mutex. If
+/*
+ * Publish the proxies of @in's clients. Caller holds idgate_cfg_mutex. If
  * the new set cannot be allocated, none is published: until the next change
  * the proxies' own connections are tagged (and refused), rather than a
- * process whose file is closed going untagged. */
+ * process whose file is closed going untagged.
+ */
 static int publish_locked(struct idgate_net *in)
 {
 	struct idgate_exempt *e = NULL, *old;
@@ -35,6 +37,7 @@ static int publish_locked(struct idgate_net *in)
 	unsigned int n = 0;
 	int ret = 0;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
 	list_for_each_entry(c, &in->clients, node)
 		n++;
 	if (n) {
@@ -57,6 +60,7 @@ static void unlink_locked(struct idgate_client *c)
 {
 	struct idgate_net *in = c->in;
 
+	lockdep_assert_held(&idgate_cfg_mutex);
 	if (!in)
 		return;
 	list_del_init(&c->node);
@@ -74,8 +78,10 @@ int idgate_proxies_set_locked(struct idgate_client *c, struct idgate_net *in, st
 
 	lockdep_assert_held(&idgate_cfg_mutex);
 	if (proxy && c->in == in) {
-		/* Replaced in place: a reload must not leave a moment in which
-		 * the proxy's own connections are tagged. */
+		/*
+		 * Replaced in place: a reload must not leave a moment in which
+		 * the proxy's own connections are tagged.
+		 */
 		put_pid(c->proxy);
 		c->proxy = proxy;
 		return publish_locked(in);

@@ -46,7 +46,8 @@ static int rule_cmp(const void *a, const void *b)
 
 static bool same_prefix(const struct idgate_rule *x, const struct idgate_rule *y)
 {
-	return x->family == y->family && x->prefix_len == y->prefix_len && !memcmp(x->addr, y->addr, sizeof(x->addr));
+	return x->family == y->family && x->prefix_len == y->prefix_len &&
+	       !memcmp(x->addr, y->addr, sizeof(x->addr));
 }
 
 struct idgate_ruleset *idgate_ruleset_build(const struct idgate_rule *rules, unsigned int n)
@@ -71,8 +72,10 @@ struct idgate_ruleset *idgate_ruleset_build(const struct idgate_rule *rules, uns
 		struct idgate_port_range *last;
 
 		if (i && same_prefix(r, &sorted[i - 1])) {
-			/* Sorted by port_min: a range that overlaps or touches
-			 * the last one extends it. */
+			/*
+			 * Sorted by port_min: a range that overlaps or touches
+			 * the last one extends it.
+			 */
 			p = &set->prefixes[np - 1];
 			last = &set->ranges[p->first + p->count - 1];
 			if (r->port_min <= last->max || r->port_min == last->max + 1) {
@@ -126,7 +129,8 @@ static void mask_addr(const u8 *addr, unsigned int len, unsigned int alen, u8 *o
 		out[bytes] = addr[bytes] & (0xff00 >> bits);
 }
 
-static const struct idgate_prefix *find_prefix(const struct idgate_ruleset *set, u32 first, u32 count,
+static const struct idgate_prefix *find_prefix(const struct idgate_ruleset *set,
+					       u32 first, u32 count,
 					       const u8 *addr, unsigned int alen)
 {
 	u32 lo = first, hi = first + count;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The intercept set as the hook searches it: (prefix, port range) pairs
- * grouped by family and prefix length, each group sorted by prefix. */
+/*
+ * The intercept set as the hook searches it: (prefix, port range) pairs
+ * grouped by family and prefix length, each group sorted by prefix.
+ */
 #ifndef _IDGATE_RULESET_H
 #define _IDGATE_RULESET_H
 
@@ -13,8 +15,10 @@ struct idgate_port_range {
 	u16 min, max;
 };
 
-/* One prefix of one length, and its destination ports: sorted, disjoint
- * and not adjacent ranges[first .. first + count). */
+/*
+ * One prefix of one length, and its destination ports: sorted, disjoint
+ * and not adjacent ranges[first .. first + count).
+ */
 struct idgate_prefix {
 	u8 addr[16];			/* network order, bits past the length zero */
 	u32 first, count;
