@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Lint gates for the shell and Python of the repository (seconds): shellcheck on every shell
-# script (tests/, packaging/, .ci/, kmod/, benches/: *.sh, and the scripts without the suffix
-# named below), and ruff on the tests' and benchmarks' Python (rules in ruff.toml). Prints what
-# it runs; exits non-zero on any finding. tests/setup.sh installs both tools.
+# The lint gates: shellcheck on every shell script (tests/, packaging/, .ci/, kmod/, benches/:
+# *.sh, and the scripts without the suffix named below), ruff on the tests' and benchmarks'
+# Python (rules in ruff.toml), rustfmt, the kernel's checkpatch.pl on kmod/ (kmod/checkpatch.sh)
+# and clippy on every Rust target with warnings denied (the workspace's [workspace.lints] deny
+# undocumented unsafe blocks). All but clippy take seconds; clippy is a build of its own (about
+# 2 minutes cold). Prints what it runs; exits non-zero on any finding. tests/setup.sh installs
+# the tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +23,11 @@ run() {
 }
 run shellcheck "${shell[@]}"
 run python3 -m ruff check --no-cache tests benches
+run cargo fmt --all --check
+run bash kmod/checkpatch.sh
+run cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 if [ "$failed" != 0 ]; then
     echo "lint: findings above" >&2
     exit 1
 fi
-echo "lint: ${#shell[@]} shell scripts and the Python of tests/ and benches/ are clean" >&2
+echo "lint: ${#shell[@]} shell scripts, the Python of tests/ and benches/, the Rust and kmod/ are clean" >&2

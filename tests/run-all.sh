@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 step() { echo "tests: [$(( $(date +%s) - START ))s] $*" >&2; }
 bash tests/setup.sh
-step "lint: shellcheck on the shell scripts, ruff on the tests' and benchmarks' Python (seconds)"
+step "lint gates: shellcheck, ruff, rustfmt, checkpatch on kmod/ (seconds), clippy (about 2 minutes cold)"
 bash tests/lint.sh
 step "building idgate (release, fat LTO: about 5 minutes cold, seconds warm)"
 cargo build --release --locked

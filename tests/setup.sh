@@ -32,6 +32,12 @@ if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found: install a Rust toolchain (rustup, stable >= 1.85) first" >&2
     exit 1
 fi
+# The Rust lint gates (tests/lint.sh) need rustfmt and clippy.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || { echo "setup: cargo fmt and cargo clippy are missing, and rustup to add them" >&2; exit 1; }
+    echo "setup: adding rustfmt and clippy to the Rust toolchain (rustup)" >&2
+    rustup component add rustfmt clippy
+fi
 # The tests' Python packages: pytest, pytest-timeout, cryptography, ruff (pip leaves alone what
 # already satisfies tests/requirements.txt).
 python3 -c "import pytest, pytest_timeout, cryptography, ruff" 2>/dev/null ||

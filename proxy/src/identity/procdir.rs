@@ -15,8 +15,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; the returned fd is owned by exactly one OwnedFd.
+    // SAFETY: `path` is NUL-terminated and outlives the call.
     let fd = cvt(unsafe { libc::openat(dir, path.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: openat just returned this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -142,32 +143,17 @@ impl FdTable {
 
     /// The first fd (in directory order) pointing at `target`.
     pub fn find(&self, target: &[u8]) -> Option<u32> {
-        // fdopendir takes ownership of its fd: hand it a duplicate, closed by closedir.
-        let dup = cvt(unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) }).ok()?;
-        // SAFETY: dup is a directory fd we own; closedir below releases it.
-        let dir = unsafe { libc::fdopendir(dup) };
-        if dir.is_null() {
-            unsafe { libc::close(dup) };
-            return None;
-        }
-        // The duplicate shares the directory offset with our fd: start from the beginning.
-        unsafe { libc::rewinddir(dir) };
-        let mut found = None;
+        // A directory stream of its own (a new open of the directory: every listing starts
+        // at its beginning), closed when it goes out of scope.
+        let mut dir = rustix::fs::Dir::read_from(&self.0).ok()?;
         let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: dir is a valid DIR*; the entry lives until the next readdir call.
-            let entry = unsafe { libc::readdir64(dir) };
-            if entry.is_null() {
-                break;
-            }
-            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+        while let Some(Ok(entry)) = dir.read() {
+            let name = entry.file_name();
             if name.to_bytes().first().is_some_and(u8::is_ascii_digit) && readlink_at(self.0.as_raw_fd(), name, &mut buf).is_ok_and(|t| t == target) {
-                found = std::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse().ok());
-                break;
+                return std::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse().ok());
             }
         }
-        unsafe { libc::closedir(dir) };
-        found
+        None
     }
 }
 
@@ -226,6 +212,7 @@ mod tests {
         }
         assert_eq!(state(read_whole(&status, &mut buf).unwrap()), "S");
         // Stopped: the same handle must show it (a plain read would be at EOF by now).
+        // SAFETY: kill has no memory effects; the child is ours and still running.
         unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
         while state(read_whole(&status, &mut buf).unwrap()) != "T" && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));

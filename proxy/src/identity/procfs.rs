@@ -390,7 +390,7 @@ mod tests {
     fn reads_own_process() {
         let me = read_process(std::process::id()).unwrap();
         assert_eq!(me.tgid, std::process::id());
-        assert_eq!(me.uid, unsafe { libc::geteuid() });
+        assert_eq!(me.uid, rustix::process::geteuid().as_raw());
         assert_eq!(me.exe, std::env::current_exe().unwrap().to_string_lossy());
         assert!(me.start_time > 0);
     }
@@ -516,6 +516,7 @@ mod tests {
         // SAFETY: setfsuid changes this thread's file-system uid only; it is set back below.
         let before = unsafe { libc::setfsuid(uid) };
         let out = f();
+        // SAFETY: as above; this puts back the uid the thread had.
         unsafe { libc::setfsuid(before as u32) };
         out
     }

@@ -69,12 +69,14 @@ fn send_recv(fd: i32, request: &[u8], answer: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the kernel address is zeroed (pid 0); both buffers are ours.
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: `request` and `kernel` are valid for the lengths given, for the whole call.
     let sent = unsafe {
         libc::sendto(fd, request.as_ptr() as *const _, request.len(), 0, &kernel as *const _ as *const _, size_of::<libc::sockaddr_nl>() as u32)
     };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `answer` is writable for its whole length, for the whole call.
     let n = unsafe { libc::recv(fd, answer.as_mut_ptr() as *mut _, answer.len(), 0) };
     if n < 0 {
         return Err(io::Error::last_os_error());
