@@ -65,9 +65,9 @@ fn bench(c: &mut Criterion) {
             idgate::http::IdentityHeader::new(http::HeaderName::from_static("x-forwarded-client-cert"), idgate::config::IdentityFormat::Xfcc);
         let limits = idgate::config::TunnelConfig::default();
         let metrics = Arc::new(Metrics::new());
-        let inbound = Arc::new(Inbound {
+        let inputs = Arc::new(idgate::tunnel::ProxyInputs {
+            host: "b".into(),
             credentials: creds.clone(),
-            identity_header: identity_header.clone(),
             live: idgate::policy::live::Live::new(
                 idgate::policy::live::Policy::build(
                     &config,
@@ -79,14 +79,17 @@ fn bench(c: &mut Criterion) {
                 Default::default(),
             ),
             mark: MARK,
-            host: "b".into(),
-            limits,
             decisions: Arc::new(DecisionLog::new()),
             metrics: metrics.clone(),
-            handshakes: idgate::tunnel::handshake_gate::HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
-            refusals: Arc::new(idgate::tunnel::refusals::HandshakeRefusals::new(metrics)),
             registry: idgate::observe::flows::FlowRegistry::new(1),
             trail: Arc::new(idgate::observe::trail::Trail::open("b".into(), None).unwrap()),
+        });
+        let inbound = Arc::new(Inbound {
+            inputs,
+            identity_header: identity_header.clone(),
+            limits,
+            handshakes: idgate::tunnel::handshake_gate::HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
+            refusals: Arc::new(idgate::tunnel::refusals::HandshakeRefusals::new(metrics)),
             local: Default::default(),
             flows: Default::default(),
             retire: tokio::sync::watch::channel(false).0,

@@ -20,6 +20,7 @@ use crate::tunnel::inbound::Inbound;
 use crate::tunnel::outbound::Outbound;
 use crate::tunnel::pool::Pool;
 use crate::tunnel::refusals::HandshakeRefusals;
+use crate::tunnel::ProxyInputs;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
@@ -127,19 +128,22 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     // One registry shard per worker thread, and one for flows outside them.
     let registry = FlowRegistry::new(workers + 1);
     let trail = Arc::new(Trail::open(host.clone(), config.trail.file.as_deref())?);
-    let inbound = Arc::new(Inbound {
+    let inputs = Arc::new(ProxyInputs {
+        host: host.clone(),
         credentials: credentials.clone(),
-        identity_header,
         live: live.clone(),
         mark,
-        host: host.clone(),
-        limits,
         decisions: decisions.clone(),
         metrics: metrics.clone(),
+        registry: registry.clone(),
+        trail,
+    });
+    let inbound = Arc::new(Inbound {
+        inputs: inputs.clone(),
+        identity_header,
+        limits,
         handshakes: HandshakeGate::new(limits.max_handshakes, limits.max_handshakes_per_source),
         refusals: refusals.clone(),
-        registry: registry.clone(),
-        trail: trail.clone(),
         local: Default::default(),
         flows: Default::default(),
         retire: tokio::sync::watch::channel(false).0,
@@ -153,19 +157,12 @@ pub async fn run(workers: usize, config_path: &std::path::Path, config: Config, 
     }
     let outbound_for = |pool: &Arc<Pool>| {
         Arc::new(Outbound {
+            inputs: inputs.clone(),
             identities: identities.clone(),
-            credentials: credentials.clone(),
             pool: pool.clone(),
-            live: live.clone(),
-            mark,
-            host: host.clone(),
-            decisions: decisions.clone(),
-            metrics: metrics.clone(),
             flows: flows.clone(),
             inbound: inbound.clone(),
             strict: config.mode == InboundMode::Strict,
-            registry: registry.clone(),
-            trail: trail.clone(),
             history: history.clone(),
         })
     };

@@ -4,14 +4,12 @@
 use super::handshake_gate::HandshakeGate;
 use super::local_addrs::LocalAddrs;
 use super::refusals::HandshakeRefusals;
+use super::ProxyInputs;
 use super::{splice, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::TunnelConfig;
-use crate::credential::Credentials;
 use crate::credential::PeerChain;
-use crate::observe::decisions::{Decision, DecisionLog};
-use crate::observe::flows::{FlowFacts, FlowRegistry, Registration};
-use crate::observe::metrics::Metrics;
-use crate::observe::trail::Trail;
+use crate::observe::decisions::Decision;
+use crate::observe::flows::{FlowFacts, Registration};
 use crate::spiffe::SpiffeId;
 use crate::sys::socket::connect_marked;
 use bytes::Bytes;
@@ -24,21 +22,12 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 pub struct Inbound {
-    pub credentials: Arc<Credentials>,
+    pub inputs: Arc<ProxyInputs>,
     pub identity_header: crate::http::IdentityHeader,
-    /// The policy in force and the deny list (shared with the outbound side).
-    pub live: Arc<crate::policy::live::Live>,
-    pub mark: u32,
-    pub host: String,
     pub limits: TunnelConfig,
-    pub decisions: Arc<DecisionLog>,
-    pub metrics: Arc<Metrics>,
     /// Shared by every worker: the bound on handshakes in progress is per host.
     pub handshakes: Arc<HandshakeGate>,
     pub refusals: Arc<HandshakeRefusals>,
-    /// Open flows (shared with the outbound side), and the trail they leave when they end.
-    pub registry: Arc<FlowRegistry>,
-    pub trail: Arc<Trail>,
     pub local: LocalAddrs,
     pub flows: AtomicU64,
     /// Turns true at an upgrade's handover: every tunnel connection sends GOAWAY (its open
@@ -89,8 +78,9 @@ impl Inbound {
             let Peer { id: peer_id, serial, remote, cert, chain } = &*peer;
             let (peer_id, serial, remote) = (peer_id.clone(), serial.clone(), *remote);
             let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-            let flow = peer_flow_id(header(FLOW_HEADER))
-                .unwrap_or_else(|| format!("{}-{}.in{}", self.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed)));
+            let flow = peer_flow_id(header(FLOW_HEADER)).unwrap_or_else(|| {
+                format!("{}-{}.in{}", self.inputs.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed))
+            });
             let mut d = Decision::new("inbound", flow);
             d.source_id = Some(peer_id.to_string());
             d.process = header(PROCESS_HEADER).map(peer_process);
@@ -99,8 +89,8 @@ impl Inbound {
             d.detail = Some(format!("client certificate serial {serial}"));
             let dst: Option<SocketAddr> =
                 (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
-            let policy = self.live.policy();
-            let revoked = self.live.revoked().why_chain(chain);
+            let policy = self.inputs.live.policy();
+            let revoked = self.inputs.live.revoked().why_chain(chain);
             let mut closed = false;
             let (status, detail) = match dst {
                 None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
@@ -122,12 +112,12 @@ impl Inbound {
                     let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
                     drop(policy);
                     // Registered before the service is dialled: a revocation meanwhile closes it.
-                    match self.registry.register_checked(facts, Some(chain.clone()), self.live.deny_list()) {
+                    match self.inputs.registry.register_checked(facts, Some(chain.clone()), self.inputs.live.deny_list()) {
                         Err(why) => (StatusCode::FORBIDDEN, why),
                         Ok(registration) => {
                             let flow = registration.flow.clone();
                             let connected = tokio::select! {
-                                connected = Box::pin(connect_marked(dst, self.mark, self.limits.dial_timeout.0)) => Some(connected),
+                                connected = Box::pin(connect_marked(dst, self.inputs.mark, self.limits.dial_timeout.0)) => Some(connected),
                                 () = flow.closed() => None,
                             };
                             match (connected, flow.closed_because()) {
@@ -139,7 +129,7 @@ impl Inbound {
                                 (None, None) => (StatusCode::FORBIDDEN, "closed by idgate".to_string()),
                                 (Some(Err(e)), None) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
                                 (Some(Ok(tcp)), None) if http => {
-                                    let identity = self.identity_header.value(self.credentials.server_id(), &peer_id, cert);
+                                    let identity = self.identity_header.value(self.inputs.credentials.server_id(), &peer_id, cert);
                                     // Both paths boxed: the task's size is per open flow, and each
                                     // flow should carry only the state of the path it takes.
                                     return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, registration)).await;
@@ -157,12 +147,12 @@ impl Inbound {
                 _ => "bad_request",
             };
             d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
-            self.metrics.inbound(d.verdict);
+            self.inputs.metrics.inbound(d.verdict);
             if self.refusals.stream_trail(d.verdict) {
-                self.trail.refused(&d);
+                self.inputs.trail.refused(&d);
             }
             if !closed {
-                self.decisions.record(d); // a closed flow's is the closer's
+                self.inputs.decisions.record(d); // a closed flow's is the closer's
             }
             let response = Response::builder().status(status).body(()).expect("static response");
             let _ = respond.send_response(response, true);
@@ -179,8 +169,8 @@ impl Inbound {
                 return None;
             }
         };
-        self.metrics.inbound("allowed");
-        self.decisions.record(d);
+        self.inputs.metrics.inbound("allowed");
+        self.inputs.decisions.record(d);
         Some(send)
     }
 
@@ -193,7 +183,7 @@ impl Inbound {
         d: Decision,
         registration: Registration,
     ) -> impl Future<Output = ()> + '_ {
-        let active = self.metrics.flow_guard();
+        let active = self.inputs.metrics.flow_guard();
         let accepted = self.accept(&mut respond, d).map(|send| (send, registration));
         async move {
             let _active = active;
@@ -203,7 +193,7 @@ impl Inbound {
                 Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
                 Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
             }
-            self.trail.ended(flow, "allowed");
+            self.inputs.trail.ended(flow, "allowed");
         }
     }
 }

@@ -37,7 +37,7 @@ impl Inbound {
                     };
                     let this = self.clone();
                     // The config in force now: a CA rotation replaces it.
-                    let acceptor = TlsAcceptor::from(self.credentials.server_config());
+                    let acceptor = TlsAcceptor::from(self.inputs.credentials.server_config());
                     tokio::spawn(async move {
                         // A lighter source may take this place (see `HandshakeGate`): then the
                         // handshake ends here, and its connection with it.
@@ -85,10 +85,10 @@ impl Inbound {
             Err(_) => return refuse(reason::TIMEOUT, "mTLS handshake timed out".into()),
         };
         let group = crate::credential::negotiated_group(tls.get_ref().1);
-        self.metrics.key_exchanges.get_or_create(&crate::observe::metrics::KeyExchangeLabels { side: "server", group }).inc();
+        self.inputs.metrics.key_exchanges.get_or_create(&crate::observe::metrics::KeyExchangeLabels { side: "server", group }).inc();
         let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
         let Some((leaf, cas)) = certs.split_first() else { return refuse(reason::IDENTITY, "no client certificate".into()) };
-        let id = match self.credentials.bundle().peer_id(leaf) {
+        let id = match self.inputs.credentials.bundle().peer_id(leaf) {
             Ok(id) => id,
             Err(e) => return refuse(reason::IDENTITY, e.to_string()),
         };
@@ -121,7 +121,7 @@ impl Inbound {
         let ping_pong = conn.ping_pong().expect("a new connection hands out its PingPong");
         let keepalive = super::keepalive::watch(ping_pong, self.limits.ping_interval(), self.limits.peer_timeout.0);
         let retire = tokio::time::sleep(self.limits.max_connection_age.0);
-        let mut revocations = self.live.revocations_changed();
+        let mut revocations = self.inputs.live.revocations_changed();
         let mut handover = self.retire.subscribe();
         let handed_over = async move {
             let _ = handover.wait_for(|h| *h).await;
@@ -157,7 +157,7 @@ impl Inbound {
                 }
                 // A caller whose chain the deny list now names is cut off with its flows (they
                 // are closed with a decision record each by the revocation itself).
-                Ok(()) = revocations.changed() => if let Some(why) = self.live.revoked().why_chain(&peer.chain) {
+                Ok(()) = revocations.changed() => if let Some(why) = self.inputs.live.revoked().why_chain(&peer.chain) {
                     tracing::info!(%remote, peer_id = %peer.id, "closing a revoked caller's tunnel connection: {why}");
                     break;
                 },

@@ -27,7 +27,7 @@ impl Upstream for Local {
         if let Some(tcp) = self.first.lock().take() {
             return Ok(Box::new(tcp));
         }
-        let tcp = crate::sys::socket::connect_marked(self.dst, self.inbound.mark, self.inbound.limits.dial_timeout.0)
+        let tcp = crate::sys::socket::connect_marked(self.dst, self.inbound.inputs.mark, self.inbound.limits.dial_timeout.0)
             .await
             .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, format!("connecting to {}: {e}", self.dst)))?;
         Ok(Box::new(tcp))
@@ -46,7 +46,7 @@ impl Upstream for Local {
     }
 
     fn answered(&self, status: StatusCode, _failure: Option<&Failure>) {
-        self.inbound.metrics.http_request("inbound", status);
+        self.inbound.inputs.metrics.http_request("inbound", status);
     }
 }
 
@@ -60,10 +60,10 @@ impl Inbound {
         d: Decision,
         registration: Registration,
     ) {
-        let _active = self.metrics.flow_guard();
+        let _active = self.inputs.metrics.flow_guard();
         let Some(send) = self.accept(&mut respond, d) else { return };
         self.clone().serve_http(StreamIo::server(send, body), tcp, identity, &registration.flow).await;
-        self.trail.ended(&registration.flow, "allowed");
+        self.inputs.trail.ended(&registration.flow, "allowed");
     }
 
     /// Serves an authorized caller's HTTP (from a tunnel stream or a local socket) to the

@@ -40,7 +40,7 @@ impl Outbound {
         let Some(id) = workload.spiffe_id.clone() else { return Err((Some(stream), Refusal::NoWorkloadRule)) };
         d.source_id = Some(id.to_string());
         let inbound = &self.inbound;
-        if let Some(why) = self.live.revoked().why(Some(&id), None) {
+        if let Some(why) = self.inputs.live.revoked().why(Some(&id), None) {
             return Err((Some(stream), Refusal::Revoked(why)));
         }
         if !policy.authorizer.allows(dst.port(), &id) {
@@ -49,7 +49,7 @@ impl Outbound {
         let http = policy.authorizer.protocol(dst.port()) == Protocol::Http;
         drop(policy);
         // The identity header hashes the caller's certificate, as for tunnelled callers.
-        let issued = match self.credentials.workload(&id) {
+        let issued = match self.inputs.credentials.workload(&id) {
             Ok(i) => i,
             Err(e) => return Err((Some(stream), Refusal::Svid(e))),
         };
@@ -63,12 +63,12 @@ impl Outbound {
             peer: None,
         };
         // Registered before the service is dialled: a revocation meanwhile closes it.
-        let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
+        let registration = match self.inputs.registry.register_checked(facts, None, self.inputs.live.deny_list()) {
             Ok(r) => r,
             Err(why) => return Err((Some(stream), Refusal::Revoked(why))),
         };
         let connected = tokio::select! {
-            connected = Box::pin(connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0)) => connected,
+            connected = Box::pin(connect_marked(dst, self.inputs.mark, self.pool.limits().dial_timeout.0)) => connected,
             () = registration.flow.closed() => return Err((Some(stream), Refusal::Closed(registration.flow.closed_because().unwrap_or_default()))),
         };
         let tcp = match connected {
@@ -80,12 +80,12 @@ impl Outbound {
         }
         d.verdict = "allowed";
         d.detail = Some(format!("local caller {src}"));
-        self.metrics.inbound("allowed");
-        self.decisions.record(d.clone());
+        self.inputs.metrics.inbound("allowed");
+        self.inputs.decisions.record(d.clone());
         let flow = &registration.flow;
         if http {
             let cert = issued.svid.certified.cert.first().map(|c| c.to_vec()).unwrap_or_default();
-            let identity = inbound.identity_header.value(self.credentials.server_id(), &id, &cert);
+            let identity = inbound.identity_header.value(self.inputs.credentials.server_id(), &id, &cert);
             inbound.clone().serve_http(stream, tcp, identity, flow).await;
         } else {
             let (mut caller, mut tcp) = (Counted::new(stream, flow.clone()), tcp);
@@ -95,7 +95,7 @@ impl Outbound {
             }
         }
         open.client_done();
-        self.trail.ended(flow, "allowed");
+        self.inputs.trail.ended(flow, "allowed");
         Ok(())
     }
 }

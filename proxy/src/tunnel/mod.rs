@@ -3,6 +3,7 @@ pub mod handshake_gate;
 pub mod inbound;
 mod inbound_conn;
 mod inbound_http;
+mod inputs;
 mod keepalive;
 mod lazy_buffer;
 mod local;
@@ -14,6 +15,7 @@ pub mod refusals;
 mod splice;
 mod stream_io;
 
+pub use inputs::ProxyInputs;
 pub use splice::{splice, splice_connect, ConnectSpliceError};
 pub use stream_io::StreamIo;
 

@@ -3,14 +3,12 @@
 //! wrong resets the workload's connection: nothing leaves in plaintext unless the config
 //! says `default_action = "passthrough"` for unidentified processes.
 use super::pool::{Lease, Pool, PoolKey};
+use super::ProxyInputs;
 use super::{splice_connect, ConnectSpliceError, FLOW_HEADER, PROCESS_HEADER};
 use crate::config::{DefaultAction, Protocol};
-use crate::credential::Credentials;
 use crate::identity::{Identities, Workload};
-use crate::observe::decisions::{Decision, DecisionLog};
-use crate::observe::flows::{FlowFacts, FlowRegistry};
-use crate::observe::metrics::Metrics;
-use crate::observe::trail::Trail;
+use crate::observe::decisions::Decision;
+use crate::observe::flows::FlowFacts;
 use crate::sys::socket::{connect_marked, set_abortive_close};
 use bytes::Bytes;
 use std::future::Future;
@@ -25,24 +23,16 @@ use tokio::net::{TcpListener, TcpStream};
 const EARLY_READ: usize = 16 * 1024;
 
 pub struct Outbound {
+    pub inputs: Arc<ProxyInputs>,
     pub identities: Arc<Identities>,
-    pub credentials: Arc<Credentials>,
+    /// This worker's pool: a flow and its tunnel connection stay on one thread.
     pub pool: Arc<Pool>,
-    /// The policy in force and the deny list (a reload swaps them).
-    pub live: Arc<crate::policy::live::Live>,
-    pub mark: u32,
-    pub host: String,
-    pub decisions: Arc<DecisionLog>,
-    pub metrics: Arc<Metrics>,
     /// Shared by every worker's Outbound: flow ids stay unique per host.
     pub flows: Arc<AtomicU64>,
     /// This host's inbound side: its policy also decides local callers of protected ports.
     pub inbound: Arc<super::inbound::Inbound>,
     /// Strict mode: protected ports are reachable only through idgate, from here too.
     pub strict: bool,
-    /// Open flows (shared by every worker), and the trail they leave when they end.
-    pub registry: Arc<FlowRegistry>,
-    pub trail: Arc<Trail>,
     /// Where flows went, so that a workload's next process can have its connections warmed.
     pub history: Arc<crate::prewarm::History>,
 }
@@ -142,9 +132,9 @@ impl Outbound {
     /// see `splice_connect`).
     fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) -> impl Future<Output = ()> {
         let _ = stream.set_nodelay(true);
-        let active = self.metrics.flow_guard();
+        let active = self.inputs.metrics.flow_guard();
         // Unique per host across restarts and upgrades (two processes serve at a handover).
-        let flow = format!("{}-{}.{}", self.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
+        let flow = format!("{}-{}.{}", self.inputs.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
         decision.verdict = "tunneled";
         async move {
@@ -157,10 +147,10 @@ impl Outbound {
                     }
                     decision.verdict = refusal.verdict();
                     decision.detail = Some(refusal.to_string());
-                    self.metrics.outbound(decision.verdict);
-                    self.trail.refused(&decision);
+                    self.inputs.metrics.outbound(decision.verdict);
+                    self.inputs.trail.refused(&decision);
                     if !matches!(refusal, Refusal::Closed(_)) {
-                        self.decisions.record(decision); // a closed flow's is the closer's
+                        self.inputs.decisions.record(decision); // a closed flow's is the closer's
                     }
                 }
             }
@@ -193,7 +183,7 @@ impl Outbound {
             };
             d.destination = dst.to_string();
             // One snapshot of the policy decides the whole flow.
-            let policy = self.live.policy();
+            let policy = self.inputs.live.policy();
             if self.is_local_protected(&policy, &dst) {
                 return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
             }
@@ -212,7 +202,7 @@ impl Outbound {
                 bail!(Refusal::NoWorkloadRule)
             };
             d.source_id = Some(id.to_string());
-            if let Some(why) = self.live.revoked().why(Some(&id), None) {
+            if let Some(why) = self.inputs.live.revoked().why(Some(&id), None) {
                 bail!(Refusal::Revoked(why))
             }
             if policy.routes[route].protocol == Protocol::Http {
@@ -223,7 +213,7 @@ impl Outbound {
                 return Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
             }
             drop(policy);
-            let issued = match self.credentials.workload(&id) {
+            let issued = match self.inputs.credentials.workload(&id) {
                 Ok(i) => i,
                 Err(e) => bail!(Refusal::Svid(e)),
             };
@@ -244,7 +234,7 @@ impl Outbound {
                 destination: dst,
                 peer: Some(peer.to_string()),
             };
-            let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
+            let registration = match self.inputs.registry.register_checked(facts, None, self.inputs.live.deny_list()) {
                 Ok(r) => r,
                 Err(why) => bail!(Refusal::Revoked(why)),
             };
@@ -260,7 +250,7 @@ impl Outbound {
                 bail!(Refusal::Closed(why))
             }
             // The peer's chain, checked against the deny list of now (see `set_peer_chain`).
-            if let Err(why) = registration.flow.set_peer_chain(lease.chain(), self.live.deny_list()) {
+            if let Err(why) = registration.flow.set_peer_chain(lease.chain(), self.inputs.live.deny_list()) {
                 bail!(Refusal::PeerRevoked(why))
             }
             let flow = &registration.flow;
@@ -268,20 +258,20 @@ impl Outbound {
             let on_accept = || {
                 // Allowed by the peer: log now, so long-lived flows show up while they run.
                 accepted.store(true, Ordering::Relaxed);
-                self.metrics.outbound("tunneled");
-                self.decisions.record(d.clone());
+                self.inputs.metrics.outbound("tunneled");
+                self.inputs.decisions.record(d.clone());
             };
             let answer_timeout = self.pool.limits().dial_timeout.0;
             // Boxed, like the HTTP path: each flow's task then holds only the state of the path it took.
             let result = Box::pin(splice_connect(stream, early, (send, response), answer_timeout, flow, on_accept, || open.client_done())).await;
             drop(lease); // the stream slot is free only once the flow is over
             if accepted.load(Ordering::Relaxed) {
-                self.trail.ended(flow, "tunneled");
+                self.inputs.trail.ended(flow, "tunneled");
             }
             match result {
                 Ok((up, down)) => {
-                    self.metrics.bytes_out.inc_by(up);
-                    self.metrics.bytes_in.inc_by(down);
+                    self.inputs.metrics.bytes_out.inc_by(up);
+                    self.inputs.metrics.bytes_in.inc_by(down);
                     tracing::debug!(flow = %d.flow, up, down, "outbound flow closed");
                     Ok(())
                 }
@@ -299,7 +289,7 @@ impl Outbound {
     /// in its pool and run on its thread.
     pub async fn warm_loop(self: Arc<Self>, mut requests: tokio::sync::mpsc::Receiver<crate::prewarm::Warm>) {
         while let Some(warm) = requests.recv().await {
-            let Ok(issued) = self.credentials.workload(&warm.source) else { continue };
+            let Ok(issued) = self.inputs.credentials.workload(&warm.source) else { continue };
             for (peer, dst) in warm.targets {
                 let this = self.clone();
                 let (key, issued) = (PoolKey { peer, source: warm.source.clone() }, issued.clone());
@@ -372,13 +362,13 @@ impl Outbound {
     }
 
     async fn passthrough(&self, stream: TcpStream, dst: SocketAddr, d: &mut Decision) -> Result<(), (Option<TcpStream>, Refusal)> {
-        let mut upstream = match connect_marked(dst, self.mark, self.pool.limits().dial_timeout.0).await {
+        let mut upstream = match connect_marked(dst, self.inputs.mark, self.pool.limits().dial_timeout.0).await {
             Ok(s) => s,
             Err(source) => return Err((Some(stream), Refusal::Passthrough { dst, source })),
         };
         d.verdict = "passthrough";
-        self.metrics.outbound("passthrough");
-        self.decisions.record(d.clone());
+        self.inputs.metrics.outbound("passthrough");
+        self.inputs.decisions.record(d.clone());
         let facts = FlowFacts {
             id: d.flow.clone(),
             direction: "outbound",
@@ -388,7 +378,7 @@ impl Outbound {
             destination: dst,
             peer: None,
         };
-        let registration = self.registry.register(facts);
+        let registration = self.inputs.registry.register(facts);
         let flow = &registration.flow;
         let mut stream = stream;
         tokio::select! {
@@ -400,7 +390,7 @@ impl Outbound {
             }
             () = flow.closed() => set_abortive_close(&stream),
         }
-        self.trail.ended(flow, "passthrough");
+        self.inputs.trail.ended(flow, "passthrough");
         Ok(())
     }
 }

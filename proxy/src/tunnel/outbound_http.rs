@@ -43,7 +43,7 @@ impl Common {
     /// The plan of the rules in force now: a reload's new rules apply to open keep-alive
     /// flows too.
     fn planned(&self) -> Arc<Planned> {
-        let rewriter = self.outbound.live.policy().rewriter.clone();
+        let rewriter = self.outbound.inputs.live.policy().rewriter.clone();
         if let Some(planned) = self.plan.load_full().filter(|p| Arc::ptr_eq(&p.rewriter, &rewriter)) {
             return planned;
         }
@@ -88,13 +88,13 @@ impl Common {
         if !self.logged.swap(true, Ordering::Relaxed) {
             let mut d = self.decision.clone();
             d.verdict = verdict;
-            self.outbound.metrics.outbound(verdict);
-            self.outbound.decisions.record(d);
+            self.outbound.inputs.metrics.outbound(verdict);
+            self.outbound.inputs.decisions.record(d);
         }
     }
 
     fn answered(&self, status: StatusCode, failure: Option<&Failure>) {
-        self.outbound.metrics.http_request("outbound", status);
+        self.outbound.inputs.metrics.http_request("outbound", status);
         if let Some(f) = failure {
             let mut d = self.decision.clone();
             d.verdict = match f.status {
@@ -104,9 +104,9 @@ impl Common {
                 _ => "peer_unreachable",
             };
             d.detail = Some(f.why.clone());
-            self.outbound.metrics.outbound(d.verdict);
-            self.outbound.trail.refused(&d);
-            self.outbound.decisions.record(d);
+            self.outbound.inputs.metrics.outbound(d.verdict);
+            self.outbound.inputs.trail.refused(&d);
+            self.outbound.inputs.decisions.record(d);
         }
     }
 }
@@ -123,12 +123,12 @@ impl Upstream for Tunnel {
         let c = &self.common;
         let unreachable = |e: String| Failure::new(StatusCode::BAD_GATEWAY, e);
         // Looked up per connection: the SVID may have rotated since the flow began.
-        let issued = c.outbound.credentials.workload(&c.source).map_err(|e| unreachable(format!("minting SVID: {e}")))?;
+        let issued = c.outbound.inputs.credentials.workload(&c.source).map_err(|e| unreachable(format!("minting SVID: {e}")))?;
         let key = PoolKey { peer: self.peer, source: c.source.clone() };
         let (lease, send, answer) =
             c.outbound.open_stream(&key, &issued, c.dst, &self.workload, &c.decision.flow).await.map_err(|e| unreachable(e.to_string()))?;
         // This connection's peer, checked against the deny list of now (see `set_peer_chain`).
-        if let Err(why) = c.flow.set_peer_chain(lease.chain(), c.outbound.live.deny_list()) {
+        if let Err(why) = c.flow.set_peer_chain(lease.chain(), c.outbound.inputs.live.deny_list()) {
             c.flow.close(format!("revocation: {why}"));
             return Err(Failure::new(StatusCode::FORBIDDEN, why));
         }
@@ -159,7 +159,7 @@ struct Tls {
 impl Upstream for Tls {
     async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
         let c = &self.common;
-        let io = self.origin.connect(c.dst.ip(), c.outbound.mark, version).await?;
+        let io = self.origin.connect(c.dst.ip(), c.outbound.inputs.mark, version).await?;
         c.accepted("tls_originated");
         Ok(io)
     }
@@ -202,14 +202,14 @@ impl Outbound {
             direction: "outbound",
             process: Some(workload.process.clone()),
             source: Some(source.clone()),
-            serial: self.credentials.workload(&source).ok().map(|i| i.svid.serial.as_str().into()),
+            serial: self.inputs.credentials.workload(&source).ok().map(|i| i.svid.serial.as_str().into()),
             destination: dst,
             peer: Some(match &origin {
                 Some(o) => format!("{} (TLS originated)", o.server_name.to_str()),
                 None => peer.to_string(),
             }),
         };
-        let registration = match self.registry.register_checked(facts, None, self.live.deny_list()) {
+        let registration = match self.inputs.registry.register_checked(facts, None, self.inputs.live.deny_list()) {
             Ok(r) => r,
             Err(why) => return Err((Some(stream), super::outbound::Refusal::Revoked(why))),
         };
@@ -238,7 +238,7 @@ impl Outbound {
             tracing::debug!(flow = %flow.facts.id, error = %e, "http flow ended with an error");
         }
         if common.logged.load(Ordering::Relaxed) {
-            self.trail.ended(&flow, verdict);
+            self.inputs.trail.ended(&flow, verdict);
         }
         Ok(())
     }
