@@ -4,9 +4,6 @@
 //! JWKS. The control socket (a Unix socket, mode 0600, root only) serves /status and /flows
 //! (identities, processes and flows, which a local user must not see), and takes POST /reload
 //! (the config file) and POST /revocations (the deny list).
-use crate::credential::Credentials;
-use crate::observe::decisions::DecisionLog;
-use crate::observe::metrics::Metrics;
 use crate::tunnel::pool::Pool;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,24 +22,19 @@ fn response((status, content_type, body): Answer) -> Response<Full<Bytes>> {
 }
 
 pub struct Admin {
-    pub host: String,
+    /// What the data path shares: the host, credentials, policy, decisions, metrics, flows.
+    pub inputs: Arc<crate::tunnel::ProxyInputs>,
     pub trust_domain: String,
     pub identity_backend: &'static str,
     pub identity_backend_reason: String,
     pub mode: crate::config::InboundMode,
-    pub credentials: Arc<Credentials>,
     /// One per worker thread.
     pub pools: Vec<Arc<Pool>>,
     /// Publishes the JWT-SVID signing key (JWKS) for verifiers.
     pub jwt: Arc<crate::http::JwtIssuer>,
-    pub decisions: Arc<DecisionLog>,
-    pub metrics: Arc<Metrics>,
     /// For its handshake counts and refusals.
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
-    /// Open flows, for /flows.
-    pub registry: Arc<crate::observe::flows::FlowRegistry>,
     pub reloader: Arc<crate::control::reload::Reloader>,
-    pub live: Arc<crate::policy::live::Live>,
     /// An upgrade's successor asking this process to hand over (its pid).
     pub handovers: tokio::sync::mpsc::UnboundedSender<u32>,
     /// Whether workloads are prepared before their first flow (process events), and counts.
@@ -119,9 +111,9 @@ impl Admin {
             "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
             "/metrics" => {
                 let mut text = String::new();
-                let (ca, bundle) = self.credentials.expiries();
-                self.metrics.expiries(ca.as_ref(), &bundle);
-                let _ = prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry);
+                let (ca, bundle) = self.inputs.credentials.expiries();
+                self.inputs.metrics.expiries(ca.as_ref(), &bundle);
+                let _ = prometheus_client::encoding::text::encode(&mut text, &self.inputs.metrics.registry);
                 (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text)
             }
             "/status" => (StatusCode::NOT_FOUND, "text/plain", "not here: `idgate status` reads it from the control socket\n".to_string()),
@@ -158,6 +150,7 @@ impl Admin {
 
     fn flows_json(&self) -> String {
         let flows: Vec<serde_json::Value> = self
+            .inputs
             .registry
             .all()
             .iter()
@@ -185,7 +178,7 @@ impl Admin {
 
     fn status_json(&self) -> String {
         serde_json::json!({
-            "host": self.host,
+            "host": self.inputs.host,
             "pid": std::process::id(),
             "trust_domain": self.trust_domain,
             "identity_backend": self.identity_backend,
@@ -203,20 +196,20 @@ impl Admin {
             },
             "mode": self.mode,
             "intercept": self.keeper.status(),
-            "policy_generation": self.live.policy().generation,
-            "revoked_entries": self.live.revoked().len(),
-            "server_id": self.credentials.server_id().to_string(),
-            "svids": self.credentials.summaries(),
-            "ca_expiry": self.credentials.expiries().0,
-            "trust_bundle_expiry": self.credentials.expiries().1,
-            "svids_minted": self.credentials.minted.load(Ordering::Relaxed),
+            "policy_generation": self.inputs.live.policy().generation,
+            "revoked_entries": self.inputs.live.revoked().len(),
+            "server_id": self.inputs.credentials.server_id().to_string(),
+            "svids": self.inputs.credentials.summaries(),
+            "ca_expiry": self.inputs.credentials.expiries().0,
+            "trust_bundle_expiry": self.inputs.credentials.expiries().1,
+            "svids_minted": self.inputs.credentials.minted.load(Ordering::Relaxed),
             "jwt_svids_minted": self.jwt.minted.load(Ordering::Relaxed),
             "tunnel_connections": self.pools.iter().map(|p| p.connection_count()).sum::<usize>(),
             "tunnel_dials": self.pools.iter().map(|p| p.dials.load(Ordering::Relaxed)).sum::<u64>(),
-            "active_flows": self.metrics.active_flows.get(),
+            "active_flows": self.inputs.metrics.active_flows.get(),
             "handshakes_in_progress": self.inbound.handshakes.in_progress(),
             "refused_connections": self.inbound.refusals.recent(),
-            "decisions": self.decisions.recent(),
+            "decisions": self.inputs.decisions.recent(),
         })
         .to_string()
     }
