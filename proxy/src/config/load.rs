@@ -115,66 +115,86 @@ impl Place {
 /// Checks that span several fields: where to point, and the message, for every problem.
 fn check(c: &Config) -> Vec<(Place, String)> {
     let mut errors = Vec::new();
+    for part in [workloads, outbound, tunnel_and_http, http_rules, inbound_ca_and_marks] {
+        part(c, &mut errors);
+    }
+    errors
+}
+
+/// Every `[[workload]]`: in the trust domain, with a selector.
+fn workloads(c: &Config, out: &mut Vec<(Place, String)>) {
     let td = &c.trust_domain.0;
     for (i, w) in c.workloads.iter().enumerate() {
         if w.spiffe_id.get_ref().0.trust_domain() != td {
             let id = &w.spiffe_id.get_ref().0;
-            errors.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
+            out.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
         if w.exe.is_none() && w.sha256.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
-            errors.push((
+            out.push((
                 Place::Path(vec![Key("workload"), Index(i)]),
                 format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid or gid)"),
             ));
         }
         if w.root_socket && w.uid.is_none() {
-            errors.push((
+            out.push((
                 Place::Path(vec![Key("workload"), Index(i)]),
                 format!("workload[{i}].root_socket needs uid: it lets that uid's processes use sockets root created"),
             ));
         }
     }
+}
+
+/// Every `[[outbound]]`: somewhere to go, and HTTP-only options only with HTTP.
+fn outbound(c: &Config, out: &mut Vec<(Place, String)>) {
     for (i, o) in c.outbound.iter().enumerate() {
         if o.cidrs.is_empty() || o.ports.is_empty() {
-            errors.push((Place::Path(vec![Key("outbound"), Index(i)]), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
+            out.push((Place::Path(vec![Key("outbound"), Index(i)]), format!("outbound[{i}] needs at least one entry in cidrs and in ports")));
         }
     }
     for (i, o) in c.outbound.iter().enumerate() {
         if !o.hosts.is_empty() && o.protocol != super::Protocol::Http {
-            errors.push((
+            out.push((
                 Place::Path(vec![Key("outbound"), Index(i)]),
                 format!("outbound[{i}].hosts needs protocol = \"http\" (idgate checks each request's Host against them)"),
             ));
         }
         if o.tls.is_some() && o.protocol != super::Protocol::Http {
-            errors.push((
+            out.push((
                 Place::Path(vec![Key("outbound"), Index(i)]),
                 format!("outbound[{i}].tls needs protocol = \"http\" (idgate must see the requests it encrypts)"),
             ));
         }
     }
+}
+
+/// Timers with a floor.
+fn tunnel_and_http(c: &Config, out: &mut Vec<(Place, String)>) {
     if c.tunnel.peer_timeout.0 < std::time::Duration::from_secs(1) {
-        errors.push((Place::Path(vec![Key("tunnel"), Key("peer_timeout")]), "tunnel.peer_timeout must be at least 1s".into()));
+        out.push((Place::Path(vec![Key("tunnel"), Key("peer_timeout")]), "tunnel.peer_timeout must be at least 1s".into()));
     }
     if c.tunnel.max_connection_age.0 < std::time::Duration::from_secs(1) {
-        errors.push((Place::Path(vec![Key("tunnel"), Key("max_connection_age")]), "tunnel.max_connection_age must be at least 1s".into()));
+        out.push((Place::Path(vec![Key("tunnel"), Key("max_connection_age")]), "tunnel.max_connection_age must be at least 1s".into()));
     }
     if c.tunnel.max_handshakes == 0 || c.tunnel.max_handshakes_per_source == 0 {
-        errors.push((
+        out.push((
             Place::Path(vec![Key("tunnel"), Key(if c.tunnel.max_handshakes == 0 { "max_handshakes" } else { "max_handshakes_per_source" })]),
             "tunnel.max_handshakes and max_handshakes_per_source must be at least 1".into(),
         ));
     }
     if c.http.jwt_ttl.0 < std::time::Duration::from_secs(10) {
-        errors.push((Place::Path(vec![Key("http"), Key("jwt_ttl")]), "http.jwt_ttl must be at least 10s".into()));
+        out.push((Place::Path(vec![Key("http"), Key("jwt_ttl")]), "http.jwt_ttl must be at least 10s".into()));
     }
+}
+
+/// Every `[[http_rule]]`: an action, a host that names an HTTP destination, hands off the identity header.
+fn http_rules(c: &Config, out: &mut Vec<(Place, String)>) {
     for (i, r) in c.http_rules.iter().enumerate() {
         if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
-            errors.push((Place::Path(vec![Key("http_rule"), Index(i)]), format!("http_rule[{i}] has no action (set, append or remove)")));
+            out.push((Place::Path(vec![Key("http_rule"), Index(i)]), format!("http_rule[{i}] has no action (set, append or remove)")));
         }
         if let Some(host) = &r.host {
             if !c.outbound.iter().any(|o| o.protocol == super::Protocol::Http && o.is_named_by(host)) {
-                errors.push((
+                out.push((
                     Place::Path(vec![Key("http_rule"), Index(i)]),
                     format!(
                         "http_rule[{i}].host `{}` names no protocol = \"http\" [[outbound]] destination: add it to that destination's hosts (or tls.server_name), so that the rule applies only on flows to it",
@@ -184,37 +204,41 @@ fn check(c: &Config) -> Vec<(Place, String)> {
             }
         }
         if let Some(key) = r.set.keys().chain(r.append.keys()).chain(r.remove.iter()).find(|k| k.0 == c.http.identity_header.0) {
-            errors.push((
+            out.push((
                 Place::Path(vec![Key("http_rule"), Index(i)]),
                 format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0),
             ));
         }
     }
+}
+
+/// `[[inbound]]` ports, the CA's files, the server ID's trust domain, the marks.
+fn inbound_ca_and_marks(c: &Config, out: &mut Vec<(Place, String)>) {
+    let td = &c.trust_domain.0;
     for (i, r) in c.inbound.iter().enumerate() {
         if r.ports.is_empty() {
-            errors.push((Place::Path(vec![Key("inbound"), Index(i)]), format!("inbound[{i}].ports is empty")));
+            out.push((Place::Path(vec![Key("inbound"), Index(i)]), format!("inbound[{i}].ports is empty")));
         }
     }
     if c.ca.source == super::CaSource::Files && (c.ca.cert.is_none() || c.ca.key.is_none()) {
-        errors.push((Place::Path(vec![Key("ca")]), "ca.source = \"files\" needs ca.cert and ca.key".into()));
+        out.push((Place::Path(vec![Key("ca")]), "ca.source = \"files\" needs ca.cert and ca.key".into()));
     }
     if let Some(id) = &c.svid.server_id {
         if id.get_ref().0.trust_domain() != td {
             let at = Place::Span(id.span().start);
-            errors.push((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
+            out.push((at, format!("svid.server_id `{}` is outside trust domain `{td}`", id.get_ref().0)));
         }
     }
     let i = &c.intercept;
     if i.tag_mark == 0 || i.tag_mark & !i.tag_mask != 0 {
-        errors.push((Place::Path(vec![Key("intercept"), Key("tag_mark")]), "intercept.tag_mark must be non-zero and within tag_mask".into()));
+        out.push((Place::Path(vec![Key("intercept"), Key("tag_mark")]), "intercept.tag_mark must be non-zero and within tag_mask".into()));
     }
     if i.bypass_mark == 0 || i.bypass_mark & i.tag_mark == i.tag_mark {
-        errors.push((
+        out.push((
             Place::Path(vec![Key("intercept"), Key("bypass_mark")]),
             "intercept.bypass_mark must be non-zero and not carry the tag_mark bits".into(),
         ));
     }
-    errors
 }
 
 #[cfg(test)]
