@@ -9,6 +9,23 @@ struct Cli {
     command: Command,
 }
 
+/// Which running idgate a command talks to: the one the config file names, or a socket.
+#[derive(clap::Args)]
+struct Running {
+    /// The config file.
+    #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
+    config: PathBuf,
+    /// The control socket, if not the one the config names.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl Running {
+    fn socket(self) -> PathBuf {
+        self.socket.unwrap_or_else(|| idgate::commands::status::control_socket(&self.config))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write the man pages (idgate.1 and one per subcommand) and bash, zsh and fish
@@ -63,12 +80,8 @@ enum Command {
     /// Show what the running idgate reports: identity backend, SVIDs, pools, recent decisions
     /// and refused connections (from its control socket; root only).
     Status {
-        /// The config file.
-        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
-        config: PathBuf,
-        /// The control socket, if not the one the config names.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        to: Running,
         /// The whole status document as JSON.
         #[arg(long)]
         json: bool,
@@ -77,46 +90,30 @@ enum Command {
     /// destinations and the table, HTTP rules, the deny list. Open flows the new policy denies
     /// are closed. A file with errors changes nothing (exit 1, its errors printed).
     Reload {
-        /// The config file.
-        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
-        config: PathBuf,
-        /// The control socket, if not the one the config names.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        to: Running,
     },
     /// Upgrade without resetting flows: the running idgate starts the binary at its path (the
     /// new one after a package upgrade), which binds beside it and takes over new flows; the
     /// old process serves its open flows until they end. The table stays throughout.
     Upgrade {
-        /// The config file.
-        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
-        config: PathBuf,
-        /// The control socket, if not the one the config names.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        to: Running,
     },
     /// Revoke SPIFFE IDs (exact, or prefixes ending in /*) or certificate serials (hex): they
     /// are added to the deny-list file ([revocation] file) and the running idgate closes their
     /// open flows and pooled connections and refuses new ones at once. A peer host's ID
     /// (spiffe://TD/idgate/host/NAME) or the serial of its CA cuts that host off.
     Revoke {
-        /// The config file.
-        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
-        config: PathBuf,
-        /// The control socket, if not the one the config names.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        to: Running,
         #[arg(required = true, value_name = "ID_OR_SERIAL")]
         entries: Vec<String>,
     },
     /// List the open flows: process (pid, exe, uid), SPIFFE ID, destination, peer, bytes, age.
     Flows {
-        /// The config file.
-        #[arg(short, long, default_value = "/etc/idgate/idgate.toml")]
-        config: PathBuf,
-        /// The control socket, if not the one the config names.
-        #[arg(long)]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        to: Running,
         /// The list as JSON.
         #[arg(long)]
         json: bool,
@@ -277,27 +274,20 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Status { config, socket, json } => {
-            idgate::commands::status::status(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
-        }
-        Command::Flows { config, socket, json } => {
-            idgate::commands::status::flows(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)), json)
-        }
-        Command::Reload { config, socket } => {
-            let socket = socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config));
-            if let Err(e) = idgate::commands::reload::reload(&socket) {
+        Command::Status { to, json } => idgate::commands::status::status(&to.socket(), json),
+        Command::Flows { to, json } => idgate::commands::status::flows(&to.socket(), json),
+        Command::Reload { to } => {
+            if let Err(e) = idgate::commands::reload::reload(&to.socket()) {
                 eprintln!("idgate: {e:#}");
                 return ExitCode::from(1);
             }
             Ok(())
         }
-        Command::Upgrade { config, socket } => {
-            idgate::commands::reload::upgrade(&socket.unwrap_or_else(|| idgate::commands::status::control_socket(&config)))
-        }
-        Command::Revoke { config, socket, entries } => match idgate::config::load(&config) {
+        Command::Upgrade { to } => idgate::commands::reload::upgrade(&to.socket()),
+        Command::Revoke { to, entries } => match idgate::config::load(&to.config) {
             Err(e) => Err(anyhow::anyhow!("{e}")),
             Ok(c) => {
-                let socket = socket.unwrap_or_else(|| c.control_socket());
+                let socket = to.socket.unwrap_or_else(|| c.control_socket());
                 let file = c.revocation.file.clone().expect("set by config::parse");
                 idgate::commands::reload::revoke(&file, &socket, &entries)
             }
