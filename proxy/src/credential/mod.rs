@@ -80,6 +80,10 @@ pub const ALPN_H2: &[u8] = b"h2";
 mod ca_tests;
 
 #[cfg(test)]
+#[path = "manager_tests.rs"]
+mod manager_tests;
+
+#[cfg(test)]
 pub(crate) mod test_pki;
 
 #[cfg(test)]
