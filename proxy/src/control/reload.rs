@@ -13,6 +13,7 @@ use crate::intercept::guard::{self, Redirect};
 use crate::intercept::Ruleset;
 use crate::observe::decisions::{Decision, DecisionLog};
 use crate::observe::flows::{FlowRegistry, OpenFlow};
+use crate::observe::Verdict;
 use crate::policy::live::{Live, Policy};
 use crate::tunnel::pool::Pool;
 use parking_lot::Mutex;
@@ -308,7 +309,7 @@ impl Reloader {
         report.closed_flows = self.parts.registry.close_where(|flow| {
             let why = denial(&policy, &revoked, flow)?;
             let mut d = Decision::new(flow.facts.direction, flow.facts.id.clone());
-            d.verdict = "closed";
+            d.verdict = Verdict::Closed;
             d.source_id = flow.facts.source.as_ref().map(|s| s.to_string());
             d.process_info = flow.facts.process.clone();
             d.process = flow.facts.process.as_ref().map(|p| format!("{}({})", p.exe, p.tgid));

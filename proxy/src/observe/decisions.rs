@@ -15,7 +15,7 @@ pub struct Decision {
     pub source_id: Option<String>,
     pub process: Option<String>,
     pub destination: String,
-    pub verdict: &'static str,
+    pub verdict: crate::observe::Verdict,
     pub detail: Option<String>,
     /// The process behind an outbound or local flow, for the attribution trail.
     #[serde(skip)]
@@ -31,7 +31,7 @@ impl Decision {
             source_id: None,
             process: None,
             destination: String::new(),
-            verdict: "",
+            verdict: crate::observe::Verdict::Undecided,
             detail: None,
             process_info: None,
         }
@@ -59,7 +59,7 @@ impl DecisionLog {
             source_id = d.source_id.as_deref().unwrap_or("-"),
             process = d.process.as_deref().unwrap_or("-"),
             destination = %d.destination,
-            verdict = d.verdict,
+            verdict = d.verdict.as_str(),
             detail = d.detail.as_deref().unwrap_or(""),
             "flow decision"
         );

@@ -127,8 +127,8 @@ impl Metrics {
         FlowGuard(self.active_flows.clone())
     }
 
-    pub fn outbound(&self, verdict: &'static str) {
-        self.outbound_flows.get_or_create(&VerdictLabels { verdict }).inc();
+    pub fn outbound(&self, verdict: crate::observe::Verdict) {
+        self.outbound_flows.get_or_create(&VerdictLabels { verdict: verdict.as_str() }).inc();
     }
 
     pub fn http_request(&self, direction: &'static str, status: http::StatusCode) {
@@ -149,8 +149,8 @@ impl Metrics {
         self.trust_bundle_expiry.set(bundle.iter().map(|c| c.not_after_unix as i64).min().unwrap_or(0));
     }
 
-    pub fn inbound(&self, verdict: &'static str) {
-        self.inbound_flows.get_or_create(&VerdictLabels { verdict }).inc();
+    pub fn inbound(&self, verdict: crate::observe::Verdict) {
+        self.inbound_flows.get_or_create(&VerdictLabels { verdict: verdict.as_str() }).inc();
     }
 }
 

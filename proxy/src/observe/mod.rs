@@ -5,3 +5,6 @@ pub mod flows;
 pub mod journal;
 pub mod metrics;
 pub mod trail;
+pub mod verdict;
+
+pub use verdict::Verdict;

@@ -36,7 +36,7 @@ struct Record<'a> {
     idgate_pid: u32,
     flow: &'a str,
     direction: &'a str,
-    verdict: &'a str,
+    verdict: crate::observe::Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,10 +78,10 @@ impl Trail {
 
     /// A flow that was let through has ended: with `verdict`, or `closed` when idgate closed it
     /// (a reload or revocation; the reason says which).
-    pub fn ended(&self, flow: &OpenFlow, verdict: &str) {
+    pub fn ended(&self, flow: &OpenFlow, verdict: crate::observe::Verdict) {
         let rules = flow.rules.lock().clone();
         let reason = flow.closed_because();
-        let verdict = if reason.is_some() { "closed" } else { verdict };
+        let verdict = if reason.is_some() { crate::observe::Verdict::Closed } else { verdict };
         let up = flow.up.load(std::sync::atomic::Ordering::Relaxed);
         let down = flow.down.load(std::sync::atomic::Ordering::Relaxed);
         let peer = flow.peer_label();
@@ -107,7 +107,7 @@ impl Trail {
         &self,
         f: &FlowFacts,
         peer: Option<&str>,
-        verdict: &str,
+        verdict: crate::observe::Verdict,
         reason: Option<&str>,
         rules: &[String],
         (up, down): (u64, u64),
@@ -195,7 +195,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("trail.jsonl");
         let trail = Trail::open("host-a".into(), Some(&path)).unwrap();
-        trail.write(&facts(exe), None, "tunneled", None, &[], (1, 2), 3);
+        trail.write(&facts(exe), None, crate::observe::Verdict::Tunneled, None, &[], (1, 2), 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let controls: Vec<char> = text.trim_end().chars().filter(|c| c.is_control()).collect();

@@ -10,6 +10,7 @@ use crate::config::TunnelConfig;
 use crate::credential::PeerChain;
 use crate::observe::decisions::Decision;
 use crate::observe::flows::{FlowFacts, Registration};
+use crate::observe::Verdict;
 use crate::spiffe::SpiffeId;
 use crate::sys::socket::connect_marked;
 use bytes::Bytes;
@@ -85,7 +86,7 @@ impl Inbound {
             d.source_id = Some(peer_id.to_string());
             d.process = header(PROCESS_HEADER).map(peer_process);
             d.destination = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-            d.verdict = "allowed";
+            d.verdict = Verdict::Allowed;
             d.detail = Some(format!("client certificate serial {serial}"));
             let dst: Option<SocketAddr> =
                 (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
@@ -141,10 +142,10 @@ impl Inbound {
                 }
             };
             d.verdict = match status {
-                _ if closed => "closed",
-                StatusCode::FORBIDDEN => "denied",
-                StatusCode::BAD_GATEWAY => "unreachable",
-                _ => "bad_request",
+                _ if closed => Verdict::Closed,
+                StatusCode::FORBIDDEN => Verdict::Denied,
+                StatusCode::BAD_GATEWAY => Verdict::Unreachable,
+                _ => Verdict::BadRequest,
             };
             d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
             self.inputs.metrics.inbound(d.verdict);
@@ -169,7 +170,7 @@ impl Inbound {
                 return None;
             }
         };
-        self.inputs.metrics.inbound("allowed");
+        self.inputs.metrics.inbound(Verdict::Allowed);
         self.inputs.decisions.record(d);
         Some(send)
     }
@@ -193,7 +194,7 @@ impl Inbound {
                 Ok((to_peer, from_peer)) => tracing::debug!(flow = %flow.facts.id, to_peer, from_peer, "inbound flow closed"),
                 Err(e) => tracing::debug!(flow = %flow.facts.id, error = %e, "inbound flow reset"),
             }
-            self.inputs.trail.ended(flow, "allowed");
+            self.inputs.trail.ended(flow, Verdict::Allowed);
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::http::forged::Protected;
 use crate::http::{BoxIo, Failure, Upstream};
 use crate::observe::decisions::Decision;
 use crate::observe::flows::{Counted, OpenFlow, Registration};
+use crate::observe::Verdict;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{request, HeaderValue, StatusCode, Version};
@@ -63,7 +64,7 @@ impl Inbound {
         let _active = self.inputs.metrics.flow_guard();
         let Some(send) = self.accept(&mut respond, d) else { return };
         self.clone().serve_http(StreamIo::server(send, body), tcp, identity, &registration.flow).await;
-        self.inputs.trail.ended(&registration.flow, "allowed");
+        self.inputs.trail.ended(&registration.flow, Verdict::Allowed);
     }
 
     /// Serves an authorized caller's HTTP (from a tunnel stream or a local socket) to the

@@ -7,6 +7,7 @@ use super::outbound::{Outbound, Refusal};
 use crate::config::Protocol;
 use crate::observe::decisions::Decision;
 use crate::observe::flows::{Counted, FlowFacts};
+use crate::observe::Verdict;
 use crate::policy::live::Policy;
 use crate::sys::socket::connect_marked;
 use std::net::SocketAddr;
@@ -78,9 +79,9 @@ impl Outbound {
         if let Some(why) = registration.flow.closed_because() {
             return Err((Some(stream), Refusal::Closed(why)));
         }
-        d.verdict = "allowed";
+        d.verdict = Verdict::Allowed;
         d.detail = Some(format!("local caller {src}"));
-        self.inputs.metrics.inbound("allowed");
+        self.inputs.metrics.inbound(Verdict::Allowed);
         self.inputs.decisions.record(d.clone());
         let flow = &registration.flow;
         if http {
@@ -95,7 +96,7 @@ impl Outbound {
             }
         }
         open.client_done();
-        self.inputs.trail.ended(flow, "allowed");
+        self.inputs.trail.ended(flow, Verdict::Allowed);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use crate::config::{DefaultAction, Protocol};
 use crate::identity::{Identities, Workload};
 use crate::observe::decisions::Decision;
 use crate::observe::flows::FlowFacts;
+use crate::observe::Verdict;
 use crate::sys::socket::{connect_marked, set_abortive_close};
 use bytes::Bytes;
 use std::future::Future;
@@ -93,21 +94,21 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn verdict(&self) -> &'static str {
+    fn verdict(&self) -> Verdict {
         match self {
-            Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => "denied_by_peer",
-            Refusal::Dial(e) if e.is_revoked() => "denied",
-            Refusal::Dial(e) if e.is_unverified() => "peer_unverified",
-            Refusal::LocalDenied { .. } => "denied",
-            Refusal::LocalUnreachable { .. } => "unreachable",
+            Refusal::PeerStatus { status, .. } if *status == http::StatusCode::FORBIDDEN => Verdict::DeniedByPeer,
+            Refusal::Dial(e) if e.is_revoked() => Verdict::Denied,
+            Refusal::Dial(e) if e.is_unverified() => Verdict::PeerUnverified,
+            Refusal::LocalDenied { .. } => Verdict::Denied,
+            Refusal::LocalUnreachable { .. } => Verdict::Unreachable,
             Refusal::PeerStatus { .. } | Refusal::Answer { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => {
-                "peer_unreachable"
+                Verdict::PeerUnreachable
             }
-            Refusal::NoWorkloadRule | Refusal::Identity(_) => "denied_no_identity",
-            Refusal::Revoked(_) => "revoked",
-            Refusal::Closed(_) => "closed",
-            Refusal::ClientGone(_) => "client_gone",
-            _ => "denied",
+            Refusal::NoWorkloadRule | Refusal::Identity(_) => Verdict::DeniedNoIdentity,
+            Refusal::Revoked(_) => Verdict::Revoked,
+            Refusal::Closed(_) => Verdict::Closed,
+            Refusal::ClientGone(_) => Verdict::ClientGone,
+            _ => Verdict::Denied,
         }
     }
 }
@@ -136,7 +137,7 @@ impl Outbound {
         // Unique per host across restarts and upgrades (two processes serve at a handover).
         let flow = format!("{}-{}.{}", self.inputs.host, crate::observe::flows::own_pid(), self.flows.fetch_add(1, Ordering::Relaxed));
         let mut decision = Decision::new("outbound", flow);
-        decision.verdict = "tunneled";
+        decision.verdict = Verdict::Tunneled;
         async move {
             let _active = active;
             match self.forward(stream, client, &mut decision).await {
@@ -258,7 +259,7 @@ impl Outbound {
             let on_accept = || {
                 // Allowed by the peer: log now, so long-lived flows show up while they run.
                 accepted.store(true, Ordering::Relaxed);
-                self.inputs.metrics.outbound("tunneled");
+                self.inputs.metrics.outbound(Verdict::Tunneled);
                 self.inputs.decisions.record(d.clone());
             };
             let answer_timeout = self.pool.limits().dial_timeout.0;
@@ -266,7 +267,7 @@ impl Outbound {
             let result = Box::pin(splice_connect(stream, early, (send, response), answer_timeout, flow, on_accept, || open.client_done())).await;
             drop(lease); // the stream slot is free only once the flow is over
             if accepted.load(Ordering::Relaxed) {
-                self.inputs.trail.ended(flow, "tunneled");
+                self.inputs.trail.ended(flow, Verdict::Tunneled);
             }
             match result {
                 Ok((up, down)) => {
@@ -366,8 +367,8 @@ impl Outbound {
             Ok(s) => s,
             Err(source) => return Err((Some(stream), Refusal::Passthrough { dst, source })),
         };
-        d.verdict = "passthrough";
-        self.inputs.metrics.outbound("passthrough");
+        d.verdict = Verdict::Passthrough;
+        self.inputs.metrics.outbound(Verdict::Passthrough);
         self.inputs.decisions.record(d.clone());
         let facts = FlowFacts {
             id: d.flow.clone(),
@@ -390,7 +391,7 @@ impl Outbound {
             }
             () = flow.closed() => set_abortive_close(&stream),
         }
-        self.inputs.trail.ended(flow, "passthrough");
+        self.inputs.trail.ended(flow, Verdict::Passthrough);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use crate::http::{BoxIo, Failure, Flow, Origin, RewriteError, Rewriter, Upstream
 use crate::identity::Workload;
 use crate::observe::decisions::Decision;
 use crate::observe::flows::{Counted, FlowFacts, OpenFlow};
+use crate::observe::Verdict;
 use crate::spiffe::SpiffeId;
 use http::{request, StatusCode, Version};
 use std::net::SocketAddr;
@@ -84,7 +85,7 @@ impl Common {
         }
     }
 
-    fn accepted(&self, verdict: &'static str) {
+    fn accepted(&self, verdict: Verdict) {
         if !self.logged.swap(true, Ordering::Relaxed) {
             let mut d = self.decision.clone();
             d.verdict = verdict;
@@ -98,10 +99,10 @@ impl Common {
         if let Some(f) = failure {
             let mut d = self.decision.clone();
             d.verdict = match f.status {
-                StatusCode::FORBIDDEN => "denied_by_peer",
-                StatusCode::SERVICE_UNAVAILABLE => "credential_unavailable",
-                StatusCode::MISDIRECTED_REQUEST => "misdirected",
-                _ => "peer_unreachable",
+                StatusCode::FORBIDDEN => Verdict::DeniedByPeer,
+                StatusCode::SERVICE_UNAVAILABLE => Verdict::CredentialUnavailable,
+                StatusCode::MISDIRECTED_REQUEST => Verdict::Misdirected,
+                _ => Verdict::PeerUnreachable,
             };
             d.detail = Some(f.why.clone());
             self.outbound.inputs.metrics.outbound(d.verdict);
@@ -134,7 +135,7 @@ impl Upstream for Tunnel {
         }
         let common = self.common.clone();
         let answer_timeout = c.outbound.pool.limits().dial_timeout.0;
-        Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted("tunneled"), lease)))
+        Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted(Verdict::Tunneled), lease)))
     }
 
     fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
@@ -160,7 +161,7 @@ impl Upstream for Tls {
     async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
         let c = &self.common;
         let io = self.origin.connect(c.dst.ip(), c.outbound.inputs.mark, version).await?;
-        c.accepted("tls_originated");
+        c.accepted(Verdict::TlsOriginated);
         Ok(io)
     }
 
@@ -196,7 +197,7 @@ impl Outbound {
         decision: Decision,
     ) -> Result<(), (Option<TcpStream>, super::outbound::Refusal)> {
         let HttpRoute { dst, names, peer, origin } = route;
-        let verdict = if origin.is_some() { "tls_originated" } else { "tunneled" };
+        let verdict = if origin.is_some() { Verdict::TlsOriginated } else { Verdict::Tunneled };
         let facts = FlowFacts {
             id: decision.flow.clone(),
             direction: "outbound",

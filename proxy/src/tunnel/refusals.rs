@@ -5,6 +5,7 @@
 //! CONNECT, unreachable) each leave a trail record only up to a budget per interval; beyond it
 //! they are counted and summed up in the same line.
 use crate::observe::metrics::Metrics;
+use crate::observe::Verdict;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,13 +46,13 @@ impl HandshakeRefusals {
 
     /// Whether a refused stream (`verdict`) gets its trail record: within the budget of this
     /// interval; otherwise it is counted for the summary.
-    pub fn stream_trail(&self, verdict: &'static str) -> bool {
+    pub fn stream_trail(&self, verdict: Verdict) -> bool {
         let mut s = self.streams.lock();
         if s.written < STREAM_TRAIL_BUDGET {
             s.written += 1;
             return true;
         }
-        *s.left_out.entry(verdict).or_default() += 1;
+        *s.left_out.entry(verdict.as_str()).or_default() += 1;
         false
     }
 
@@ -102,10 +103,10 @@ mod tests {
     #[test]
     fn refused_streams_beyond_the_budget_leave_no_trail_record_until_the_next_interval() {
         let refusals = HandshakeRefusals::new(Arc::new(Metrics::new()));
-        let written = (0..STREAM_TRAIL_BUDGET * 10).filter(|_| refusals.stream_trail("denied")).count() as u64;
+        let written = (0..STREAM_TRAIL_BUDGET * 10).filter(|_| refusals.stream_trail(Verdict::Denied)).count() as u64;
         assert_eq!(written, STREAM_TRAIL_BUDGET);
         assert_eq!(refusals.streams.lock().left_out.get("denied"), Some(&(STREAM_TRAIL_BUDGET * 9)));
         refusals.log_summary(10);
-        assert!(refusals.stream_trail("bad_request"), "a new interval, a new budget");
+        assert!(refusals.stream_trail(Verdict::BadRequest), "a new interval, a new budget");
     }
 }
