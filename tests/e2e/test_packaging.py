@@ -92,6 +92,10 @@ def test_rpms_install_run_and_keep_an_edited_config(tmp_path):
     man = subprocess.run(["man", "-l", str(root / "usr/share/man/man1/idgate-revoke.1.gz")], capture_output=True, text=True,
                          env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin"})
     assert man.returncode == 0 and "deny-list file" in man.stdout, man
+    # idgate.toml(5) is the reference generated from the config structs: every key, with its default.
+    man5 = subprocess.run(["man", "-l", str(root / "usr/share/man/man5/idgate.toml.5.gz")], capture_output=True, text=True,
+                          env={"MANWIDTH": "100", "PATH": "/usr/bin:/bin"})
+    assert man5.returncode == 0 and "max_handshakes_per_source" in man5.stdout and 'default "15s"' in man5.stdout, man5
     assert "reload" in (root / "usr/share/bash-completion/completions/idgate").read_text()
     # The installed (stripped) binary runs and accepts the config it ships with.
     subprocess.run([str(root / "usr/bin/idgate"), "check", "-c", str(conf)], check=True, capture_output=True)

@@ -17,7 +17,8 @@ pub enum Protocol {
     Http,
 }
 
-/// Originate TLS to the real endpoint instead of tunnelling to a peer idgate.
+/// Originate TLS to the original destination instead of tunnelling to a peer idgate: the
+/// workload speaks plain HTTP, idgate encrypts (needs `protocol = "http"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsOrigin {
@@ -28,8 +29,9 @@ pub struct TlsOrigin {
     pub port: u16,
     /// PEM CA certificates to verify the server with; default: the system's roots.
     pub ca_bundle: Option<PathBuf>,
-    /// Key exchange groups offered, most preferred first; default: the hybrid post-quantum
-    /// X25519MLKEM768, then X25519 and secp256r1 for servers that do not have it yet.
+    /// Key exchange groups offered, most preferred first: the hybrid post-quantum
+    /// X25519MLKEM768, then X25519 and secp256r1 for servers that do not have it yet. Leave
+    /// out the others to refuse servers without post-quantum key exchange.
     #[serde(default = "default_origin_key_exchange")]
     pub key_exchange: super::KeyExchangeList,
 }
@@ -43,6 +45,7 @@ fn default_tls_port() -> u16 {
     443
 }
 
+/// A DNS name, or an IP address, as the server's certificate names it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct ServerNameValue(pub rustls::pki_types::ServerName<'static>);
@@ -54,6 +57,7 @@ impl TryFrom<String> for ServerNameValue {
     }
 }
 
+/// How the identity header names the caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityFormat {
@@ -64,6 +68,7 @@ pub enum IdentityFormat {
     Uri,
 }
 
+/// The HTTP-aware path (`protocol = "http"`): the identity header inbound, JWT-SVIDs outbound.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -71,7 +76,8 @@ pub struct HttpConfig {
     /// from a workload or the network is removed first.
     pub identity_header: HeaderKey,
     pub identity_format: IdentityFormat,
-    /// Lifetime of JWT-SVIDs minted for `${jwt_svid:...}`; re-minted at half life.
+    /// Lifetime of JWT-SVIDs minted for `${jwt_svid:...}` (at least 10s); re-minted at half
+    /// life.
     pub jwt_ttl: HumanDuration,
     /// `iss` of JWT-SVIDs: how verifiers find the JWKS that verifies them (each host signs with
     /// its own key). Default: this host's SPIFFE ID.
@@ -89,7 +95,11 @@ impl Default for HttpConfig {
     }
 }
 
-/// One header rewrite rule. Every rule whose selectors all match applies, in file order.
+/// One header rewrite rule on the HTTP-aware path. Every rule whose selectors all match
+/// applies, in file order. Every header a rule for a destination sets is stripped from all
+/// workloads' requests there, so a workload without the rule cannot pose as one with it; a
+/// value that cannot be rendered (missing file, loose mode) answers the request 503: it never
+/// leaves without its credential.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRule {
@@ -107,6 +117,7 @@ pub struct HttpRule {
     /// Original destination ports.
     #[serde(default)]
     pub ports: Vec<PortRange>,
+    /// Requests whose path starts with this.
     pub path_prefix: Option<PathPrefix>,
     /// Replace the header (workload copies are removed first).
     #[serde(default)]
@@ -114,11 +125,14 @@ pub struct HttpRule {
     /// Add a value after any existing ones.
     #[serde(default)]
     pub append: BTreeMap<HeaderKey, Template>,
+    /// Headers removed from the request.
     #[serde(default)]
     pub remove: Vec<HeaderKey>,
 }
 
-/// A lower-case HTTP header name, validated.
+/// An HTTP header name (any case; idgate writes it lower-case). Headers that frame the message
+/// (`host`, `connection`, `transfer-encoding`, `content-length`, `upgrade`, `te`) cannot be
+/// rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct HeaderKey(pub http::HeaderName);
@@ -146,11 +160,14 @@ impl TryFrom<String> for HeaderKey {
     }
 }
 
+/// A host name, any case, without a port.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub enum HostPattern {
+    /// An exact name or address: `api.example.com`.
     Exact(String),
-    /// `*.example.com` stored as `.example.com`.
+    /// `*.example.com`: every name below `example.com`, not `example.com` itself.
+    // Kept as `.example.com`.
     Suffix(String),
 }
 
@@ -194,6 +211,7 @@ impl HostPattern {
     }
 }
 
+/// The start of a request path, beginning with `/`: `/v1/`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct PathPrefix(pub String);
@@ -209,8 +227,12 @@ impl TryFrom<String> for PathPrefix {
     }
 }
 
-/// A header value built from literal text and `${source}` parts. Secrets never sit in the
-/// config itself: they come from files, the service's environment, or a JWT-SVID.
+/// A header value built from literal text and `${source}` parts: `${file:/abs/path}` (the
+/// file's content without its trailing newline; mode 0600, owned by root or idgate's user;
+/// re-read when it changes), `${env:NAME}` (idgate's own environment, such as a systemd EnvironmentFile; read at
+/// start), `${jwt_svid:AUDIENCE}` (an ES256 JWT-SVID for the caller; the keys at the admin
+/// listener's `/jwks.json`), `${spiffe_id}` (the caller's SPIFFE ID); `$$` is a literal `$`.
+/// Secrets never sit in the config itself.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Template {

@@ -16,12 +16,19 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The keys at the top of the file, before its first table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The fleet's SPIFFE trust domain: every SPIFFE ID idgate issues or accepts is
+    /// `spiffe://<trust_domain>/...`.
     pub trust_domain: TrustDomain,
-    /// Host name used in the inbound SVID; defaults to the system's host name.
+    /// This host's name in its inbound identity, `spiffe://<trust_domain>/idgate/host/<hostname>`.
+    /// Default: the system's host name (`/proc/sys/kernel/hostname`).
     pub hostname: Option<String>,
+    /// Where idgate keeps its state: the embedded CA (`ca.pem`, and `ca-key.pem` mode 0600), the
+    /// snapshot of its nftables table for the boot guard, the peer history and, unless
+    /// `[listen] control` says otherwise, the control socket. SVID keys never touch disk.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     #[serde(default)]
@@ -66,6 +73,7 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/idgate")
 }
 
+/// Lowercase letters, digits, `.`, `-` and `_`, such as `example.org`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct TrustDomain(pub String);
@@ -81,7 +89,8 @@ impl TryFrom<String> for TrustDomain {
     }
 }
 
-/// What the inbound side does with plaintext connections to protected ports.
+/// What the inbound side does with plaintext connections to protected ports (the ports of
+/// `[[inbound]]` rules).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InboundMode {
@@ -92,12 +101,17 @@ pub enum InboundMode {
     Permissive,
 }
 
+/// How idgate finds the process that opened a flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityBackendChoice {
+    /// The kernel module if `/dev/idgate` exists and can be trusted, else procfs (a module that
+    /// cannot be trusted is warned about).
     #[default]
     Auto,
+    /// The kernel module (`idgate.ko`); idgate does not start without it.
     Kmod,
+    /// sock_diag and `/proc`, no kernel module.
     Procfs,
 }
 
@@ -105,24 +119,31 @@ pub enum IdentityBackendChoice {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAction {
+    /// Refuse the flow (the workload's connection is reset).
     #[default]
     Deny,
     /// Forward in plaintext to the original destination (explicit opt-in only).
     Passthrough,
 }
 
+/// The sockets idgate listens on.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
-    /// Port of the outbound capture listener on 127.0.0.1 and ::1.
+    /// Port of the outbound capture listener on 127.0.0.1 and ::1, where the nftables table
+    /// redirects intercepted flows.
     pub outbound_port: u16,
+    /// The mTLS tunnel endpoint that peer idgates connect to.
     pub inbound: SocketAddr,
+    /// The admin HTTP listener: `/metrics`, `/healthz`, and `/jwks.json` (the keys that verify
+    /// this host's JWT-SVIDs). Status and control go through the control socket instead.
     pub admin: SocketAddr,
-    /// The control socket (Unix, mode 0600) that `idgate status` talks to; default
-    /// `<state_dir>/control.sock`.
+    /// The control socket (Unix, mode 0600) that `idgate status`, `flows`, `reload`, `revoke`
+    /// and `upgrade` talk to. Default: `<state_dir>/control.sock`.
     pub control: Option<PathBuf>,
     /// Data-path threads (each with its own listeners and tunnel pool). Default: a quarter of
-    /// the cores, at least one: idgate shares the host with the workloads it serves.
+    /// the cores, at least one: idgate shares the host with the workloads it serves, and fewer
+    /// threads batch more work per wake-up.
     pub workers: Option<std::num::NonZeroUsize>,
 }
 
@@ -138,24 +159,35 @@ impl Default for Listen {
     }
 }
 
-/// The attribution trail: one JSON record per flow when it ends and per refusal, always in
-/// the log (target `idgate::trail`); also appended to `file` when set.
+/// The attribution trail: one JSON record per flow when it ends and per refusal (process,
+/// SPIFFE ID, SVID serial, credential rules applied, peer, destination, verdict, bytes,
+/// duration), always in the log (target `idgate::trail`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrailConfig {
+    /// Also append the trail to this file (JSON lines, created mode 0600). The packaged unit
+    /// may write only under `/var/lib/idgate` and `/var/log/idgate`. Default: the log only.
     pub file: Option<PathBuf>,
 }
 
-/// The deny list (see `revocation`): entries here, and in `file`, which idgate watches and
-/// `idgate revoke` appends to (default: `revoked` next to the config file, set by `parse`;
-/// absent is empty).
+/// The deny list: SPIFFE IDs and certificate serials that no flow may use, whatever the policy
+/// allows. A peer host's ID, or the serial of any certificate of a peer's chain (its host
+/// CA's), cuts that peer off. Open flows and pooled connections of a revoked identity are
+/// closed within a fraction of a second, new ones refused, its SVIDs dropped.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
+    /// SPIFFE IDs, exact or prefixes ending in `/*`; applied on reload.
     #[serde(default)]
     pub ids: Vec<AllowPattern>,
+    /// Certificate serials; applied on reload.
     #[serde(default)]
     pub serials: Vec<RevokedSerial>,
+    /// A deny-list file, one ID or serial per line (`#` starts a comment), watched: a change
+    /// applies at once. `idgate revoke` appends to it; a fleet distributes it like any config
+    /// file (write a new copy, rename it into place). Default: `revoked` next to the config
+    /// file; a missing file is an empty list.
+    // `parse` fills in the default.
     pub file: Option<PathBuf>,
 }
 
@@ -172,7 +204,7 @@ impl RevocationConfig {
     }
 }
 
-/// A certificate serial in hex (colons allowed), kept normalized.
+/// A certificate serial in hex, colons allowed, as openssl prints it: `3f:a1:07`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct RevokedSerial(pub String);
@@ -241,6 +273,8 @@ impl TunnelConfig {
     }
 }
 
+/// How flows are intercepted: idgate's nftables table, its marks, and the guard that holds
+/// when the table does not.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Intercept {
@@ -248,7 +282,8 @@ pub struct Intercept {
     pub table: String,
     /// Mark on idgate's own sockets; the redirect rule skips marked traffic.
     pub bypass_mark: u32,
-    /// Mark bits the kernel module sets on flows it tagged (kmod backend only), within tag_mask.
+    /// Mark bits the kernel module sets on flows it tagged (kmod backend only), within
+    /// `tag_mask`.
     pub tag_mark: u32,
     /// The mark bits idgate owns on tagged flows; the module leaves the others alone (WireGuard,
     /// Cilium or policy routing marks on the same host).
@@ -257,9 +292,8 @@ pub struct Intercept {
     pub on_stop: OnStop,
     /// The cgroup (v2) the second line of defence is attached to: a program that drops any
     /// connection attempt to an intercepted destination that the table did not redirect (it
-    /// was flushed or deleted) and, in strict mode, plaintext to protected ports. It outlives
-    /// idgate like the table. "auto": the root of the host's cgroup v2 hierarchy, if it has
-    /// one; a path: that cgroup, or idgate does not start; "off".
+    /// was flushed or deleted) and, in strict mode, plaintext to protected ports. Pinned under
+    /// `/sys/fs/bpf/idgate`, it outlives idgate like the table.
     pub guard_cgroup: GuardCgroup,
 }
 
@@ -276,13 +310,16 @@ impl Default for Intercept {
     }
 }
 
-/// Where the cgroup guard is attached (see `Intercept::guard_cgroup`).
+/// Where the cgroup guard is attached (`[intercept] guard_cgroup`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum GuardCgroup {
+    /// The root of the host's cgroup v2 hierarchy, if it has one (`idgate status` says if not).
     #[default]
     Auto,
+    /// No guard.
     Off,
+    /// An absolute path: that cgroup (v2) directory; idgate does not start without it.
     Path(std::path::PathBuf),
 }
 
@@ -317,19 +354,25 @@ pub enum OnStop {
     Keep,
     /// Remove the table on a clean stop (unsafe: flows then go out directly, in plaintext,
     /// and protected ports accept plaintext, until idgate or `idgate guard` installs it again).
+    /// With `keep`, `idgate uninstall` removes the table (package removal runs it).
     Release,
 }
 
+/// The CA that issues this host's SVIDs, and the roots it trusts for peers. A reload applies
+/// changes here and to the files' contents (a CA rotation).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
-    /// `embedded` (created under state_dir on first start) or `files`.
+    /// Where the CA comes from.
     #[serde(default)]
     pub source: CaSource,
-    /// CA certificate and key (PEM) when source = "files".
+    /// The CA certificate (PEM) when `source = "files"`.
     pub cert: Option<PathBuf>,
+    /// The CA's private key (PEM) when `source = "files"`: mode 0600, owned by root or idgate's
+    /// user.
     pub key: Option<PathBuf>,
-    /// Extra CA certificates (PEM) trusted for peers, e.g. other hosts' embedded CAs.
+    /// Roots trusted for peers (PEM): the fleet's root (two during a rotation), or other hosts'
+    /// CAs. A CA here is trusted for every ID of the trust domain: its grant is not checked.
     #[serde(default)]
     pub trust_bundle: Vec<PathBuf>,
 }
@@ -337,16 +380,23 @@ pub struct CaConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaSource {
+    /// A CA of this host's own, created under `state_dir` on first start.
     #[default]
     Embedded,
+    /// An existing CA from `cert` and `key`: for a fleet, this host's CA from `idgate ca issue`
+    /// (it may name only this host's addresses and issue only its host's ID and the granted
+    /// workload IDs), with the fleet root's `ca.pem` in `trust_bundle`.
     Files,
 }
 
+/// The X.509-SVIDs idgate mints: for workloads, and this host's own for its inbound side.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SvidConfig {
+    /// Lifetime of minted X.509-SVIDs; they are rotated at half life.
     pub ttl: HumanDuration,
-    /// SPIFFE ID of this host's inbound side; default spiffe://<td>/idgate/host/<hostname>.
+    /// SPIFFE ID of this host's inbound side. Default:
+    /// `spiffe://<trust_domain>/idgate/host/<hostname>`.
     pub server_id: Option<toml::Spanned<SpiffeIdValue>>,
     /// Addresses this host's inbound SVID names (IP SANs); peers accept it only for flows to
     /// these addresses. Default: the host's interface addresses (not loopback or link-local),
@@ -360,6 +410,7 @@ impl Default for SvidConfig {
     }
 }
 
+/// `spiffe://<trust domain>/<path>`: path segments of letters, digits, `.`, `-` and `_`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct SpiffeIdValue(pub SpiffeId);
@@ -371,20 +422,29 @@ impl TryFrom<String> for SpiffeIdValue {
     }
 }
 
-/// Maps process attributes to a SPIFFE ID. All given selectors must match; first rule wins.
+/// Maps process attributes to a SPIFFE ID. All given selectors must match (at least one is
+/// needed); the first matching rule wins. A process whose file cannot be identified matches no
+/// `exe` or `sha256` selector.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
+    /// The identity a matching process gets; within `trust_domain`.
     pub spiffe_id: toml::Spanned<SpiffeIdValue>,
-    /// The path of the file the process runs, matched against the file at that path in
-    /// idgate's mount namespace (device and inode), not only its name.
+    /// The path of the file the process runs (links resolved, as `/proc/<pid>/exe` shows it),
+    /// matched against the file at that path in idgate's mount namespace (device and inode),
+    /// not only its name. Alone it says which program runs, not who runs it: add `uid`.
     pub exe: Option<toml::Spanned<Glob>>,
-    /// The content of the file the process runs.
+    /// The content of the file the process runs, read through the process (any copy anywhere
+    /// matches); files over 256 MiB or on FUSE never match. Add `uid`, as for `exe`.
     pub sha256: Option<Sha256Digest>,
+    /// The process name. Any process can set its own: never use it alone.
     pub comm: Option<Glob>,
+    /// The process's cgroup (v2) path, such as `/system.slice/frontend.service`.
     pub cgroup: Option<Glob>,
-    /// Effective uid and gid.
+    /// The process's effective uid. A socket is attributed only to a process of the uid that
+    /// created it.
     pub uid: Option<u32>,
+    /// The process's effective gid.
     pub gid: Option<u32>,
     /// Also match a process of `uid` holding a socket that root created, when no root
     /// process holds it and no other user does (a daemon that connects, then drops privileges).
@@ -392,20 +452,24 @@ pub struct WorkloadRule {
     pub root_socket: bool,
 }
 
+/// Destinations to intercept (every address in `cidrs` on every port in `ports`), and which
+/// peer idgate serves them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundRule {
+    /// Destination addresses (at least one).
     pub cidrs: Vec<Cidr>,
+    /// Destination ports (at least one).
     pub ports: Vec<PortRange>,
-    /// Peer idgate: "same-ip" (default: the original destination's address) or "addr:port".
+    /// The peer idgate that serves these destinations.
     #[serde(default)]
     pub peer: PeerChoice,
+    /// The peer idgate's tunnel port when `peer = "same-ip"`.
     #[serde(default = "default_peer_port")]
     pub peer_port: u16,
-    /// "tcp" (opaque bytes) or "http" (requests parsed and rewritten by [[http_rule]]s).
+    /// What flows to these destinations carry; `"http"` applies `[[http_rule]]`s to them.
     #[serde(default)]
     pub protocol: Protocol,
-    /// Originate TLS to the original destination instead of tunnelling to a peer idgate.
     pub tls: Option<TlsOrigin>,
     /// Names this destination is known by (`protocol = "http"`): a request on a flow to it
     /// must carry one of them, the TLS server name or the destination's address as its Host,
@@ -440,11 +504,14 @@ fn default_peer_port() -> u16 {
     15008
 }
 
+/// The peer idgate of an `[[outbound]]` rule.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(try_from = "String")]
 pub enum PeerChoice {
+    /// The idgate at the original destination's address, on `peer_port`.
     #[default]
     SameIp,
+    /// `address:port`: the idgate there, for every destination of the rule (a gateway).
     Fixed(SocketAddr),
 }
 
@@ -462,17 +529,23 @@ impl TryFrom<String> for PeerChoice {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundRule {
+    /// Local destination ports. In strict mode they are protected: plaintext from other hosts
+    /// is dropped, and local callers are authorized like remote ones.
     pub ports: Vec<PortRange>,
-    /// Exact SPIFFE IDs, or prefixes ending in `/*`.
+    /// The callers allowed: exact SPIFFE IDs, or prefixes ending in `/*`. Everything else is
+    /// denied.
     pub allow: Vec<AllowPattern>,
-    /// "http": set the caller's identity header on each request and strip forged copies.
+    /// `"http"`: set the caller's identity header (`[http] identity_header`) on each request and
+    /// strip forged copies.
     #[serde(default)]
     pub protocol: Protocol,
 }
 
+/// Which SPIFFE IDs an entry names.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum AllowPattern {
+    /// An exact SPIFFE ID: `spiffe://example.org/web/frontend`.
     Exact(SpiffeId),
     /// `spiffe://td/ns/*` matches every ID below `spiffe://td/ns/`.
     Prefix(String),

@@ -108,7 +108,7 @@ impl Glob {
     }
 }
 
-/// A sha256 digest as `sha256sum` prints it: 64 hex digits.
+/// A SHA-256 digest as `sha256sum FILE` prints it: 64 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Sha256Digest(pub [u8; 32]);
@@ -128,7 +128,7 @@ impl TryFrom<String> for Sha256Digest {
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, `1d`.
+/// A positive whole number and a unit: `500ms`, `30s`, `5m`, `1h`, `1d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct HumanDuration(pub Duration);
@@ -155,15 +155,19 @@ impl TryFrom<String> for HumanDuration {
     }
 }
 
-/// A TLS key exchange group, by the name IANA gives it.
+/// A TLS key exchange group, by the name IANA gives it (any case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum KeyExchange {
     /// Hybrid post-quantum: X25519 with ML-KEM-768 (what peers prefer since 2025).
     X25519Mlkem768,
+    /// Hybrid post-quantum: secp256r1 (P-256) with ML-KEM-768.
     Secp256r1Mlkem768,
+    /// Elliptic-curve Diffie-Hellman on Curve25519 (not post-quantum).
     X25519,
+    /// Elliptic-curve Diffie-Hellman on P-256 (not post-quantum); also `P-256`.
     Secp256r1,
+    /// Elliptic-curve Diffie-Hellman on P-384 (not post-quantum); also `P-384`.
     Secp384r1,
 }
 
