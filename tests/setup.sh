@@ -11,8 +11,11 @@ done
 # Debian under systemd-nspawn (systemd-container; debootstrap makes its root). Without their
 # recommendations (dkms would want kernel headers). systemd-container requires the systemd
 # of its own version: apt may upgrade systemd to it (never removes a package).
+# The container tests (tests/e2e/test_containers.py): Podman with runc (crun refuses a
+# hybrid cgroup hierarchy) and a static busybox, the whole root file system of the image the
+# test builds (there is no image registry here).
 need_norec=()
-for pkg in debhelper dh-dkms lintian rpmlint systemd-container debootstrap; do
+for pkg in debhelper dh-dkms lintian rpmlint systemd-container debootstrap podman runc busybox-static; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_norec+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_norec[@]} -gt 0 ]; then

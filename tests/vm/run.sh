@@ -337,7 +337,7 @@ copy_with_libs() {
 module_order() {
 	local dep=$KROOT/lib/modules/$KREL/modules.dep
 	# crc32c_generic first: busybox insmod ignores libcrc32c's softdep on crc32c.
-	awk -v want="crc32c_generic veth nf_tables nft_chain_nat nft_redir nft_ct nft_reject_inet nft_socket nf_nat nf_conntrack nf_conntrack_netlink inet_diag tcp_diag overlay" '
+	awk -v want="crc32c_generic veth nf_tables nft_chain_nat nft_redir nft_ct nft_reject_inet nft_socket nft_fib_inet nf_nat nf_conntrack nf_conntrack_netlink inet_diag tcp_diag overlay" '
 		BEGIN { n = split(want, w, " ") }
 		{ path = $1; sub(/:$/, "", path); name = path; sub(/.*\//, "", name); sub(/\.ko.*$/, "", name)
 		  deps[name] = ""; for (i = 2; i <= NF; i++) { d = $i; sub(/.*\//, "", d); sub(/\.ko.*$/, "", d); deps[name] = deps[name] " " d }

@@ -1,6 +1,6 @@
 //! Which identity backend a host uses, and why.
 use crate::config::{Config, IdentityBackendChoice};
-use crate::identity::{FlowIdentity, ProcfsBackend};
+use crate::identity::{FlowIdentity, ProcfsBackend, WithContainers};
 use anyhow::{Context, Result};
 
 /// The identity backend, and why it is the one: an operator must be able to tell a host that
@@ -8,6 +8,19 @@ use anyhow::{Context, Result};
 /// outside the module's support window) from one that never had the module. Only an explicit
 /// `identity_backend = "kmod"` refuses to start.
 pub fn identity_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> {
+    let (backend, why) = host_backend(config)?;
+    if config.containers.networks.is_empty() {
+        return Ok((backend, why));
+    }
+    let containers = || ProcfsBackend::with_containers(config.containers.networks.clone()).context("looking into containers' network namespaces");
+    if backend.name() == "procfs" {
+        return Ok((Box::new(containers()?), why));
+    }
+    let with = WithContainers { host: backend, containers: containers()? };
+    Ok((Box::new(with), format!("{why}; flows from containers ([containers] networks) are found with sock_diag in their network namespaces")))
+}
+
+fn host_backend(config: &Config) -> Result<(Box<dyn FlowIdentity>, String)> {
     let device = crate::identity::kmod_device();
     // The module's API first (a device that does not speak it is no module of ours), then the
     // kernel it runs on.

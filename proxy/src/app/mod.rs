@@ -195,7 +195,7 @@ struct Listening {
 impl Sockets {
     fn bind(config: &Config, workers: usize, takeover: bool, mark: u32) -> Result<(Self, Listening)> {
         let mut binder = Binder::new(mark, takeover);
-        let worker_listeners = binder.workers(workers, config.listen.outbound_port, config.listen.inbound)?;
+        let worker_listeners = binder.workers(workers, config.listen.outbound_port, config.listen.inbound, !config.containers.networks.is_empty())?;
         let admin = TcpListener::from_std(binder.admin(config.listen.admin)?)?;
         binder.finish();
         let control_path = config.control_socket();

@@ -129,10 +129,23 @@ fn workloads(c: &Config, out: &mut Vec<(Place, String)>) {
             let id = &w.spiffe_id.get_ref().0;
             out.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
-        if w.exe.is_none() && w.sha256.is_none() && w.comm.is_none() && w.cgroup.is_none() && w.uid.is_none() && w.gid.is_none() {
+        if w.exe.is_none()
+            && w.sha256.is_none()
+            && w.comm.is_none()
+            && w.cgroup.is_none()
+            && w.uid.is_none()
+            && w.gid.is_none()
+            && !w.selects_containers()
+        {
             out.push((
                 Place::Path(vec![Key("workload"), Index(i)]),
-                format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid or gid)"),
+                format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid, gid or container_*)"),
+            ));
+        }
+        if w.asks_runtime() && c.containers.runtime_api.is_none() {
+            out.push((
+                Place::Path(vec![Key("workload"), Index(i)]),
+                format!("workload[{i}] selects on the container's name, image or labels: set [containers] runtime_api (the runtime's API socket) to read them"),
             ));
         }
         if w.root_socket && w.uid.is_none() {

@@ -42,6 +42,8 @@ pub struct Config {
     #[serde(default)]
     pub intercept: Intercept,
     #[serde(default)]
+    pub containers: Containers,
+    #[serde(default)]
     pub tunnel: TunnelConfig,
     #[serde(default)]
     pub trail: TrailConfig,
@@ -310,6 +312,24 @@ impl Default for Intercept {
     }
 }
 
+/// Containers on this host: processes in network namespaces of their own, whose flows reach
+/// the network through this host (a bridge and veth pairs, as Docker's and Podman's default
+/// networks do). Flows routed through this host to `[[outbound]]` destinations are always
+/// intercepted; those from `networks` are tunnelled with the identity of the process in the
+/// container that opened them, every other routed flow is refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Containers {
+    /// The containers' addresses (their bridge networks, such as Podman's `10.88.0.0/16` or
+    /// Docker's `172.17.0.0/16`). A flow from one of them is accepted only over the interface
+    /// the host routes that address to (one container cannot pass for another network's).
+    pub networks: Vec<Cidr>,
+    /// A Docker-compatible API socket (Docker's `/run/docker.sock`, or Podman's
+    /// `/run/podman/podman.sock` from `podman system service`), read only, for the
+    /// `container_name`, `container_image` and `container_labels` selectors.
+    pub runtime_api: Option<PathBuf>,
+}
+
 /// Where the cgroup guard is attached (`[intercept] guard_cgroup`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(try_from = "String", into = "String")]
@@ -450,6 +470,30 @@ pub struct WorkloadRule {
     /// process holds it and no other user does (a daemon that connects, then drops privileges).
     #[serde(default)]
     pub root_socket: bool,
+    /// The id (64 hex digits) of the container the process runs in, read from its cgroup
+    /// (Docker, Podman, containerd, CRI-O). A process in no container matches no `container_*`
+    /// selector.
+    pub container_id: Option<Glob>,
+    /// The container's name, as `[containers] runtime_api` reports it (without a leading `/`).
+    pub container_name: Option<Glob>,
+    /// The container's image, as the runtime reports it (`docker.io/library/nginx:1.27`, or
+    /// the name given to `podman import`).
+    pub container_image: Option<Glob>,
+    /// Labels the container must carry, each with exactly this value.
+    #[serde(default)]
+    pub container_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl WorkloadRule {
+    /// Whether the rule asks the container runtime (name, image or labels).
+    pub fn asks_runtime(&self) -> bool {
+        self.container_name.is_some() || self.container_image.is_some() || !self.container_labels.is_empty()
+    }
+
+    /// Whether the rule selects only processes in containers.
+    pub fn selects_containers(&self) -> bool {
+        self.container_id.is_some() || self.asks_runtime()
+    }
 }
 
 /// Destinations to intercept (every address in `cidrs` on every port in `ports`), and which

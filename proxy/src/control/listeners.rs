@@ -41,8 +41,10 @@ impl Binder {
         Ok(l)
     }
 
-    /// Every worker's listeners.
-    pub fn workers(&mut self, count: usize, outbound_port: u16, inbound: SocketAddr) -> Result<Vec<workers::Listeners>> {
+    /// Every worker's listeners. With `routed`, the capture port also listens on every address:
+    /// flows routed through this host (from containers) are redirected to the address of the
+    /// interface they came in on (the table lets only redirected ones in).
+    pub fn workers(&mut self, count: usize, outbound_port: u16, inbound: SocketAddr, routed: bool) -> Result<Vec<workers::Listeners>> {
         let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, outbound_port));
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, outbound_port));
         if self.must_be_free() {
@@ -60,6 +62,16 @@ impl Binder {
             let mut outbound = vec![self.listener(&format!("out4-{i}"), v4, "outbound")?];
             if with_v6 {
                 outbound.push(self.listener(&format!("out6-{i}"), v6, "outbound")?);
+            }
+            if routed {
+                outbound.push(self.listener(&format!("routed4-{i}"), SocketAddr::from((Ipv4Addr::UNSPECIFIED, outbound_port)), "routed outbound")?);
+                if with_v6 {
+                    outbound.push(self.listener(
+                        &format!("routed6-{i}"),
+                        SocketAddr::from((Ipv6Addr::UNSPECIFIED, outbound_port)),
+                        "routed outbound",
+                    )?);
+                }
             }
             all.push(workers::Listeners { outbound, inbound: self.listener(&format!("in-{i}"), inbound, "inbound")? });
         }

@@ -25,6 +25,8 @@ use std::time::Instant;
 
 /// Top-level keys whose changes a reload applies; a change anywhere else waits for a restart.
 const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation", "ca"];
+/// Keys of other sections that a reload applies (the workload rules' runtime API).
+const LIVE_SECTION_KEYS: &[&str] = &["containers.runtime_api"];
 
 /// What a reload (or a re-read of the deny list) did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -133,6 +135,7 @@ fn restart_needed(old: &toml::Table, new: &toml::Table) -> Vec<String> {
             _ => {}
         }
     }
+    changed.retain(|k| !LIVE_SECTION_KEYS.contains(&k.as_str()));
     changed
 }
 
@@ -211,6 +214,8 @@ impl Reloader {
         config.intercept = self.fixed.intercept.clone();
         let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
         ruleset.redirect_port = running.ruleset.redirect_port;
+        // Which addresses are containers' decides the listeners and the identity backend too.
+        ruleset.container_networks = running.ruleset.container_networks.clone();
         let table_changed = ruleset != running.ruleset && !self.is_retired();
         // One transaction: what can fail is staged first (the new CA's SVID minted and
         // self-tested, nothing swapped), then the kernel's side changes, each undone if a later

@@ -2,13 +2,16 @@
 //! flow?"; the selector turns the process into a SPIFFE ID; results are cached per process
 //! and reused only while every selected attribute is unchanged (a reused pid, an execve or a
 //! setuid never inherits an identity).
+mod container;
 mod exe_file;
 mod kmod;
 pub mod kmod_envelope;
 mod kmod_uapi;
+mod netns;
 mod proc_events;
 mod procdir;
 mod procfs;
+mod runtime_api;
 mod selector;
 mod sock_diag;
 
@@ -46,6 +49,9 @@ pub struct ProcessInfo {
     /// The flow's socket was created by root and is held only by processes of this one's uid,
     /// which is not root (procfs backend): only rules with `root_socket = true` match it.
     pub root_socket: bool,
+    /// The container the process runs in (from its cgroup), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// Which file a process runs: device (userspace `st_dev` encoding, as
@@ -84,6 +90,44 @@ pub trait FlowIdentity: Send + Sync {
     fn process_started(&self, _pid: u32) {}
     /// Process `pid` exited: nothing kept for it is of use any more.
     fn process_exited(&self, _pid: u32) {}
+}
+
+/// The kernel module records the sockets of its own network namespace: flows routed here from
+/// containers' addresses that it does not know are looked for in the containers' namespaces.
+pub struct WithContainers {
+    pub host: Box<dyn FlowIdentity>,
+    pub containers: ProcfsBackend,
+}
+
+impl FlowIdentity for WithContainers {
+    fn name(&self) -> &'static str {
+        self.host.name()
+    }
+
+    fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
+        match self.host.process_of(client, dst) {
+            Err(IdentityError::NoSocket { .. }) if self.containers.covers(&client.ip()) => self.containers.process_of(client, dst),
+            other => other,
+        }
+    }
+
+    fn flow_closed(&self, client: SocketAddr) {
+        self.host.flow_closed(client);
+        self.containers.flow_closed(client);
+    }
+
+    fn reconfigure(&self, routes: &[crate::config::OutboundRule], intercept: &crate::config::Intercept) -> anyhow::Result<()> {
+        self.host.reconfigure(routes, intercept)
+    }
+
+    fn process_started(&self, pid: u32) {
+        self.host.process_started(pid);
+    }
+
+    fn process_exited(&self, pid: u32) {
+        self.host.process_exited(pid);
+        self.containers.process_exited(pid);
+    }
 }
 
 /// A process with its resolved identity and the pre-rendered header telling the peer about it.

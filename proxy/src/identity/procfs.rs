@@ -2,6 +2,7 @@
 //! process holding it. Recent owners are searched first, through procfs handles kept open for
 //! them, and within them the fd numbers their sockets had, so a busy workload costs a few
 //! syscalls per flow, not a walk of all of /proc.
+use super::netns::OtherNamespaces;
 use super::procdir::{read_whole, FdTable, ProcDir};
 use super::{sock_diag, FlowIdentity, IdentityError, ProcessInfo};
 use parking_lot::Mutex;
@@ -114,6 +115,8 @@ pub struct ProcfsBackend {
     /// Workloads that just started (process events), newest first: a flow no recent owner
     /// holds is most likely theirs.
     expected: Mutex<VecDeque<u32>>,
+    /// Where flows from containers' addresses are looked for (`[containers] networks`).
+    others: Option<OtherNamespaces>,
 }
 
 impl FlowIdentity for ProcfsBackend {
@@ -122,7 +125,14 @@ impl FlowIdentity for ProcfsBackend {
     }
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
-        let (inode, uid) = sock_diag::lookup(client, dst)?.ok_or(IdentityError::NoSocket { client, dst })?;
+        let (inode, uid) = match sock_diag::lookup(client, dst)? {
+            Some(found) => found,
+            None => match &self.others {
+                Some(others) => others.lookup(client, dst)?,
+                None => None,
+            }
+            .ok_or(IdentityError::NoSocket { client, dst })?,
+        };
         let (pid, fd, process) = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
         let mut open = self.open_flows.lock();
         if open.len() >= OPEN_FLOWS {
@@ -155,6 +165,18 @@ impl FlowIdentity for ProcfsBackend {
 }
 
 impl ProcfsBackend {
+    /// A backend that also finds the processes of flows routed here from `networks`, in the
+    /// network namespaces of this host's containers.
+    pub fn with_containers(networks: Vec<crate::config::Cidr>) -> io::Result<Self> {
+        let others = (!networks.is_empty()).then(|| OtherNamespaces::new(networks)).transpose()?;
+        Ok(ProcfsBackend { others, ..Default::default() })
+    }
+
+    /// Whether flows from `ip` may be containers' (see `with_containers`).
+    pub fn covers(&self, ip: &std::net::IpAddr) -> bool {
+        self.others.as_ref().is_some_and(|o| o.covers(ip))
+    }
+
     /// The process holding socket `inode` (created by `socket_uid`) and the fd it holds it as.
     ///
     /// Only a process whose effective uid is the socket's is the answer: a socket is passed on
@@ -367,6 +389,7 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
     // the file's identity says which file it is (see `Selector`).
     let exe_id = files.dir.exe_id().ok();
     let cgroup = read_whole(&files.cgroup, &mut buf).map(|b| parse_cgroup(&text(b))).ok();
+    let container_id = cgroup.as_deref().and_then(super::container::id_from_cgroup).map(str::to_string);
     Ok(ProcessInfo {
         tgid: pid,
         uid,
@@ -379,6 +402,7 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
         start_time: files.start_time,
         exe_id,
         root_socket: false,
+        container_id,
     })
 }
 

@@ -1,34 +1,58 @@
 //! Workload rules: process attributes → SPIFFE ID. Selectors in one rule are ANDed; the first
 //! matching rule wins.
 use super::exe_file::{self, EXE_HASHES};
+use super::runtime_api::{ContainerMeta, RuntimeApi};
 use super::ProcessInfo;
 use crate::config::WorkloadRule;
 use crate::spiffe::SpiffeId;
+use std::sync::Arc;
 
 pub struct Selector {
     rules: Vec<WorkloadRule>,
+    /// Asked for containers' names, images and labels (`[containers] runtime_api`).
+    runtime: Option<RuntimeApi>,
 }
 
 impl Selector {
     pub fn new(rules: Vec<WorkloadRule>) -> Self {
-        Selector { rules }
+        Selector { rules, runtime: None }
+    }
+
+    /// Rules that may ask the container runtime at `runtime_api` (`[containers] runtime_api`).
+    pub fn with_runtime(rules: Vec<WorkloadRule>, runtime_api: Option<std::path::PathBuf>) -> Self {
+        Selector { rules, runtime: runtime_api.map(RuntimeApi::new) }
     }
 
     pub fn select(&self, p: &ProcessInfo) -> Option<SpiffeId> {
-        let mut file = FileFacts { p, at_path: None, sha256: None };
+        let mut file = FileFacts { p, at_path: None, sha256: None, container: None, runtime: self.runtime.as_ref() };
         self.rules.iter().find(|r| matches(r, p, &mut file)).map(|r| r.spiffe_id.get_ref().0.clone())
     }
 }
 
-/// What rules ask about the file a process runs, found out once per selection and only when a
-/// rule whose other selectors all match asks (a stat of a path, a hash).
+/// What rules ask about the file a process runs and the container it runs in, found out once
+/// per selection and only when a rule whose other selectors all match asks (a stat of a path,
+/// a hash, a question to the container runtime).
 struct FileFacts<'a> {
     p: &'a ProcessInfo,
     at_path: Option<bool>,
     sha256: Option<Option<[u8; 32]>>,
+    container: Option<Option<Arc<ContainerMeta>>>,
+    runtime: Option<&'a RuntimeApi>,
 }
 
 impl FileFacts<'_> {
+    /// The runtime's facts about the process's container; `None` for a process in no
+    /// container, a container the runtime does not know, or a runtime that did not answer.
+    fn container(&mut self) -> Option<Arc<ContainerMeta>> {
+        let (p, runtime) = (self.p, self.runtime);
+        self.container
+            .get_or_insert_with(|| {
+                let id = p.container_id.as_deref()?;
+                runtime?.container(id).ok().flatten()
+            })
+            .clone()
+    }
+
     /// The file at the path the process's exe shows, in idgate's mount namespace, is the one
     /// it runs (and not one that the process's own mount namespace puts there).
     fn at_path(&mut self) -> bool {
@@ -60,6 +84,14 @@ fn matches(r: &WorkloadRule, p: &ProcessInfo, file: &mut FileFacts<'_>) -> bool 
         && r.cgroup.as_ref().is_none_or(|g| !p.cgroup_unknown && g.is_match(&p.cgroup))
         && r.exe.as_ref().is_none_or(|g| !p.exe_unknown && g.get_ref().is_match(&p.exe) && file.at_path())
         && r.sha256.as_ref().is_none_or(|d| file.sha256() == Some(d.0))
+        && r.container_id.as_ref().is_none_or(|g| p.container_id.as_deref().is_some_and(|id| g.is_match(id)))
+        && (!r.asks_runtime() || file.container().is_some_and(|c| container_matches(r, &c)))
+}
+
+fn container_matches(r: &WorkloadRule, c: &ContainerMeta) -> bool {
+    r.container_name.as_ref().is_none_or(|g| g.is_match(&c.name))
+        && r.container_image.as_ref().is_none_or(|g| g.is_match(&c.image))
+        && r.container_labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
 }
 
 #[cfg(test)]
@@ -89,6 +121,7 @@ mod tests {
             cgroup_unknown: false,
             exe_id: None,
             root_socket: false,
+            container_id: None,
         }
     }
 
@@ -115,6 +148,26 @@ mod tests {
         }
         let p = super::super::read_process(child.id()).unwrap();
         Sleeping(child, p)
+    }
+
+    #[test]
+    fn container_selectors_match_only_processes_in_containers() {
+        let id = "c0".repeat(32);
+        let c = crate::config::load::parse(
+            Path::new("t.toml"),
+            "trust_domain = \"t\"\n[containers]\nruntime_api = \"/nonexistent/runtime.sock\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/byname\"\ncontainer_name = \"web-*\"\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/byid\"\ncontainer_id = \"c0c0*\"\n",
+        )
+        .unwrap();
+        let s = Selector::with_runtime(c.workloads, c.containers.runtime_api);
+        let mut p = proc(7, "/usr/bin/python3");
+        assert!(s.select(&p).is_none(), "a host process matches no container selector");
+        p.container_id = Some(id);
+        // A runtime that does not answer: the name selector matches nothing; the id one does.
+        assert_eq!(s.select(&p).unwrap().as_str(), "spiffe://t/byid");
+        p.container_id = Some("d0".repeat(32));
+        assert!(s.select(&p).is_none());
     }
 
     #[test]

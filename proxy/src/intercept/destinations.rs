@@ -124,6 +124,23 @@ fn merge_ports(ports: &mut [(u16, u16)]) -> Vec<(u16, u16)> {
 }
 
 /// Port ranges merged (for the protected-ports set, whose elements must not overlap either).
+/// Inclusive address ranges of one family.
+pub type Ranges<A> = Vec<(A, A)>;
+
+/// Address prefixes as disjoint, merged ranges: IPv4 then IPv6 (an interval set's elements).
+pub fn merged_addresses(cidrs: &[Cidr]) -> (Ranges<u32>, Ranges<u128>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for cidr in cidrs {
+        match (cidr.0.network(), cidr.0.broadcast()) {
+            (IpAddr::V4(lo), IpAddr::V4(hi)) => v4.push((u32::from(lo), u32::from(hi))),
+            (IpAddr::V6(lo), IpAddr::V6(hi)) => v6.push((u128::from(lo), u128::from(hi))),
+            _ => unreachable!("network and broadcast share a family"),
+        }
+    }
+    (merge(&mut v4), merge(&mut v6))
+}
+
 pub fn merged_ports(ranges: &[PortRange]) -> Vec<(u16, u16)> {
     merge_ports(&mut ranges.iter().map(|p| (p.min, p.max)).collect::<Vec<_>>())
 }
@@ -156,6 +173,15 @@ mod tests {
                 assert_eq!(hits, covered as usize, "{addr} port {port}: {hits} boxes, covered {covered}");
             }
         }
+    }
+
+    #[test]
+    fn address_ranges_merge_when_they_touch_or_overlap() {
+        let c = |s: &str| Cidr::try_from(s.to_string()).unwrap();
+        let (v4, v6) =
+            merged_addresses(&[c("10.0.1.0/24"), c("10.0.0.0/24"), c("10.0.0.128/25"), c("10.9.0.0/16"), c("fd00::/64"), c("255.255.255.255")]);
+        assert_eq!(v4, vec![(0x0a00_0000, 0x0a00_01ff), (0x0a09_0000, 0x0a09_ffff), (u32::MAX, u32::MAX)]);
+        assert_eq!(v6.len(), 1);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         tag_mark: (redirect == Redirect::Either).then_some(config.intercept.tag_mark),
         protected_ports,
         guard_cgroup: config.intercept.guard_cgroup.clone(),
+        container_networks: config.containers.networks.clone(),
     }
 }
 

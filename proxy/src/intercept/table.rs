@@ -12,8 +12,18 @@
 //!     [kmod]   meta l4proto tcp meta mark & <tag> == <tag> redirect to :15001
 //!     [strict] oif lo meta l4proto tcp tcp dport @protected redirect to :15001
 //!   }
+//!   set nets4 { type ipv4_addr; flags interval; }                  # [containers] networks
+//!   set nets6 { type ipv6_addr; flags interval; }
+//!   chain routed { type nat hook prerouting priority -100;   # flows routed through this host
+//!     fib daddr type local return                                    # to this host: not routed
+//!     meta nfproto ipv4 meta l4proto tcp ip saddr @nets4 fib saddr . iif oif 0 drop  # spoofed
+//!     meta nfproto ipv6 meta l4proto tcp ip6 saddr @nets6 fib saddr . iif oif 0 drop
+//!     meta nfproto ipv4 meta l4proto tcp ip daddr . tcp dport @dst4 redirect to :15001
+//!     meta nfproto ipv6 meta l4proto tcp ip6 daddr . tcp dport @dst6 redirect to :15001
+//!   }
 //!   chain capture { type filter hook input priority -150;  # only idgate may take redirected flows
-//!     ct state new iif lo tcp dport 15001 socket mark != <bypass> reject with tcp reset
+//!     ct state new tcp dport 15001 socket mark != <bypass> reject with tcp reset
+//!     iif != lo tcp dport 15001 ct status & dnat == 0 drop            # only redirected ones
 //!   }
 //!   chain inbound { type filter hook input priority 0;     # strict mode only
 //!     meta l4proto tcp tcp dport @protected iif != lo drop
@@ -22,11 +32,17 @@
 //! ```
 //!
 //! Destinations are sets, so a new connection costs one lookup however many there are, and a
-//! table of any size goes in as one transaction. With the kernel module the destination rules
+//! table of any size goes in as one transaction. A flow routed through this host (from a
+//! container, or another machine) to an intercepted destination is redirected like a local
+//! one: idgate tunnels it if it comes from a container it can attribute, and refuses it
+//! otherwise, so that routing never carries it out in plaintext. With the kernel module the destination rules
 //! stay beside the tag rule: a flow it did not tag (unloaded while idgate was down, say) is then
 //! redirected and refused by the lookup instead of leaving in plaintext.
 use super::destinations::{self, Element};
-use super::nft::expr::{Base, CmpOp, Expr, MetaKey, Reg, NFT_RETURN, NF_ACCEPT};
+use super::nft::expr::{
+    Base, CmpOp, Expr, MetaKey, Reg, FIB_F_DADDR, FIB_F_IIF, FIB_F_SADDR, FIB_RESULT_ADDRTYPE, FIB_RESULT_OIF, IPS_DST_NAT, NFT_RETURN, NF_ACCEPT,
+    NF_DROP, RTN_LOCAL,
+};
 use super::nft::msg::{Kind, Writer, NLM_F_APPEND, NLM_F_CREATE};
 use super::nft::{self, Batch, NFPROTO_INET};
 use crate::config::{Cidr, GuardCgroup, PortRange};
@@ -50,6 +66,10 @@ pub struct Ruleset {
     /// The cgroup the second line of defence is attached to (see `cgroup_guard`).
     #[serde(default)]
     pub guard_cgroup: GuardCgroup,
+    /// Containers' addresses (`[containers] networks`): accepted only over the interface the
+    /// host routes them to.
+    #[serde(default)]
+    pub container_networks: Vec<Cidr>,
 }
 
 impl Ruleset {
@@ -75,6 +95,7 @@ const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_IN: u32 = 1;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NFTA_RULE_TABLE: u16 = 1;
@@ -121,7 +142,8 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
 
     let (v4, v6) = destinations::boxes(&rs.destinations);
     let protected = destinations::merged_ports(&rs.protected_ports);
-    let sets = Sets { dst4: set_id, dst6: set_id + 1, protected: set_id + 2 };
+    let (nets4, nets6) = destinations::merged_addresses(&rs.container_networks);
+    let sets = Sets { dst4: set_id, dst6: set_id + 1, protected: set_id + 2, nets4: set_id + 3, nets6: set_id + 4 };
     if !v4.is_empty() {
         add_concat_set(batch, table, c"dst4", sets.dst4, TYPE_IPADDR, 4);
         let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
@@ -135,13 +157,28 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
     if !protected.is_empty() {
         add_port_set(batch, table, c"protected", sets.protected, &protected);
     }
+    if !nets4.is_empty() {
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            nets4.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
+        add_interval_set(batch, table, c"nets4", sets.nets4, (TYPE_IPADDR, 4), &ranges);
+    }
+    if !nets6.is_empty() {
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            nets6.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
+        add_interval_set(batch, table, c"nets6", sets.nets6, (TYPE_IP6ADDR, 16), &ranges);
+    }
 
     add_chain(batch, table, c"outbound", NF_INET_LOCAL_OUT, -100, c"nat");
     for rule in outbound_rules(rs, &sets, !v4.is_empty(), !v6.is_empty(), !protected.is_empty()) {
         add_rule(batch, table, c"outbound", &rule);
     }
+    add_chain(batch, table, c"routed", NF_INET_PRE_ROUTING, -100, c"nat");
+    for rule in routed_rules(rs, &sets, (!v4.is_empty(), !v6.is_empty()), (!nets4.is_empty(), !nets6.is_empty())) {
+        add_rule(batch, table, c"routed", &rule);
+    }
     add_chain(batch, table, c"capture", NF_INET_LOCAL_IN, -150, c"filter");
     add_rule(batch, table, c"capture", &capture_guard(rs));
+    add_rule(batch, table, c"capture", &only_redirected(rs));
     if !protected.is_empty() {
         add_chain(batch, table, c"inbound", NF_INET_LOCAL_IN, 0, c"filter");
         add_rule(batch, table, c"inbound", &protected_drop(&sets));
@@ -166,6 +203,8 @@ struct Sets {
     dst4: u32,
     dst6: u32,
     protected: u32,
+    nets4: u32,
+    nets6: u32,
 }
 
 /// A rule's expressions, owned (their data outlives the batch being written).
@@ -185,6 +224,8 @@ enum OwnedExpr {
     Verdict(u32),
     Counter,
     CtState,
+    CtStatus,
+    Fib(u32, u32),
     SocketMark,
     RejectTcpReset,
 }
@@ -224,6 +265,8 @@ impl RuleSpec {
                 OwnedExpr::Verdict(code) => Expr::Verdict(*code),
                 OwnedExpr::Counter => Expr::Counter,
                 OwnedExpr::CtState => Expr::CtState { dreg: Reg::R1 },
+                OwnedExpr::CtStatus => Expr::CtStatus { dreg: Reg::R1 },
+                OwnedExpr::Fib(flags, result) => Expr::Fib { flags: *flags, result: *result, dreg: Reg::R1 },
                 OwnedExpr::SocketMark => Expr::SocketMark { dreg: Reg::R1 },
                 OwnedExpr::RejectTcpReset => Expr::RejectTcpReset,
             };
@@ -237,23 +280,7 @@ fn outbound_rules(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool, protected: bool
         .push(OwnedExpr::Meta(MetaKey::Mark))
         .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, rs.bypass_mark.to_ne_bytes().to_vec()))
         .push(OwnedExpr::Verdict(NFT_RETURN))];
-    // `ip daddr . tcp dport`: the address in register 1, the port in the 32-bit register after it.
-    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
-        RuleSpec::default()
-            .push(OwnedExpr::Meta(MetaKey::NfProto))
-            .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, vec![proto as u8]))
-            .tcp()
-            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
-            .tcp_dport_into(port_reg)
-            .push(OwnedExpr::Lookup(set, id, Reg::R1))
-            .redirect_to(rs.redirect_port)
-    };
-    if v4 {
-        rules.push(family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"dst4", sets.dst4));
-    }
-    if v6 {
-        rules.push(family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"dst6", sets.dst6));
-    }
+    rules.extend(destination_redirects(rs, sets, v4, v6));
     if let Some(mark) = rs.tag_mark {
         rules.push(
             RuleSpec::default()
@@ -280,21 +307,72 @@ fn outbound_rules(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool, protected: bool
     rules
 }
 
+/// `ip daddr . tcp dport @dst4 redirect`, and the IPv6 one: the address in register 1, the
+/// port in the 32-bit register after it.
+fn destination_redirects(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool) -> Vec<RuleSpec> {
+    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
+        ip_tcp(proto)
+            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
+            .tcp_dport_into(port_reg)
+            .push(OwnedExpr::Lookup(set, id, Reg::R1))
+            .redirect_to(rs.redirect_port)
+    };
+    let mut rules = Vec::new();
+    if v4 {
+        rules.push(family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"dst4", sets.dst4));
+    }
+    if v6 {
+        rules.push(family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"dst6", sets.dst6));
+    }
+    rules
+}
+
+/// `meta nfproto <proto> meta l4proto tcp`.
+fn ip_tcp(proto: i32) -> RuleSpec {
+    RuleSpec::default().push(OwnedExpr::Meta(MetaKey::NfProto)).push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, vec![proto as u8])).tcp()
+}
+
+/// The `routed` chain: flows routed through this host (from containers, or other machines) to
+/// intercepted destinations are redirected like local ones; containers' addresses count only
+/// from the interface the host routes them to (a container cannot pass for another network's,
+/// nor a machine on another interface for a container).
+fn routed_rules(rs: &Ruleset, sets: &Sets, (v4, v6): (bool, bool), (nets4, nets6): (bool, bool)) -> Vec<RuleSpec> {
+    let mut rules = vec![RuleSpec::default()
+        .push(OwnedExpr::Fib(FIB_F_DADDR, FIB_RESULT_ADDRTYPE))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, RTN_LOCAL.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Verdict(NFT_RETURN))];
+    let spoofed = |proto: i32, saddr_offset: u32, len: u32, set: &'static CStr, id: u32| {
+        ip_tcp(proto)
+            .push(OwnedExpr::Payload(Base::Network, saddr_offset, len, Reg::R1))
+            .push(OwnedExpr::Lookup(set, id, Reg::R1))
+            .push(OwnedExpr::Fib(FIB_F_SADDR | FIB_F_IIF, FIB_RESULT_OIF))
+            .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, 0u32.to_ne_bytes().to_vec()))
+            .push(OwnedExpr::Counter)
+            .push(OwnedExpr::Verdict(NF_DROP))
+    };
+    if nets4 {
+        rules.push(spoofed(libc::NFPROTO_IPV4, 12, 4, c"nets4", sets.nets4));
+    }
+    if nets6 {
+        rules.push(spoofed(libc::NFPROTO_IPV6, 8, 16, c"nets6", sets.nets6));
+    }
+    rules.extend(destination_redirects(rs, sets, v4, v6));
+    rules
+}
+
 /// Every network namespace's loopback device has this index.
 pub const LOOPBACK_IFINDEX: u32 = 1;
 
-/// `ct state new iif lo tcp dport <capture> socket mark != <bypass> reject with tcp reset`:
-/// the capture port is unprivileged, so while idgate is not running any local user could
-/// listen there and receive redirected flows; only sockets carrying the bypass mark (which
-/// takes CAP_NET_ADMIN to set) may accept them.
+/// `ct state new tcp dport <capture> socket mark != <bypass> reject with tcp reset`: the
+/// capture port is unprivileged, so while idgate is not running any local user could listen
+/// there and receive redirected flows (local ones over lo, routed ones on any interface); only
+/// sockets carrying the bypass mark (which takes CAP_NET_ADMIN to set) may accept them.
 fn capture_guard(rs: &Ruleset) -> RuleSpec {
     let new = 1u32 << 3; // IP_CT_NEW's state bit
     RuleSpec::default()
         .push(OwnedExpr::CtState)
         .push(OwnedExpr::And(new.to_ne_bytes().to_vec()))
         .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, 0u32.to_ne_bytes().to_vec()))
-        .push(OwnedExpr::Meta(MetaKey::Iif))
-        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
         .tcp()
         .tcp_dport_into(Reg::R1)
         .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, rs.redirect_port.to_be_bytes().to_vec()))
@@ -302,6 +380,23 @@ fn capture_guard(rs: &Ruleset) -> RuleSpec {
         .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, rs.bypass_mark.to_ne_bytes().to_vec()))
         .push(OwnedExpr::Counter)
         .push(OwnedExpr::RejectTcpReset)
+}
+
+/// `iif != lo tcp dport <capture> ct status & dnat == 0 drop`: from the network, the capture
+/// port takes only flows this table redirected (idgate listens on every address there when it
+/// serves containers).
+fn only_redirected(rs: &Ruleset) -> RuleSpec {
+    RuleSpec::default()
+        .push(OwnedExpr::Meta(MetaKey::Iif))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
+        .tcp()
+        .tcp_dport_into(Reg::R1)
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, rs.redirect_port.to_be_bytes().to_vec()))
+        .push(OwnedExpr::CtStatus)
+        .push(OwnedExpr::And(IPS_DST_NAT.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Eq, 0u32.to_ne_bytes().to_vec()))
+        .push(OwnedExpr::Counter)
+        .push(OwnedExpr::Verdict(NF_DROP))
 }
 
 fn protected_drop(sets: &Sets) -> RuleSpec {
@@ -312,7 +407,7 @@ fn protected_drop(sets: &Sets) -> RuleSpec {
         .push(OwnedExpr::Meta(MetaKey::Iif))
         .push(OwnedExpr::Cmp(Reg::R1, CmpOp::Neq, LOOPBACK_IFINDEX.to_ne_bytes().to_vec()))
         .push(OwnedExpr::Counter)
-        .push(OwnedExpr::Verdict(super::nft::expr::NF_DROP))
+        .push(OwnedExpr::Verdict(NF_DROP))
 }
 
 fn add_chain(batch: &mut Batch, table: &CStr, chain: &'static CStr, hook: u32, priority: i32, kind: &'static CStr) {
@@ -401,9 +496,24 @@ fn add_elements(batch: &mut Batch, table: &CStr, set: &'static CStr, id: u32, el
     }
 }
 
-/// `type inet_service; flags interval`: a range is a start element and an end element (the
-/// port after it) flagged as such; a range reaching the last port has no end element.
+/// `type inet_service; flags interval`.
 fn add_port_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, ranges: &[(u16, u16)]) {
+    let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        ranges.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
+    add_interval_set(batch, table, name, id, (TYPE_INET_SERVICE, 2), &ranges);
+}
+
+/// `type <key_type>; flags interval` with keys of `key_len` bytes: a range is a start element
+/// and an end element (the key after it) flagged as such; a range reaching the last key has
+/// no end element. `ranges` are disjoint, in order.
+fn add_interval_set(
+    batch: &mut Batch,
+    table: &CStr,
+    name: &'static CStr,
+    id: u32,
+    (key_type, key_len): (u32, u32),
+    ranges: &[(Vec<u8>, Option<Vec<u8>>)],
+) {
     batch.add(
         Kind::NewSet,
         NLM_F_CREATE,
@@ -413,23 +523,23 @@ fn add_port_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, r
             w.attr_str(NFTA_SET_TABLE, table);
             w.attr_str(NFTA_SET_NAME, name);
             w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL);
-            w.attr_be32(NFTA_SET_KEY_TYPE, TYPE_INET_SERVICE);
-            w.attr_be32(NFTA_SET_KEY_LEN, 2);
+            w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
+            w.attr_be32(NFTA_SET_KEY_LEN, key_len);
             w.attr_be32(NFTA_SET_ID, id);
         },
     );
-    let mut elems: Vec<(u16, bool)> = Vec::new();
-    for &(lo, hi) in ranges {
-        elems.push((lo, false));
-        if let Some(after) = hi.checked_add(1) {
+    let mut elems: Vec<(&[u8], bool)> = Vec::new();
+    for (start, after) in ranges {
+        elems.push((start, false));
+        if let Some(after) = after {
             elems.push((after, true));
         }
     }
     for chunk in elems.chunks(ELEMENTS_PER_MESSAGE) {
         add_element_message(batch, table, name, id, chunk.len(), |w| {
-            for &(port, end) in chunk {
+            for &(key, end) in chunk {
                 let e = w.nest(NFTA_LIST_ELEM);
-                super::nft::expr::key(w, NFTA_SET_ELEM_KEY, &port.to_be_bytes());
+                super::nft::expr::key(w, NFTA_SET_ELEM_KEY, key);
                 if end {
                     w.attr_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
                 }

@@ -26,6 +26,8 @@ struct Process<'a> {
     uid: u32,
     gid: u32,
     cgroup: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -128,6 +130,7 @@ impl Trail {
                 uid: p.uid,
                 gid: p.gid,
                 cgroup: &p.cgroup,
+                container_id: p.container_id.as_deref(),
             }),
             spiffe_id: f.source.as_ref().map(|s| s.as_str()),
             svid_serial: f.serial.as_deref(),
@@ -178,6 +181,7 @@ mod tests {
                 cgroup_unknown: false,
                 exe_id: None,
                 root_socket: false,
+                container_id: None,
             })),
             source: None,
             serial: None,

@@ -41,7 +41,7 @@ impl Policy {
             .collect::<Result<Vec<_>>>()?;
         Ok(Policy {
             generation,
-            selector: Selector::new(config.workloads.clone()),
+            selector: Selector::with_runtime(config.workloads.clone(), config.containers.runtime_api.clone()),
             default_action: config.default_action,
             routes: config.outbound.clone(),
             origins,

@@ -51,7 +51,10 @@ pub(super) struct HttpRoute {
 
 /// How decision records name a process: `exe(pid)`.
 pub(super) fn process_label(workload: &Workload) -> String {
-    format!("{}({})", workload.process.exe, workload.process.tgid)
+    match &workload.process.container_id {
+        Some(id) => format!("{}({}) in container {}", workload.process.exe, workload.process.tgid, id.get(..12).unwrap_or(id)),
+        None => format!("{}({})", workload.process.exe, workload.process.tgid),
+    }
 }
 
 /// Why a flow did not go through; the workload sees a reset either way.
@@ -67,6 +70,8 @@ pub(super) enum Refusal {
     NoRoute(SocketAddr),
     #[error("{0}")]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("flow {src} -> {dst} was routed through this host, and no process here or in a container of [containers] networks opened it")]
+    Routed { src: SocketAddr, dst: SocketAddr },
     #[error("process matches no workload rule and default_action = \"deny\"")]
     NoWorkloadRule,
     #[error("minting SVID: {0}")]
@@ -104,7 +109,7 @@ impl Refusal {
             Refusal::PeerStatus { .. } | Refusal::Answer { .. } | Refusal::Dial(_) | Refusal::Stream { .. } | Refusal::Passthrough { .. } => {
                 Verdict::PeerUnreachable
             }
-            Refusal::NoWorkloadRule | Refusal::Identity(_) => Verdict::DeniedNoIdentity,
+            Refusal::NoWorkloadRule | Refusal::Identity(_) | Refusal::Routed { .. } => Verdict::DeniedNoIdentity,
             Refusal::Revoked(_) => Verdict::Revoked,
             Refusal::Closed(_) => Verdict::Closed,
             Refusal::ClientGone(_) => Verdict::ClientGone,
@@ -191,6 +196,8 @@ impl Outbound {
             let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
             let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
                 Ok(w) => w,
+                // Redirected flows of this host's own processes arrive over loopback.
+                Err(crate::identity::IdentityError::NoSocket { .. }) if !local.ip().is_loopback() => bail!(Refusal::Routed { src, dst }),
                 Err(e) => bail!(e),
             };
             let open = self.identities.open_flow(src);

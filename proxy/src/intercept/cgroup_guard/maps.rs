@@ -15,6 +15,7 @@ pub const MAX_PORT_SETS: usize = 4096;
 pub struct Maps {
     pub dests: OwnedFd,
     pub ports: OwnedFd,
+    pub sources: OwnedFd,
     pub prefixes: usize,
     pub port_sets: usize,
 }
@@ -55,7 +56,22 @@ pub fn build(rs: &Ruleset) -> io::Result<Maps> {
     for (i, b) in bitmaps.iter().enumerate() {
         bpf::map_update(ports.as_fd(), &(i as u32).to_ne_bytes(), b)?;
     }
-    Ok(Maps { dests, ports, prefixes: keys.len(), port_sets: bitmaps.len() - 1 })
+    let exempt = container_sources(rs, &crate::sys::netif::all());
+    let sources = bpf::map_create(bpf::BPF_MAP_TYPE_LPM_TRIE, KEY_BYTES, 1, exempt.len().max(1) as u32, bpf::BPF_F_NO_PREALLOC, "idgate_sources")?;
+    for (key, passes) in &exempt {
+        bpf::map_update(sources.as_fd(), key, &[u8::from(*passes)])?;
+    }
+    Ok(Maps { dests, ports, sources, prefixes: keys.len(), port_sets: bitmaps.len() - 1 })
+}
+
+/// The containers' networks (their SYNs pass: the host redirects them), and the host's own
+/// addresses among them (a bridge's address), whose SYNs do not.
+fn container_sources(rs: &Ruleset, local: &std::collections::BTreeSet<IpAddr>) -> Vec<(Vec<u8>, bool)> {
+    let mut out: Vec<(Vec<u8>, bool)> = rs.container_networks.iter().map(|c| (trie_key(&c.0), true)).collect();
+    for ip in local.iter().filter(|ip| rs.container_networks.iter().any(|c| c.contains(ip))) {
+        out.push((trie_key(&ipnet::IpNet::from(*ip)), false));
+    }
+    out
 }
 
 fn bitmap(ranges: &[(u16, u16)]) -> Vec<u8> {
@@ -82,6 +98,17 @@ fn trie_key(net: &ipnet::IpNet) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_pass_but_not_the_hosts_own_addresses_among_them() {
+        let mut r = rs(&[("10.0.0.0/8", 80, 80)], &[]);
+        r.container_networks = vec![Cidr::try_from("10.88.0.0/16".to_string()).unwrap()];
+        let local = ["10.88.0.1", "192.168.1.5"].iter().map(|a| a.parse().unwrap()).collect();
+        let entries = container_sources(&r, &local);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0], (trie_key(&"10.88.0.0/16".parse().unwrap()), true));
+        assert_eq!(entries[1], (trie_key(&"10.88.0.1/32".parse().unwrap()), false));
+    }
     use crate::config::{Cidr, GuardCgroup, PortRange};
 
     fn rs(dests: &[(&str, u16, u16)], protected: &[(u16, u16)]) -> Ruleset {
@@ -93,6 +120,7 @@ mod tests {
             tag_mark: None,
             protected_ports: protected.iter().map(|(lo, hi)| PortRange { min: *lo, max: *hi }).collect(),
             guard_cgroup: GuardCgroup::Off,
+            container_networks: vec![],
         }
     }
 

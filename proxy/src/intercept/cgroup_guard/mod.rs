@@ -93,7 +93,7 @@ fn attach(rs: &Ruleset, cgroup: &Path) -> Result<GuardState> {
     let dir = pin_dir(cgroup)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let maps = maps::build(rs).context("building the guard's maps")?;
-    let fds = program::Maps { dests: maps.dests.as_raw_fd(), ports: maps.ports.as_raw_fd() };
+    let fds = program::Maps { dests: maps.dests.as_raw_fd(), ports: maps.ports.as_raw_fd(), sources: maps.sources.as_raw_fd() };
     let cg = std::fs::File::open(cgroup).with_context(|| format!("opening {}", cgroup.display()))?;
     for (hook, name, insns) in
         [(bpf::Hook::Egress, "idgate_egress", program::egress(&fds, rs.bypass_mark)), (bpf::Hook::Ingress, "idgate_ingress", program::ingress(&fds))]

@@ -7,9 +7,15 @@
 //! ingress: a SYN to a protected port that did not arrive over loopback: dropped (strict mode's
 //!   `inbound` chain, for when that chain is gone).
 //!
+//!   A SYN from a container's address (`sources`) passes: it leaves the container's network
+//!   namespace for this host, whose `routed` chain redirects it (the guard cannot tell a
+//!   namespace from another, and a host process cannot send from those addresses without
+//!   taking one of them, which `sources` excludes).
+//!
 //! Maps: `dests`, a longest-prefix-match trie of IPv6 addresses (IPv4 as ::ffff:a.b.c.d) to the
 //! index of a port bitmap; `ports`, an array of 65,536-bit port bitmaps, the protected ports at
-//! index 0.
+//! index 0; `sources`, a trie of containers' addresses to 1 (and this host's own among them to
+//! 0).
 use super::asm::{Asm, Cond, Size, HELPER_MAP_LOOKUP_ELEM, HELPER_SKB_LOAD_BYTES, R};
 
 /// Bytes of one port bitmap.
@@ -27,6 +33,7 @@ const SKB_IFINDEX: i16 = 40;
 const SCRATCH: i16 = -64;
 const KEY: i16 = -24;
 const INDEX: i16 = -4;
+const SOURCE_KEY: i16 = -88;
 const LOOPBACK_IFINDEX: i32 = 1;
 const IPPROTO_TCP: i32 = 6;
 const IPV6_EXTENSIONS: [i32; 3] = [0, 43, 60]; // hop-by-hop, routing, destination options
@@ -36,6 +43,7 @@ const EXTENSIONS_WALKED: usize = 4;
 pub struct Maps {
     pub dests: i32,
     pub ports: i32,
+    pub sources: i32,
 }
 
 pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
@@ -59,7 +67,16 @@ pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
     a.store(Size::W, R::Fp, INDEX, R::R2);
     // The index came from our own trie: a bitmap missing for it is a guard out of step.
     bitmap_lookup(&mut a, maps.ports, "drop");
-    drop_if_bit(&mut a);
+    jump_if_bit(&mut a, "intercepted");
+    a.jump("pass");
+    a.label("intercepted");
+    a.load_map(R::R1, maps.sources);
+    a.mov(R::R2, R::Fp);
+    a.add_imm(R::R2, SOURCE_KEY as i32);
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.jump_if(Cond::Eq, R::R0, 0, "drop");
+    a.load(Size::B, R::R2, R::R0, 0);
+    a.jump_if(Cond::Eq, R::R2, 0, "drop");
     a.jump("pass");
     verdicts(a)
 }
@@ -123,6 +140,12 @@ fn network_header(a: &mut Asm, key: bool) {
         a.store_imm32(R::Fp, KEY + 12, u32::from_ne_bytes([0, 0, 0xff, 0xff]) as i32);
         a.load(Size::W, R::R2, R::Fp, SCRATCH + 16);
         a.store(Size::W, R::Fp, KEY + 16, R::R2);
+        a.store_imm32(R::Fp, SOURCE_KEY, 128);
+        a.store_imm32(R::Fp, SOURCE_KEY + 4, 0);
+        a.store_imm32(R::Fp, SOURCE_KEY + 8, 0);
+        a.store_imm32(R::Fp, SOURCE_KEY + 12, u32::from_ne_bytes([0, 0, 0xff, 0xff]) as i32);
+        a.load(Size::W, R::R2, R::Fp, SCRATCH + 12);
+        a.store(Size::W, R::Fp, SOURCE_KEY + 16, R::R2);
     }
     a.load(Size::B, R::R8, R::Fp, SCRATCH);
     a.and_imm(R::R8, 0x0f);
@@ -133,9 +156,12 @@ fn network_header(a: &mut Asm, key: bool) {
     load_bytes(a, None, 40);
     if key {
         a.store_imm32(R::Fp, KEY, 128);
+        a.store_imm32(R::Fp, SOURCE_KEY, 128);
         for word in 0..4 {
             a.load(Size::W, R::R2, R::Fp, SCRATCH + 24 + 4 * word);
             a.store(Size::W, R::Fp, KEY + 4 + 4 * word, R::R2);
+            a.load(Size::W, R::R2, R::Fp, SCRATCH + 8 + 4 * word);
+            a.store(Size::W, R::Fp, SOURCE_KEY + 4 + 4 * word, R::R2);
         }
     }
     a.load(Size::B, R::R9, R::Fp, SCRATCH + 6);
@@ -198,6 +224,11 @@ fn bitmap_lookup(a: &mut Asm, ports: i32, missing: &'static str) {
 
 /// Drop if port R7's bit is set in the bitmap R0 points at.
 fn drop_if_bit(a: &mut Asm) {
+    jump_if_bit(a, "drop");
+}
+
+/// Jump to `target` if port R7's bit is set in the bitmap R0 points at.
+fn jump_if_bit(a: &mut Asm, target: &'static str) {
     a.mov(R::R3, R::R7);
     a.rsh_imm(R::R3, 3);
     a.and_imm(R::R3, (BITMAP_BYTES - 1) as i32);
@@ -207,7 +238,7 @@ fn drop_if_bit(a: &mut Asm) {
     a.and_imm(R::R5, 7);
     a.rsh(R::R4, R::R5);
     a.and_imm(R::R4, 1);
-    a.jump_if(Cond::Ne, R::R4, 0, "drop");
+    a.jump_if(Cond::Ne, R::R4, 0, target);
 }
 
 /// Drop if port R7 is a protected port; otherwise go on at `next`.

@@ -46,8 +46,18 @@ pub const NF_DROP: u32 = 0;
 pub const NF_ACCEPT: u32 = 1;
 pub const NFT_RETURN: u32 = -5i32 as u32;
 const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
 const NFT_SOCKET_MARK: u32 = 1;
 const NFT_REJECT_TCP_RST: u32 = 1;
+pub const FIB_F_SADDR: u32 = 1;
+pub const FIB_F_DADDR: u32 = 2;
+pub const FIB_F_IIF: u32 = 8;
+pub const FIB_RESULT_OIF: u32 = 1;
+pub const FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `RTN_LOCAL`: an address of this host.
+pub const RTN_LOCAL: u32 = 2;
+/// `IPS_DST_NAT`: the connection's destination was rewritten (a redirect).
+pub const IPS_DST_NAT: u32 = 1 << 5;
 
 pub enum Expr<'a> {
     Meta {
@@ -87,6 +97,17 @@ pub enum Expr<'a> {
     },
     Counter,
     CtState {
+        dreg: Reg,
+    },
+    /// The connection's status bits (`IPS_*`, host order).
+    CtStatus {
+        dreg: Reg,
+    },
+    /// A route lookup: `flags` say which address and interface (`FIB_F_*`), `result` what to
+    /// load (`FIB_RESULT_*`).
+    Fib {
+        flags: u32,
+        result: u32,
         dreg: Reg,
     },
     SocketMark {
@@ -152,6 +173,15 @@ impl Expr<'_> {
                 w.attr_be32(1, dreg.raw());
                 w.attr_be32(2, NFT_CT_STATE);
             }
+            Expr::CtStatus { dreg } => {
+                w.attr_be32(1, dreg.raw());
+                w.attr_be32(2, NFT_CT_STATUS);
+            }
+            Expr::Fib { flags, result, dreg } => {
+                w.attr_be32(1, dreg.raw());
+                w.attr_be32(2, result);
+                w.attr_be32(3, flags);
+            }
             Expr::SocketMark { dreg } => {
                 w.attr_be32(1, NFT_SOCKET_MARK);
                 w.attr_be32(2, dreg.raw());
@@ -172,7 +202,8 @@ impl Expr<'_> {
             Expr::Immediate { .. } | Expr::Verdict(_) => c"immediate",
             Expr::Redirect { .. } => c"redir",
             Expr::Counter => c"counter",
-            Expr::CtState { .. } => c"ct",
+            Expr::CtState { .. } | Expr::CtStatus { .. } => c"ct",
+            Expr::Fib { .. } => c"fib",
             Expr::SocketMark { .. } => c"socket",
             Expr::RejectTcpReset => c"reject",
         }

@@ -1,0 +1,186 @@
+//! Sockets in the other network namespaces on this host (containers): a flow routed through
+//! this host from a container's address was opened by a socket in the container's namespace,
+//! which sock_diag in idgate's own namespace cannot see. Each namespace's TCP table is read
+//! through `/proc/<pid>/net/tcp{,6}` of a process in it: no namespace is entered, so the
+//! sandbox of idgate's unit (no CAP_SYS_ADMIN, `RestrictNamespaces=yes`) allows it. The
+//! namespace a source address was last found in is read first; only a miss walks the
+//! namespaces of /proc.
+use super::procdir::ProcDir;
+use crate::config::Cidr;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+/// Source addresses remembered with the namespace they were found in.
+const SOURCES: usize = 65_536;
+
+/// A namespace, seen through a process in it: the `/proc/<pid>` handle fails once that process
+/// is gone (whoever reuses the pid), so it never shows another namespace.
+struct Space {
+    dir: ProcDir,
+}
+
+impl Space {
+    /// (inode, uid) of the TCP socket from `src` to `dst` in this namespace.
+    fn lookup(&self, src: SocketAddr, dst: SocketAddr) -> io::Result<Option<(u32, u32)>> {
+        let (local, remote) = (entry_address(src), entry_address(dst));
+        // An IPv4 flow may come from an IPv6 socket (an IPv4-mapped address), in tcp6.
+        let tables: &[&std::ffi::CStr] = if src.is_ipv4() { &[c"net/tcp", c"net/tcp6"] } else { &[c"net/tcp6"] };
+        for (i, table) in tables.iter().enumerate() {
+            let mut text = String::new();
+            std::fs::File::from(self.dir.open_file(table)?).read_to_string(&mut text)?;
+            let (local, remote) = if i == 0 { (local.clone(), remote.clone()) } else { (mapped_entry_address(src), mapped_entry_address(dst)) };
+            if let Some(found) = find(&text, &local, &remote) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// How `/proc/net/tcp{,6}` writes an address and port: each 32-bit word of the address as the
+/// kernel holds it (network order) printed as a native number, in hex, then the port.
+fn entry_address(a: SocketAddr) -> String {
+    match a.ip() {
+        IpAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.octets()), a.port()),
+        IpAddr::V6(v6) => words(&v6.octets(), a.port()),
+    }
+}
+
+fn mapped_entry_address(a: SocketAddr) -> String {
+    match a.ip() {
+        IpAddr::V4(v4) => words(&v4.to_ipv6_mapped().octets(), a.port()),
+        IpAddr::V6(v6) => words(&v6.octets(), a.port()),
+    }
+}
+
+fn words(octets: &[u8; 16], port: u16) -> String {
+    let w = |i: usize| u32::from_ne_bytes(octets[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+    format!("{:08X}{:08X}{:08X}{:08X}:{:04X}", w(0), w(1), w(2), w(3), port)
+}
+
+/// The (inode, uid) of the entry from `local` to `remote`: fields 2 and 3 are the addresses,
+/// 8 the uid (as idgate's user namespace sees it: the host's view of a user-namespaced
+/// container's uid), 10 the inode.
+fn find(table: &str, local: &str, remote: &str) -> Option<(u32, u32)> {
+    table.lines().skip(1).find_map(|line| {
+        let mut f = line.split_ascii_whitespace();
+        let (l, r) = (f.nth(1)?, f.next()?);
+        if l != local || r != remote {
+            return None;
+        }
+        let uid = f.nth(4)?.parse().ok()?;
+        let inode = f.nth(1)?.parse().ok()?;
+        Some((inode, uid))
+    })
+}
+
+#[derive(Default)]
+struct State {
+    /// By the namespace's inode.
+    spaces: HashMap<u64, Arc<Space>>,
+    by_source: HashMap<IpAddr, u64>,
+}
+
+/// The namespaces flows from `networks` may come from.
+pub struct OtherNamespaces {
+    networks: Vec<Cidr>,
+    /// idgate's own namespace, which sock_diag has answered for already.
+    own: u64,
+    state: Mutex<State>,
+}
+
+impl OtherNamespaces {
+    pub fn new(networks: Vec<Cidr>) -> io::Result<Self> {
+        let own = std::fs::metadata("/proc/self/ns/net")?.ino();
+        Ok(OtherNamespaces { networks, own, state: Mutex::new(State::default()) })
+    }
+
+    /// Whether flows from `ip` are looked for here.
+    pub fn covers(&self, ip: &IpAddr) -> bool {
+        self.networks.iter().any(|n| n.contains(ip))
+    }
+
+    /// The socket whose local address is `src` and remote address `dst`, in whichever
+    /// namespace on this host holds it: its inode and uid.
+    pub fn lookup(&self, src: SocketAddr, dst: SocketAddr) -> io::Result<Option<(u32, u32)>> {
+        if !self.covers(&src.ip()) {
+            return Ok(None);
+        }
+        let last = {
+            let state = self.state.lock();
+            state.by_source.get(&src.ip()).and_then(|ns| state.spaces.get(ns).cloned())
+        };
+        // A namespace whose process went away answers with an error: walk them all then.
+        if let Some(Ok(Some(found))) = last.map(|space| space.lookup(src, dst)) {
+            return Ok(Some(found));
+        }
+        for (ns, space) in self.refresh() {
+            if let Ok(Some(found)) = space.lookup(src, dst) {
+                let mut state = self.state.lock();
+                if state.by_source.len() >= SOURCES {
+                    state.by_source.clear();
+                }
+                state.by_source.insert(src.ip(), ns);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every namespace processes on this host are in now (but ours), each with a process of
+    /// it; the gone ones forgotten.
+    fn refresh(&self) -> Vec<(u64, Arc<Space>)> {
+        let mut seen = HashSet::new();
+        let mut opened = Vec::new();
+        let known: HashMap<u64, Arc<Space>> = self.state.lock().spaces.clone();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(meta) = std::fs::metadata(entry.path().join("ns/net")) else { continue }; // gone, or a kernel thread
+            let ns = meta.ino();
+            if ns == self.own || !seen.insert(ns) {
+                continue;
+            }
+            // A known namespace keeps its process while that one lives.
+            if known.get(&ns).is_some_and(|s| s.dir.open_file(c"net/tcp").is_ok()) {
+                continue;
+            }
+            match ProcDir::open(pid) {
+                Ok(dir) => opened.push((ns, Arc::new(Space { dir }))),
+                Err(e) => tracing::debug!(pid, netns = ns, error = %e, "cannot look into network namespace"),
+            }
+        }
+        let mut state = self.state.lock();
+        state.spaces.retain(|ns, _| seen.contains(ns));
+        state.spaces.extend(opened);
+        state.by_source.retain(|_, ns| seen.contains(ns));
+        state.spaces.iter().map(|(ns, s)| (*ns, s.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_socket_in_the_tcp_table_as_proc_writes_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (src, dst) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        let space = Space { dir: ProcDir::open(std::process::id()).unwrap() };
+        let (inode, uid) = space.lookup(src, dst).unwrap().expect("our own socket is in our namespace's table");
+        let want = super::super::sock_diag::lookup(src, dst).unwrap().unwrap();
+        assert_eq!((inode, uid), want, "the same inode and uid as sock_diag gives");
+        assert_eq!(space.lookup(dst, src).unwrap().map(|f| f.0 == inode), Some(false), "the other end is another socket");
+        assert!(space.lookup(src, "127.0.0.1:1".parse().unwrap()).unwrap().is_none());
+        let v6 = std::net::TcpListener::bind("[::1]:0");
+        if let Ok(v6) = v6 {
+            let c6 = std::net::TcpStream::connect(v6.local_addr().unwrap()).unwrap();
+            let found = space.lookup(c6.local_addr().unwrap(), c6.peer_addr().unwrap()).unwrap();
+            assert_eq!(found, super::super::sock_diag::lookup(c6.local_addr().unwrap(), c6.peer_addr().unwrap()).unwrap());
+        }
+    }
+}

@@ -1,0 +1,177 @@
+"""Containers on an idgate host, and flows a host routes: a container's flow to an
+intercepted destination is tunnelled with the identity of the process in the container that
+opened it (container id from its cgroup; name, image and labels from Podman's API), an
+unmatched container is denied, a routed flow from elsewhere or from a spoofed container
+address is refused, and nothing crosses the wire in plaintext, with idgate running or not."""
+import json
+
+import pytest
+
+from containers import NETWORK, SUBNET, ContainerNet, Podman, podman_available
+from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
+from test_stop_boot import syns_to
+from test_tunnel import Capture
+
+WEB_ID = "a1" * 32
+OTHER_ID = "b2" * 32
+WEB = f"spiffe://{TRUST_DOMAIN}/tools/ctr-web"
+OTHER = f"spiffe://{TRUST_DOMAIN}/tools/ctr-other"
+UID = 1005  # no host rule selects it: only the container rules can
+
+
+def containers_config(rules, runtime_api=None):
+    api = f'runtime_api = "{runtime_api}"\n' if runtime_api else ""
+    return f'\n[containers]\nnetworks = ["{NETWORK}"]\n{api}\n{rules}'
+
+
+ID_RULES = f"""
+[[workload]]
+spiffe_id = "{WEB}"
+container_id = "{WEB_ID}"
+"""
+
+
+def start(net, rules=ID_RULES, runtime_api=None):
+    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=containers_config(rules, runtime_api)), net.tmp)
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
+    return a, b
+
+
+def leaked_syns(frames, port, *sources):
+    """SYNs to `port` among `frames` from one of `sources` (address prefixes)."""
+    return [f for f in syns_to(frames, port) if any(".".join(map(str, f[26:30])).startswith(s) for s in sources)]
+
+
+def sent_by(host, frames):
+    """The captured frames `host` sent (by its eth0's MAC address)."""
+    mac = bytes.fromhex(json.loads(host.run("ip", "-j", "link", "show", "eth0").stdout)[0]["address"].replace(":", ""))
+    return [f for f in frames if f[6:12] == mac]
+
+
+def assert_nothing_in_plaintext(net, frames, marker):
+    """Of what host A sent (`frames`, from `sent_by`), no byte of the marker; the service saw
+    only host B's idgate."""
+    assert marker.encode() not in b"".join(frames), "the marker left host A in plaintext"
+    direct = [c for c in net.server_connections() if c[0] != net.b.ip]
+    assert not direct, f"the service saw connection(s) that did not come through host B's idgate: {direct}"
+
+
+def test_a_containers_flow_carries_the_identity_of_its_process_and_an_unmatched_one_is_denied(net):
+    ctr = ContainerNet(net.a)
+    web = ctr.add("c1", 2, WEB_ID)
+    other = ctr.add("c2", 3, OTHER_ID)
+    a, b = start(net)
+    cap = Capture(net.a)
+    marker = "CONTAINER-FLOW-MARKER-" + "x" * 16
+    r = json.loads(web.workload("digest_client", net.b.ip, SERVER_PORT, 64 * 1024, marker, uid=UID).stdout)
+    assert r["echo_sha"] == r["sent_sha"], r
+    # Host B authorized the container's identity, and host A names the process and container.
+    assert b.decisions(direction="inbound", source_id=WEB), b.status()["decisions"]
+    mine = [d for d in a.decisions(direction="outbound", source_id=WEB) if d["verdict"] == "tunneled"]
+    assert mine and f"({r['pid']}) in container {WEB_ID[:12]}" in mine[0]["process"], a.status()["decisions"]
+    # The same program in a container no rule selects is denied before anything leaves A.
+    denied = other.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker + "-other", uid=UID, check=False)
+    assert denied.returncode != 0, denied.stdout
+    refusals = [d for d in a.decisions(direction="outbound") if d["verdict"] == "denied_no_identity"]
+    assert refusals and f"in container {OTHER_ID[:12]}" in refusals[-1]["process"], a.status()["decisions"]
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, SUBNET, net.a.ip), "a SYN to the service left host A"
+    assert len(net.server_connections()) == 1
+
+
+def test_routed_flows_and_spoofed_container_addresses_are_refused_never_forwarded(net):
+    ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+    cap = Capture(net.a)
+    # Host C sends its flows to B through A, as a LAN behind a gateway would.
+    net.topo.ns_exec(net.c.ns, "ip", "route", "add", f"{net.b.ip}/32", "via", net.a.ip)
+    marker = "ROUTED-FLOW-MARKER-" + "y" * 16
+    routed = net.c.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=1001, check=False, timeout=30)
+    assert routed.returncode != 0, routed.stdout
+    refused = [d for d in a.decisions(direction="outbound") if d["verdict"] == "denied_no_identity"]
+    assert refused and "routed through this host" in (refused[-1]["detail"] or ""), a.status()["decisions"]
+    # C claims a container's address: dropped on arrival (the host routes that address to its
+    # bridge, not to eth0), so idgate never even sees it.
+    net.topo.ns_exec(net.c.ns, "ip", "addr", "add", f"{SUBNET}.77/32", "dev", "eth0")
+    spoof = net.c.python(
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(('{net.b.ip}', {SERVER_PORT}), timeout=3, source_address=('{SUBNET}.77', 0))\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__); sys.exit(0)\n"
+        "sys.exit(1)\n", check=False, timeout=30)
+    assert spoof.returncode == 0 and b"timeout" in spoof.stdout.lower(), spoof
+    assert not [d for d in a.decisions() if f"{SUBNET}.77" in (d["detail"] or "")], "idgate saw the spoofed flow"
+    # The drop is the anti-spoofing rule's (of whichever of idgate's two tables saw it first).
+    ruleset = net.a.run("nft", "list", "ruleset").stdout.decode()
+    spoof_rules = [line for line in ruleset.splitlines() if "@nets4" in line]
+    assert len(spoof_rules) == 2 and any("packets 0 " not in r for r in spoof_rules), ruleset
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
+    assert not net.server_connections()
+
+
+def test_container_flows_are_refused_while_idgate_is_down(net):
+    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+    a.kill()
+    cap = Capture(net.a)
+    marker = "CONTAINER-DOWN-MARKER-" + "z" * 16
+    r = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=UID, check=False, timeout=30)
+    assert r.returncode != 0, r.stdout
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
+    assert not net.server_connections()
+
+
+PODMAN_RULES = f"""
+[[workload]]
+spiffe_id = "{WEB}"
+container_labels = {{ app = "web" }}
+container_image = "localhost/idgate-test-busybox:*"
+
+[[workload]]
+spiffe_id = "{OTHER}"
+container_name = "other-*"
+"""
+
+
+@pytest.fixture
+def podman(net):
+    assert podman_available(), "the container tests need podman, runc and busybox-static (tests/setup.sh installs them)"
+    p = Podman(net.tmp)
+    yield p
+    p.close()
+
+
+def test_podman_containers_get_identities_by_label_image_and_name(net, podman):
+    ctr = ContainerNet(net.a)
+    web_ns, other_ns = ctr.add("c1", 2, WEB_ID), ctr.add("c2", 3, OTHER_ID)
+    a, b = start(net, PODMAN_RULES, runtime_api=podman.socket)
+    cap = Capture(net.a)
+    marker = "PODMAN-MARKER-" + "w" * 16
+    # The containers run under host A's cgroup (as on a real host, under its root), so that
+    # A's guard sees their packets too.
+    parent = "/" + str(net.a.cgroup.path.relative_to(net.a.cgroup.mountpoint))
+    url = f"http://{net.b.ip}:{SERVER_PORT + 1}/"
+    b_http = net.b.popen("/usr/bin/python3", "-m", "http.server", SERVER_PORT + 1, "--bind", net.b.ip, cwd=net.tmp)
+    net.b.wait_listening(SERVER_PORT + 1)
+    runs = {}
+    for name, ns, labels in (("web-1", web_ns, {"app": "web"}), ("other-1", other_ns, {"app": "other"}), ("stray-1", other_ns, {})):
+        runs[name] = podman.run(ns, parent, name, labels, "/bin/busybox", "wget", "-q", "-O", "-", "--header", f"X-Marker: {marker}", url)
+    for name in ("web-1", "other-1"):
+        logs, code, _ = runs[name]
+        assert code == 0, f"{name}: {logs.stdout}{logs.stderr}"
+    assert runs["stray-1"][1] != 0, "a container no rule selects reached the service"
+    seen = {d["source_id"] for d in b.decisions(direction="inbound")}
+    assert {WEB, OTHER} <= seen, b.status()["decisions"]
+    tunneled = {d["source_id"]: d["process"] for d in a.decisions(direction="outbound") if d["verdict"] == "tunneled"}
+    assert f"in container {runs['web-1'][2][:12]}" in tunneled[WEB], tunneled
+    assert f"in container {runs['other-1'][2][:12]}" in tunneled[OTHER], tunneled
+    frames = sent_by(net.a, cap.finish())
+    b_http.kill()
+    assert marker.encode() not in b"".join(frames), "the marker left host A in plaintext"
+    assert not leaked_syns(frames, SERVER_PORT + 1, net.a.ip, SUBNET), "a SYN to the service left host A"
