@@ -18,6 +18,8 @@ from netns import WORKLOAD_PYTHON, WORKLOADS, sh
 
 SUBNET = "10.88.0"
 NETWORK = f"{SUBNET}.0/24"
+SUBNET6 = "fd88::"
+NETWORK6 = "fd88::/64"
 IMAGE = "localhost/idgate-test-busybox:1"
 
 
@@ -31,7 +33,9 @@ class ContainerNet:
         run(ns, "ip", "link", "add", "ctr0", "type", "bridge")
         run(ns, "ip", "addr", "add", f"{SUBNET}.1/24", "dev", "ctr0")
         run(ns, "ip", "link", "set", "ctr0", "up")
+        run(ns, "ip", "-6", "addr", "add", f"{SUBNET6}1/64", "dev", "ctr0", "nodad")
         run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        run(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         run(ns, "nft", f"add table ip ctrnat; add chain ip ctrnat post {{ type nat hook postrouting priority 100; }}; "
                        f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
 
@@ -47,6 +51,8 @@ class ContainerNet:
         run(ns, "ip", "link", "set", "eth0", "up")
         run(ns, "ip", "link", "set", "lo", "up")
         run(ns, "ip", "route", "add", "default", "via", f"{SUBNET}.1")
+        run(ns, "ip", "-6", "addr", "add", f"{SUBNET6}{n:x}/64", "dev", "eth0", "nodad")
+        run(ns, "ip", "-6", "route", "add", "default", "via", f"{SUBNET6}1")
         return NetnsContainer(self.host, ns, f"{SUBNET}.{n}", container_id)
 
 
@@ -58,11 +64,13 @@ class NetnsContainer:
         self.cgroup = host.cgroup.path / f"docker-{container_id}.scope"
         self.cgroup.mkdir()
 
-    def workload(self, name, *args, uid, timeout=60, check=True):
+    def run(self, *args, uid, timeout=60, check=True):
         cmd = ["/bin/sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"', "sh",
-               "nsenter", f"--net=/run/netns/{self.ns}", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-               WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args]
+               "nsenter", f"--net=/run/netns/{self.ns}", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *args]
         return subprocess.run(list(map(str, cmd)), capture_output=True, timeout=timeout, check=check, text=True)
+
+    def workload(self, name, *args, uid, timeout=60, check=True):
+        return self.run(WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args, uid=uid, timeout=timeout, check=check)
 
 
 class Podman:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from containers import NETWORK, SUBNET, ContainerNet, Podman, podman_available
+from containers import NETWORK, NETWORK6, SUBNET, ContainerNet, Podman, podman_available
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
+from netns import WORKLOAD_PYTHON
 from test_stop_boot import syns_to
 from test_tunnel import Capture
 
@@ -21,7 +22,7 @@ UID = 1005  # no host rule selects it: only the container rules can
 
 def containers_config(rules, runtime_api=None):
     api = f'runtime_api = "{runtime_api}"\n' if runtime_api else ""
-    return f'\n[containers]\nnetworks = ["{NETWORK}"]\n{api}\n{rules}'
+    return f'\n[containers]\nnetworks = ["{NETWORK}", "{NETWORK6}"]\n{api}\n{rules}'
 
 
 ID_RULES = f"""
@@ -31,8 +32,8 @@ container_id = "{WEB_ID}"
 """
 
 
-def start(net, rules=ID_RULES, runtime_api=None):
-    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=containers_config(rules, runtime_api)), net.tmp)
+def start(net, rules=ID_RULES, runtime_api=None, extra=""):
+    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=containers_config(rules, runtime_api) + extra), net.tmp)
     b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
     return a, b
 
@@ -78,6 +79,27 @@ def test_a_containers_flow_carries_the_identity_of_its_process_and_an_unmatched_
     assert_nothing_in_plaintext(net, frames, marker)
     assert not leaked_syns(frames, SERVER_PORT, SUBNET, net.a.ip), "a SYN to the service left host A"
     assert len(net.server_connections()) == 1
+
+
+def test_a_containers_ipv6_flow_is_tunnelled_the_same(net):
+    for host, n in ((net.a, 1), (net.b, 2)):
+        host.run("ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
+    net.b.start_workload("v6_greeters", "fd77::2", SERVER_PORT + 1)
+    net.b.wait_listening(SERVER_PORT + 1)
+    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    # B's tunnel endpoint listens on IPv4 (0.0.0.0:15008); its certificate names fd77::2 too.
+    a, b = start(net, extra=f'\n[[outbound]]\ncidrs = ["fd77::/64"]\nports = [{SERVER_PORT + 1}]\npeer = "{net.b.ip}:15008"\n')
+    cap = Capture(net.a)
+    marker = "CONTAINER-V6-MARKER-" + "v" * 16
+    got = web.run(WORKLOAD_PYTHON, "-c", "import socket, sys\n"
+                  f"s = socket.create_connection(('fd77::2', {SERVER_PORT + 1}), timeout=20)\n"
+                  "s.sendall(sys.argv[1].encode()); print(s.recv(100).decode())", marker, uid=UID)
+    assert got.stdout.strip() == "reached", got
+    assert b.decisions(direction="inbound", source_id=WEB), b.status()["decisions"]
+    mine = a.decisions(direction="outbound", source_id=WEB)
+    assert mine and mine[0]["destination"] == f"[fd77::2]:{SERVER_PORT + 1}" and f"in container {WEB_ID[:12]}" in mine[0]["process"], mine
+    frames = sent_by(net.a, cap.finish())
+    assert marker.encode() not in b"".join(frames), "the marker left host A in plaintext"
 
 
 def test_routed_flows_and_spoofed_container_addresses_are_refused_never_forwarded(net):
