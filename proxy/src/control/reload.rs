@@ -53,6 +53,8 @@ pub struct Fixed {
     pub mode: InboundMode,
     pub state_dir: PathBuf,
     pub redirect: Redirect,
+    /// The capture port listens on every address (for flows routed through this host).
+    pub routed_listeners: bool,
 }
 
 /// What the data path shares with reloads.
@@ -249,6 +251,9 @@ impl Reloader {
         let table = file_table(&self.fixed.path);
         let mut report =
             Report { generation, table_changed, ca_replaced, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
+        if !self.fixed.routed_listeners && config.routes_flows() {
+            report.restart_needed.push("workload.interface (flows routed through this host need the capture port on every address)".into());
+        }
         report.revoked_entries = revoked.len();
         self.parts.live.set_policy(policy);
         self.parts.live.set_revoked(revoked);

@@ -34,6 +34,12 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         protected_ports,
         guard_cgroup: config.intercept.guard_cgroup.clone(),
         container_networks: config.containers.networks.clone(),
+        sites: config
+            .workloads
+            .iter()
+            .filter_map(|w| Some(w.interface.clone()?).map(|i| (i, w)))
+            .flat_map(|(i, w)| w.sources.iter().map(move |c| (i.clone(), *c)))
+            .collect(),
     }
 }
 
