@@ -615,6 +615,13 @@ pub struct InboundRule {
     /// strip forged copies.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Servers behind this host (a gateway) that the rule is about instead of this host's own
+    /// ports: callers it allows may reach these addresses on `ports`, and nothing else behind
+    /// it (a CONNECT to an address neither this host's nor a backend's stays a 403). This
+    /// host's certificate must name each address callers dial (`[svid] addresses`). In strict
+    /// mode, plaintext routed through this host to them is dropped.
+    #[serde(default)]
+    pub backends: Vec<Cidr>,
 }
 
 /// Which SPIFFE IDs an entry names.

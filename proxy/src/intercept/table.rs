@@ -33,6 +33,10 @@
 //!   chain inbound { type filter hook input priority 0;     # strict mode only
 //!     meta l4proto tcp tcp dport @protected iif != lo drop
 //!   }
+//!   chain backends { type filter hook forward priority 0;  # strict mode, [[inbound]] backends
+//!     ip daddr . tcp dport @backend4 drop                    # (set backend4/6 like dst4/6)
+//!     ip6 daddr . tcp dport @backend6 drop
+//!   }
 //! }
 //! ```
 //!
@@ -79,6 +83,10 @@ pub struct Ruleset {
     /// count only from its interface, and its interface carries only its sources.
     #[serde(default)]
     pub sites: Vec<(String, Cidr)>,
+    /// Servers behind this host that only idgate's inbound side may reach (strict mode's
+    /// `[[inbound]]` backends): plaintext routed to them is dropped.
+    #[serde(default)]
+    pub protected_backends: Vec<(Cidr, PortRange)>,
 }
 
 impl Ruleset {
@@ -106,6 +114,7 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_IN: u32 = 1;
+const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
@@ -166,6 +175,8 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
         site_pairs4: set_id + 7,
         site_pairs6: set_id + 8,
         site_ifaces: set_id + 9,
+        backend4: set_id + 10,
+        backend6: set_id + 11,
     };
     if !v4.is_empty() {
         add_concat_set(batch, table, c"dst4", sets.dst4, TYPE_IPADDR, 4);
@@ -210,7 +221,42 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
         add_chain(batch, table, c"inbound", NF_INET_LOCAL_IN, 0, c"filter");
         add_rule(batch, table, c"inbound", &protected_drop(&sets));
     }
+    add_backend_chain(batch, table, rs, &sets);
     Ok(())
+}
+
+/// Strict mode's `[[inbound]]` backends: plaintext routed to them is dropped (idgate's own
+/// dials to them leave from this host, not through the forward hook).
+fn add_backend_chain(batch: &mut Batch, table: &CStr, rs: &Ruleset, sets: &Sets) {
+    let (v4, v6) = destinations::boxes(&rs.protected_backends);
+    if v4.is_empty() && v6.is_empty() {
+        return;
+    }
+    if !v4.is_empty() {
+        add_concat_set(batch, table, c"backend4", sets.backend4, TYPE_IPADDR, 4);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"backend4", sets.backend4, &elems);
+    }
+    if !v6.is_empty() {
+        add_concat_set(batch, table, c"backend6", sets.backend6, TYPE_IP6ADDR, 16);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"backend6", sets.backend6, &elems);
+    }
+    add_chain(batch, table, c"backends", NF_INET_FORWARD, 0, c"filter");
+    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
+        ip_tcp(proto)
+            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
+            .tcp_dport_into(port_reg)
+            .push(OwnedExpr::Lookup(set, id, Reg::R1))
+            .push(OwnedExpr::Counter)
+            .push(OwnedExpr::Verdict(NF_DROP))
+    };
+    if !v4.is_empty() {
+        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"backend4", sets.backend4));
+    }
+    if !v6.is_empty() {
+        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"backend6", sets.backend6));
+    }
 }
 
 /// Adds the message that deletes table `name` (created first, so a missing one is no error).
@@ -237,6 +283,8 @@ struct Sets {
     site_pairs4: u32,
     site_pairs6: u32,
     site_ifaces: u32,
+    backend4: u32,
+    backend6: u32,
 }
 
 /// Which of the sites' sets exist: any interfaces, and IPv4 and IPv6 sources.

@@ -96,9 +96,11 @@ impl Inbound {
             let (status, detail) = match dst {
                 None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
                 Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
-                Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),
-                Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
-                    (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
+                Some(dst) if !self.local.contains(&dst.ip()) && !policy.authorizer.forwards_to(&dst) => {
+                    (StatusCode::FORBIDDEN, format!("{dst} is neither a local address nor a backend an [[inbound]] rule names"))
+                }
+                Some(dst) if !policy.authorizer.allows(&dst, self.local.contains(&dst.ip()), &peer_id) => {
+                    (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach {dst}"))
                 }
                 Some(dst) => {
                     let facts = FlowFacts {

@@ -122,6 +122,7 @@ mod tests {
             guard_cgroup: GuardCgroup::Off,
             container_networks: vec![],
             sites: vec![],
+            protected_backends: vec![],
         }
     }
 
