@@ -60,6 +60,20 @@ pub(super) fn process_label(workload: &Workload) -> String {
     }
 }
 
+impl Outbound {
+    /// Who opened the flow from `src` to `dst` that this host accepted on `local`: its process
+    /// (here, or in a container), or for a flow routed from a machine behind this host, its
+    /// site. Redirected flows of this host's own processes arrive over loopback.
+    fn identify(&self, policy: &crate::policy::live::Policy, local: SocketAddr, src: SocketAddr, dst: SocketAddr) -> Result<Arc<Workload>, Refusal> {
+        match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
+            Err(crate::identity::IdentityError::NoSocket { .. }) if !local.ip().is_loopback() => {
+                site_workload(&policy.selector, local, src).ok_or(Refusal::Routed { src, dst })
+            }
+            other => other.map_err(Refusal::from),
+        }
+    }
+}
+
 /// A flow routed through this host from a machine behind it: the site rule for the interface
 /// it came in on (the one holding the address the table redirected it to) and its source.
 fn site_workload(selector: &crate::identity::Selector, local: SocketAddr, src: SocketAddr) -> Option<Arc<Workload>> {
@@ -205,15 +219,8 @@ impl Outbound {
                 return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
             }
             let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
-            let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
+            let workload = match self.identify(&policy, local, src, dst) {
                 Ok(w) => w,
-                // Redirected flows of this host's own processes arrive over loopback.
-                Err(crate::identity::IdentityError::NoSocket { .. }) if !local.ip().is_loopback() => {
-                    match site_workload(&policy.selector, local, src) {
-                        Some(w) => w,
-                        None => bail!(Refusal::Routed { src, dst }),
-                    }
-                }
                 Err(e) => bail!(e),
             };
             let open = self.identities.open_flow(src);
