@@ -45,6 +45,36 @@ def test_a_machine_behind_the_gateway_gets_its_sites_identity(net):
     assert [c[0] for c in net.server_connections()] == [net.b.ip]
 
 
+def test_a_machine_behind_the_gateway_over_ipv6_and_a_foreign_ipv6_source_dropped(net):
+    for host, n in ((net.a, 1), (net.b, 2)):
+        host.run("ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
+    net.b.start_workload("v6_greeters", "fd77::2", SERVER_PORT + 1)
+    net.b.wait_listening(SERVER_PORT + 1)
+    machine = Lan(net.a).add("l1", 5)
+    # B's tunnel endpoint listens on IPv4; its certificate names fd77::2 too.
+    extra = SITE_RULE + f'\n[[outbound]]\ncidrs = ["fd77::/64"]\nports = [{SERVER_PORT + 1}]\npeer = "{net.b.ip}:15008"\n'
+    a = net.a.start_idgate(host_config("host-a", net.tmp / "state-a", net.ca_dir, extra=extra), net.tmp)
+    b = net.b.start_idgate(host_config("host-b", net.tmp / "state-b", net.ca_dir), net.tmp)
+    got = machine.python("import socket\n"
+                         f"s = socket.create_connection(('fd77::2', {SERVER_PORT + 1}), timeout=20)\n"
+                         "print(s.recv(100).decode())", uid=1001)
+    assert got.stdout.decode().strip() == "reached", got
+    assert b.decisions(direction="inbound", source_id=SITE)
+    mine = a.decisions(direction="outbound", source_id=SITE)
+    assert mine and mine[0]["process"] == "routed from fd10::5 on lan0", mine
+    # The same machine from an IPv6 address its site does not have: dropped at A.
+    machine.run("ip", "-6", "addr", "add", "fd99::5/128", "dev", "eth0", "nodad")
+    out = machine.python("import socket, sys\n"
+                         "try:\n"
+                         f"    socket.create_connection(('fd77::2', {SERVER_PORT + 1}), timeout=3, source_address=('fd99::5', 0))\n"
+                         "except OSError as e:\n"
+                         "    print(type(e).__name__); sys.exit(0)\n"
+                         "print('connected')\n", check=False, timeout=30)
+    assert "timeout" in out.stdout.decode().lower(), out
+    ruleset = net.a.run("nft", "list", "ruleset").stdout.decode()
+    assert any("!= @site_pairs6" in line and "packets 0 " not in line for line in ruleset.splitlines()), ruleset
+
+
 def spoofed_connect(host, source, dst):
     """A connection attempt from `source` (an address `host` holds only for this): 'timeout'
     when it is dropped on the way."""
