@@ -195,7 +195,7 @@ struct Listening {
 impl Sockets {
     fn bind(config: &Config, workers: usize, takeover: bool, mark: u32) -> Result<(Self, Listening)> {
         let mut binder = Binder::new(mark, takeover);
-        let worker_listeners = binder.workers(workers, config.listen.outbound_port, config.listen.inbound, !config.containers.networks.is_empty())?;
+        let worker_listeners = binder.workers(workers, config.listen.outbound_port, config.listen.inbound, config.routes_flows())?;
         let admin = TcpListener::from_std(binder.admin(config.listen.admin)?)?;
         binder.finish();
         let control_path = config.control_socket();
@@ -249,6 +249,7 @@ impl ControlPlane {
                 mode: config.mode,
                 state_dir: config.state_dir.clone(),
                 redirect: core.redirect,
+                routed_listeners: config.routes_flows(),
             },
             Parts {
                 live: inputs.live.clone(),

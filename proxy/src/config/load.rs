@@ -129,18 +129,24 @@ fn workloads(c: &Config, out: &mut Vec<(Place, String)>) {
             let id = &w.spiffe_id.get_ref().0;
             out.push((Place::Span(w.spiffe_id.span().start), format!("workload[{i}].spiffe_id `{id}` is outside trust domain `{td}`")));
         }
-        if w.exe.is_none()
-            && w.sha256.is_none()
-            && w.comm.is_none()
-            && w.cgroup.is_none()
-            && w.uid.is_none()
-            && w.gid.is_none()
-            && !w.selects_containers()
-        {
-            out.push((
-                Place::Path(vec![Key("workload"), Index(i)]),
-                format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid, gid or container_*)"),
-            ));
+        let at = || Place::Path(vec![Key("workload"), Index(i)]);
+        if w.is_site() || !w.sources.is_empty() {
+            if w.interface.is_none() || w.sources.is_empty() {
+                out.push((at(), format!("workload[{i}]: interface and sources go together (the machines behind that interface, by address)")));
+            }
+            if w.selects_processes() {
+                out.push((
+                    at(),
+                    format!("workload[{i}]: interface and sources name machines behind this host, which have no process here: no exe, sha256, comm, cgroup, uid, gid, root_socket or container_* beside them"),
+                ));
+            }
+            if w.interface.as_ref().is_some_and(|n| n.is_empty() || n.len() > 15 || n.contains('/') || n.chars().any(char::is_whitespace)) {
+                out.push((at(), format!("workload[{i}].interface is not an interface name (1 to 15 characters, no '/' or space)")));
+            }
+            continue;
+        }
+        if !w.selects_processes() {
+            out.push((at(), format!("workload[{i}] has no selector (exe, sha256, comm, cgroup, uid, gid, container_*, or interface and sources)")));
         }
         if w.asks_runtime() && c.containers.runtime_api.is_none() {
             out.push((

@@ -66,6 +66,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether flows routed through this host are tunnelled (containers' or sites'), not only
+    /// refused.
+    pub fn routes_flows(&self) -> bool {
+        !self.containers.networks.is_empty() || self.workloads.iter().any(WorkloadRule::is_site)
+    }
+
     pub fn control_socket(&self) -> PathBuf {
         self.listen.control.clone().unwrap_or_else(|| self.state_dir.join("control.sock"))
     }
@@ -482,6 +488,15 @@ pub struct WorkloadRule {
     /// Labels the container must carry, each with exactly this value.
     #[serde(default)]
     pub container_labels: std::collections::BTreeMap<String, String>,
+    /// A gateway's rule for machines behind it: flows routed through this host that arrive
+    /// on this interface from `sources` get the rule's ID (they have no process here). Only
+    /// with `sources`, and with no process selector.
+    pub interface: Option<String>,
+    /// The addresses `interface` carries (a site's networks). The table drops a new TCP
+    /// connection from one of them that arrives on another interface, and one arriving on
+    /// `interface` from any other address.
+    #[serde(default)]
+    pub sources: Vec<Cidr>,
 }
 
 impl WorkloadRule {
@@ -493,6 +508,23 @@ impl WorkloadRule {
     /// Whether the rule selects only processes in containers.
     pub fn selects_containers(&self) -> bool {
         self.container_id.is_some() || self.asks_runtime()
+    }
+
+    /// Whether the rule names machines behind this host (a site) rather than processes.
+    pub fn is_site(&self) -> bool {
+        self.interface.is_some()
+    }
+
+    /// Whether the rule has a selector of processes.
+    pub fn selects_processes(&self) -> bool {
+        self.exe.is_some()
+            || self.sha256.is_some()
+            || self.comm.is_some()
+            || self.cgroup.is_some()
+            || self.uid.is_some()
+            || self.gid.is_some()
+            || self.root_socket
+            || self.selects_containers()
     }
 }
 
@@ -583,6 +615,13 @@ pub struct InboundRule {
     /// strip forged copies.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Servers behind this host (a gateway) that the rule is about instead of this host's own
+    /// ports: callers it allows may reach these addresses on `ports`, and nothing else behind
+    /// it (a CONNECT to an address neither this host's nor a backend's stays a 403). This
+    /// host's certificate must name each address callers dial (`[svid] addresses`). In strict
+    /// mode, plaintext routed through this host to them is dropped.
+    #[serde(default)]
+    pub backends: Vec<Cidr>,
 }
 
 /// Which SPIFFE IDs an entry names.

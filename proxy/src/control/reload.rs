@@ -53,6 +53,8 @@ pub struct Fixed {
     pub mode: InboundMode,
     pub state_dir: PathBuf,
     pub redirect: Redirect,
+    /// The capture port listens on every address (for flows routed through this host).
+    pub routed_listeners: bool,
 }
 
 /// What the data path shares with reloads.
@@ -249,6 +251,9 @@ impl Reloader {
         let table = file_table(&self.fixed.path);
         let mut report =
             Report { generation, table_changed, ca_replaced, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
+        if !self.fixed.routed_listeners && config.routes_flows() {
+            report.restart_needed.push("workload.interface (flows routed through this host need the capture port on every address)".into());
+        }
         report.revoked_entries = revoked.len();
         self.parts.live.set_policy(policy);
         self.parts.live.set_revoked(revoked);
@@ -346,12 +351,17 @@ fn denial(policy: &Policy, revoked: &Revocations, flow: &OpenFlow) -> Option<Str
     match f.direction {
         "inbound" => {
             let id = f.source.as_ref()?;
-            (!policy.authorizer.allows(port, id)).then(|| format!("{id} is no longer allowed to reach port {port}"))
+            // A flow to a backend was let in as one; any other went to this host.
+            let local = !policy.authorizer.forwards_to(&f.destination);
+            (!policy.authorizer.allows(&f.destination, local, id)).then(|| format!("{id} is no longer allowed to reach {}", f.destination))
         }
         direction => {
             // Outbound and local flows: the process's identity under the new workload rules.
             let process = f.process.as_ref()?;
-            let now = policy.selector.select(process);
+            let now = match &process.routed_from {
+                Some(r) => policy.selector.site(&r.interface, &r.address),
+                None => policy.selector.select(process),
+            };
             match (&f.source, now) {
                 (Some(was), Some(now)) if *was != now => Some(format!("the process is now {now}, not {was}")),
                 (Some(was), None) => Some(format!("the process matches no workload rule any more (it was {was})")),
@@ -359,7 +369,7 @@ fn denial(policy: &Policy, revoked: &Revocations, flow: &OpenFlow) -> Option<Str
                 (None, None) if policy.default_action == crate::config::DefaultAction::Deny => {
                     Some("the process matches no workload rule and default_action is now \"deny\"".into())
                 }
-                (Some(id), Some(_)) if direction == "local" && !policy.authorizer.allows(port, id) => {
+                (Some(id), Some(_)) if direction == "local" && !policy.authorizer.allows(&f.destination, true, id) => {
                     Some(format!("{id} is no longer allowed to reach local port {port}"))
                 }
                 _ => None,

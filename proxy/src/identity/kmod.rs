@@ -102,6 +102,7 @@ impl FlowIdentity for KmodBackend {
                 exe_id: (q.result_flags & uapi::RESULT_EXE_ID != 0).then_some(ExeId { dev: q.exe_dev, ino: q.exe_ino }),
                 root_socket: false,
                 container_id: super::container::id_from_cgroup(&uapi::c_string(&q.cgroup)).map(str::to_string),
+                routed_from: None,
             })),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(IdentityError::NoSocket { client, dst }),
             Err(e) => Err(e.into()),

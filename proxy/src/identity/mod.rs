@@ -52,6 +52,38 @@ pub struct ProcessInfo {
     /// The container the process runs in (from its cgroup), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// For a flow routed through this host from a machine behind it (a site), where it came
+    /// from: there is no process here, and every other field is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routed_from: Option<RoutedFrom>,
+}
+
+/// The interface and source address of a flow routed through this host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoutedFrom {
+    pub interface: String,
+    pub address: std::net::IpAddr,
+}
+
+impl ProcessInfo {
+    /// The stand-in for the process of a flow from a machine behind this host.
+    pub fn routed(interface: String, address: std::net::IpAddr) -> Self {
+        ProcessInfo {
+            tgid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            exe: String::new(),
+            comm: String::new(),
+            cgroup: String::new(),
+            start_time: 0,
+            exe_unknown: true,
+            cgroup_unknown: true,
+            exe_id: None,
+            root_socket: false,
+            container_id: None,
+            routed_from: Some(RoutedFrom { interface, address }),
+        }
+    }
 }
 
 /// Which file a process runs: device (userspace `st_dev` encoding, as
@@ -221,7 +253,20 @@ impl Drop for OpenFlow<'_> {
     }
 }
 
+impl Workload {
+    /// The workload of a flow from a machine behind this host, which a site rule named.
+    pub fn routed(interface: String, address: std::net::IpAddr, id: SpiffeId) -> Self {
+        let process = Arc::new(ProcessInfo::routed(interface, address));
+        Workload { spiffe_id: Some(id), process_header: process_header(&process), process }
+    }
+}
+
 fn process_header(p: &ProcessInfo) -> http::HeaderValue {
+    if let Some(r) = &p.routed_from {
+        let iface: String = r.interface.chars().map(|c| if c.is_ascii_graphic() && c != ';' { c } else { '_' }).collect();
+        return http::HeaderValue::from_str(&format!("routed={};iface={iface}", r.address))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+    }
     let exe: String = p.exe.chars().map(|c| if c.is_ascii_graphic() && c != ';' { c } else { '_' }).collect();
     http::HeaderValue::from_str(&format!("pid={};uid={};gid={};exe={}", p.tgid, p.uid, p.gid, exe))
         .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))

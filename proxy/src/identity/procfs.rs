@@ -403,6 +403,7 @@ fn read_process_from(pid: u32, files: &OwnerFiles) -> io::Result<ProcessInfo> {
         exe_id,
         root_socket: false,
         container_id,
+        routed_from: None,
     })
 }
 

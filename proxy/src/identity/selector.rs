@@ -25,7 +25,17 @@ impl Selector {
 
     pub fn select(&self, p: &ProcessInfo) -> Option<SpiffeId> {
         let mut file = FileFacts { p, at_path: None, sha256: None, container: None, runtime: self.runtime.as_ref() };
-        self.rules.iter().find(|r| matches(r, p, &mut file)).map(|r| r.spiffe_id.get_ref().0.clone())
+        // A site rule names machines, not processes: it never matches one.
+        self.rules.iter().filter(|r| !r.is_site()).find(|r| matches(r, p, &mut file)).map(|r| r.spiffe_id.get_ref().0.clone())
+    }
+
+    /// The ID of a flow routed through this host that no process here opened: the first site
+    /// rule for the interface it came in on whose sources hold its address.
+    pub fn site(&self, interface: &str, source: &std::net::IpAddr) -> Option<SpiffeId> {
+        self.rules
+            .iter()
+            .find(|r| r.interface.as_deref() == Some(interface) && r.sources.iter().any(|c| c.contains(source)))
+            .map(|r| r.spiffe_id.get_ref().0.clone())
     }
 }
 
@@ -122,6 +132,7 @@ mod tests {
             exe_id: None,
             root_socket: false,
             container_id: None,
+            routed_from: None,
         }
     }
 
@@ -148,6 +159,20 @@ mod tests {
         }
         let p = super::super::read_process(child.id()).unwrap();
         Sleeping(child, p)
+    }
+
+    #[test]
+    fn site_rules_name_machines_behind_their_interface_and_never_a_process() {
+        let s = rules(
+            "[[workload]]\nspiffe_id = \"spiffe://t/lan\"\ninterface = \"lan0\"\nsources = [\"192.168.10.0/24\", \"fd10::/64\"]\n\
+             [[workload]]\nspiffe_id = \"spiffe://t/uid\"\nuid = 7\n",
+        );
+        assert_eq!(s.select(&proc(7, "/usr/bin/x")).unwrap().as_str(), "spiffe://t/uid");
+        assert!(s.select(&proc(8, "/usr/bin/x")).is_none(), "a site rule has no process selector and must match no process");
+        assert_eq!(s.site("lan0", &"192.168.10.5".parse().unwrap()).unwrap().as_str(), "spiffe://t/lan");
+        assert_eq!(s.site("lan0", &"fd10::5".parse().unwrap()).unwrap().as_str(), "spiffe://t/lan");
+        assert!(s.site("eth0", &"192.168.10.5".parse().unwrap()).is_none(), "only on the interface named for it");
+        assert!(s.site("lan0", &"192.168.11.5".parse().unwrap()).is_none());
     }
 
     #[test]

@@ -21,10 +21,10 @@ pub enum Redirect {
 /// The table `config` asks for.
 pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
     let destinations = config.outbound.iter().flat_map(|r| r.cidrs.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect();
-    let protected_ports = match config.mode {
-        InboundMode::Strict => config.inbound.iter().flat_map(|r| r.ports.iter().copied()).collect(),
-        InboundMode::Permissive => vec![],
-    };
+    let strict = config.mode == InboundMode::Strict;
+    let (local, behind): (Vec<_>, Vec<_>) = config.inbound.iter().filter(|_| strict).partition(|r| r.backends.is_empty());
+    let protected_ports = local.iter().flat_map(|r| r.ports.iter().copied()).collect();
+    let protected_backends = behind.iter().flat_map(|r| r.backends.iter().flat_map(|c| r.ports.iter().map(|p| (*c, *p)))).collect();
     Ruleset {
         table: config.intercept.table.clone(),
         bypass_mark: config.intercept.bypass_mark,
@@ -34,6 +34,13 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         protected_ports,
         guard_cgroup: config.intercept.guard_cgroup.clone(),
         container_networks: config.containers.networks.clone(),
+        protected_backends,
+        sites: config
+            .workloads
+            .iter()
+            .filter_map(|w| Some(w.interface.clone()?).map(|i| (i, w)))
+            .flat_map(|(i, w)| w.sources.iter().map(move |c| (i.clone(), *c)))
+            .collect(),
     }
 }
 

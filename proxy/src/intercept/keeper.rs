@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 pub const OWNER_FD_ENV: &str = "IDGATE_NFT_OWNER_FD";
 /// Set ids within one transaction: the standing table's sets, then the owned table's.
 const STANDING_SET_IDS: u32 = 1;
-const OWNED_SET_IDS: u32 = 11;
+const OWNED_SET_IDS: u32 = 101;
 /// Past this many put-backs in `FIGHT_WINDOW`, something keeps undoing them: slow down.
 const FIGHT_LIMIT: usize = 20;
 const FIGHT_WINDOW: Duration = Duration::from_secs(10);

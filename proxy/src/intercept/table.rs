@@ -14,7 +14,12 @@
 //!   }
 //!   set nets4 { type ipv4_addr; flags interval; }                  # [containers] networks
 //!   set nets6 { type ipv6_addr; flags interval; }
+//!   set site_src4 { type ipv4_addr; flags interval; }               # sites' sources ([[workload]]
+//!   set site_pairs4 { type ifname . ipv4_addr; flags interval; }    # interface and sources)
+//!   set site_ifaces { type ifname; }                                 # (and the IPv6 ones)
 //!   chain routed { type nat hook prerouting priority -100;   # flows routed through this host
+//!     meta l4proto tcp ip saddr @site_src4 iifname . ip saddr != @site_pairs4 drop  # spoofed
+//!     meta l4proto tcp iifname @site_ifaces iifname . ip saddr != @site_pairs4 drop # (IPv6 too)
 //!     fib daddr type local return                                    # to this host: not routed
 //!     meta nfproto ipv4 meta l4proto tcp ip saddr @nets4 fib saddr . iif oif 0 drop  # spoofed
 //!     meta nfproto ipv6 meta l4proto tcp ip6 saddr @nets6 fib saddr . iif oif 0 drop
@@ -27,6 +32,10 @@
 //!   }
 //!   chain inbound { type filter hook input priority 0;     # strict mode only
 //!     meta l4proto tcp tcp dport @protected iif != lo drop
+//!   }
+//!   chain backends { type filter hook forward priority 0;  # strict mode, [[inbound]] backends
+//!     ip daddr . tcp dport @backend4 drop                    # (set backend4/6 like dst4/6)
+//!     ip6 daddr . tcp dport @backend6 drop
 //!   }
 //! }
 //! ```
@@ -70,6 +79,14 @@ pub struct Ruleset {
     /// host routes them to.
     #[serde(default)]
     pub container_networks: Vec<Cidr>,
+    /// Sites behind this host: (interface, source prefix) of each site rule. A site's sources
+    /// count only from its interface, and its interface carries only its sources.
+    #[serde(default)]
+    pub sites: Vec<(String, Cidr)>,
+    /// Servers behind this host that only idgate's inbound side may reach (strict mode's
+    /// `[[inbound]]` backends): plaintext routed to them is dropped.
+    #[serde(default)]
+    pub protected_backends: Vec<(Cidr, PortRange)>,
 }
 
 impl Ruleset {
@@ -97,6 +114,7 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_IN: u32 = 1;
+const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
@@ -125,6 +143,9 @@ const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
 const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_IFNAME: u32 = 41;
+/// IFNAMSIZ: an interface name as a key, NUL-padded.
+const IFNAME_LEN: usize = 16;
 /// Elements per NEWSETELEM message: a message's element list is one attribute (64 KiB at most).
 const ELEMENTS_PER_MESSAGE: usize = 700;
 
@@ -143,7 +164,20 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
     let (v4, v6) = destinations::boxes(&rs.destinations);
     let protected = destinations::merged_ports(&rs.protected_ports);
     let (nets4, nets6) = destinations::merged_addresses(&rs.container_networks);
-    let sets = Sets { dst4: set_id, dst6: set_id + 1, protected: set_id + 2, nets4: set_id + 3, nets6: set_id + 4 };
+    let sets = Sets {
+        dst4: set_id,
+        dst6: set_id + 1,
+        protected: set_id + 2,
+        nets4: set_id + 3,
+        nets6: set_id + 4,
+        site_src4: set_id + 5,
+        site_src6: set_id + 6,
+        site_pairs4: set_id + 7,
+        site_pairs6: set_id + 8,
+        site_ifaces: set_id + 9,
+        backend4: set_id + 10,
+        backend6: set_id + 11,
+    };
     if !v4.is_empty() {
         add_concat_set(batch, table, c"dst4", sets.dst4, TYPE_IPADDR, 4);
         let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
@@ -172,7 +206,11 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
     for rule in outbound_rules(rs, &sets, !v4.is_empty(), !v6.is_empty(), !protected.is_empty()) {
         add_rule(batch, table, c"outbound", &rule);
     }
+    let sites = add_site_sets(batch, table, &rs.sites, &sets)?;
     add_chain(batch, table, c"routed", NF_INET_PRE_ROUTING, -100, c"nat");
+    for rule in site_rules(&sets, sites) {
+        add_rule(batch, table, c"routed", &rule);
+    }
     for rule in routed_rules(rs, &sets, (!v4.is_empty(), !v6.is_empty()), (!nets4.is_empty(), !nets6.is_empty())) {
         add_rule(batch, table, c"routed", &rule);
     }
@@ -183,7 +221,42 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
         add_chain(batch, table, c"inbound", NF_INET_LOCAL_IN, 0, c"filter");
         add_rule(batch, table, c"inbound", &protected_drop(&sets));
     }
+    add_backend_chain(batch, table, rs, &sets);
     Ok(())
+}
+
+/// Strict mode's `[[inbound]]` backends: plaintext routed to them is dropped (idgate's own
+/// dials to them leave from this host, not through the forward hook).
+fn add_backend_chain(batch: &mut Batch, table: &CStr, rs: &Ruleset, sets: &Sets) {
+    let (v4, v6) = destinations::boxes(&rs.protected_backends);
+    if v4.is_empty() && v6.is_empty() {
+        return;
+    }
+    if !v4.is_empty() {
+        add_concat_set(batch, table, c"backend4", sets.backend4, TYPE_IPADDR, 4);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"backend4", sets.backend4, &elems);
+    }
+    if !v6.is_empty() {
+        add_concat_set(batch, table, c"backend6", sets.backend6, TYPE_IP6ADDR, 16);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, c"backend6", sets.backend6, &elems);
+    }
+    add_chain(batch, table, c"backends", NF_INET_FORWARD, 0, c"filter");
+    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
+        ip_tcp(proto)
+            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
+            .tcp_dport_into(port_reg)
+            .push(OwnedExpr::Lookup(set, id, Reg::R1))
+            .push(OwnedExpr::Counter)
+            .push(OwnedExpr::Verdict(NF_DROP))
+    };
+    if !v4.is_empty() {
+        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"backend4", sets.backend4));
+    }
+    if !v6.is_empty() {
+        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"backend6", sets.backend6));
+    }
 }
 
 /// Adds the message that deletes table `name` (created first, so a missing one is no error).
@@ -205,6 +278,107 @@ struct Sets {
     protected: u32,
     nets4: u32,
     nets6: u32,
+    site_src4: u32,
+    site_src6: u32,
+    site_pairs4: u32,
+    site_pairs6: u32,
+    site_ifaces: u32,
+    backend4: u32,
+    backend6: u32,
+}
+
+/// Which of the sites' sets exist: any interfaces, and IPv4 and IPv6 sources.
+#[derive(Clone, Copy)]
+struct SiteSets {
+    any: bool,
+    v4: bool,
+    v6: bool,
+}
+
+/// The sites' sets (see the module's picture): their sources by family, (interface, source)
+/// pairs, their interfaces.
+fn add_site_sets(batch: &mut Batch, table: &CStr, sites: &[(String, Cidr)], sets: &Sets) -> io::Result<SiteSets> {
+    let mut by_iface: std::collections::BTreeMap<&str, Vec<Cidr>> = std::collections::BTreeMap::new();
+    for (iface, cidr) in sites {
+        by_iface.entry(iface).or_default().push(*cidr);
+    }
+    let mut names = Vec::new();
+    let (mut pairs4, mut pairs6) = (Vec::new(), Vec::new());
+    for (iface, cidrs) in &by_iface {
+        let name = ifname_key(iface)?;
+        let (v4, v6) = destinations::merged_addresses(cidrs);
+        let pair = |lo: Vec<u8>, hi: Vec<u8>| ([name.as_slice(), &lo].concat(), [name.as_slice(), &hi].concat());
+        pairs4.extend(v4.iter().map(|&(lo, hi)| pair(lo.to_be_bytes().to_vec(), hi.to_be_bytes().to_vec())));
+        pairs6.extend(v6.iter().map(|&(lo, hi)| pair(lo.to_be_bytes().to_vec(), hi.to_be_bytes().to_vec())));
+        names.push(name);
+    }
+    let all: Vec<Cidr> = sites.iter().map(|(_, c)| *c).collect();
+    let (src4, src6) = destinations::merged_addresses(&all);
+    if !src4.is_empty() {
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            src4.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
+        add_interval_set(batch, table, c"site_src4", sets.site_src4, (TYPE_IPADDR, 4), &ranges);
+        add_concat_interval_set(batch, table, c"site_pairs4", sets.site_pairs4, [(TYPE_IFNAME, IFNAME_LEN as u32), (TYPE_IPADDR, 4)]);
+        add_elements(batch, table, c"site_pairs4", sets.site_pairs4, &pairs4);
+    }
+    if !src6.is_empty() {
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            src6.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
+        add_interval_set(batch, table, c"site_src6", sets.site_src6, (TYPE_IP6ADDR, 16), &ranges);
+        add_concat_interval_set(batch, table, c"site_pairs6", sets.site_pairs6, [(TYPE_IFNAME, IFNAME_LEN as u32), (TYPE_IP6ADDR, 16)]);
+        add_elements(batch, table, c"site_pairs6", sets.site_pairs6, &pairs6);
+    }
+    if !names.is_empty() {
+        add_key_set(batch, table, c"site_ifaces", sets.site_ifaces, (TYPE_IFNAME, IFNAME_LEN as u32), &names);
+    }
+    Ok(SiteSets { any: !names.is_empty(), v4: !src4.is_empty(), v6: !src6.is_empty() })
+}
+
+/// An interface name as a set key: its bytes, NUL-padded to IFNAMSIZ.
+fn ifname_key(name: &str) -> io::Result<Vec<u8>> {
+    if name.is_empty() || name.len() >= IFNAME_LEN || name.contains('\0') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("`{name}` is not an interface name")));
+    }
+    let mut key = name.as_bytes().to_vec();
+    key.resize(IFNAME_LEN, 0);
+    Ok(key)
+}
+
+/// Anti-spoofing for sites, first in the `routed` chain: a new TCP connection from a site's
+/// source that arrives on another interface, or on a site's interface from an address not
+/// its own, is dropped.
+fn site_rules(sets: &Sets, sites: SiteSets) -> Vec<RuleSpec> {
+    if !sites.any {
+        return vec![];
+    }
+    let mut rules = Vec::new();
+    // (family, source offset and length, whether it has sources, its sets)
+    let families = [
+        (libc::NFPROTO_IPV4, 12, 4, sites.v4, (c"site_src4", sets.site_src4), (c"site_pairs4", sets.site_pairs4)),
+        (libc::NFPROTO_IPV6, 8, 16, sites.v6, (c"site_src6", sets.site_src6), (c"site_pairs6", sets.site_pairs6)),
+    ];
+    for (proto, offset, len, has, (src, src_id), (pairs, pairs_id)) in families {
+        let not_its_pair = |r: RuleSpec| {
+            r.push(OwnedExpr::Meta(MetaKey::IifName))
+                .push(OwnedExpr::Payload(Base::Network, offset, len, Reg::Reg32(4)))
+                .push(OwnedExpr::NotIn(pairs, pairs_id, Reg::R1))
+                .push(OwnedExpr::Counter)
+                .push(OwnedExpr::Verdict(NF_DROP))
+        };
+        let on_site_iface = ip_tcp(proto).push(OwnedExpr::Meta(MetaKey::IifName)).push(OwnedExpr::Lookup(c"site_ifaces", sets.site_ifaces, Reg::R1));
+        if has {
+            rules.push(not_its_pair(ip_tcp(proto).push(OwnedExpr::Payload(Base::Network, offset, len, Reg::R1)).push(OwnedExpr::Lookup(
+                src,
+                src_id,
+                Reg::R1,
+            ))));
+            rules.push(not_its_pair(on_site_iface));
+        } else {
+            // No site has sources of this family: its interfaces carry none of it.
+            rules.push(on_site_iface.push(OwnedExpr::Counter).push(OwnedExpr::Verdict(NF_DROP)));
+        }
+    }
+    rules
 }
 
 /// A rule's expressions, owned (their data outlives the batch being written).
@@ -219,6 +393,7 @@ enum OwnedExpr {
     Payload(Base, u32, u32, Reg),
     And(Vec<u8>),
     Lookup(&'static CStr, u32, Reg),
+    NotIn(&'static CStr, u32, Reg),
     Port(u16),
     Redirect,
     Verdict(u32),
@@ -255,7 +430,8 @@ impl RuleSpec {
                 OwnedExpr::Cmp(sreg, op, data) => Expr::Cmp { sreg: *sreg, op: *op, data },
                 OwnedExpr::Payload(base, offset, len, dreg) => Expr::Payload { base: *base, offset: *offset, len: *len, dreg: *dreg },
                 OwnedExpr::And(mask) => Expr::And { sreg: Reg::R1, dreg: Reg::R1, mask },
-                OwnedExpr::Lookup(set, set_id, sreg) => Expr::Lookup { set, set_id: *set_id, sreg: *sreg },
+                OwnedExpr::Lookup(set, set_id, sreg) => Expr::Lookup { set, set_id: *set_id, sreg: *sreg, invert: false },
+                OwnedExpr::NotIn(set, set_id, sreg) => Expr::Lookup { set, set_id: *set_id, sreg: *sreg, invert: true },
                 OwnedExpr::Port(port) => {
                     let data = port.to_be_bytes();
                     Expr::Immediate { dreg: Reg::R1, data: &data[..] }.write(w);
@@ -470,6 +646,59 @@ fn add_concat_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32,
             w.end_nest(desc);
         },
     );
+}
+
+/// `type <t1> . <t2>; flags interval`: each field padded to 4 bytes in the key.
+fn add_concat_interval_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, fields: [(u32, u32); 2]) {
+    batch.add(
+        Kind::NewSet,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("set {}", name.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_SET_TABLE, table);
+            w.attr_str(NFTA_SET_NAME, name);
+            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT);
+            w.attr_be32(NFTA_SET_KEY_TYPE, (fields[0].0 << 6) | fields[1].0);
+            w.attr_be32(NFTA_SET_KEY_LEN, fields.iter().map(|f| f.1.div_ceil(4) * 4).sum());
+            w.attr_be32(NFTA_SET_ID, id);
+            let desc = w.nest(NFTA_SET_DESC);
+            let concat = w.nest(NFTA_SET_DESC_CONCAT);
+            for (_, len) in fields {
+                let field = w.nest(NFTA_LIST_ELEM);
+                w.attr_be32(NFTA_SET_FIELD_LEN, len);
+                w.end_nest(field);
+            }
+            w.end_nest(concat);
+            w.end_nest(desc);
+        },
+    );
+}
+
+/// `type <key_type>` (no intervals): exact keys of `key_len` bytes.
+fn add_key_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, (key_type, key_len): (u32, u32), keys: &[Vec<u8>]) {
+    batch.add(
+        Kind::NewSet,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        || format!("set {}", name.to_string_lossy()),
+        |w| {
+            w.attr_str(NFTA_SET_TABLE, table);
+            w.attr_str(NFTA_SET_NAME, name);
+            w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
+            w.attr_be32(NFTA_SET_KEY_LEN, key_len);
+            w.attr_be32(NFTA_SET_ID, id);
+        },
+    );
+    for chunk in keys.chunks(ELEMENTS_PER_MESSAGE) {
+        add_element_message(batch, table, name, id, chunk.len(), |w| {
+            for key in chunk {
+                let e = w.nest(NFTA_LIST_ELEM);
+                super::nft::expr::key(w, NFTA_SET_ELEM_KEY, key);
+                w.end_nest(e);
+            }
+        });
+    }
 }
 
 /// An element's key and key end: the address then the port (big-endian, padded to 4 bytes).

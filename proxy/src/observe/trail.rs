@@ -43,6 +43,9 @@ struct Record<'a> {
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<Process<'a>>,
+    /// A flow from a machine behind this host: where it came from (it has no process here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routed_from: Option<&'a crate::identity::RoutedFrom>,
     spiffe_id: Option<&'a str>,
     svid_serial: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -123,7 +126,8 @@ impl Trail {
             direction: f.direction,
             verdict,
             reason,
-            process: f.process.as_deref().map(|p| Process {
+            routed_from: f.process.as_deref().and_then(|p| p.routed_from.as_ref()),
+            process: f.process.as_deref().filter(|p| p.routed_from.is_none()).map(|p| Process {
                 pid: p.tgid,
                 start_time: p.start_time,
                 exe: &p.exe,
@@ -182,6 +186,7 @@ mod tests {
                 exe_id: None,
                 root_socket: false,
                 container_id: None,
+                routed_from: None,
             })),
             source: None,
             serial: None,

@@ -7,24 +7,45 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// Every address on every interface, loopback included.
 pub fn all() -> BTreeSet<IpAddr> {
     let mut out = BTreeSet::new();
+    for_each_address(|_, ip| {
+        out.insert(ip);
+    });
+    out
+}
+
+/// The interfaces holding address `ip` (a flow redirected in prerouting ends at the address
+/// of the interface it came in on).
+pub fn holders_of(ip: IpAddr) -> Vec<String> {
+    let mut out = Vec::new();
+    for_each_address(|name, addr| {
+        if addr == ip {
+            out.push(name.to_string_lossy().into_owned());
+        }
+    });
+    out
+}
+
+fn for_each_address(mut f: impl FnMut(&std::ffi::CStr, IpAddr)) {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
+    // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs; each
+    // entry's name is a NUL-terminated string that lives as long as the list.
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
-            return out;
+            return;
         }
         let mut cur = head;
         while !cur.is_null() {
             let sa = (*cur).ifa_addr;
             if !sa.is_null() {
+                let name = std::ffi::CStr::from_ptr((*cur).ifa_name);
                 match (*sa).sa_family as i32 {
                     libc::AF_INET => {
                         let sin = &*(sa as *const libc::sockaddr_in);
-                        out.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                        f(name, IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
                     }
                     libc::AF_INET6 => {
                         let sin6 = &*(sa as *const libc::sockaddr_in6);
-                        out.insert(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                        f(name, IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
                     }
                     _ => {}
                 }
@@ -33,7 +54,6 @@ pub fn all() -> BTreeSet<IpAddr> {
         }
         libc::freeifaddrs(head);
     }
-    out
 }
 
 /// The addresses peers can reach this host on: all but loopback and IPv6 link-local (whose

@@ -54,6 +54,43 @@ fn peer_process(value: &str) -> String {
     format!("{}... ({} bytes cut)", &value[..MAX_PEER_PROCESS], value.len() - MAX_PEER_PROCESS)
 }
 
+/// Why a CONNECT stream is not forwarded: the answer's status and the decision's verdict.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refusal {
+    #[error("not a CONNECT to ip:port")]
+    NotConnect,
+    #[error("{0}")]
+    Revoked(String),
+    #[error("{0} is neither a local address nor a backend an [[inbound]] rule names")]
+    Elsewhere(SocketAddr),
+    #[error("{id} is not allowed to reach {dst}")]
+    NotAllowed { id: SpiffeId, dst: SocketAddr },
+    /// Closed while it dialled (a revocation or reload): the closer records the decision.
+    #[error("{0}")]
+    Closed(String),
+    #[error("connecting to {dst}: {source}")]
+    Unreachable { dst: SocketAddr, source: std::io::Error },
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NotConnect => StatusCode::BAD_REQUEST,
+            Refusal::Revoked(_) | Refusal::Elsewhere(_) | Refusal::NotAllowed { .. } | Refusal::Closed(_) => StatusCode::FORBIDDEN,
+            Refusal::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        match self {
+            Refusal::NotConnect => Verdict::BadRequest,
+            Refusal::Revoked(_) | Refusal::Elsewhere(_) | Refusal::NotAllowed { .. } => Verdict::Denied,
+            Refusal::Closed(_) => Verdict::Closed,
+            Refusal::Unreachable { .. } => Verdict::Unreachable,
+        }
+    }
+}
+
 /// The authenticated caller of one tunnel connection.
 pub(super) struct Peer {
     pub id: SpiffeId,
@@ -72,7 +109,7 @@ impl Inbound {
     pub(super) fn stream(
         self: Arc<Self>,
         request: Request<h2::RecvStream>,
-        mut respond: SendResponse<Bytes>,
+        respond: SendResponse<Bytes>,
         peer: Arc<Peer>,
     ) -> impl Future<Output = ()> {
         async move {
@@ -90,17 +127,9 @@ impl Inbound {
             d.detail = Some(format!("client certificate serial {serial}"));
             let dst: Option<SocketAddr> =
                 (request.method() == Method::CONNECT).then(|| request.uri().authority().and_then(|a| a.as_str().parse().ok())).flatten();
-            let policy = self.inputs.live.policy();
-            let revoked = self.inputs.live.revoked().why_chain(chain);
-            let mut closed = false;
-            let (status, detail) = match dst {
-                None => (StatusCode::BAD_REQUEST, "not a CONNECT to ip:port".to_string()),
-                Some(_) if revoked.is_some() => (StatusCode::FORBIDDEN, revoked.unwrap_or_default()),
-                Some(dst) if !self.local.contains(&dst.ip()) => (StatusCode::FORBIDDEN, format!("{} is not a local address", dst.ip())),
-                Some(dst) if !policy.authorizer.allows(dst.port(), &peer_id) => {
-                    (StatusCode::FORBIDDEN, format!("{peer_id} is not allowed to reach port {}", dst.port()))
-                }
-                Some(dst) => {
+            let refusal = match self.authorize(dst, &peer_id, chain) {
+                Err(refusal) => refusal,
+                Ok((dst, http)) => {
                     let facts = FlowFacts {
                         id: d.flow.clone(),
                         direction: "inbound",
@@ -110,54 +139,76 @@ impl Inbound {
                         destination: dst,
                         peer: Some(remote.to_string()),
                     };
-                    let http = policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http;
-                    drop(policy);
                     // Registered before the service is dialled: a revocation meanwhile closes it.
                     match self.inputs.registry.register_checked(facts, Some(chain.clone()), self.inputs.live.deny_list()) {
-                        Err(why) => (StatusCode::FORBIDDEN, why),
+                        Err(why) => Refusal::Revoked(why),
                         Ok(registration) => {
-                            let flow = registration.flow.clone();
-                            let connected = tokio::select! {
-                                connected = Box::pin(connect_marked(dst, self.inputs.mark, self.limits.dial_timeout.0)) => Some(connected),
-                                () = flow.closed() => None,
+                            let tcp = match self.dial(dst, &registration).await {
+                                Ok(tcp) => tcp,
+                                Err(refusal) => return self.refuse(respond, d, refusal, (remote, &serial)),
                             };
-                            match (connected, flow.closed_because()) {
-                                // Closed while it dialled: the closer recorded the decision.
-                                (_, Some(why)) => {
-                                    closed = true;
-                                    (StatusCode::FORBIDDEN, why)
-                                }
-                                (None, None) => (StatusCode::FORBIDDEN, "closed by idgate".to_string()),
-                                (Some(Err(e)), None) => (StatusCode::BAD_GATEWAY, format!("connecting to {dst}: {e}")),
-                                (Some(Ok(tcp)), None) if http => {
-                                    let identity = self.identity_header.value(self.inputs.credentials.server_id(), &peer_id, cert);
-                                    // Both paths boxed: the task's size is per open flow, and each
-                                    // flow should carry only the state of the path it takes.
-                                    return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, registration)).await;
-                                }
-                                (Some(Ok(tcp)), None) => return Box::pin(self.forward(request.into_body(), respond, tcp, d, registration)).await,
+                            if http {
+                                let identity = self.identity_header.value(self.inputs.credentials.server_id(), &peer_id, cert);
+                                // Both paths boxed: the task's size is per open flow, and each
+                                // flow should carry only the state of the path it takes.
+                                return Box::pin(self.forward_http(request.into_body(), respond, tcp, identity, d, registration)).await;
                             }
+                            return Box::pin(self.forward(request.into_body(), respond, tcp, d, registration)).await;
                         }
                     }
                 }
             };
-            d.verdict = match status {
-                _ if closed => Verdict::Closed,
-                StatusCode::FORBIDDEN => Verdict::Denied,
-                StatusCode::BAD_GATEWAY => Verdict::Unreachable,
-                _ => Verdict::BadRequest,
-            };
-            d.detail = Some(format!("{detail} (tunnel from {remote}, certificate serial {serial})"));
-            self.inputs.metrics.inbound(d.verdict);
-            if self.refusals.stream_trail(d.verdict) {
-                self.inputs.trail.refused(&d);
-            }
-            if !closed {
-                self.inputs.decisions.record(d); // a closed flow's is the closer's
-            }
-            let response = Response::builder().status(status).body(()).expect("static response");
-            let _ = respond.send_response(response, true);
+            self.refuse(respond, d, refusal, (remote, &serial));
         }
+    }
+
+    /// Whether `peer_id` may reach `dst` now: the destination and whether it is an HTTP one.
+    fn authorize(&self, dst: Option<SocketAddr>, peer_id: &SpiffeId, chain: &PeerChain) -> Result<(SocketAddr, bool), Refusal> {
+        let dst = dst.ok_or(Refusal::NotConnect)?;
+        if let Some(why) = self.inputs.live.revoked().why_chain(chain) {
+            return Err(Refusal::Revoked(why));
+        }
+        let policy = self.inputs.live.policy();
+        let local = self.local.contains(&dst.ip());
+        if !local && !policy.authorizer.forwards_to(&dst) {
+            return Err(Refusal::Elsewhere(dst));
+        }
+        if !policy.authorizer.allows(&dst, local, peer_id) {
+            return Err(Refusal::NotAllowed { id: peer_id.clone(), dst });
+        }
+        Ok((dst, policy.authorizer.protocol(dst.port()) == crate::config::Protocol::Http))
+    }
+
+    /// Dials the service, unless the flow is closed meanwhile (a revocation).
+    async fn dial(&self, dst: SocketAddr, registration: &Registration) -> Result<TcpStream, Refusal> {
+        let flow = &registration.flow;
+        let connected = tokio::select! {
+            connected = Box::pin(connect_marked(dst, self.inputs.mark, self.limits.dial_timeout.0)) => Some(connected),
+            () = flow.closed() => None,
+        };
+        match (connected, flow.closed_because()) {
+            // Closed while it dialled: the closer recorded the decision.
+            (_, Some(why)) => Err(Refusal::Closed(why)),
+            (None, None) => Err(Refusal::Revoked("closed by idgate".to_string())),
+            (Some(Err(e)), None) => Err(Refusal::Unreachable { dst, source: e }),
+            (Some(Ok(tcp)), None) => Ok(tcp),
+        }
+    }
+
+    /// Answers the stream with the refusal's status, and records it (but a flow closed while it
+    /// dialled, whose decision is the closer's).
+    fn refuse(&self, mut respond: SendResponse<Bytes>, mut d: Decision, refusal: Refusal, (remote, serial): (SocketAddr, &str)) {
+        d.verdict = refusal.verdict();
+        d.detail = Some(format!("{refusal} (tunnel from {remote}, certificate serial {serial})"));
+        self.inputs.metrics.inbound(d.verdict);
+        if self.refusals.stream_trail(d.verdict) {
+            self.inputs.trail.refused(&d);
+        }
+        if !matches!(refusal, Refusal::Closed(_)) {
+            self.inputs.decisions.record(d); // a closed flow's is the closer's
+        }
+        let response = Response::builder().status(refusal.status()).body(()).expect("static response");
+        let _ = respond.send_response(response, true);
     }
 
     /// Answers 200 and counts the flow as allowed; None if the peer went away meanwhile.

@@ -44,7 +44,7 @@ impl Outbound {
         if let Some(why) = self.inputs.live.revoked().why(Some(&id), None) {
             return Err((Some(stream), Refusal::Revoked(why)));
         }
-        if !policy.authorizer.allows(dst.port(), &id) {
+        if !policy.authorizer.allows(&dst, true, &id) {
             return Err((Some(stream), Refusal::LocalDenied { id, port: dst.port() }));
         }
         let http = policy.authorizer.protocol(dst.port()) == Protocol::Http;

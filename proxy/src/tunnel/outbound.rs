@@ -51,10 +51,35 @@ pub(super) struct HttpRoute {
 
 /// How decision records name a process: `exe(pid)`.
 pub(super) fn process_label(workload: &Workload) -> String {
+    if let Some(r) = &workload.process.routed_from {
+        return format!("routed from {} on {}", r.address, r.interface);
+    }
     match &workload.process.container_id {
         Some(id) => format!("{}({}) in container {}", workload.process.exe, workload.process.tgid, id.get(..12).unwrap_or(id)),
         None => format!("{}({})", workload.process.exe, workload.process.tgid),
     }
+}
+
+impl Outbound {
+    /// Who opened the flow from `src` to `dst` that this host accepted on `local`: its process
+    /// (here, or in a container), or for a flow routed from a machine behind this host, its
+    /// site. Redirected flows of this host's own processes arrive over loopback.
+    fn identify(&self, policy: &crate::policy::live::Policy, local: SocketAddr, src: SocketAddr, dst: SocketAddr) -> Result<Arc<Workload>, Refusal> {
+        match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
+            Err(crate::identity::IdentityError::NoSocket { .. }) if !local.ip().is_loopback() => {
+                site_workload(&policy.selector, local, src).ok_or(Refusal::Routed { src, dst })
+            }
+            other => other.map_err(Refusal::from),
+        }
+    }
+}
+
+/// A flow routed through this host from a machine behind it: the site rule for the interface
+/// it came in on (the one holding the address the table redirected it to) and its source.
+fn site_workload(selector: &crate::identity::Selector, local: SocketAddr, src: SocketAddr) -> Option<Arc<Workload>> {
+    let [interface] = <[String; 1]>::try_from(crate::sys::netif::holders_of(local.ip())).ok()?;
+    let id = selector.site(&interface, &src.ip())?;
+    Some(Arc::new(Workload::routed(interface, src.ip(), id)))
 }
 
 /// Why a flow did not go through; the workload sees a reset either way.
@@ -70,7 +95,7 @@ pub(super) enum Refusal {
     NoRoute(SocketAddr),
     #[error("{0}")]
     Identity(#[from] crate::identity::IdentityError),
-    #[error("flow {src} -> {dst} was routed through this host, and no process here or in a container of [containers] networks opened it")]
+    #[error("flow {src} -> {dst} was routed through this host: no process here or in a container of [containers] networks opened it, and no site rule ([[workload]] interface and sources) names its source on the interface it came in on")]
     Routed { src: SocketAddr, dst: SocketAddr },
     #[error("process matches no workload rule and default_action = \"deny\"")]
     NoWorkloadRule,
@@ -194,10 +219,8 @@ impl Outbound {
                 return Box::pin(self.forward_local(stream, src, dst, d, policy)).await;
             }
             let Some((route, peer)) = policy.route(&dst) else { bail!(Refusal::NoRoute(dst)) };
-            let workload = match self.identities.resolve(src, dst, &policy.selector, policy.generation) {
+            let workload = match self.identify(&policy, local, src, dst) {
                 Ok(w) => w,
-                // Redirected flows of this host's own processes arrive over loopback.
-                Err(crate::identity::IdentityError::NoSocket { .. }) if !local.ip().is_loopback() => bail!(Refusal::Routed { src, dst }),
                 Err(e) => bail!(e),
             };
             let open = self.identities.open_flow(src);

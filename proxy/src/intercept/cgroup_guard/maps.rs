@@ -121,6 +121,8 @@ mod tests {
             protected_ports: protected.iter().map(|(lo, hi)| PortRange { min: *lo, max: *hi }).collect(),
             guard_cgroup: GuardCgroup::Off,
             container_networks: vec![],
+            sites: vec![],
+            protected_backends: vec![],
         }
     }
 

@@ -164,6 +164,12 @@ fn network_header(a: &mut Asm, key: bool) {
             a.store(Size::W, R::Fp, SOURCE_KEY + 4 + 4 * word, R::R2);
         }
     }
+    walk_ipv6_headers(a);
+}
+
+/// From the IPv6 header in SCRATCH: R8 = the TCP header's offset, then jump to `tcp`; a packet
+/// that is not TCP, or not its first fragment, passes.
+fn walk_ipv6_headers(a: &mut Asm) {
     a.load(Size::B, R::R9, R::Fp, SCRATCH + 6);
     a.mov_imm(R::R8, 40);
     // A SYN with extension headers (a routing header needs no privilege) is followed to its

@@ -26,6 +26,7 @@ pub enum MetaKey {
     Mark = 3,
     Iif = 4,
     Oif = 5,
+    IifName = 6,
     NfProto = 15,
     L4Proto = 16,
 }
@@ -49,6 +50,7 @@ const NFT_CT_STATE: u32 = 0;
 const NFT_CT_STATUS: u32 = 2;
 const NFT_SOCKET_MARK: u32 = 1;
 const NFT_REJECT_TCP_RST: u32 = 1;
+const NFT_LOOKUP_F_INV: u32 = 1;
 pub const FIB_F_SADDR: u32 = 1;
 pub const FIB_F_DADDR: u32 = 2;
 pub const FIB_F_IIF: u32 = 8;
@@ -85,6 +87,8 @@ pub enum Expr<'a> {
         set: &'a CStr,
         set_id: u32,
         sreg: Reg,
+        /// Matches when the key is *not* in the set.
+        invert: bool,
     },
     Immediate {
         dreg: Reg,
@@ -150,10 +154,13 @@ impl Expr<'_> {
                 value(w, 4, mask);
                 value(w, 5, &[0u8; 16][..mask.len()]);
             }
-            Expr::Lookup { set, set_id, sreg } => {
+            Expr::Lookup { set, set_id, sreg, invert } => {
                 w.attr_str(1, set);
                 w.attr_be32(2, sreg.raw());
                 w.attr_be32(4, set_id);
+                if invert {
+                    w.attr_be32(5, NFT_LOOKUP_F_INV);
+                }
             }
             Expr::Immediate { dreg, data } => {
                 w.attr_be32(1, dreg.raw());
