@@ -29,17 +29,49 @@ impl Space {
         let (local, remote) = (entry_address(src), entry_address(dst));
         // An IPv4 flow may come from an IPv6 socket (an IPv4-mapped address), in tcp6.
         let tables: &[&std::ffi::CStr] = if src.is_ipv4() { &[c"net/tcp", c"net/tcp6"] } else { &[c"net/tcp6"] };
+        let mut buf = Vec::new();
         for (i, table) in tables.iter().enumerate() {
-            let mut text = String::new();
-            std::fs::File::from(self.dir.open_file(table)?).read_to_string(&mut text)?;
             let (local, remote) = if i == 0 { (local.clone(), remote.clone()) } else { (mapped_entry_address(src), mapped_entry_address(dst)) };
-            if let Some(found) = find(&text, &local, &remote) {
+            let file = std::fs::File::from(self.dir.open_file(table)?);
+            if let Some(found) = search_table(file, &mut buf, |lines| find(lines, &local, &remote))? {
                 return Ok(Some(found));
             }
         }
         Ok(None)
     }
 }
+
+/// Searches a TCP table as it is read, with as few reads as its size allows, and stops at the
+/// entry: each read of `/proc/net/tcp` goes back into the kernel's socket hash (every
+/// namespace's sockets are in it) to find where the last one stopped, so every read saved
+/// counts. `search` sees whole lines only (the header line too).
+fn search_table<T>(mut file: std::fs::File, buf: &mut Vec<u8>, search: impl Fn(&str) -> Option<T>) -> io::Result<Option<T>> {
+    buf.clear();
+    buf.resize(TABLE_READ, 0);
+    let (mut len, mut searched) = (0, 0);
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[len..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += n;
+        // Lines end where the last newline is; what follows waits for the next read.
+        let Some(end) = buf[searched..len].iter().rposition(|b| *b == b'\n').map(|p| searched + p + 1) else { continue };
+        let lines = std::str::from_utf8(&buf[searched..end]).map_err(|_| io::Error::other("a TCP table that is not text"))?;
+        if let Some(found) = search(lines) {
+            return Ok(Some(found));
+        }
+        searched = end;
+    }
+}
+
+/// The first read's size: room for several hundred sockets (it doubles for more).
+const TABLE_READ: usize = 128 << 10;
 
 /// How `/proc/net/tcp{,6}` writes an address and port: each 32-bit word of the address as the
 /// kernel holds it (network order) printed as a native number, in hex, then the port.
@@ -66,7 +98,8 @@ fn words(octets: &[u8; 16], port: u16) -> String {
 /// 8 the uid (as idgate's user namespace sees it: the host's view of a user-namespaced
 /// container's uid), 10 the inode.
 fn find(table: &str, local: &str, remote: &str) -> Option<(u32, u32)> {
-    table.lines().skip(1).find_map(|line| {
+    // The header line names the columns: its fields never equal two addresses.
+    table.lines().find_map(|line| {
         let mut f = line.split_ascii_whitespace();
         let (l, r) = (f.nth(1)?, f.next()?);
         if l != local || r != remote {
