@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from containers import ContainerNet  # noqa: E402
+from demo import step  # noqa: E402
 from hosts import host_config  # noqa: E402
 from netns import IDGATE, Topology  # noqa: E402
 from sites import Lan  # noqa: E402
@@ -62,10 +63,6 @@ ports = [9000]
 allow = ["spiffe://{TD}/tools/branch-lan"]
 backends = ["192.168.20.5/32"]
 """
-
-
-def step(msg):
-    print(f"\n== {msg}", flush=True)
 
 
 def main():

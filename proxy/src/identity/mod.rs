@@ -138,7 +138,7 @@ impl FlowIdentity for WithContainers {
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
         match self.host.process_of(client, dst) {
-            Err(IdentityError::NoSocket { .. }) if self.containers.covers(&client.ip()) => self.containers.process_of(client, dst),
+            Err(IdentityError::NoSocket { .. }) if self.containers.covers(&client.ip()) => self.containers.container_process_of(client, dst),
             other => other,
         }
     }
@@ -262,12 +262,11 @@ impl Workload {
 }
 
 fn process_header(p: &ProcessInfo) -> http::HeaderValue {
-    if let Some(r) = &p.routed_from {
-        let iface: String = r.interface.chars().map(|c| if c.is_ascii_graphic() && c != ';' { c } else { '_' }).collect();
-        return http::HeaderValue::from_str(&format!("routed={};iface={iface}", r.address))
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-    }
-    let exe: String = p.exe.chars().map(|c| if c.is_ascii_graphic() && c != ';' { c } else { '_' }).collect();
-    http::HeaderValue::from_str(&format!("pid={};uid={};gid={};exe={}", p.tgid, p.uid, p.gid, exe))
-        .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+    // Field values as visible ASCII without the separator.
+    let safe = |v: &str| -> String { v.chars().map(|c| if c.is_ascii_graphic() && c != ';' { c } else { '_' }).collect() };
+    let text = match &p.routed_from {
+        Some(r) => format!("routed={};iface={}", r.address, safe(&r.interface)),
+        None => format!("pid={};uid={};gid={};exe={}", p.tgid, p.uid, p.gid, safe(&p.exe)),
+    };
+    http::HeaderValue::from_str(&text).unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
 }

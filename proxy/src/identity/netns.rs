@@ -24,30 +24,36 @@ struct Space {
 }
 
 impl Space {
-    /// (inode, uid) of the TCP socket from `src` to `dst` in this namespace.
+    /// (inode, uid) of the TCP socket from `src` to `dst` in this namespace. An IPv4 flow may
+    /// also come from an IPv6 socket (an IPv4-mapped address), listed in tcp6.
     fn lookup(&self, src: SocketAddr, dst: SocketAddr) -> io::Result<Option<(u32, u32)>> {
-        let (local, remote) = (entry_address(src), entry_address(dst));
-        // An IPv4 flow may come from an IPv6 socket (an IPv4-mapped address), in tcp6.
-        let tables: &[&std::ffi::CStr] = if src.is_ipv4() { &[c"net/tcp", c"net/tcp6"] } else { &[c"net/tcp6"] };
-        let mut buf = Vec::new();
-        for (i, table) in tables.iter().enumerate() {
-            let (local, remote) = if i == 0 { (local.clone(), remote.clone()) } else { (mapped_entry_address(src), mapped_entry_address(dst)) };
-            let file = std::fs::File::from(self.dir.open_file(table)?);
-            if let Some(found) = search_table(file, &mut buf, |lines| find(lines, &local, &remote))? {
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) {
+            if let Some(found) = self.search(c"net/tcp", &tcp_entry(s, src.port()), &tcp_entry(d, dst.port()))? {
                 return Ok(Some(found));
             }
         }
-        Ok(None)
+        self.search(c"net/tcp6", &tcp6_entry(src), &tcp6_entry(dst))
     }
+
+    fn search(&self, table: &std::ffi::CStr, local: &str, remote: &str) -> io::Result<Option<(u32, u32)>> {
+        let file = std::fs::File::from(self.dir.open_file(table)?);
+        TABLE_BUFFER.with_borrow_mut(|buf| search_table(file, buf, |lines| find(lines, local, remote)))
+    }
+}
+
+thread_local! {
+    /// Each worker thread's buffer for TCP tables, kept between lookups.
+    static TABLE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Searches a TCP table as it is read, with as few reads as its size allows, and stops at the
 /// entry: each read of `/proc/net/tcp` goes back into the kernel's socket hash (every
 /// namespace's sockets are in it) to find where the last one stopped, so every read saved
-/// counts. `search` sees whole lines only (the header line too).
+/// counts. `search` sees whole lines only (the header line too). `buf` only grows.
 fn search_table<T>(mut file: std::fs::File, buf: &mut Vec<u8>, search: impl Fn(&str) -> Option<T>) -> io::Result<Option<T>> {
-    buf.clear();
-    buf.resize(TABLE_READ, 0);
+    if buf.len() < TABLE_READ {
+        buf.resize(TABLE_READ, 0);
+    }
     let (mut len, mut searched) = (0, 0);
     loop {
         if len == buf.len() {
@@ -73,25 +79,20 @@ fn search_table<T>(mut file: std::fs::File, buf: &mut Vec<u8>, search: impl Fn(&
 /// The first read's size: room for several hundred sockets (it doubles for more).
 const TABLE_READ: usize = 128 << 10;
 
-/// How `/proc/net/tcp{,6}` writes an address and port: each 32-bit word of the address as the
+/// How `/proc/net/tcp{,6}` write an address and port: each 32-bit word of the address as the
 /// kernel holds it (network order) printed as a native number, in hex, then the port.
-fn entry_address(a: SocketAddr) -> String {
-    match a.ip() {
-        IpAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.octets()), a.port()),
-        IpAddr::V6(v6) => words(&v6.octets(), a.port()),
-    }
+fn tcp_entry(ip: std::net::Ipv4Addr, port: u16) -> String {
+    format!("{:08X}:{:04X}", u32::from_ne_bytes(ip.octets()), port)
 }
 
-fn mapped_entry_address(a: SocketAddr) -> String {
-    match a.ip() {
-        IpAddr::V4(v4) => words(&v4.to_ipv6_mapped().octets(), a.port()),
-        IpAddr::V6(v6) => words(&v6.octets(), a.port()),
-    }
-}
-
-fn words(octets: &[u8; 16], port: u16) -> String {
+/// The same in tcp6, where an IPv4 address is IPv4-mapped.
+fn tcp6_entry(a: SocketAddr) -> String {
+    let octets = match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
     let w = |i: usize| u32::from_ne_bytes(octets[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-    format!("{:08X}{:08X}{:08X}{:08X}:{:04X}", w(0), w(1), w(2), w(3), port)
+    format!("{:08X}{:08X}{:08X}{:08X}:{:04X}", w(0), w(1), w(2), w(3), a.port())
 }
 
 /// The (inode, uid) of the entry from `local` to `remote`: fields 2 and 3 are the addresses,

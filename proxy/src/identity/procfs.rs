@@ -125,21 +125,10 @@ impl FlowIdentity for ProcfsBackend {
     }
 
     fn process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
-        let (inode, uid) = match sock_diag::lookup(client, dst)? {
-            Some(found) => found,
-            None => match &self.others {
-                Some(others) => others.lookup(client, dst)?,
-                None => None,
-            }
-            .ok_or(IdentityError::NoSocket { client, dst })?,
-        };
-        let (pid, fd, process) = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
-        let mut open = self.open_flows.lock();
-        if open.len() >= OPEN_FLOWS {
-            open.clear();
+        match sock_diag::lookup(client, dst)? {
+            Some((inode, uid)) => self.holder(inode, uid, client, dst),
+            None => self.container_process_of(client, dst),
         }
-        open.insert(client, (pid, fd));
-        Ok(Arc::new(process))
     }
 
     /// The fd of a closed flow is what its process most likely gets back for its next socket:
@@ -170,6 +159,28 @@ impl ProcfsBackend {
     pub fn with_containers(networks: Vec<crate::config::Cidr>) -> io::Result<Self> {
         let others = (!networks.is_empty()).then(|| OtherNamespaces::new(networks)).transpose()?;
         Ok(ProcfsBackend { others, ..Default::default() })
+    }
+
+    /// The process of a flow from a container: its socket looked for in the other network
+    /// namespaces only (the caller found none in this one).
+    pub fn container_process_of(&self, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
+        let found = match &self.others {
+            Some(others) => others.lookup(client, dst)?,
+            None => None,
+        };
+        let (inode, uid) = found.ok_or(IdentityError::NoSocket { client, dst })?;
+        self.holder(inode, uid, client, dst)
+    }
+
+    /// The process holding socket `inode` of the flow from `client`, remembered until it closes.
+    fn holder(&self, inode: u32, uid: u32, client: SocketAddr, dst: SocketAddr) -> Result<Arc<ProcessInfo>, IdentityError> {
+        let (pid, fd, process) = self.owner_of(inode, uid).ok_or(IdentityError::NoOwner { inode, client, dst })?;
+        let mut open = self.open_flows.lock();
+        if open.len() >= OPEN_FLOWS {
+            open.clear();
+        }
+        open.insert(client, (pid, fd));
+        Ok(Arc::new(process))
     }
 
     /// Whether flows from `ip` may be containers' (see `with_containers`).

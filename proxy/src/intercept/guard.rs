@@ -38,8 +38,8 @@ pub fn ruleset(config: &Config, redirect: Redirect) -> Ruleset {
         sites: config
             .workloads
             .iter()
-            .filter_map(|w| Some(w.interface.clone()?).map(|i| (i, w)))
-            .flat_map(|(i, w)| w.sources.iter().map(move |c| (i.clone(), *c)))
+            .filter_map(|w| Some((w.interface.as_ref()?, &w.sources)))
+            .flat_map(|(iface, sources)| sources.iter().map(move |c| (iface.clone(), *c)))
             .collect(),
     }
 }

@@ -178,29 +178,11 @@ pub fn replace(batch: &mut Batch, rs: &Ruleset, name: &str, flags: u32, set_id: 
         backend4: set_id + 10,
         backend6: set_id + 11,
     };
-    if !v4.is_empty() {
-        add_concat_set(batch, table, c"dst4", sets.dst4, TYPE_IPADDR, 4);
-        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
-        add_elements(batch, table, c"dst4", sets.dst4, &elems);
-    }
-    if !v6.is_empty() {
-        add_concat_set(batch, table, c"dst6", sets.dst6, TYPE_IP6ADDR, 16);
-        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
-        add_elements(batch, table, c"dst6", sets.dst6, &elems);
-    }
+    add_box_sets(batch, table, (&v4, &v6), (c"dst4", sets.dst4), (c"dst6", sets.dst6));
     if !protected.is_empty() {
-        add_port_set(batch, table, c"protected", sets.protected, &protected);
+        add_interval_set(batch, table, c"protected", sets.protected, (TYPE_INET_SERVICE, 2), &intervals(&protected));
     }
-    if !nets4.is_empty() {
-        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            nets4.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
-        add_interval_set(batch, table, c"nets4", sets.nets4, (TYPE_IPADDR, 4), &ranges);
-    }
-    if !nets6.is_empty() {
-        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            nets6.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
-        add_interval_set(batch, table, c"nets6", sets.nets6, (TYPE_IP6ADDR, 16), &ranges);
-    }
+    add_address_sets(batch, table, (&nets4, &nets6), (c"nets4", sets.nets4), (c"nets6", sets.nets6));
 
     add_chain(batch, table, c"outbound", NF_INET_LOCAL_OUT, -100, c"nat");
     for rule in outbound_rules(rs, &sets, !v4.is_empty(), !v6.is_empty(), !protected.is_empty()) {
@@ -232,32 +214,87 @@ fn add_backend_chain(batch: &mut Batch, table: &CStr, rs: &Ruleset, sets: &Sets)
     if v4.is_empty() && v6.is_empty() {
         return;
     }
-    if !v4.is_empty() {
-        add_concat_set(batch, table, c"backend4", sets.backend4, TYPE_IPADDR, 4);
-        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
-        add_elements(batch, table, c"backend4", sets.backend4, &elems);
-    }
-    if !v6.is_empty() {
-        add_concat_set(batch, table, c"backend6", sets.backend6, TYPE_IP6ADDR, 16);
-        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
-        add_elements(batch, table, c"backend6", sets.backend6, &elems);
-    }
+    add_box_sets(batch, table, (&v4, &v6), (c"backend4", sets.backend4), (c"backend6", sets.backend6));
     add_chain(batch, table, c"backends", NF_INET_FORWARD, 0, c"filter");
-    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
-        ip_tcp(proto)
-            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
-            .tcp_dport_into(port_reg)
-            .push(OwnedExpr::Lookup(set, id, Reg::R1))
-            .push(OwnedExpr::Counter)
-            .push(OwnedExpr::Verdict(NF_DROP))
-    };
     if !v4.is_empty() {
-        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"backend4", sets.backend4));
+        add_rule(
+            batch,
+            table,
+            c"backends",
+            &destination_in(false, c"backend4", sets.backend4).push(OwnedExpr::Counter).push(OwnedExpr::Verdict(NF_DROP)),
+        );
     }
     if !v6.is_empty() {
-        add_rule(batch, table, c"backends", &family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"backend6", sets.backend6));
+        add_rule(
+            batch,
+            table,
+            c"backends",
+            &destination_in(true, c"backend6", sets.backend6).push(OwnedExpr::Counter).push(OwnedExpr::Verdict(NF_DROP)),
+        );
     }
 }
+
+/// The destination boxes of both families (`address . port` interval sets), where there are any.
+fn add_box_sets(
+    batch: &mut Batch,
+    table: &CStr,
+    (v4, v6): (&[Element<u32>], &[Element<u128>]),
+    (name4, id4): (&'static CStr, u32),
+    (name6, id6): (&'static CStr, u32),
+) {
+    if !v4.is_empty() {
+        add_concat_interval_set(batch, table, name4, id4, [(TYPE_IPADDR, 4), (TYPE_INET_SERVICE, 2)]);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v4.iter().map(|e| concat_key(e, |a: u32| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, name4, id4, &elems);
+    }
+    if !v6.is_empty() {
+        add_concat_interval_set(batch, table, name6, id6, [(TYPE_IP6ADDR, 16), (TYPE_INET_SERVICE, 2)]);
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = v6.iter().map(|e| concat_key(e, |a: u128| a.to_be_bytes().to_vec())).collect();
+        add_elements(batch, table, name6, id6, &elems);
+    }
+}
+
+/// Address ranges of both families as interval sets, where there are any.
+fn add_address_sets(
+    batch: &mut Batch,
+    table: &CStr,
+    (v4, v6): (&destinations::Ranges<u32>, &destinations::Ranges<u128>),
+    (name4, id4): (&'static CStr, u32),
+    (name6, id6): (&'static CStr, u32),
+) {
+    if !v4.is_empty() {
+        add_interval_set(batch, table, name4, id4, (TYPE_IPADDR, 4), &intervals(v4));
+    }
+    if !v6.is_empty() {
+        add_interval_set(batch, table, name6, id6, (TYPE_IP6ADDR, 16), &intervals(v6));
+    }
+}
+
+/// Inclusive ranges as an interval set's elements: the first key (big-endian), and the key
+/// after the last one, unless the range reaches the last key there is.
+fn intervals<A: BigEndian>(ranges: &[(A, A)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    ranges.iter().map(|&(lo, hi)| (lo.be_bytes(), hi.after().map(BigEndian::be_bytes))).collect()
+}
+
+/// Keys of interval sets: ports and addresses.
+trait BigEndian: Copy {
+    fn be_bytes(self) -> Vec<u8>;
+    fn after(self) -> Option<Self>;
+}
+
+macro_rules! big_endian {
+    ($($t:ty),*) => {$(
+        impl BigEndian for $t {
+            fn be_bytes(self) -> Vec<u8> {
+                self.to_be_bytes().to_vec()
+            }
+            fn after(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+        }
+    )*};
+}
+big_endian!(u16, u32, u128);
 
 /// Adds the message that deletes table `name` (created first, so a missing one is no error).
 pub fn delete(batch: &mut Batch, name: &str) -> io::Result<()> {
@@ -314,17 +351,12 @@ fn add_site_sets(batch: &mut Batch, table: &CStr, sites: &[(String, Cidr)], sets
     }
     let all: Vec<Cidr> = sites.iter().map(|(_, c)| *c).collect();
     let (src4, src6) = destinations::merged_addresses(&all);
+    add_address_sets(batch, table, (&src4, &src6), (c"site_src4", sets.site_src4), (c"site_src6", sets.site_src6));
     if !src4.is_empty() {
-        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            src4.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
-        add_interval_set(batch, table, c"site_src4", sets.site_src4, (TYPE_IPADDR, 4), &ranges);
         add_concat_interval_set(batch, table, c"site_pairs4", sets.site_pairs4, [(TYPE_IFNAME, IFNAME_LEN as u32), (TYPE_IPADDR, 4)]);
         add_elements(batch, table, c"site_pairs4", sets.site_pairs4, &pairs4);
     }
     if !src6.is_empty() {
-        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            src6.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
-        add_interval_set(batch, table, c"site_src6", sets.site_src6, (TYPE_IP6ADDR, 16), &ranges);
         add_concat_interval_set(batch, table, c"site_pairs6", sets.site_pairs6, [(TYPE_IFNAME, IFNAME_LEN as u32), (TYPE_IP6ADDR, 16)]);
         add_elements(batch, table, c"site_pairs6", sets.site_pairs6, &pairs6);
     }
@@ -486,21 +518,21 @@ fn outbound_rules(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool, protected: bool
 /// `ip daddr . tcp dport @dst4 redirect`, and the IPv6 one: the address in register 1, the
 /// port in the 32-bit register after it.
 fn destination_redirects(rs: &Ruleset, sets: &Sets, v4: bool, v6: bool) -> Vec<RuleSpec> {
-    let family = |proto: i32, addr_offset: u32, addr_len: u32, port_reg: Reg, set: &'static CStr, id: u32| {
-        ip_tcp(proto)
-            .push(OwnedExpr::Payload(Base::Network, addr_offset, addr_len, Reg::R1))
-            .tcp_dport_into(port_reg)
-            .push(OwnedExpr::Lookup(set, id, Reg::R1))
-            .redirect_to(rs.redirect_port)
-    };
     let mut rules = Vec::new();
     if v4 {
-        rules.push(family(libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1), c"dst4", sets.dst4));
+        rules.push(destination_in(false, c"dst4", sets.dst4).redirect_to(rs.redirect_port));
     }
     if v6 {
-        rules.push(family(libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4), c"dst6", sets.dst6));
+        rules.push(destination_in(true, c"dst6", sets.dst6).redirect_to(rs.redirect_port));
     }
     rules
+}
+
+/// `ip daddr . tcp dport @set` (or `ip6`): the address in register 1, the port in the 32-bit
+/// register after it.
+fn destination_in(v6: bool, set: &'static CStr, id: u32) -> RuleSpec {
+    let (proto, offset, len, port_reg) = if v6 { (libc::NFPROTO_IPV6, 24, 16, Reg::Reg32(4)) } else { (libc::NFPROTO_IPV4, 16, 4, Reg::Reg32(1)) };
+    ip_tcp(proto).push(OwnedExpr::Payload(Base::Network, offset, len, Reg::R1)).tcp_dport_into(port_reg).push(OwnedExpr::Lookup(set, id, Reg::R1))
 }
 
 /// `meta nfproto <proto> meta l4proto tcp`.
@@ -621,35 +653,15 @@ fn add_rule(batch: &mut Batch, table: &CStr, chain: &'static CStr, rule: &RuleSp
     );
 }
 
-/// `type <addr> . inet_service; flags interval`: each field padded to 4 bytes in the key.
-fn add_concat_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, addr_type: u32, addr_len: u32) {
-    batch.add(
-        Kind::NewSet,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        || format!("set {}", name.to_string_lossy()),
-        |w| {
-            w.attr_str(NFTA_SET_TABLE, table);
-            w.attr_str(NFTA_SET_NAME, name);
-            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT);
-            w.attr_be32(NFTA_SET_KEY_TYPE, (addr_type << 6) | TYPE_INET_SERVICE);
-            w.attr_be32(NFTA_SET_KEY_LEN, addr_len + 4);
-            w.attr_be32(NFTA_SET_ID, id);
-            let desc = w.nest(NFTA_SET_DESC);
-            let concat = w.nest(NFTA_SET_DESC_CONCAT);
-            for len in [addr_len, 2] {
-                let field = w.nest(NFTA_LIST_ELEM);
-                w.attr_be32(NFTA_SET_FIELD_LEN, len);
-                w.end_nest(field);
-            }
-            w.end_nest(concat);
-            w.end_nest(desc);
-        },
-    );
-}
-
 /// `type <t1> . <t2>; flags interval`: each field padded to 4 bytes in the key.
 fn add_concat_interval_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, fields: [(u32, u32); 2]) {
+    let key = ((fields[0].0 << 6) | fields[1].0, fields.iter().map(|f| f.1.div_ceil(4) * 4).sum());
+    add_set(batch, table, (name, id), NFT_SET_INTERVAL | NFT_SET_CONCAT, key, &fields.map(|f| f.1));
+}
+
+/// The message that creates set `name`: its flags, key type and length, and for a
+/// concatenation the length of each field.
+fn add_set(batch: &mut Batch, table: &CStr, (name, id): (&'static CStr, u32), flags: u32, (key_type, key_len): (u32, u32), fields: &[u32]) {
     batch.add(
         Kind::NewSet,
         NLM_F_CREATE,
@@ -658,38 +670,30 @@ fn add_concat_interval_set(batch: &mut Batch, table: &CStr, name: &'static CStr,
         |w| {
             w.attr_str(NFTA_SET_TABLE, table);
             w.attr_str(NFTA_SET_NAME, name);
-            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL | NFT_SET_CONCAT);
-            w.attr_be32(NFTA_SET_KEY_TYPE, (fields[0].0 << 6) | fields[1].0);
-            w.attr_be32(NFTA_SET_KEY_LEN, fields.iter().map(|f| f.1.div_ceil(4) * 4).sum());
-            w.attr_be32(NFTA_SET_ID, id);
-            let desc = w.nest(NFTA_SET_DESC);
-            let concat = w.nest(NFTA_SET_DESC_CONCAT);
-            for (_, len) in fields {
-                let field = w.nest(NFTA_LIST_ELEM);
-                w.attr_be32(NFTA_SET_FIELD_LEN, len);
-                w.end_nest(field);
+            if flags != 0 {
+                w.attr_be32(NFTA_SET_FLAGS, flags);
             }
-            w.end_nest(concat);
-            w.end_nest(desc);
+            w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
+            w.attr_be32(NFTA_SET_KEY_LEN, key_len);
+            w.attr_be32(NFTA_SET_ID, id);
+            if !fields.is_empty() {
+                let desc = w.nest(NFTA_SET_DESC);
+                let concat = w.nest(NFTA_SET_DESC_CONCAT);
+                for len in fields {
+                    let field = w.nest(NFTA_LIST_ELEM);
+                    w.attr_be32(NFTA_SET_FIELD_LEN, *len);
+                    w.end_nest(field);
+                }
+                w.end_nest(concat);
+                w.end_nest(desc);
+            }
         },
     );
 }
 
 /// `type <key_type>` (no intervals): exact keys of `key_len` bytes.
-fn add_key_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, (key_type, key_len): (u32, u32), keys: &[Vec<u8>]) {
-    batch.add(
-        Kind::NewSet,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        || format!("set {}", name.to_string_lossy()),
-        |w| {
-            w.attr_str(NFTA_SET_TABLE, table);
-            w.attr_str(NFTA_SET_NAME, name);
-            w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
-            w.attr_be32(NFTA_SET_KEY_LEN, key_len);
-            w.attr_be32(NFTA_SET_ID, id);
-        },
-    );
+fn add_key_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, key: (u32, u32), keys: &[Vec<u8>]) {
+    add_set(batch, table, (name, id), 0, key, &[]);
     for chunk in keys.chunks(ELEMENTS_PER_MESSAGE) {
         add_element_message(batch, table, name, id, chunk.len(), |w| {
             for key in chunk {
@@ -725,38 +729,11 @@ fn add_elements(batch: &mut Batch, table: &CStr, set: &'static CStr, id: u32, el
     }
 }
 
-/// `type inet_service; flags interval`.
-fn add_port_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, ranges: &[(u16, u16)]) {
-    let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-        ranges.iter().map(|&(lo, hi)| (lo.to_be_bytes().to_vec(), hi.checked_add(1).map(|a| a.to_be_bytes().to_vec()))).collect();
-    add_interval_set(batch, table, name, id, (TYPE_INET_SERVICE, 2), &ranges);
-}
-
 /// `type <key_type>; flags interval` with keys of `key_len` bytes: a range is a start element
 /// and an end element (the key after it) flagged as such; a range reaching the last key has
 /// no end element. `ranges` are disjoint, in order.
-fn add_interval_set(
-    batch: &mut Batch,
-    table: &CStr,
-    name: &'static CStr,
-    id: u32,
-    (key_type, key_len): (u32, u32),
-    ranges: &[(Vec<u8>, Option<Vec<u8>>)],
-) {
-    batch.add(
-        Kind::NewSet,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        || format!("set {}", name.to_string_lossy()),
-        |w| {
-            w.attr_str(NFTA_SET_TABLE, table);
-            w.attr_str(NFTA_SET_NAME, name);
-            w.attr_be32(NFTA_SET_FLAGS, NFT_SET_INTERVAL);
-            w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
-            w.attr_be32(NFTA_SET_KEY_LEN, key_len);
-            w.attr_be32(NFTA_SET_ID, id);
-        },
-    );
+fn add_interval_set(batch: &mut Batch, table: &CStr, name: &'static CStr, id: u32, key: (u32, u32), ranges: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    add_set(batch, table, (name, id), NFT_SET_INTERVAL, key, &[]);
     let mut elems: Vec<(&[u8], bool)> = Vec::new();
     for (start, after) in ranges {
         elems.push((start, false));
