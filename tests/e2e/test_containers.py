@@ -149,6 +149,27 @@ def test_container_flows_are_refused_while_idgate_is_down(net):
     assert not net.server_connections()
 
 
+def test_container_flows_are_refused_while_idgate_is_stopped_and_the_ruleset_flushed(net):
+    """The table is gone (another program's `nft flush ruleset` while idgate is stopped) and
+    the runtime put its own masquerade back: the container's SYN is forwarded, so the cgroup
+    guard, which lets containers' addresses pass for the table to redirect, cannot stop it.
+    The guard on the uplink's egress does."""
+    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+    assert a.terminate() == 0
+    net.a.run("nft", "flush", "ruleset")
+    net.a.run("nft", f"add table ip ctrnat; add chain ip ctrnat post {{ type nat hook postrouting priority 100; }}; "
+                     f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
+    cap = Capture(net.a)
+    marker = "CONTAINER-FLUSHED-MARKER-" + "f" * 16
+    r = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=UID, check=False, timeout=30)
+    assert r.returncode != 0, r.stdout
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
+    assert not net.server_connections()
+
+
 PODMAN_RULES = f"""
 [[workload]]
 spiffe_id = "{WEB}"

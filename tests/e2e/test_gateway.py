@@ -45,6 +45,24 @@ def test_a_machine_behind_the_gateway_gets_its_sites_identity(net):
     assert [c[0] for c in net.server_connections()] == [net.b.ip]
 
 
+def test_routed_flows_are_refused_while_idgate_is_stopped_and_the_ruleset_flushed(net):
+    """Another program's `nft flush ruleset` while the gateway's idgate is stopped: the LAN's
+    flows are routed again, and only the guard on the uplink's egress stands between them and
+    the wire."""
+    machine = Lan(net.a).add("l1", 5)
+    a, _ = start(net)
+    assert a.terminate() == 0
+    net.a.run("nft", "flush", "ruleset")
+    cap = Capture(net.a)
+    marker = "SITE-FLUSHED-MARKER-" + "s" * 16
+    r = machine.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=1001, check=False, timeout=30)
+    assert r.returncode != 0, r.stdout
+    frames = sent_by(net.a, cap.finish())
+    assert marker.encode() not in b"".join(frames), "the marker left the gateway in plaintext"
+    assert not leaked_syns(frames, SERVER_PORT, "192.168.", net.a.ip), "a SYN to the service left the gateway"
+    assert not net.server_connections()
+
+
 def test_a_machine_behind_the_gateway_over_ipv6_and_a_foreign_ipv6_source_dropped(net):
     for host, n in ((net.a, 1), (net.b, 2)):
         host.run("ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
