@@ -213,13 +213,11 @@ fn tune_malloc() {
 /// Every flow holds two or three sockets: take the whole open-file allowance the service
 /// manager (or shell) grants, not just its soft part.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write one rlimit struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // None is unlimited.
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current.is_some() && current != maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum });
     }
 }
 
@@ -261,19 +259,7 @@ fn main() -> ExitCode {
     }
     init_logging();
     let result = match cli.command {
-        Command::Check { config } => {
-            return match idgate::control::preflight::load_checked(&config) {
-                Ok(_) => {
-                    println!("{}: ok", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    eprintln!("{}: {} problem(s)", config.display(), errors.0.len());
-                    ExitCode::from(1)
-                }
-            };
-        }
+        Command::Check { config } => return check(&config),
         Command::Status { to, json } => idgate::commands::status::status(&to.socket(), json),
         Command::Flows { to, json } => idgate::commands::status::flows(&to.socket(), json),
         Command::Reload { to } => {
@@ -304,25 +290,8 @@ fn main() -> ExitCode {
                 println!("{}\n{}", i.cert.display(), i.key.display());
             })
         }
-        Command::Run { config, worker: false, upgrade_from, draining, .. } => {
-            let resume = upgrade_from.map(|current| idgate::control::main_process::Resume { current, draining });
-            return match idgate::control::main_process::run(&config, resume) {
-                Ok(status) => ExitCode::from(status),
-                Err(e) => {
-                    eprintln!("idgate: error: {e:#}");
-                    ExitCode::from(2)
-                }
-            };
-        }
-        Command::Run { config: path, worker: true, takeover, .. } => match idgate::control::preflight::load_checked(&path) {
-            Err(e) => Err(e.into()),
-            // This thread runs the control plane; the data path gets worker threads of its own.
-            Ok(config) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(idgate::app::run(idgate::runtime::workers::count(config.listen.workers), &path, config, takeover))),
-        },
+        Command::Run { config, worker: false, upgrade_from, draining, .. } => return supervise(&config, upgrade_from, draining),
+        Command::Run { config, worker: true, takeover, .. } => serve(&config, takeover),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -331,4 +300,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `idgate check`: the config file's problems, each with its line, or "ok".
+fn check(config: &std::path::Path) -> ExitCode {
+    match idgate::control::preflight::load_checked(config) {
+        Ok(_) => {
+            println!("{}: ok", config.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s)", config.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `idgate run`: the main process, which starts the proxy and supervises it (and, after an
+/// upgrade's exec, the serving and draining ones it inherited).
+fn supervise(config: &std::path::Path, upgrade_from: Option<u32>, draining: Vec<u32>) -> ExitCode {
+    let resume = upgrade_from.map(|current| idgate::control::main_process::Resume { current, draining });
+    match idgate::control::main_process::run(config, resume) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("idgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `idgate run --worker`: the proxy itself. This thread runs the control plane; the data path
+/// gets worker threads of its own.
+fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
+    let config = idgate::control::preflight::load_checked(path)?;
+    let workers = idgate::runtime::workers::count(config.listen.workers);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(idgate::app::run(workers, path, config, takeover))
 }

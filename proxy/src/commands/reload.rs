@@ -56,7 +56,7 @@ pub fn reload(socket: &Path) -> Result<()> {
 /// Appends `entries` to the deny-list file (those not in it yet), replacing the file in one
 /// rename so that a reader never sees half of it, then tells the running idgate.
 pub fn revoke(file: &Path, socket: &Path, entries: &[String]) -> Result<()> {
-    let parsed: Vec<Entry> = entries.iter().map(|e| Entry::parse(e).map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
+    let parsed: Vec<Entry> = entries.iter().map(|e| Ok(Entry::parse(e)?)).collect::<Result<_>>()?;
     let present = read_file(file).map_err(anyhow::Error::msg)?;
     let new: Vec<&Entry> = parsed.iter().filter(|e| !present.contains(e)).collect();
     if !new.is_empty() {

@@ -2,7 +2,7 @@
 //! watched file that the fleet distributes and `idgate revoke` appends to: one entry per line,
 //! `#` starts a comment.
 use super::AllowPattern;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One entry of the deny list, as written in the file or given to `idgate revoke`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,15 +14,15 @@ pub enum Entry {
 impl Entry {
     /// A SPIFFE ID (or prefix `spiffe://td/ns/*`), or a serial in hex (colons allowed, as
     /// openssl prints them).
-    pub fn parse(text: &str) -> Result<Entry, String> {
+    pub fn parse(text: &str) -> Result<Entry, EntryError> {
         let text = text.trim();
         if text.starts_with("spiffe://") {
-            AllowPattern::try_from(text.to_string())?;
+            AllowPattern::try_from(text.to_string()).map_err(EntryError::Pattern)?;
             return Ok(Entry::Id(text.to_string()));
         }
         let hex: String = text.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
         if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("`{text}` is neither a SPIFFE ID (spiffe://…) nor a certificate serial in hex"));
+            return Err(EntryError::Neither(text.to_string()));
         }
         Ok(Entry::Serial(normalize_serial(&hex)))
     }
@@ -32,6 +32,25 @@ impl Entry {
             Entry::Id(s) | Entry::Serial(s) => s,
         }
     }
+}
+
+/// Why a deny-list entry was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// A SPIFFE ID or prefix that does not parse.
+    #[error("{0}")]
+    Pattern(String),
+    #[error("`{0}` is neither a SPIFFE ID (spiffe://…) nor a certificate serial in hex")]
+    Neither(String),
+}
+
+/// Why a deny list was not read: the file, and the line where it says which.
+#[derive(Debug, thiserror::Error)]
+pub enum DenyListError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: {source}", path.display())]
+    Entry { path: PathBuf, line: usize, source: EntryError },
 }
 
 /// Serials as the trail and `idgate status` print them: lowercase hex, no leading zero bytes.
@@ -46,11 +65,11 @@ pub fn normalize_serial(hex: &str) -> String {
 }
 
 /// The entries of a deny-list file; a missing file is an empty list. Errors name the line.
-pub fn read_file(path: &Path) -> Result<Vec<Entry>, String> {
+pub fn read_file(path: &Path) -> Result<Vec<Entry>, DenyListError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        Err(source) => return Err(DenyListError::Unreadable { path: path.into(), source }),
     };
     let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -58,7 +77,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Entry>, String> {
         if line.is_empty() {
             continue;
         }
-        entries.push(Entry::parse(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?);
+        entries.push(Entry::parse(line).map_err(|source| DenyListError::Entry { path: path.into(), line: i + 1, source })?);
     }
     Ok(entries)
 }
@@ -72,7 +91,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("revoked");
         std::fs::write(&path, "# fleet deny list\nspiffe://t/a  # why\n\nnot-hex\n").unwrap();
-        let e = read_file(&path).unwrap_err();
+        let e = read_file(&path).unwrap_err().to_string();
         assert!(e.ends_with("revoked:4: `not-hex` is neither a SPIFFE ID (spiffe://…) nor a certificate serial in hex"), "{e}");
         assert!(read_file(&dir.path().join("absent")).unwrap().is_empty());
     }

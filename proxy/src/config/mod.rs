@@ -201,7 +201,7 @@ pub struct RevocationConfig {
 
 impl RevocationConfig {
     /// The inline entries and the file's; the error names the file's line.
-    pub fn entries(&self) -> Result<Vec<crate::config::deny_list::Entry>, String> {
+    pub fn entries(&self) -> Result<Vec<crate::config::deny_list::Entry>, crate::config::deny_list::DenyListError> {
         use crate::config::deny_list::Entry;
         let mut all: Vec<Entry> = self.ids.iter().map(|p| Entry::Id(p.text())).collect();
         all.extend(self.serials.iter().map(|s| Entry::Serial(s.0.clone())));
@@ -220,7 +220,7 @@ pub struct RevokedSerial(pub String);
 impl TryFrom<String> for RevokedSerial {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        match crate::config::deny_list::Entry::parse(&s)? {
+        match crate::config::deny_list::Entry::parse(&s).map_err(|e| e.to_string())? {
             crate::config::deny_list::Entry::Serial(hex) => Ok(RevokedSerial(hex)),
             crate::config::deny_list::Entry::Id(_) => Err(format!("`{s}` is a SPIFFE ID: put it in `ids`")),
         }

@@ -57,11 +57,9 @@ pub fn bind_control(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     }
     let _ = std::fs::remove_file(path);
     // Created without group or other permission from the start, not chmod-ed after a window.
-    // SAFETY: umask only changes this process's file creation mask; restored right after.
-    let old = unsafe { libc::umask(0o177) };
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
     let bound = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
+    rustix::process::umask(old);
     let listener = bound.with_context(|| format!("binding control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
@@ -122,10 +120,12 @@ impl Admin {
     }
 
     fn respond_control(&self, method: &Method, path: &str) -> Answer {
-        let report = |result: Result<crate::control::reload::Report, String>| match result {
-            Ok(report) => (StatusCode::OK, "application/json", serde_json::to_string(&report).unwrap_or_default()),
-            Err(why) => (StatusCode::UNPROCESSABLE_ENTITY, "text/plain", why),
-        };
+        fn report(result: Result<crate::control::reload::Report, impl std::fmt::Display>) -> Answer {
+            match result {
+                Ok(report) => (StatusCode::OK, "application/json", serde_json::to_string(&report).unwrap_or_default()),
+                Err(why) => (StatusCode::UNPROCESSABLE_ENTITY, "text/plain", why.to_string()),
+            }
+        }
         match (method, path) {
             // Both carry text workloads and peers chose (exe paths, refusal details): whoever
             // prints them to a terminal gets no raw control character.

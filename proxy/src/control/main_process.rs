@@ -35,11 +35,13 @@ fn signal_parent(signal: libc::c_int) -> Result<()> {
     if !supervised() {
         bail!("this idgate was not started by `idgate run` (no main process to ask)");
     }
-    // SAFETY: kill only sends a signal to the process that started this one.
-    if unsafe { libc::kill(parent_pid() as libc::pid_t, signal) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("signalling the main process");
-    }
-    Ok(())
+    kill(parent_pid(), signal).context("signalling the main process")
+}
+
+fn kill(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| std::io::Error::other(format!("no process {pid}")))?;
+    let signal = rustix::process::Signal::from_named_raw(signal).ok_or_else(|| std::io::Error::other(format!("no signal {signal}")))?;
+    Ok(rustix::process::kill_process(pid, signal)?)
 }
 
 /// In the serving proxy (`idgate upgrade`): asks the main process to upgrade.
@@ -115,28 +117,24 @@ fn next_signal(set: &libc::sigset_t, timeout: Duration) -> Option<(libc::c_int, 
 }
 
 fn send(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill only sends a signal, to a child of this process.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
+    if let Err(e) = kill(pid, signal) {
+        tracing::debug!(pid, signal, error = %e, "signal not delivered (the process has exited)");
+    }
 }
 
 /// Exited children: pid and a status to exit with (the code, or 128 + the signal).
 fn reap() -> Vec<(u32, u8, String)> {
     let mut out = Vec::new();
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status into our variable; WNOHANG never blocks.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return out;
-        }
-        let (code, how) = if libc::WIFEXITED(status) {
-            (libc::WEXITSTATUS(status) as u8, format!("exit status {}", libc::WEXITSTATUS(status)))
-        } else {
-            let sig = libc::WTERMSIG(status);
-            ((128 + sig) as u8, format!("signal {sig}"))
+    // Until none is left to reap (None), or there is no child at all (ECHILD).
+    while let Ok(Some((pid, status))) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {
+        let (code, how) = match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) => (code as u8, format!("exit status {code}")),
+            (None, Some(sig)) => ((128 + sig) as u8, format!("signal {sig}")),
+            (None, None) => continue, // stopped or continued: not an exit
         };
-        out.push((pid as u32, code, how));
+        out.push((pid.as_raw_nonzero().get() as u32, code, how));
     }
+    out
 }
 
 /// Starts a proxy: `run --worker` (with `--takeover` beside a serving one). It dies with this
@@ -219,19 +217,38 @@ pub struct Resume {
 pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
     let program = crate::control::upgrade::own_program();
     let set = block_signals();
-    let mut proxies = Proxies::default();
     // Held here for the service's life (and across an upgrade's exec), so that the table it
     // owns outlives every proxy: each inherits it and installs through it.
     crate::intercept::hold_owner_socket_for_proxies().context("opening the netlink socket that will own idgate's nftables table")?;
+    let proxies = start_proxies(&program, config, resume)?;
+    let mut main = Supervisor { program, config, proxies, stopping: false, status: 0 };
+    loop {
+        if let Some(code) = main.reap() {
+            return Ok(code);
+        }
+        if main.stopping && main.proxies.is_empty() {
+            return Ok(main.status);
+        }
+        main.stop_late_takeover();
+        if let Some((signal, from)) = next_signal(&set, Duration::from_secs(1)) {
+            main.on_signal(signal, from);
+        }
+    }
+}
+
+/// The proxies at the start: a fresh one, or after an upgrade's exec the serving and draining
+/// ones this process inherited and a new one started beside them.
+fn start_proxies(program: &Path, config: &Path, resume: Option<Resume>) -> Result<Proxies> {
+    let mut proxies = Proxies::default();
     match resume {
         None => {
-            proxies.current = Some(start_proxy(&program, config, false)?);
+            proxies.current = Some(start_proxy(program, config, false)?);
             drop_passed_descriptors();
         }
         Some(Resume { current, draining }) => {
             proxies.current = Some(current);
             proxies.draining = draining;
-            match start_proxy(&program, config, true) {
+            match start_proxy(program, config, true) {
                 Ok(pid) => {
                     tracing::info!(
                         pid,
@@ -245,18 +262,34 @@ pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
             }
         }
     }
-    let mut stopping = false;
-    let mut status = 0u8;
-    loop {
+    Ok(proxies)
+}
+
+/// The main process's state between signals.
+struct Supervisor<'a> {
+    program: std::path::PathBuf,
+    config: &'a Path,
+    proxies: Proxies,
+    /// Asked to stop: the proxies were passed the signal.
+    stopping: bool,
+    /// What to exit with: the serving proxy's status.
+    status: u8,
+}
+
+impl Supervisor<'_> {
+    /// Reaps exited proxies. Returns the status to exit with at once if the serving proxy
+    /// exited without being asked to.
+    fn reap(&mut self) -> Option<u8> {
+        let proxies = &mut self.proxies;
         for (pid, code, how) in reap() {
             if proxies.current == Some(pid) {
                 proxies.current = None;
-                status = code;
-                if !stopping {
+                self.status = code;
+                if !self.stopping {
                     // The service ends with it: the service manager restarts it (and the
                     // proxies still draining die with this process).
                     tracing::error!(pid, "the proxy exited ({how}) without being asked to: the service stops so that it is restarted");
-                    return Ok(code.max(1));
+                    return Some(code.max(1));
                 }
                 tracing::info!(pid, "the proxy exited ({how})");
             } else if proxies.pending.is_some_and(|(p, _)| p == pid) {
@@ -268,23 +301,28 @@ pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
                 tracing::info!(pid, "the previous proxy exited ({how}) after serving its open flows");
             }
         }
-        if stopping && proxies.is_empty() {
-            return Ok(status);
-        }
-        if let Some((pid, since)) = proxies.pending {
+        None
+    }
+
+    /// An upgrade's new proxy that has not taken over in time is stopped.
+    fn stop_late_takeover(&mut self) {
+        if let Some((pid, since)) = self.proxies.pending {
             if since.elapsed() > TAKEOVER_LIMIT {
                 tracing::error!(pid, "upgrade: the new proxy did not take over within {} s; stopping it", TAKEOVER_LIMIT.as_secs());
                 send(pid, libc::SIGTERM);
-                proxies.pending = Some((pid, Instant::now()));
+                self.proxies.pending = Some((pid, Instant::now()));
             }
         }
-        let Some((signal, from)) = next_signal(&set, Duration::from_secs(1)) else { continue };
+    }
+
+    fn on_signal(&mut self, signal: libc::c_int, from: u32) {
+        let proxies = &mut self.proxies;
         match signal {
             libc::SIGTERM | libc::SIGINT => {
-                if !stopping {
+                if !self.stopping {
                     tracing::info!("stopping: passing the signal on to the proxies (pids {:?})", proxies.all().collect::<Vec<_>>());
                 }
-                stopping = true;
+                self.stopping = true;
                 proxies.all().for_each(|p| send(p, signal));
             }
             // From the serving proxy: it reloaded, the draining ones follow. From anyone else
@@ -298,13 +336,13 @@ pub fn run(config: &Path, resume: Option<Resume>) -> Result<u8> {
                     tracing::info!(pid, draining = ?proxies.draining, "upgrade: the new proxy took over");
                 }
             }
-            libc::SIGUSR2 if stopping || proxies.pending.is_some() => {
+            libc::SIGUSR2 if self.stopping || proxies.pending.is_some() => {
                 tracing::warn!("upgrade asked for while stopping or while another upgrade is under way: ignored");
             }
             libc::SIGUSR2 => {
-                tracing::info!("upgrade: executing {} in place of the main process", program.display());
-                let e = reexec(&program, config, &proxies);
-                tracing::error!(error = %e, "upgrade: could not execute {}; the serving proxy goes on", program.display());
+                tracing::info!("upgrade: executing {} in place of the main process", self.program.display());
+                let e = reexec(&self.program, self.config, proxies);
+                tracing::error!(error = %e, "upgrade: could not execute {}; the serving proxy goes on", self.program.display());
             }
             _ => {} // SIGCHLD: reaped at the top of the loop
         }

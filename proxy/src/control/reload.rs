@@ -4,6 +4,7 @@
 //! new policy or list denies are closed at once, each with a decision record saying why. A
 //! file that does not validate changes nothing: its errors are logged with their line, and the
 //! policy in force stays.
+use crate::config::deny_list::DenyListError;
 use crate::config::{Config, InboundMode, Intercept, RevocationConfig};
 use crate::credential::deny_list::Revocations;
 use crate::credential::Credentials;
@@ -27,6 +28,43 @@ use std::time::Instant;
 const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation", "ca"];
 /// Keys of other sections that a reload applies (the workload rules' runtime API).
 const LIVE_SECTION_KEYS: &[&str] = &["containers.runtime_api"];
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
+    #[error("revocation: {0}")]
+    DenyList(#[from] DenyListError),
+    #[error("trust_domain changed to {0}: that takes a restart (and new certificates)")]
+    TrustDomain(String),
+    #[error("{}: {source:#}", path.display())]
+    Policy { path: PathBuf, source: anyhow::Error },
+    #[error("the new CA or trust bundle: {0:#}")]
+    Authority(anyhow::Error),
+    #[error("reconfiguring the {backend} identity backend: {source:#}")]
+    Backend { backend: &'static str, source: anyhow::Error },
+    #[error("{0:#}")]
+    Table(anyhow::Error),
+}
+
+/// A reload's new state, built and checked, nothing of it in force yet.
+struct Staged {
+    config: Config,
+    revoked: Revocations,
+    policy: Policy,
+    ruleset: Ruleset,
+    authority: Option<crate::credential::StagedAuthority>,
+    ca_digest: Vec<u8>,
+    ca_replaced: bool,
+    table_changed: bool,
+}
+
+fn log_refusal(why: &ReloadError) {
+    for line in why.to_string().lines() {
+        tracing::error!("reload refused, the config in force stays: {line}");
+    }
+}
 
 /// What a reload (or a re-read of the deny list) did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -158,7 +196,7 @@ impl Reloader {
     /// Reads the config file again and applies it, or changes nothing and says why. A reload
     /// that applied reaches the processes still draining after an upgrade too (through the
     /// main process), so that a tightened policy closes their flows as well.
-    pub fn reload(&self) -> Result<Report, String> {
+    pub fn reload(&self) -> Result<Report, ReloadError> {
         if self.is_retired() {
             return self.apply_file();
         }
@@ -183,71 +221,18 @@ impl Reloader {
         self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn apply_file(&self) -> Result<Report, String> {
+    fn apply_file(&self) -> Result<Report, ReloadError> {
         let started = Instant::now();
         let mut running = self.running.lock();
-        let refuse = |why: String| {
-            for line in why.lines() {
-                tracing::error!("reload refused, the config in force stays: {line}");
-            }
-            Err(why)
-        };
-        let mut config = match crate::control::preflight::load_checked(&self.fixed.path) {
-            Ok(c) => c,
-            Err(errors) => return refuse(errors.to_string()),
-        };
-        let revoked = match config.revocation.entries() {
-            Ok(entries) => Revocations::new(entries),
-            Err(e) => return refuse(format!("revocation: {e}")),
-        };
-        if config.trust_domain.0 != self.parts.credentials.bundle().trust_domain {
-            return refuse(format!("trust_domain changed to {}: that takes a restart (and new certificates)", config.trust_domain.0));
+        let staged = self.stage(&running).inspect_err(log_refusal)?;
+        if staged.table_changed {
+            self.change_table(&staged.config, &staged.ruleset).inspect_err(log_refusal)?;
         }
-        let digest = ca_digest(&config);
-        let ca_replaced = digest != running.ca_digest && !self.is_retired();
-        let generation = running.generation + 1;
-        let policy = match Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation) {
-            Ok(p) => p,
-            Err(e) => return refuse(format!("{}: {e:#}", self.fixed.path.display())),
-        };
-        // The table follows the new destinations and protected ports; its name, marks, port
-        // and mode are the running process's.
-        config.mode = self.fixed.mode;
-        config.intercept = self.fixed.intercept.clone();
-        let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
-        ruleset.redirect_port = running.ruleset.redirect_port;
-        // Which addresses are containers' decides the listeners and the identity backend too.
-        ruleset.container_networks = running.ruleset.container_networks.clone();
-        let table_changed = ruleset != running.ruleset && !self.is_retired();
-        // One transaction: what can fail is staged first (the new CA's SVID minted and
-        // self-tested, nothing swapped), then the kernel's side changes, each undone if a later
-        // step fails, and only then is the CA committed, which cannot fail.
-        let staged_ca = match ca_replaced.then(|| {
-            crate::credential::authority::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.stage_authority(ca, bundle))
-        }) {
-            Some(Err(e)) => return refuse(format!("the new CA or trust bundle: {e:#}")),
-            Some(Ok(staged)) => Some(staged),
-            None => None,
-        };
-        if table_changed {
-            let backend = self.parts.identities.backend();
-            if let Err(e) = backend.reconfigure(&config.outbound, &self.fixed.intercept) {
-                return refuse(format!("reconfiguring the {} identity backend: {e:#}", backend.name()));
-            }
-            if let Err(e) = self.parts.keeper.apply(&ruleset) {
-                let old = self.parts.live.policy();
-                if let Err(back) = backend.reconfigure(&old.routes, &self.fixed.intercept) {
-                    tracing::error!(error = %format!("{back:#}"), "restoring the identity backend's destinations");
-                }
-                return refuse(format!("{e:#}"));
-            }
-            if let Err(e) = guard::save_snapshot(&self.fixed.state_dir, &ruleset) {
-                tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
-            }
-        }
-        if let Some(staged) = staged_ca {
+        let Staged { config, revoked, policy, ruleset, authority, ca_digest, ca_replaced, table_changed } = staged;
+        if let Some(staged) = authority {
             self.parts.credentials.commit_authority(staged);
         }
+        let generation = policy.generation;
         let table = file_table(&self.fixed.path);
         let mut report =
             Report { generation, table_changed, ca_replaced, restart_needed: restart_needed(&running.table, &table), ..Report::default() };
@@ -261,7 +246,7 @@ impl Reloader {
         running.table = table;
         running.ruleset = ruleset;
         running.stamp = stamp(config.revocation.file.as_deref());
-        running.ca_digest = digest;
+        running.ca_digest = ca_digest;
         running.revocation = config.revocation;
         running.generation = generation;
         report.elapsed_us = started.elapsed().as_micros() as u64;
@@ -274,8 +259,58 @@ impl Reloader {
         Ok(report)
     }
 
+    /// Everything of a reload that can fail without touching anything in force: the file
+    /// read and checked, the policy built, the new CA's SVID minted and self-tested.
+    fn stage(&self, running: &Running) -> Result<Staged, ReloadError> {
+        let mut config = crate::control::preflight::load_checked(&self.fixed.path).map_err(ReloadError::Config)?;
+        let revoked = Revocations::new(config.revocation.entries()?);
+        if config.trust_domain.0 != self.parts.credentials.bundle().trust_domain {
+            return Err(ReloadError::TrustDomain(config.trust_domain.0));
+        }
+        let ca_digest = ca_digest(&config);
+        let ca_replaced = ca_digest != running.ca_digest && !self.is_retired();
+        let generation = running.generation + 1;
+        let policy = Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation)
+            .map_err(|source| ReloadError::Policy { path: self.fixed.path.clone(), source })?;
+        // The table follows the new destinations and protected ports; its name, marks, port
+        // and mode are the running process's.
+        config.mode = self.fixed.mode;
+        config.intercept = self.fixed.intercept.clone();
+        let mut ruleset = guard::ruleset(&config, self.fixed.redirect);
+        ruleset.redirect_port = running.ruleset.redirect_port;
+        // Which addresses are containers' decides the listeners and the identity backend too.
+        ruleset.container_networks = running.ruleset.container_networks.clone();
+        let table_changed = ruleset != running.ruleset && !self.is_retired();
+        let authority = ca_replaced
+            .then(|| {
+                crate::credential::authority::load_authority(&config).and_then(|(ca, bundle)| self.parts.credentials.stage_authority(ca, bundle))
+            })
+            .transpose()
+            .map_err(ReloadError::Authority)?;
+        Ok(Staged { config, revoked, policy, ruleset, authority, ca_digest, ca_replaced, table_changed })
+    }
+
+    /// The kernel's side of a reload: the identity backend's destinations, then the table;
+    /// the first is put back if the second fails. (One transaction: the CA is committed only
+    /// after this, and committing cannot fail.)
+    fn change_table(&self, config: &Config, ruleset: &Ruleset) -> Result<(), ReloadError> {
+        let backend = self.parts.identities.backend();
+        backend.reconfigure(&config.outbound, &self.fixed.intercept).map_err(|source| ReloadError::Backend { backend: backend.name(), source })?;
+        if let Err(e) = self.parts.keeper.apply(ruleset) {
+            let old = self.parts.live.policy();
+            if let Err(back) = backend.reconfigure(&old.routes, &self.fixed.intercept) {
+                tracing::error!(error = %format!("{back:#}"), "restoring the identity backend's destinations");
+            }
+            return Err(ReloadError::Table(e));
+        }
+        if let Err(e) = guard::save_snapshot(&self.fixed.state_dir, ruleset) {
+            tracing::warn!(error = %format!("{e:#}"), "could not record the table for `idgate guard` at boot");
+        }
+        Ok(())
+    }
+
     /// Re-reads the deny list (its file and the config's inline entries as last applied).
-    pub fn revocations(&self) -> Result<Report, String> {
+    pub fn revocations(&self) -> Result<Report, DenyListError> {
         let started = Instant::now();
         let mut running = self.running.lock();
         running.stamp = stamp(running.revocation.file.as_deref());

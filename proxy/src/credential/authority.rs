@@ -83,6 +83,6 @@ pub fn load_credentials(config: &Config, host: &str, revoked: Arc<DenyList>) -> 
 
 /// The deny list the config gives (its inline entries and its file), in a slot of its own.
 pub fn deny_list(config: &Config) -> Result<Arc<DenyList>> {
-    let entries = config.revocation.entries().map_err(anyhow::Error::msg)?;
+    let entries = config.revocation.entries()?;
     Ok(Arc::new(DenyList::from_pointee(Revocations::new(entries))))
 }

@@ -65,11 +65,8 @@ pub fn negotiated_group(conn: &rustls::CommonState) -> &'static str {
 /// Private keys live in this process's memory only: a core dump (or a debugger attached by the
 /// same user) must not carry them off. The service unit adds LimitCORE=0.
 pub fn keep_keys_out_of_core_dumps() -> anyhow::Result<()> {
-    // SAFETY: PR_SET_DUMPABLE takes one integer argument and changes only this process's flag.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        anyhow::bail!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| anyhow::anyhow!("prctl(PR_SET_DUMPABLE, 0): {}", std::io::Error::from(e)))
 }
 
 /// ALPN for the tunnel protocol: HTTP/2 CONNECT over mTLS.
@@ -91,8 +88,7 @@ mod tests {
     #[test]
     fn the_process_is_not_dumpable_once_keys_are_protected() {
         super::keep_keys_out_of_core_dumps().unwrap();
-        // SAFETY: PR_GET_DUMPABLE takes no argument and returns the flag.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+        assert_eq!(rustix::process::dumpable_behavior().unwrap(), rustix::process::DumpableBehavior::NotDumpable);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl FileSecrets {
                 return Ok(secret.clone());
             }
         }
-        let file = private_file::read(path).map_err(err)?;
+        let file = private_file::read(path).map_err(|e| err(e.to_string()))?;
         let version = file.version;
         let mut content = file.content.to_vec();
         while content.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -156,9 +156,7 @@ mod tests {
 
         // Not a regular file: refused without blocking on it.
         let fifo = root.join("safe/fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
         refused(&fifo, "not a regular file");
     }
 }

@@ -8,7 +8,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::LazyLock;
 
@@ -122,14 +121,7 @@ impl ExeHashes {
 
 /// Whether `file` is on a FUSE file system.
 fn on_fuse(file: &File) -> std::io::Result<bool> {
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: fstatfs writes one statfs struct into st, read only after it succeeded.
-    unsafe {
-        if libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(st.assume_init().f_type == libc::FUSE_SUPER_MAGIC)
-    }
+    Ok(rustix::fs::fstatfs(file)?.f_type == libc::FUSE_SUPER_MAGIC)
 }
 
 #[cfg(test)]

@@ -2,23 +2,13 @@
 //! read per file, no allocation per fd entry. Going through one `/proc/<pid>` handle also means
 //! that a pid which exits and is reused between two reads fails (ESRCH) instead of mixing two
 //! processes' attributes.
+use rustix::fs::{AtFlags, Mode, OFlags};
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn open_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    let fd = cvt(unsafe { libc::openat(dir, path.as_ptr(), flags | libc::O_CLOEXEC) })?;
-    // SAFETY: openat just returned this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_at(dir: impl AsFd, path: &CStr, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(dir, path, flags | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 /// The whole of an open procfs file, read from offset 0: procfs renders the file afresh for a
@@ -31,37 +21,22 @@ pub fn read_whole<'a>(file: &OwnedFd, buf: &'a mut Vec<u8>) -> io::Result<&'a [u
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(4096);
         }
-        let offset = buf.len() as libc::off_t;
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: reads at most spare.len() bytes into the vector's spare capacity.
-        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), offset) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(buf);
-        }
-        let offered = spare.len();
-        // SAFETY: the kernel initialised n bytes.
-        unsafe { buf.set_len(buf.len() + n as usize) };
-        if (n as usize) < offered {
+        let offset = buf.len() as u64;
+        let offered = buf.capacity() - buf.len();
+        let n = match rustix::io::pread(file, rustix::buffer::spare_capacity(buf), offset) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n < offered {
             return Ok(buf);
         }
     }
 }
 
 /// `readlinkat` into `buf`; the link's bytes (truncated links are reported as errors).
-pub fn readlink_at<'a>(dir: RawFd, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
-    // SAFETY: the kernel writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+pub fn readlink_at<'a>(dir: impl AsFd, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
+    let n = rustix::fs::readlinkat_raw(dir, name, &mut *buf)?;
     if n == buf.len() {
         return Err(io::Error::other("link target too long"));
     }
@@ -74,12 +49,12 @@ pub struct ProcDir(OwnedFd);
 impl ProcDir {
     pub fn open(pid: u32) -> io::Result<Self> {
         let path = std::ffi::CString::new(format!("/proc/{pid}")).expect("no NUL in a number");
-        open_at(libc::AT_FDCWD, &path, libc::O_PATH | libc::O_DIRECTORY).map(ProcDir)
+        open_at(rustix::fs::CWD, &path, OFlags::PATH | OFlags::DIRECTORY).map(ProcDir)
     }
 
     /// `name` opened for reading, to be read again and again with `read_whole`.
     pub fn open_file(&self, name: &CStr) -> io::Result<OwnedFd> {
-        open_at(self.0.as_raw_fd(), name, libc::O_RDONLY)
+        open_at(&self.0, name, OFlags::RDONLY)
     }
 
     /// Where fd number `fd` of this process points (`socket:[123]`, a path, ...).
@@ -90,28 +65,23 @@ impl ProcDir {
         let d = decimal(fd, &mut digits).to_bytes_with_nul();
         name[3..3 + d.len()].copy_from_slice(d);
         let name = CStr::from_bytes_until_nul(&name).expect("ends in the digits' NUL");
-        readlink_at(self.0.as_raw_fd(), name, buf)
+        readlink_at(&self.0, name, buf)
     }
 
     /// This process's fd table.
     pub fn fd_table(&self) -> io::Result<FdTable> {
-        open_at(self.0.as_raw_fd(), c"fd", libc::O_RDONLY | libc::O_DIRECTORY).map(FdTable)
+        open_at(&self.0, c"fd", OFlags::RDONLY | OFlags::DIRECTORY).map(FdTable)
     }
 
     pub fn readlink<'a>(&self, name: &CStr, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
-        readlink_at(self.0.as_raw_fd(), name, buf)
+        readlink_at(&self.0, name, buf)
     }
 
     /// Device and inode of the file the process runs: `exe` followed to the file itself, so
     /// whatever path the process sees it under (another mount namespace, a bind mount) does
     /// not matter. Fails for a process that is gone or has no executable (a kernel thread).
     pub fn exe_id(&self) -> io::Result<super::ExeId> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstatat writes one stat struct into st, read only after it succeeded.
-        let st = unsafe {
-            cvt(libc::fstatat(self.0.as_raw_fd(), c"exe".as_ptr(), st.as_mut_ptr(), 0))?;
-            st.assume_init()
-        };
+        let st = rustix::fs::statat(&self.0, c"exe", AtFlags::empty())?;
         Ok(super::ExeId { dev: st.st_dev, ino: st.st_ino })
     }
 
@@ -120,14 +90,7 @@ impl ProcDir {
     /// the files in it), or root's ids for a kernel thread or a process that is gone. So only
     /// an owner other than root proves it is the process's; `None` means "read its status".
     pub fn effective_ids(&self) -> Option<(u32, u32)> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat writes one stat struct into st, which is read only after it succeeded.
-        let st = unsafe {
-            if libc::fstat(self.0.as_raw_fd(), st.as_mut_ptr()) != 0 {
-                return None;
-            }
-            st.assume_init()
-        };
+        let st = rustix::fs::fstat(&self.0).ok()?;
         (st.st_uid != 0).then_some((st.st_uid, st.st_gid))
     }
 }
@@ -138,7 +101,7 @@ pub struct FdTable(OwnedFd);
 impl FdTable {
     pub fn open(pid: u32) -> io::Result<Self> {
         let path = std::ffi::CString::new(format!("/proc/{pid}/fd")).expect("no NUL in a number");
-        open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_DIRECTORY).map(FdTable)
+        open_at(rustix::fs::CWD, &path, OFlags::RDONLY | OFlags::DIRECTORY).map(FdTable)
     }
 
     /// The first fd (in directory order) pointing at `target`.
@@ -149,7 +112,7 @@ impl FdTable {
         let mut buf = [0u8; 64];
         while let Some(Ok(entry)) = dir.read() {
             let name = entry.file_name();
-            if name.to_bytes().first().is_some_and(u8::is_ascii_digit) && readlink_at(self.0.as_raw_fd(), name, &mut buf).is_ok_and(|t| t == target) {
+            if name.to_bytes().first().is_some_and(u8::is_ascii_digit) && readlink_at(&self.0, name, &mut buf).is_ok_and(|t| t == target) {
                 return std::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse().ok());
             }
         }
@@ -186,7 +149,7 @@ mod tests {
     #[test]
     fn finds_own_fd_by_target() {
         let file = std::fs::File::open("/proc/self/status").unwrap();
-        let fd = file.as_raw_fd() as u32;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file) as u32;
         let dir = ProcDir::open(std::process::id()).unwrap();
         let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         let target = target.as_os_str().as_encoded_bytes();
@@ -212,8 +175,8 @@ mod tests {
         }
         assert_eq!(state(read_whole(&status, &mut buf).unwrap()), "S");
         // Stopped: the same handle must show it (a plain read would be at EOF by now).
-        // SAFETY: kill has no memory effects; the child is ours and still running.
-        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid is positive");
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
         while state(read_whole(&status, &mut buf).unwrap()) != "T" && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

@@ -203,11 +203,33 @@ impl ProcfsBackend {
             let len = 32 - w.len();
             &needle_buf[..len]
         };
+        // Recent owners first; then workloads that just started; then the full walk of the
+        // socket uid's processes; and for root's sockets, what `root_socket_holder` allows.
+        let (pid, fd, files, process) = match self.among_recent(needle, socket_uid) {
+            Some(found) => found,
+            None => {
+                let expected: Vec<u32> = self.expected.lock().iter().copied().collect();
+                let found = expected
+                    .into_iter()
+                    .find_map(|pid| holder_of_uid(pid, FdTable::open(pid).ok()?.find(needle)?, socket_uid))
+                    .or_else(|| holders(needle, Some(socket_uid)).find_map(|(pid, fd)| holder_of_uid(pid, fd, socket_uid)))
+                    .or_else(|| if socket_uid == 0 { root_socket_holder(needle) } else { None })?;
+                self.expected.lock().retain(|p| *p != found.0);
+                found
+            }
+        };
+        self.remember(pid, fd, files);
+        Some((pid, fd, process))
+    }
+
+    /// The recent owner holding the socket `needle` names, under `socket_uid`. Owners found
+    /// gone on the way are forgotten.
+    fn among_recent(&self, needle: &[u8], socket_uid: u32) -> Option<Found> {
         let mut link = [0u8; 64];
         let mut gone = Vec::new();
         // One owner copied out at a time: the procfs reads must not hold the lock other flows
         // need, and the first owner usually is the one. (A concurrent reorder may skip one;
-        // the full walk below still finds it.)
+        // the full walk still finds it.)
         let nth = |i: usize| self.recent.lock().get(i).cloned();
         let found = (0..RECENT_OWNERS).map_while(nth).find_map(|owner| {
             // Older owners have no kept files: their directory is opened for this search only.
@@ -251,21 +273,11 @@ impl ProcfsBackend {
         if !gone.is_empty() {
             self.forget(&gone);
         }
-        // Then workloads that just started; then the full walk of the socket uid's processes;
-        // and for root's sockets, what `root_socket_holder` allows.
-        let (pid, fd, files, process) = match found {
-            Some(f) => f,
-            None => {
-                let expected: Vec<u32> = self.expected.lock().iter().copied().collect();
-                let found = expected
-                    .into_iter()
-                    .find_map(|pid| holder_of_uid(pid, FdTable::open(pid).ok()?.find(needle)?, socket_uid))
-                    .or_else(|| holders(needle, Some(socket_uid)).find_map(|(pid, fd)| holder_of_uid(pid, fd, socket_uid)))
-                    .or_else(|| if socket_uid == 0 { root_socket_holder(needle) } else { None })?;
-                self.expected.lock().retain(|p| *p != found.0);
-                found
-            }
-        };
+        found
+    }
+
+    /// `pid` goes first among the recent owners, with its files kept and `fd` probed first.
+    fn remember(&self, pid: u32, fd: u32, files: Arc<OwnerFiles>) {
         let mut recent = self.recent.lock();
         let mut owner = match recent.iter().position(|o| o.pid == pid) {
             Some(i) => recent.remove(i).expect("index from position"),
@@ -278,7 +290,6 @@ impl ProcfsBackend {
         for older in recent.iter_mut().skip(OWNERS_WITH_FILES) {
             older.files = None;
         }
-        Some((pid, fd, process))
     }
 
     fn forget(&self, pids: &[u32]) {

@@ -262,12 +262,10 @@ fn forward(tx: &mpsc::Sender<Vec<ProcEvent>>, batch: Vec<ProcEvent>, stats: &Sta
 fn enter_netns() -> std::io::Result<()> {
     let Ok(path) = std::env::var(NETNS_ENV) else { return Ok(()) };
     let file = std::fs::File::open(&path).map_err(|e| std::io::Error::new(e.kind(), format!("{NETNS_ENV}={path}: {e}")))?;
-    // SAFETY: setns on a namespace file we hold open; it changes only this thread.
-    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) } < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(std::io::Error::new(e.kind(), format!("{NETNS_ENV}={path}: setns: {e}")));
-    }
-    Ok(())
+    rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(&file), Some(rustix::thread::LinkNameSpaceType::Network)).map_err(|e| {
+        let e = std::io::Error::from(e);
+        std::io::Error::new(e.kind(), format!("{NETNS_ENV}={path}: setns: {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -36,8 +36,7 @@ pub fn stopping(status: &str) {
 pub const PARENT_ENV: &str = "IDGATE_MAIN_PID";
 
 pub fn parent_pid() -> u32 {
-    // SAFETY: getppid has no arguments and cannot fail.
-    unsafe { libc::getppid() as u32 }
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
 }
 
 /// Whether this process is a proxy started by the main process (still its parent).

@@ -2,7 +2,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 /// Every address on every interface, loopback included.
 pub fn all() -> BTreeSet<IpAddr> {
@@ -83,20 +83,16 @@ impl AddressEvents {
     /// queued. Lost notifications (the socket's buffer overflowed) count as a change.
     pub fn wait(&self) -> io::Result<()> {
         let mut buf = [0u8; 8192];
-        let mut flags = 0;
+        use rustix::io::Errno;
+        use rustix::net::RecvFlags;
+        let mut flags = RecvFlags::empty();
         loop {
-            // SAFETY: recv(2) into a buffer of the length given.
-            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-            if n >= 0 {
-                flags = libc::MSG_DONTWAIT;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::ENOBUFS) => flags = libc::MSG_DONTWAIT,
-                Some(libc::EAGAIN) if flags != 0 => return Ok(()),
-                _ => return Err(e),
+            match rustix::net::recv(&self.0, &mut buf[..], flags) {
+                Ok(_) => flags = RecvFlags::DONTWAIT,
+                Err(Errno::INTR) => {}
+                Err(Errno::NOBUFS) => flags = RecvFlags::DONTWAIT,
+                Err(Errno::AGAIN) if !flags.is_empty() => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -52,39 +52,79 @@ pub struct PrivateFile {
     pub version: Version,
 }
 
-/// Reads `path` after the checks above. The error says what is wrong (naming the directory
-/// when it is one), without the file's name, which the caller gives.
-pub fn read(path: &Path) -> Result<PrivateFile, String> {
+/// Why a secret or key file was not read. Each says what is wrong (naming the directory when
+/// it is one), without the file's name, which the caller gives.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateFileError {
+    #[error("cannot read: {0}")]
+    Unreadable(#[from] std::io::Error),
+    #[error("is a symbolic link: name the file itself")]
+    SymbolicLink,
+    #[error("is not a regular file")]
+    NotRegular,
+    #[error("is larger than {MAX_SIZE} bytes")]
+    TooLarge,
+    #[error("has mode {0:04o}, readable by group or others: chmod 600 it")]
+    Readable(u32),
+    #[error("is owned by uid {0}: it must belong to root or to idgate's user")]
+    Owner(u32),
+    #[error("directory {}: {source}", dir.display())]
+    DirectoryUnreadable { dir: PathBuf, source: std::io::Error },
+    #[error("{0}, owned by uid {uid}: only root or idgate's user may own the directories of a secret", uid = .0.uid)]
+    DirectoryOwner(Place),
+    #[error("{0}, writable by others without the sticky bit: they could put another file in its place")]
+    DirectoryWritableByOthers(Place),
+    #[error("{0}, writable by its group without the sticky bit: its members could put another file in its place")]
+    DirectoryWritableByGroup(Place),
+}
+
+/// A directory on the way to a secret, as an error describes it.
+#[derive(Debug)]
+pub struct Place {
+    dir: PathBuf,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "is in directory {} (mode {:04o}, owner uid {}, group gid {})", self.dir.display(), self.mode, self.uid, self.gid)
+    }
+}
+
+/// Reads `path` after the checks above.
+pub fn read(path: &Path) -> Result<PrivateFile, PrivateFileError> {
     for dir in directories_of(path)? {
         check_directory(&dir)?;
     }
     let mut file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("is a symbolic link: name the file itself".into()),
-        Err(e) => return Err(format!("cannot read: {e}")),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(PrivateFileError::SymbolicLink),
+        Err(e) => return Err(e.into()),
     };
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata()?;
     check_file(&meta)?;
     if meta.size() > MAX_SIZE {
-        return Err(format!("is larger than {MAX_SIZE} bytes"));
+        return Err(PrivateFileError::TooLarge);
     }
     let mut content = Zeroizing::new(Vec::with_capacity(meta.size() as usize));
     read_all(&mut file, &mut content)?;
     Ok(PrivateFile { content, version: Version::of(&meta) })
 }
 
-fn read_all(file: &mut File, into: &mut Vec<u8>) -> Result<(), String> {
-    file.take(MAX_SIZE + 1).read_to_end(into).map_err(|e| format!("cannot read: {e}"))?;
+fn read_all(file: &mut File, into: &mut Vec<u8>) -> Result<(), PrivateFileError> {
+    file.take(MAX_SIZE + 1).read_to_end(into)?;
     if into.len() as u64 > MAX_SIZE {
-        return Err(format!("is larger than {MAX_SIZE} bytes"));
+        return Err(PrivateFileError::TooLarge);
     }
     Ok(())
 }
 
 /// The directories `path` is reached through: its ancestors as written, then as resolved.
-fn directories_of(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let written = std::path::absolute(path).map_err(|e| format!("cannot read: {e}"))?;
-    let resolved = std::fs::canonicalize(path).map_err(|e| format!("cannot read: {e}"))?;
+fn directories_of(path: &Path) -> Result<Vec<PathBuf>, PrivateFileError> {
+    let written = std::path::absolute(path)?;
+    let resolved = std::fs::canonicalize(path)?;
     let mut dirs: Vec<PathBuf> = Vec::new();
     for p in [&written, &resolved] {
         for dir in p.ancestors().skip(1) {
@@ -97,37 +137,36 @@ fn directories_of(path: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 fn owned_by_us(uid: u32) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    uid == 0 || uid == unsafe { libc::geteuid() }
+    uid == 0 || uid == rustix::process::geteuid().as_raw()
 }
 
-fn check_directory(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+fn check_directory(dir: &Path) -> Result<(), PrivateFileError> {
+    let meta = std::fs::metadata(dir).map_err(|source| PrivateFileError::DirectoryUnreadable { dir: dir.into(), source })?;
     let mode = meta.mode() & 0o7777;
     let sticky = mode & 0o1000 != 0;
-    let place = || format!("is in directory {} (mode {mode:04o}, owner uid {}, group gid {})", dir.display(), meta.uid(), meta.gid());
+    let place = || Place { dir: dir.into(), mode, uid: meta.uid(), gid: meta.gid() };
     if !owned_by_us(meta.uid()) {
-        return Err(format!("{}, owned by uid {}: only root or idgate's user may own the directories of a secret", place(), meta.uid()));
+        return Err(PrivateFileError::DirectoryOwner(place()));
     }
     if mode & 0o002 != 0 && !sticky {
-        return Err(format!("{}, writable by others without the sticky bit: they could put another file in its place", place()));
+        return Err(PrivateFileError::DirectoryWritableByOthers(place()));
     }
     if mode & 0o020 != 0 && !sticky {
-        return Err(format!("{}, writable by its group without the sticky bit: its members could put another file in its place", place()));
+        return Err(PrivateFileError::DirectoryWritableByGroup(place()));
     }
     Ok(())
 }
 
-fn check_file(meta: &Metadata) -> Result<(), String> {
+fn check_file(meta: &Metadata) -> Result<(), PrivateFileError> {
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(PrivateFileError::NotRegular);
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!("has mode {mode:04o}, readable by group or others: chmod 600 it"));
+        return Err(PrivateFileError::Readable(mode));
     }
     if !owned_by_us(meta.uid()) {
-        return Err(format!("is owned by uid {}: it must belong to root or to idgate's user", meta.uid()));
+        return Err(PrivateFileError::Owner(meta.uid()));
     }
     Ok(())
 }

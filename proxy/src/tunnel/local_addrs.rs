@@ -108,8 +108,7 @@ mod tests {
     /// inbound side must not forward to an address that now belongs to another host).
     #[test]
     fn addresses_follow_the_host_as_they_come_and_go() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: needs root for a network namespace");
             return;
         }

@@ -82,6 +82,29 @@ fn site_workload(selector: &crate::identity::Selector, local: SocketAddr, src: S
     Some(Arc::new(Workload::routed(interface, src.ip(), id)))
 }
 
+/// Where a TCP flow with an identity goes, and as whom.
+struct TcpRoute {
+    dst: SocketAddr,
+    peer: SocketAddr,
+    workload: Arc<Workload>,
+    id: crate::spiffe::SpiffeId,
+}
+
+/// A registered flow and its open CONNECT stream.
+type Opened = (crate::observe::flows::Registration, Lease, h2::SendStream<Bytes>, h2::client::ResponseFuture);
+
+/// The flow's local address (where the table redirected it) and its original source and
+/// destination. The workload's real address may differ from `client`: NAT can rewrite the
+/// source port.
+fn redirected_tuple(stream: &TcpStream, client: SocketAddr) -> Result<(SocketAddr, SocketAddr, SocketAddr), Refusal> {
+    let local = stream.local_addr().map_err(Refusal::NoOriginalDst)?;
+    match crate::intercept::original_tuple(local, client) {
+        Ok(t) if t.dst != local => Ok((local, t.src, t.dst)),
+        Ok(_) => Err(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
+        Err(e) => Err(Refusal::NoOriginalDst(e)),
+    }
+}
+
 /// Why a flow did not go through; the workload sees a reset either way.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Refusal {
@@ -202,15 +225,9 @@ impl Outbound {
                     return Err((Some(stream), $e.into()))
                 };
             }
-            let local = match stream.local_addr() {
-                Ok(a) => a,
-                Err(e) => bail!(Refusal::NoOriginalDst(e)),
-            };
-            // The workload's real address may differ from `client`: NAT can rewrite the source port.
-            let (src, dst) = match crate::intercept::original_tuple(local, client) {
-                Ok(t) if t.dst != local => (t.src, t.dst),
-                Ok(_) => bail!(Refusal::NoOriginalDst(std::io::Error::other("connection was not redirected"))),
-                Err(e) => bail!(Refusal::NoOriginalDst(e)),
+            let (local, src, dst) = match redirected_tuple(&stream, client) {
+                Ok(t) => t,
+                Err(e) => bail!(e),
             };
             d.destination = dst.to_string();
             // One snapshot of the policy decides the whole flow.
@@ -244,6 +261,29 @@ impl Outbound {
                 return Box::pin(self.forward_http(stream, route, workload, id, d.clone())).await;
             }
             drop(policy);
+            let result = self.tunnel(stream, TcpRoute { dst, peer, workload, id }, &open, d).await;
+            drop(open);
+            result
+        }
+    }
+
+    /// A TCP flow whose workload has an ID: registered, dialled (or a pooled connection
+    /// leased), and spliced into one CONNECT stream to `route.peer`.
+    #[expect(clippy::manual_async_fn, reason = "per-flow state: see `splice_connect`")]
+    fn tunnel<'a>(
+        &'a self,
+        stream: TcpStream,
+        route: TcpRoute,
+        open: &'a crate::identity::OpenFlow<'a>,
+        d: &'a mut Decision,
+    ) -> impl Future<Output = Result<(), (Option<TcpStream>, Refusal)>> + 'a {
+        async move {
+            macro_rules! bail {
+                ($e:expr) => {
+                    return Err((Some(stream), $e.into()))
+                };
+            }
+            let TcpRoute { dst, peer, workload, id } = route;
             let issued = match self.inputs.credentials.workload(&id) {
                 Ok(i) => i,
                 Err(e) => bail!(Refusal::Svid(e)),
@@ -255,35 +295,10 @@ impl Outbound {
                 Err(e) => bail!(Refusal::ClientGone(e)),
             };
             let key = PoolKey { peer, source: id };
-            // Registered before the dial, so that a revocation landing while it dials closes it.
-            let facts = FlowFacts {
-                id: d.flow.clone(),
-                direction: "outbound",
-                process: Some(workload.process.clone()),
-                source: Some(key.source.clone()),
-                serial: Some(issued.svid.serial.as_str().into()),
-                destination: dst,
-                peer: Some(peer.to_string()),
-            };
-            let registration = match self.inputs.registry.register_checked(facts, None, self.inputs.live.deny_list()) {
-                Ok(r) => r,
-                Err(why) => bail!(Refusal::Revoked(why)),
-            };
-            let opened = tokio::select! {
-                opened = Box::pin(self.open_stream(&key, &issued, dst, &workload, &d.flow)) => opened,
-                () = registration.flow.closed() => Err(Refusal::Closed(registration.flow.closed_because().unwrap_or_default())),
-            };
-            let (lease, send, response) = match opened {
-                Ok(s) => s,
+            let (registration, lease, send, response) = match self.dial_registered(&key, &issued, dst, &workload, d).await {
+                Ok(opened) => opened,
                 Err(e) => bail!(e),
             };
-            if let Some(why) = registration.flow.closed_because() {
-                bail!(Refusal::Closed(why))
-            }
-            // The peer's chain, checked against the deny list of now (see `set_peer_chain`).
-            if let Err(why) = registration.flow.set_peer_chain(lease.chain(), self.inputs.live.deny_list()) {
-                bail!(Refusal::PeerRevoked(why))
-            }
             let flow = &registration.flow;
             let accepted = std::sync::atomic::AtomicBool::new(false);
             let on_accept = || {
@@ -314,6 +329,38 @@ impl Outbound {
                 }
             }
         }
+    }
+
+    /// The flow registered (before the dial, so that a revocation landing while it dials
+    /// closes it) and its stream opened, with the peer's chain checked against the deny list
+    /// of now (see `set_peer_chain`).
+    async fn dial_registered(
+        &self,
+        key: &PoolKey,
+        issued: &crate::credential::Issued,
+        dst: SocketAddr,
+        workload: &Workload,
+        d: &Decision,
+    ) -> Result<Opened, Refusal> {
+        let facts = FlowFacts {
+            id: d.flow.clone(),
+            direction: "outbound",
+            process: Some(workload.process.clone()),
+            source: Some(key.source.clone()),
+            serial: Some(issued.svid.serial.as_str().into()),
+            destination: dst,
+            peer: Some(key.peer.to_string()),
+        };
+        let registration = self.inputs.registry.register_checked(facts, None, self.inputs.live.deny_list()).map_err(Refusal::Revoked)?;
+        let (lease, send, response) = tokio::select! {
+            opened = Box::pin(self.open_stream(key, issued, dst, workload, &d.flow)) => opened?,
+            () = registration.flow.closed() => return Err(Refusal::Closed(registration.flow.closed_because().unwrap_or_default())),
+        };
+        if let Some(why) = registration.flow.closed_because() {
+            return Err(Refusal::Closed(why));
+        }
+        registration.flow.set_peer_chain(lease.chain(), self.inputs.live.deny_list()).map_err(Refusal::PeerRevoked)?;
+        Ok((registration, lease, send, response))
     }
 
     /// Serves warm-up requests (see `prewarm`) on this worker, so that the connections land
