@@ -301,7 +301,9 @@ pub struct Intercept {
     /// The cgroup (v2) the second line of defence is attached to: a program that drops any
     /// connection attempt to an intercepted destination that the table did not redirect (it
     /// was flushed or deleted) and, in strict mode, plaintext to protected ports. Pinned under
-    /// `/sys/fs/bpf/idgate`, it outlives idgate like the table.
+    /// `/sys/fs/bpf/idgate`, it outlives idgate like the table. With `[containers] networks`
+    /// or site rules, the same check also runs on the egress of every interface but loopback
+    /// (tcx, Linux 6.6 and later), for the flows the host forwards; `"off"` turns both off.
     pub guard_cgroup: GuardCgroup,
 }
 

@@ -245,6 +245,9 @@ fn install_guard(rs: &Ruleset) -> Result<GuardState> {
     let state = cgroup_guard::install(rs)?;
     match &state {
         GuardState::Unavailable { why } => tracing::warn!("the cgroup guard (second line of defence) is unavailable: {why}"),
+        GuardState::Attached { uplinks: cgroup_guard::Uplinks::Unavailable { why }, .. } => {
+            tracing::warn!("the uplink guard (second line of defence for flows forwarded through this host) is unavailable: {why}")
+        }
         s => tracing::debug!("cgroup guard: {s}"),
     }
     Ok(state)

@@ -31,7 +31,7 @@ pub enum Cond {
 }
 
 pub const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
-pub const HELPER_SKB_LOAD_BYTES: i32 = 26;
+pub const HELPER_SKB_LOAD_BYTES_RELATIVE: i32 = 68;
 const BPF_LDX: u8 = 0x01;
 const BPF_ST: u8 = 0x02;
 const BPF_STX: u8 = 0x03;

@@ -1,4 +1,4 @@
-//! The bpf(2) commands the guard uses: maps, program load, cgroup links, pins.
+//! The bpf(2) commands the guard uses: maps, program load, cgroup and tcx links, pins.
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -14,13 +14,35 @@ const BPF_LINK_UPDATE: i64 = 29;
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 pub const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
+const BPF_TCX_EGRESS: u32 = 47;
 
-/// Where a cgroup program runs.
+/// Where a program runs: a cgroup's hooks, or an interface's egress (tcx, Linux 6.6 and
+/// later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
-    Ingress = 0,
-    Egress = 1,
+    Ingress,
+    Egress,
+    TcxEgress,
+}
+
+impl Hook {
+    fn program_type(self) -> u32 {
+        match self {
+            Hook::Ingress | Hook::Egress => BPF_PROG_TYPE_CGROUP_SKB,
+            Hook::TcxEgress => BPF_PROG_TYPE_SCHED_CLS,
+        }
+    }
+
+    /// `enum bpf_attach_type`.
+    fn attach_type(self) -> u32 {
+        match self {
+            Hook::Ingress => 0,
+            Hook::Egress => 1,
+            Hook::TcxEgress => BPF_TCX_EGRESS,
+        }
+    }
 }
 
 /// `union bpf_attr`, as bytes: every command reads its own prefix of it.
@@ -73,7 +95,7 @@ pub fn map_update(map: BorrowedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
     bpf(BPF_MAP_UPDATE_ELEM, &attr).map(|_| ())
 }
 
-/// Loads a cgroup skb program for `hook`. If the kernel refuses it, it is loaded once more
+/// Loads a program for `hook`. If the kernel refuses it, it is loaded once more
 /// with the verifier's log, which becomes the error (a log on every load could itself fail for
 /// want of room).
 pub fn prog_load(insns: &[u64], hook: Hook, name: &str) -> io::Result<OwnedFd> {
@@ -94,7 +116,7 @@ pub fn prog_load(insns: &[u64], hook: Hook, name: &str) -> io::Result<OwnedFd> {
 fn load(insns: &[u64], hook: Hook, name: &str, log: &mut [u8]) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
     let attr = Attr::new()
-        .u32(0, BPF_PROG_TYPE_CGROUP_SKB)
+        .u32(0, hook.program_type())
         .u32(4, insns.len() as u32)
         .u64(8, insns.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
@@ -102,13 +124,19 @@ fn load(insns: &[u64], hook: Hook, name: &str, log: &mut [u8]) -> io::Result<Own
         .u32(28, log.len() as u32)
         .u64(32, if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 })
         .bytes(48, &obj_name(name))
-        .u32(68, hook as u32); // expected_attach_type
+        .u32(68, hook.attach_type()); // expected_attach_type
     bpf(BPF_PROG_LOAD, &attr).map(fd)
 }
 
 /// Attaches `prog` to the cgroup open at `cgroup` (as one of possibly several programs there).
 pub fn link_create(prog: BorrowedFd, cgroup: BorrowedFd, hook: Hook) -> io::Result<OwnedFd> {
-    let attr = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, cgroup.as_raw_fd() as u32).u32(8, hook as u32);
+    let attr = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, cgroup.as_raw_fd() as u32).u32(8, hook.attach_type());
+    bpf(BPF_LINK_CREATE, &attr).map(fd)
+}
+
+/// Attaches `prog` to the egress of interface `ifindex` (after the programs already there).
+pub fn tcx_link_create(prog: BorrowedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    let attr = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, ifindex).u32(8, BPF_TCX_EGRESS);
     bpf(BPF_LINK_CREATE, &attr).map(fd)
 }
 

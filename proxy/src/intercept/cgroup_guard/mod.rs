@@ -1,6 +1,7 @@
 //! The second line of defence, outside the nftables ruleset: cgroup (v2) programs on the
 //! host's cgroup that drop what the table should have redirected but did not (see
-//! `program`). Anyone who can run `nft flush ruleset` can delete a table, but not these; they
+//! `program`), and on a host that forwards containers' or a site's flows, a tc program on its
+//! interfaces' egress for the forwarded ones (see `uplinks`). Anyone who can run `nft flush ruleset` can delete a table, but not these; they
 //! are pinned links in the BPF filesystem (`/sys/fs/bpf/idgate/<cgroup id>/`), so they outlive
 //! idgate like the table does, until `idgate uninstall` (or a reboot, after which `idgate
 //! guard` puts them back with the table). Each install swaps the programs in one step.
@@ -8,6 +9,9 @@ mod asm;
 mod bpf;
 mod maps;
 mod program;
+mod uplinks;
+
+pub use uplinks::Uplinks;
 
 use super::Ruleset;
 use crate::config::GuardCgroup;
@@ -24,7 +28,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum GuardState {
-    Attached { cgroup: PathBuf, prefixes: usize, port_sets: usize },
+    Attached { cgroup: PathBuf, prefixes: usize, port_sets: usize, uplinks: Uplinks },
     Off,
     Unavailable { why: String },
 }
@@ -32,8 +36,12 @@ pub enum GuardState {
 impl std::fmt::Display for GuardState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GuardState::Attached { cgroup, prefixes, port_sets } => {
-                write!(f, "attached to cgroup {} ({prefixes} destination prefix(es), {port_sets} port list(s))", cgroup.display())
+            GuardState::Attached { cgroup, prefixes, port_sets, uplinks } => {
+                write!(
+                    f,
+                    "attached to cgroup {} ({prefixes} destination prefix(es), {port_sets} port list(s)); uplink guard {uplinks}",
+                    cgroup.display()
+                )
             }
             GuardState::Off => write!(f, "off (guard_cgroup = \"off\")"),
             GuardState::Unavailable { why } => write!(f, "unavailable: {why}"),
@@ -79,6 +87,7 @@ pub fn remove(setting: &GuardCgroup) -> Result<bool> {
             Err(e) => return Err(e).with_context(|| format!("removing {}", dir.join(hook).display())),
         }
     }
+    uplinks::remove(&dir);
     let _ = std::fs::remove_dir(&dir);
     Ok(removed)
 }
@@ -111,7 +120,8 @@ fn attach(rs: &Ruleset, cgroup: &Path) -> Result<GuardState> {
             bpf::pin(link.as_fd(), &pin).with_context(|| format!("pinning {}", pin.display()))?;
         }
     }
-    Ok(GuardState::Attached { cgroup: cgroup.to_path_buf(), prefixes: maps.prefixes, port_sets: maps.port_sets })
+    let uplinks = uplinks::install(rs, &fds, &dir);
+    Ok(GuardState::Attached { cgroup: cgroup.to_path_buf(), prefixes: maps.prefixes, port_sets: maps.port_sets, uplinks })
 }
 
 /// The guard's pins for one cgroup, named by the cgroup's id (its inode): hosts that are

@@ -12,11 +12,17 @@
 //!   namespace from another, and a host process cannot send from those addresses without
 //!   taking one of them, which `sources` excludes).
 //!
+//! uplink egress (a tc program, attached to every other interface of a host that forwards
+//!   containers' or a site's flows): a SYN that leaves with an intercepted (address, port) as
+//!   its destination, without idgate's bypass mark, was not redirected, from wherever it came:
+//!   dropped. It is what stops a forwarded flow when the table is gone, since forwarded packets
+//!   pass no cgroup hook and the egress program lets containers' sources pass.
+//!
 //! Maps: `dests`, a longest-prefix-match trie of IPv6 addresses (IPv4 as ::ffff:a.b.c.d) to the
 //! index of a port bitmap; `ports`, an array of 65,536-bit port bitmaps, the protected ports at
 //! index 0; `sources`, a trie of containers' addresses to 1 (and this host's own among them to
 //! 0).
-use super::asm::{Asm, Cond, Size, HELPER_MAP_LOOKUP_ELEM, HELPER_SKB_LOAD_BYTES, R};
+use super::asm::{Asm, Cond, Size, HELPER_MAP_LOOKUP_ELEM, HELPER_SKB_LOAD_BYTES_RELATIVE, R};
 
 /// Bytes of one port bitmap.
 pub const BITMAP_BYTES: u32 = 65536 / 8;
@@ -39,6 +45,20 @@ const IPPROTO_TCP: i32 = 6;
 const IPV6_EXTENSIONS: [i32; 3] = [0, 43, 60]; // hop-by-hop, routing, destination options
 const IPV6_FRAGMENT: i32 = 44;
 const EXTENSIONS_WALKED: usize = 4;
+/// `bpf_skb_load_bytes_relative`'s offsets from the network header: a tc program's packet
+/// starts at its link-layer header, a cgroup program's at its network header.
+const BPF_HDR_START_NET: i32 = 1;
+
+/// What a program returns to let a packet go on, or to drop it.
+#[derive(Clone, Copy)]
+struct Verdicts {
+    pass: i32,
+    drop: i32,
+}
+
+const CGROUP: Verdicts = Verdicts { pass: 1, drop: 0 };
+/// tcx: `TCX_NEXT` leaves the packet to the interface's other programs; `TCX_DROP`.
+const TCX: Verdicts = Verdicts { pass: -1, drop: 2 };
 
 pub struct Maps {
     pub dests: i32,
@@ -58,16 +78,7 @@ pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
     a.jump32_if(Cond::Ne, R::R2, LOOPBACK_IFINDEX, "destination");
     drop_if_port_in(&mut a, maps.ports, "destination");
     a.label("destination");
-    a.load_map(R::R1, maps.dests);
-    a.mov(R::R2, R::Fp);
-    a.add_imm(R::R2, KEY as i32);
-    a.call(HELPER_MAP_LOOKUP_ELEM);
-    a.jump_if(Cond::Eq, R::R0, 0, "pass");
-    a.load(Size::W, R::R2, R::R0, 0);
-    a.store(Size::W, R::Fp, INDEX, R::R2);
-    // The index came from our own trie: a bitmap missing for it is a guard out of step.
-    bitmap_lookup(&mut a, maps.ports, "drop");
-    jump_if_bit(&mut a, "intercepted");
+    jump_if_intercepted(&mut a, maps, "intercepted");
     a.jump("pass");
     a.label("intercepted");
     a.load_map(R::R1, maps.sources);
@@ -78,7 +89,35 @@ pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
     a.load(Size::B, R::R2, R::R0, 0);
     a.jump_if(Cond::Eq, R::R2, 0, "drop");
     a.jump("pass");
-    verdicts(a)
+    verdicts(a, CGROUP)
+}
+
+/// The tc program for the egress of a host's other interfaces (see above).
+pub fn uplink_egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
+    let mut a = Asm::default();
+    a.mov(R::R6, R::R1);
+    a.load(Size::W, R::R2, R::R6, SKB_MARK);
+    a.jump32_if(Cond::Eq, R::R2, bypass_mark as i32, "pass");
+    network_header(&mut a, true);
+    a.label("tcp");
+    syn_to_port(&mut a);
+    jump_if_intercepted(&mut a, maps, "drop");
+    a.jump("pass");
+    verdicts(a, TCX)
+}
+
+/// Jumps to `target` if the destination in the trie key and port R7 are intercepted.
+fn jump_if_intercepted(a: &mut Asm, maps: &Maps, target: &'static str) {
+    a.load_map(R::R1, maps.dests);
+    a.mov(R::R2, R::Fp);
+    a.add_imm(R::R2, KEY as i32);
+    a.call(HELPER_MAP_LOOKUP_ELEM);
+    a.jump_if(Cond::Eq, R::R0, 0, "pass");
+    a.load(Size::W, R::R2, R::R0, 0);
+    a.store(Size::W, R::Fp, INDEX, R::R2);
+    // The index came from our own trie: a bitmap missing for it is a guard out of step.
+    bitmap_lookup(a, maps.ports, "drop");
+    jump_if_bit(a, target);
 }
 
 pub fn ingress(maps: &Maps) -> Vec<u64> {
@@ -90,20 +129,21 @@ pub fn ingress(maps: &Maps) -> Vec<u64> {
     a.label("tcp");
     syn_to_port(&mut a);
     drop_if_port_in(&mut a, maps.ports, "pass");
-    verdicts(a)
+    verdicts(a, CGROUP)
 }
 
-fn verdicts(mut a: Asm) -> Vec<u64> {
+fn verdicts(mut a: Asm, v: Verdicts) -> Vec<u64> {
     a.label("pass");
-    a.mov_imm(R::R0, 1);
+    a.mov_imm(R::R0, v.pass);
     a.exit();
     a.label("drop");
-    a.mov_imm(R::R0, 0);
+    a.mov_imm(R::R0, v.drop);
     a.exit();
     a.finish()
 }
 
-/// `bpf_skb_load_bytes(skb, <offset register or 0>, fp + SCRATCH, len)`; on failure, pass.
+/// `bpf_skb_load_bytes_relative(skb, <offset register or 0>, fp + SCRATCH, len, network
+/// header)`; on failure, pass.
 fn load_bytes(a: &mut Asm, offset: Option<R>, len: i32) {
     a.mov(R::R1, R::R6);
     match offset {
@@ -113,7 +153,8 @@ fn load_bytes(a: &mut Asm, offset: Option<R>, len: i32) {
     a.mov(R::R3, R::Fp);
     a.add_imm(R::R3, SCRATCH as i32);
     a.mov_imm(R::R4, len);
-    a.call(HELPER_SKB_LOAD_BYTES);
+    a.mov_imm(R::R5, BPF_HDR_START_NET);
+    a.call(HELPER_SKB_LOAD_BYTES_RELATIVE);
     a.jump_if(Cond::Ne, R::R0, 0, "pass");
 }
 
