@@ -86,32 +86,39 @@ class Podman:
         # Podman refuses a runroot path of more than 50 characters.
         self.runroot = Path(tempfile.mkdtemp(prefix="idgate-podman-"))
         self.base = ["podman", "--root", self.dir / "root", "--runroot", self.runroot, "--cgroup-manager", "cgroupfs",
-                     "--runtime", "runc", "--events-backend", "none"]
+                     "--runtime", "runc"]
+        # Events (idgate follows them) in a file of the test's own, not the host's journal.
+        conf = self.dir / "containers.conf"
+        conf.write_text(f'[engine]\nevents_logger = "file"\nevents_logfile_path = "{self.dir / "events.log"}"\n')
+        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
         rootfs = self.dir / "rootfs"
         (rootfs / "bin").mkdir(parents=True, exist_ok=True)
         sh("cp", "/bin/busybox", rootfs / "bin/busybox")
         sh("tar", "-C", rootfs, "-cf", self.dir / "image.tar", ".")
         self.podman("import", self.dir / "image.tar", IMAGE)
         self.service = subprocess.Popen([*map(str, self.base), "system", "service", "--time=0", f"unix://{self.socket}"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + 30
         while not self.socket.exists():
             assert self.service.poll() is None and time.monotonic() < deadline, "podman system service did not start"
             time.sleep(0.1)
 
     def podman(self, *args, check=True, timeout=120):
-        p = subprocess.run(list(map(str, [*self.base, *args])), capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(list(map(str, [*self.base, *args])), capture_output=True, text=True, timeout=timeout, env=self.env)
         assert p.returncode == 0 or not check, f"podman {' '.join(map(str, args))}: exit {p.returncode}\n{p.stdout}{p.stderr}"
         return p
 
-    def run(self, container, cgroup_parent, name, labels, *cmd):
-        """Runs `cmd` in a new container joined to `container`'s network namespace, its
-        cgroup under `cgroup_parent` (a path in the cgroup v2 hierarchy); returns
-        (completed process, container id)."""
+    def start(self, container, cgroup_parent, name, labels, *cmd):
+        """Starts `cmd` in a new container joined to `container`'s network namespace, its
+        cgroup under `cgroup_parent` (a path in the cgroup v2 hierarchy); returns its id."""
         label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
         p = self.podman("run", "-d", "--network", f"ns:/run/netns/{container.ns}", "--cgroupns=private", "--cgroup-parent", cgroup_parent,
                         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--name", name, *label_args, IMAGE, *cmd)
-        cid = p.stdout.strip()
+        return p.stdout.strip()
+
+    def run(self, container, cgroup_parent, name, labels, *cmd):
+        """`start`, then waits for it to end; returns (its logs, exit code, container id)."""
+        cid = self.start(container, cgroup_parent, name, labels, *cmd)
         self.podman("wait", cid, timeout=60)
         return self.podman("logs", cid), int(self.podman("inspect", "-f", "{{.State.ExitCode}}", cid).stdout), cid
 
@@ -123,6 +130,10 @@ class Podman:
         except subprocess.TimeoutExpired:
             self.service.kill()
         shutil.rmtree(self.runroot, ignore_errors=True)
+        # The overlay driver's private mount of its own directory outlives the service.
+        overlay = self.dir / "root" / "overlay"
+        if os.path.ismount(overlay):
+            subprocess.run(["umount", str(overlay)], check=False)
 
 
 def podman_available():

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from containers import NETWORK, NETWORK6, SUBNET, ContainerNet, Podman, podman_available
+from eventually import eventually
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
 from netns import WORKLOAD_PYTHON
 from test_stop_boot import syns_to
@@ -218,3 +219,31 @@ def test_podman_containers_get_identities_by_label_image_and_name(net, podman):
     b_http.kill()
     assert marker.encode() not in b"".join(frames), "the marker left host A in plaintext"
     assert not leaked_syns(frames, SERVER_PORT + 1, net.a.ip, SUBNET), "a SYN to the service left host A"
+
+
+def test_a_renamed_container_takes_its_new_names_identity_at_once(net, podman):
+    """idgate follows the runtime's events: a rename reaches the selectors at the next flow,
+    not when the cached answer expires (a minute)."""
+    ns = ContainerNet(net.a).add("c2", 3, OTHER_ID)
+    a, b = start(net, PODMAN_RULES, runtime_api=podman.socket)
+    parent = "/" + str(net.a.cgroup.path.relative_to(net.a.cgroup.mountpoint))
+    url = f"http://{net.b.ip}:{SERVER_PORT + 1}/"
+    b_http = net.b.popen("/usr/bin/python3", "-m", "http.server", SERVER_PORT + 1, "--bind", net.b.ip, cwd=net.tmp)
+    net.b.wait_listening(SERVER_PORT + 1)
+    # A new wget process every 0.3 s, each a new flow; its log says how each ended.
+    loop = f"while :; do if /bin/busybox wget -q -O /dev/null {url}; then echo ok; else echo refused; fi; /bin/busybox sleep 0.3; done"
+    cid = podman.start(ns, parent, "other-2", {}, "/bin/busybox", "sh", "-c", loop)
+
+    def outcomes():
+        return podman.podman("logs", cid).stdout.split()
+
+    eventually(lambda: "ok" in outcomes(), lambda: f"the container's flows did not go through: {podman.podman('logs', cid).stderr[-300:]}", timeout=20)
+    assert [d for d in b.decisions(direction="inbound") if d["source_id"] == OTHER], b.status()["decisions"]
+    podman.podman("rename", cid, "stray-2")
+    before = len(outcomes())
+    eventually(lambda: "refused" in outcomes()[before + 1:],
+               lambda: f"flows of the renamed container (now no rule's) still went through: {outcomes()[before:]}", timeout=10)
+    denied = [d for d in a.decisions(direction="outbound") if d["verdict"] != "tunneled" and f"in container {cid[:12]}" in (d["process"] or "")]
+    b_http.kill()
+    assert denied, a.status()["decisions"]
+
