@@ -1,14 +1,16 @@
 //! A container's name, image and labels, from the container runtime's Docker-compatible API
 //! (Docker's socket, or Podman's `podman system service`): read only, one
-//! `GET /containers/<id>/json` per container, cached. Only the `container_name`,
-//! `container_image` and `container_labels` selectors ask, so a host whose rules do not use
-//! them never talks to the runtime.
+//! `GET /containers/<id>/json` per container, cached, and a container's answer dropped from the
+//! cache as soon as the runtime's event stream (`GET /events`) names it (a rename, a restart, its
+//! removal). Only the `container_name`, `container_image` and `container_labels` selectors ask,
+//! so a host whose rules do not use them never talks to the runtime (the event stream is
+//! followed all the same, by one thread, for as long as the rules are in force).
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// What the selectors see of a container.
@@ -19,8 +21,13 @@ pub struct ContainerMeta {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A container's facts change only on rename; an answer is kept this long.
+/// A container's facts change only on rename, which the event stream reports; an answer is
+/// kept this long in case an event was missed.
 const FRESH: Duration = Duration::from_secs(60);
+/// How often the events thread looks whether its rules are still in force.
+const EVENTS_POLL: Duration = Duration::from_secs(5);
+/// `GET /events` for containers only: `filters={"type":["container"]}`.
+const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
 /// An unknown container or a failed request is asked again after this long.
 const RETRY: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,8 +42,23 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
-    pub fn new(socket: PathBuf) -> Self {
-        RuntimeApi { socket, cache: Mutex::new(HashMap::new()) }
+    /// The API at `socket`, with a thread that follows its events until the last `Arc` goes.
+    pub fn new(socket: PathBuf) -> Arc<Self> {
+        let api = Arc::new(RuntimeApi { socket, cache: Mutex::new(HashMap::new()) });
+        let weak = Arc::downgrade(&api);
+        let spawned = std::thread::Builder::new().name("idgate-runtime-events".into()).spawn(move || follow_events(weak));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "container runtime events not followed: containers' names are re-read every {} s", FRESH.as_secs());
+        }
+        api
+    }
+
+    fn forget(&self, id: &str) {
+        self.cache.lock().remove(id);
+    }
+
+    fn forget_all(&self) {
+        self.cache.lock().clear();
     }
 
     /// The container with id `id`: `Ok(None)` if the runtime does not know it, `Err` (why)
@@ -73,6 +95,91 @@ impl RuntimeApi {
         }
         parse_answer(&raw).map_err(std::io::Error::other)
     }
+}
+
+/// Follows the runtime's container events while `api` lives, dropping each container an event
+/// names from the cache; after a lost stream (events may have been missed), the whole cache.
+fn follow_events(api: Weak<RuntimeApi>) {
+    let mut told = false;
+    while let Some(socket) = api.upgrade().map(|a| a.socket.clone()) {
+        match open_events(&socket) {
+            Ok(stream) => {
+                if let Some(a) = api.upgrade() {
+                    a.forget_all();
+                }
+                told = false;
+                read_events(stream, &api);
+            }
+            Err(e) if !told => {
+                tracing::debug!(error = %e, "container runtime API {}: no event stream (retrying)", socket.display());
+                told = true;
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(RETRY);
+    }
+}
+
+fn open_events(socket: &std::path::Path) -> std::io::Result<std::io::BufReader<UnixStream>> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(EVENTS_POLL))?;
+    // HTTP/1.0: the answer's body is the raw stream (no chunks), one JSON object per event.
+    write!(stream, "GET {EVENTS_PATH} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if reader.read_until(b'\n', &mut head)? == 0 || head.len() > 16 * 1024 {
+            return Err(std::io::Error::other("event stream ended inside its head"));
+        }
+    }
+    if !(head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200")) {
+        let status = String::from_utf8_lossy(head.split(|b| *b == b'\r').next().unwrap_or_default()).into_owned();
+        return Err(std::io::Error::other(format!("GET /events answered {status}")));
+    }
+    Ok(reader)
+}
+
+/// Reads events until the stream ends or fails, or `api` is gone.
+fn read_events(mut reader: std::io::BufReader<UnixStream>, api: &Weak<RuntimeApi>) {
+    let mut line = Vec::new();
+    loop {
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) if line.ends_with(b"\n") || line.len() > MAX_ANSWER as usize => {
+                let Some(api) = api.upgrade() else { return };
+                if let Ok(event) = serde_json::from_slice::<Event>(&line) {
+                    tracing::debug!(container = %event.actor.id, action = %event.action, "container runtime event");
+                    api.forget(&event.actor.id);
+                }
+                line.clear();
+            }
+            Ok(_) => {}
+            // Nothing for a while: the stream is quiet, not gone (what was read is kept).
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if api.strong_count() == 0 {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The part of an event read here.
+#[derive(serde::Deserialize)]
+struct Event {
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor")]
+    actor: Actor,
+}
+
+#[derive(serde::Deserialize)]
+struct Actor {
+    #[serde(rename = "ID")]
+    id: String,
 }
 
 fn parse_answer(raw: &[u8]) -> Result<Option<Arc<ContainerMeta>>, String> {

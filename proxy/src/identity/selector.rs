@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub struct Selector {
     rules: Vec<WorkloadRule>,
     /// Asked for containers' names, images and labels (`[containers] runtime_api`).
-    runtime: Option<RuntimeApi>,
+    runtime: Option<std::sync::Arc<RuntimeApi>>,
 }
 
 impl Selector {
@@ -24,7 +24,7 @@ impl Selector {
     }
 
     pub fn select(&self, p: &ProcessInfo) -> Option<SpiffeId> {
-        let mut file = FileFacts { p, at_path: None, sha256: None, container: None, runtime: self.runtime.as_ref() };
+        let mut file = FileFacts { p, at_path: None, sha256: None, container: None, runtime: self.runtime.as_deref() };
         // A site rule names machines, not processes: it never matches one.
         self.rules.iter().filter(|r| !r.is_site()).find(|r| matches(r, p, &mut file)).map(|r| r.spiffe_id.get_ref().0.clone())
     }
