@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from containers import NETWORK, NETWORK6, SUBNET, ContainerNet, Podman, podman_available
+from containers import NETWORK, NETWORK6, SUBNET, SUBNET6, ContainerNet, Podman, podman_available
 from eventually import eventually
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
 from netns import WORKLOAD_PYTHON
@@ -134,6 +134,28 @@ def test_routed_flows_and_spoofed_container_addresses_are_refused_never_forwarde
     assert_nothing_in_plaintext(net, frames, marker)
     assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
     assert not net.server_connections()
+
+
+def test_a_spoofed_container_ipv6_address_is_dropped_on_arrival(net):
+    for host, n in ((net.a, 1), (net.b, 2), (net.c, 3)):
+        net.topo.ns_exec(host.ns, "ip", "-6", "addr", "add", f"fd77::{n}/64", "dev", "eth0", "nodad")
+    ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net, extra=f'\n[[outbound]]\ncidrs = ["fd77::2/128"]\nports = [{SERVER_PORT}]\npeer = "{net.b.ip}:15008"\n')
+    # C claims a container's IPv6 address and sends its flow to B through A.
+    net.topo.ns_exec(net.c.ns, "ip", "-6", "addr", "add", f"{SUBNET6}77/128", "dev", "eth0", "nodad")
+    net.topo.ns_exec(net.c.ns, "ip", "-6", "route", "add", "fd77::2/128", "via", "fd77::1")
+    spoof = net.c.python(
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(('fd77::2', {SERVER_PORT}), timeout=3, source_address=('{SUBNET6}77', 0))\n"
+        "except OSError as e:\n"
+        "    print(type(e).__name__); sys.exit(0)\n"
+        "sys.exit(1)\n", check=False, timeout=30)
+    assert spoof.returncode == 0 and b"timeout" in spoof.stdout.lower(), spoof
+    assert not [d for d in a.decisions() if f"{SUBNET6}77" in (d["detail"] or "") + (d["process"] or "")], "idgate saw the spoofed flow"
+    ruleset = net.a.run("nft", "list", "ruleset").stdout.decode()
+    spoof_rules = [line for line in ruleset.splitlines() if "@nets6" in line and "drop" in line]
+    assert len(spoof_rules) == 2 and any("packets 0 " not in r for r in spoof_rules), ruleset
 
 
 def test_container_flows_are_refused_while_idgate_is_down(net):
