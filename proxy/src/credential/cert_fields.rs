@@ -24,7 +24,7 @@ pub enum SpiffeCertError {
     #[error("{id} was issued by CA `{ca}`, an intermediate without an idgate grant: re-issue that CA with `idgate ca issue --grant ...`")]
     NoGrant { id: SpiffeId, ca: String },
     #[error("CA `{ca}`: {why}")]
-    BadGrant { ca: String, why: String },
+    BadGrant { ca: String, why: super::grant::GrantError },
     #[error("{}", outside_grant(id, grant))]
     OutsideGrant { id: SpiffeId, grant: Grant },
     #[error("{0}")]

@@ -28,6 +28,23 @@ pub struct Grant {
     pub patterns: Vec<AllowPattern>,
 }
 
+/// Why a grant was refused, naming the pattern at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0} is not a host's idgate ID (spiffe://<td>/idgate/host/<name>)")]
+    NotAHost(SpiffeId),
+    #[error("grant `{pattern}`: {why}")]
+    Malformed { pattern: String, why: String },
+    #[error("grant `{pattern}` is outside trust domain {trust_domain}")]
+    OtherTrustDomain { pattern: String, trust_domain: String },
+    #[error("grant `{pattern}`: IDs under /idgate/ are idgate's own; a host CA issues only its host's ({host})")]
+    IdgatesOwn { pattern: String, host: SpiffeId },
+    #[error("the idgate grant extension does not parse (DER: {0})")]
+    Der(String),
+    #[error("the idgate grant's host: {0}")]
+    Host(String),
+}
+
 /// The path under which SPIFFE IDs are idgate's own (hosts), never a workload's.
 fn is_idgate(id: &SpiffeId) -> bool {
     id.path() == "/idgate" || id.path().starts_with("/idgate/")
@@ -36,20 +53,21 @@ fn is_idgate(id: &SpiffeId) -> bool {
 impl Grant {
     /// A grant for `host` (`spiffe://<td>/idgate/host/<name>`) of `patterns`, each in the
     /// host's trust domain and none of idgate's own IDs (a host CA issues only its host's).
-    pub fn new(host: SpiffeId, patterns: &[String]) -> Result<Grant, String> {
+    pub fn new(host: SpiffeId, patterns: &[String]) -> Result<Grant, GrantError> {
         if !host.path().starts_with("/idgate/host/") {
-            return Err(format!("{host} is not a host's idgate ID (spiffe://<td>/idgate/host/<name>)"));
+            return Err(GrantError::NotAHost(host));
         }
         let td = host.trust_domain().to_string();
         let mut parsed = Vec::new();
         for text in patterns {
-            let pattern = AllowPattern::try_from(text.clone()).map_err(|e| format!("grant `{text}`: {e}"))?;
-            let base = SpiffeId::parse(text.strip_suffix("/*").unwrap_or(text)).map_err(|e| format!("grant `{text}`: {e}"))?;
+            let malformed = |why: String| GrantError::Malformed { pattern: text.clone(), why };
+            let pattern = AllowPattern::try_from(text.clone()).map_err(malformed)?;
+            let base = SpiffeId::parse(text.strip_suffix("/*").unwrap_or(text)).map_err(|e| malformed(e.to_string()))?;
             if base.trust_domain() != td {
-                return Err(format!("grant `{text}` is outside trust domain {td}"));
+                return Err(GrantError::OtherTrustDomain { pattern: text.clone(), trust_domain: td });
             }
             if is_idgate(&base) {
-                return Err(format!("grant `{text}`: IDs under /idgate/ are idgate's own; a host CA issues only its host's ({host})"));
+                return Err(GrantError::IdgatesOwn { pattern: text.clone(), host });
             }
             parsed.push(pattern);
         }
@@ -84,7 +102,7 @@ impl Grant {
         rcgen::CustomExtension::from_oid_content(GRANT_OID, self.to_der())
     }
 
-    pub fn from_der(der: &[u8]) -> Result<Grant, String> {
+    pub fn from_der(der: &[u8]) -> Result<Grant, GrantError> {
         let (host, patterns) = yasna::parse_der(der, |r| {
             r.read_sequence(|r| {
                 let host = r.next().read_ia5_string()?;
@@ -92,13 +110,13 @@ impl Grant {
                 Ok((host, patterns))
             })
         })
-        .map_err(|e| format!("the idgate grant extension does not parse (DER: {:?})", e.kind()))?;
-        let host = SpiffeId::parse(&host).map_err(|e| format!("the idgate grant's host: {e}"))?;
+        .map_err(|e| GrantError::Der(format!("{:?}", e.kind())))?;
+        let host = SpiffeId::parse(&host).map_err(|e| GrantError::Host(e.to_string()))?;
         Grant::new(host, &patterns)
     }
 
     /// The grant a certificate carries: None without the extension, an error if it is malformed.
-    pub fn of_cert(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<Option<Grant>, String> {
+    pub fn of_cert(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<Option<Grant>, GrantError> {
         let oid = x509_parser::der_parser::oid::Oid::from(GRANT_OID).expect("a valid OID");
         cert.extensions().iter().find(|e| e.oid == oid).map(|e| Grant::from_der(e.value)).transpose()
     }
@@ -121,7 +139,7 @@ mod tests {
     }
 
     fn grant(patterns: &[&str]) -> Result<Grant, String> {
-        Grant::new(id("spiffe://td/idgate/host/web-1"), &patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        Grant::new(id("spiffe://td/idgate/host/web-1"), &patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -149,14 +167,14 @@ mod tests {
         assert!(grant(&["spiffe://td/idgate/*"]).unwrap_err().contains("idgate's own"));
         assert!(grant(&["spiffe://td/idgate/host/web-2"]).unwrap_err().contains("idgate's own"));
         assert!(grant(&["not-an-id"]).unwrap_err().contains("grant `not-an-id`"));
-        assert!(Grant::new(id("spiffe://td/app/x"), &[]).unwrap_err().contains("not a host's idgate ID"));
+        assert!(Grant::new(id("spiffe://td/app/x"), &[]).unwrap_err().to_string().contains("not a host's idgate ID"));
     }
 
     #[test]
     fn survives_der_and_refuses_garbage() {
         let g = grant(&["spiffe://td/app/alice", "spiffe://td/ci/*"]).unwrap();
         assert_eq!(Grant::from_der(&g.to_der()).unwrap(), g);
-        assert!(Grant::from_der(b"\x30\x03\x02\x01\x05").unwrap_err().contains("does not parse"));
+        assert!(Grant::from_der(b"\x30\x03\x02\x01\x05").unwrap_err().to_string().contains("does not parse"));
         // Well-formed DER whose host is not a host ID.
         let bad = yasna::construct_der(|w| {
             w.write_sequence(|w| {
@@ -164,6 +182,6 @@ mod tests {
                 w.next().write_sequence_of(|_| {});
             })
         });
-        assert!(Grant::from_der(&bad).unwrap_err().contains("not a host's idgate ID"));
+        assert!(Grant::from_der(&bad).unwrap_err().to_string().contains("not a host's idgate ID"));
     }
 }
