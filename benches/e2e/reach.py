@@ -46,9 +46,12 @@ SCENARIOS = {
                 "no host rule selects, and a `container_id` rule gives them their identity. The host process runs as "
                 "uid 1001 (a `uid` rule). Both reach host B's nginx on port 8080 through the idgate pair. The floor is "
                 "the same container reaching the same nginx on port 8081, which no rule intercepts (both idgates "
-                "running): forwarded and masqueraded by host A, no proxy.",
+                "running): forwarded and masqueraded by host A, no proxy. A second container, alike but for a TCP socket "
+                "hash table of its own (its namespace made with `net.ipv4.tcp_child_ehash_entries` = 1024; Linux 6.1 and "
+                "later), shows what idgate's lookup in the container's TCP table costs when that table is not the "
+                "machine's shared one.",
         "workloads": ["first", "later", "ka1", "ka10"],
-        "baseline": "host", "subject": "ctr",
+        "baseline": "host", "subjects": ["ctr", "ctr_hash"],
     },
     "routed": {
         "title": "Routed: a LAN machine through a gateway pair against direct routing",
@@ -58,7 +61,7 @@ SCENARIOS = {
                 "same machine, the same server on a port neither idgate covers (8081; iperf3 5201), routed by both "
                 "hosts with no proxy.",
         "workloads": ["bulk", "later", "ka1", "ka10"],
-        "baseline": "direct", "subject": "gateway",
+        "baseline": "direct", "subjects": ["gateway"],
     },
 }
 

@@ -29,6 +29,11 @@ BULK_IDGATE, BULK_PLAIN = 5202, 5201
 SERVER_SITE = "192.168.20"
 CTR_ID = "c7" * 32
 CTR_SPIFFE = f"spiffe://{TRUST_DOMAIN}/tools/reach-ctr"
+# A second container whose namespace has a TCP socket hash table of its own (see ContainerNet.add).
+HASH_CTR_ID = "c8" * 32
+HASH_CTR_SPIFFE = f"spiffe://{TRUST_DOMAIN}/tools/reach-ctr-own-hash"
+OWN_EHASH = 1024
+CHILD_EHASH = Path("/proc/sys/net/ipv4/tcp_child_ehash_entries")  # Linux 6.1 and later
 SITE_SPIFFE = f"spiffe://{TRUST_DOMAIN}/tools/reach-site"
 HOST_UID = 1001  # alice in tests/e2e/hosts.py
 CTR_UID = 1005  # no host rule selects it: only the container rule can
@@ -42,6 +47,10 @@ networks = ["{CTR_NETWORK}"]
 [[workload]]
 spiffe_id = "{CTR_SPIFFE}"
 container_id = "{CTR_ID}"
+
+[[workload]]
+spiffe_id = "{HASH_CTR_SPIFFE}"
+container_id = "{HASH_CTR_ID}"
 
 [[workload]]
 spiffe_id = "{SITE_SPIFFE}"
@@ -113,21 +122,29 @@ class Hosts:
     def __init__(self, prefix, work: Path):
         self.prefix, self.work = prefix, work
         self.servers, self.gates = [], []
-        self.topo = self.ctr = None
+        self.topo, self.ctrs = None, []
 
     def up(self):
         # What a run killed before its clean-up is cleaned up here (the topology's own clean-up
         # cannot remove host A's cgroup while the container's, under it, still has processes).
         root = cgroup2_root()
         if root is not None:
-            kill_cgroup(root / "idgate-test" / f"{self.prefix}a" / f"docker-{CTR_ID}.scope")
+            for cid in (CTR_ID, HASH_CTR_ID):
+                kill_cgroup(root / "idgate-test" / f"{self.prefix}a" / f"docker-{cid}.scope")
         self.topo = Topology(self.prefix)
         self.a = self.topo.add_host("a", 1)
         self.b = self.topo.add_host("b", 2)
-        self.ctr = ContainerNet(self.a).add("c1", 2, CTR_ID)
-        # The container's main process, as every container has one for its life (idgate reads
-        # the container's TCP table through a process in it); bounded by the run's deadline.
-        self.ctr.run("/bin/sh", "-c", f"sleep {MAIN_PROCESS_SECONDS} >/dev/null 2>&1 &", uid=0)
+        net = ContainerNet(self.a)
+        self.ctrs.append(net.add("c1", 2, CTR_ID))
+        self.hash_ctr = None
+        if CHILD_EHASH.exists():
+            self.hash_ctr = net.add("c2", 3, HASH_CTR_ID, ehash=OWN_EHASH)
+            self.ctrs.append(self.hash_ctr)
+        self.ctr = self.ctrs[0]
+        for ctr in self.ctrs:
+            # The container's main process, as every container has one for its life (idgate
+            # reads the container's TCP table through a process in it); bounded in time.
+            ctr.run("/bin/sh", "-c", f"sleep {MAIN_PROCESS_SECONDS} >/dev/null 2>&1 &", uid=0)
         self.lan = Lan(self.a).add("l1", 5)
         self.site = Lan(self.b, bridge="srv0", subnet=SERVER_SITE, subnet6="fd20::").add("s1", 5)
         # Plain routing between the two LANs, for the direct-routing floor (and A's own connects).
@@ -185,7 +202,10 @@ class Hosts:
                        check=lambda: self.expect_decision(CTR_SPIFFE, f"{b}:{HTTP_IDGATE}", f"in container {CTR_ID[:12]}")),
             ClientPath("floor", "container direct (not intercepted)", container_runner(self.ctr, CTR_UID), (b, HTTP_PLAIN),
                        check=lambda: self.expect_no_decision(f"{b}:{HTTP_PLAIN}")),
-        ]
+        ] + ([ClientPath("ctr_hash", "container with a TCP hash of its own, via idgate", container_runner(self.hash_ctr, CTR_UID),
+                         (b, HTTP_IDGATE),
+                         check=lambda: self.expect_decision(HASH_CTR_SPIFFE, f"{b}:{HTTP_IDGATE}", f"in container {HASH_CTR_ID[:12]}"))]
+             if self.hash_ctr else [])
 
     def routed_paths(self):
         s = self.site.ip
@@ -215,9 +235,9 @@ class Hosts:
         for p in self.servers:
             p.stop()
         self.servers = []
-        if self.ctr is not None:
-            kill_cgroup(self.ctr.cgroup)  # under host A's, which the topology's clean-up removes
-            self.ctr = None
+        for ctr in self.ctrs:
+            kill_cgroup(ctr.cgroup)  # under host A's, which the topology's clean-up removes
+        self.ctrs = []
         if self.topo is not None:
             self.topo.cleanup()
             self.topo = None

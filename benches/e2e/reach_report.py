@@ -59,15 +59,22 @@ def missing(res):
 
 
 def table(res, name):
+    """Each figure on every path; each idgate path with its ratio to the baseline beside it."""
     scn = res["scenarios"][name]
-    base, subj, rest = scn["baseline"], scn["subject"], [p for p in scn["paths"] if p not in (scn["baseline"], scn["subject"])]
-    label = scn["paths"]
-    head = ["figure", f"{label[base]} (baseline)", label[subj], f"ratio {subj} ÷ baseline", *(label[p] for p in rest)]
+    label, base = scn["paths"], scn["baseline"]
+    subjects = [p for p in scn["subjects"] if p in label]
+    rest = [p for p in label if p != base and p not in subjects]
+    head = ["figure", f"{label[base]} (baseline)"]
+    for p in subjects:
+        head += [label[p], "ratio"]
+    head += [label[p] for p in rest]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for fig in figures_of(scn):
         title, _, _, digits = FIGURES[fig]
-        cells = [title, fmt(agg(values(res, name, base, fig)), digits), fmt(agg(values(res, name, subj, fig)), digits),
-                 fmt(ratio(res, name, subj, base, fig), 2), *(fmt(agg(values(res, name, p, fig)), digits) for p in rest)]
+        cells = [title, fmt(agg(values(res, name, base, fig)), digits)]
+        for p in subjects:
+            cells += [fmt(agg(values(res, name, p, fig)), digits), fmt(ratio(res, name, p, base, fig), 2)]
+        cells += [fmt(agg(values(res, name, p, fig)), digits) for p in rest]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -78,7 +85,7 @@ def markdown(res):
     out = [f"# Reach benchmark ({res['mode']} mode)", "",
            f"{m['date']}; {m['cpu']}; kernel {m['kernel']}; {m['idgate']}. {reps} repetition(s), paths interleaved "
            f"in a rotated order; {'each figure the median of the repetitions with min–max' if reps > 1 else 'one repetition'}; "
-           "ratios paired per repetition (above 1: larger than the baseline, which for req/s and Gbit/s is better). "
+           "each ratio is the path's figure over the baseline's, paired per repetition (above 1: larger; for req/s and Gbit/s, better). "
            f"Load average {m['loadavg_start'][0]} at the start, at most {m.get('loadavg_max', '?')} during the run; "
            f"{m.get('seconds', '?')} s in all.", "",
            f"Settings: {s['first_processes']} new processes for the first flow, {s['later_flows']} later flows, "
