@@ -30,6 +30,7 @@ import reach_clients as clients  # noqa: E402
 import reach_report as report  # noqa: E402
 from netns import IDGATE  # noqa: E402
 from reach_hosts import Hosts  # noqa: E402
+from run import cpu_snapshot  # noqa: E402
 
 # Not "idg*" (the tests' clean-up removes those) nor "ibench*" (the main benchmark's).
 PREFIX = "rbench"
@@ -155,7 +156,7 @@ def main():
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="idgate-reach-quick-")) if args.quick else REPO / "benches" / "results"
     out.mkdir(parents=True, exist_ok=True)
 
-    t0 = time.time()
+    t0, snap0 = time.time(), cpu_snapshot()
     hosts = Hosts(PREFIX, work_dir())
     atexit.register(hosts.down)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -188,7 +189,11 @@ def main():
     signal.alarm(0)
     hosts.down()
     results["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    results["machine"]["seconds"] = round(time.time() - t0)
+    wall, snap1 = time.time() - t0, cpu_snapshot()
+    results["machine"]["seconds"] = round(wall)
+    # CPU the machine spent on anything but this run's processes (a compile beside it moves
+    # every number); a few percent even on an idle machine (softirq work no process is charged).
+    results["machine"]["other_cpu_pct"] = round(100 * max(0.0, (snap1[0] - snap0[0]) - (snap1[2] - snap0[2])) / (wall * os.cpu_count()), 1)
 
     (out / "reach.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     md = report.markdown(results)

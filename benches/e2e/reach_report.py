@@ -87,7 +87,7 @@ def markdown(res):
            f"in a rotated order; {'each figure the median of the repetitions with min–max' if reps > 1 else 'one repetition'}; "
            "each ratio is the path's figure over the baseline's, paired per repetition (above 1: larger; for req/s and Gbit/s, better). "
            f"Load average {m['loadavg_start'][0]} at the start, at most {m.get('loadavg_max', '?')} during the run; "
-           f"{m.get('seconds', '?')} s in all.", "",
+           f"CPU used by anything else on the machine: {m.get('other_cpu_pct', '?')}% of its capacity; {m.get('seconds', '?')} s in all.", "",
            f"Settings: {s['first_processes']} new processes for the first flow, {s['later_flows']} later flows, "
            f"wrk {s['http']} s per load, iperf3 {s['bulk']} s.", ""]
     for name, scn in res["scenarios"].items():
