@@ -158,7 +158,7 @@ def main():
 
     t0, snap0 = time.time(), cpu_snapshot()
     hosts = Hosts(PREFIX, work_dir())
-    atexit.register(hosts.down)
+    atexit.register(lambda: (signal.alarm(0), hosts.down()))  # the deadline never cuts the clean-up short
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, exit_on)
     signal.signal(signal.SIGALRM, over_time)
@@ -198,7 +198,7 @@ def main():
     (out / "reach.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     md = report.markdown(results)
     (out / "reach.md").write_text(md)
-    print(md)
+    print(md, flush=True)
     log(f"wrote {out / 'reach.md'} and reach.json in {results['machine']['seconds']} s")
     problems = report.missing(results)
     failed = {p.split(":")[0] for p in problems}
