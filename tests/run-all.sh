@@ -21,6 +21,8 @@ step "packages under a real systemd: two Debian 12 machines under systemd-nspawn
 bash tests/nspawn/run.sh
 step "quick benchmark against the peer proxies (a few minutes; the first run installs them)"
 python3 benches/e2e/run.py --quick
+step "quick reach benchmark: a container's flows against a host process's, a LAN machine through a gateway pair against direct routing (under a minute)"
+python3 benches/e2e/reach.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
     step "kernel-module suites in qemu VMs (tests/vm/ci.sh; about 25 minutes warm, longer cold: kernel builds)"
     cargo build --release --locked -p idgate-benches --bin pingpong

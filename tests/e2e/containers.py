@@ -39,11 +39,17 @@ class ContainerNet:
         run(ns, "nft", f"add table ip ctrnat; add chain ip ctrnat post {{ type nat hook postrouting priority 100; }}; "
                        f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
 
-    def add(self, name, n, container_id):
+    def add(self, name, n, container_id, ehash=None):
         """Container `name` at 10.88.0.<n>: its network namespace, and a cgroup named as
-        Docker names a container's (`docker-<id>.scope`) under the host's."""
+        Docker names a container's (`docker-<id>.scope`) under the host's. With `ehash`, the
+        namespace has a TCP socket hash table of that size of its own instead of sharing the
+        machine's (made from the host's namespace with net.ipv4.tcp_child_ehash_entries set)."""
         ns = f"{self.host.topo.prefix}{name}"
-        sh("ip", "netns", "add", ns)
+        if ehash:
+            sh("nsenter", f"--net=/run/netns/{self.host.ns}", "sh", "-c", f"sysctl -qw net.ipv4.tcp_child_ehash_entries={ehash} && "
+               f"ip netns add {ns} && sysctl -qw net.ipv4.tcp_child_ehash_entries=0")
+        else:
+            sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", f"{name}h", "netns", self.host.ns)
         run = self.host.topo.ns_exec
         run(self.host.ns, "ip", "link", "set", f"{name}h", "master", "ctr0", "up")
