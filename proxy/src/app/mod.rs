@@ -204,6 +204,12 @@ impl Sockets {
         if !crate::control::upgrade::migrates_queued_connections() {
             tracing::info!("net.ipv4.tcp_migrate_req is not 1: at an upgrade's handover, connections not yet accepted by the old idgate are reset");
         }
+        if !config.containers.networks.is_empty() && !crate::identity::containers_have_own_tcp_tables() {
+            tracing::info!(
+                "net.ipv4.tcp_child_ehash_entries is 0: finding a container's connection reads the host's whole TCP table (milliseconds per new connection); \
+                 set it (1024, say) before containers start, see docs/operations.md"
+            );
+        }
         Ok((Sockets { binder, control_path, staging }, Listening { workers: worker_listeners, admin, control }))
     }
 }

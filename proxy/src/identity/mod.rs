@@ -16,6 +16,7 @@ mod selector;
 mod sock_diag;
 
 pub use kmod::{kmod_device, KmodBackend, KMOD_DEVICE};
+pub use netns::containers_have_own_tcp_tables;
 pub use proc_events::{ProcEvent, ProcEvents};
 pub use procfs::{read_process, ProcfsBackend};
 pub use selector::Selector;
