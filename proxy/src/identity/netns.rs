@@ -195,6 +195,13 @@ impl OtherNamespaces {
     }
 }
 
+/// Whether network namespaces created from now on get TCP tables of their own
+/// (`net.ipv4.tcp_child_ehash_entries`, Linux 6.1 and later), so that reading a container's
+/// `/proc/<pid>/net/tcp` walks its own sockets, not every socket on the host.
+pub fn containers_have_own_tcp_tables() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_child_ehash_entries").is_ok_and(|v| v.trim().parse::<u32>().is_ok_and(|n| n > 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,11 +224,4 @@ mod tests {
             assert_eq!(found, super::super::sock_diag::lookup(c6.local_addr().unwrap(), c6.peer_addr().unwrap()).unwrap());
         }
     }
-}
-
-/// Whether network namespaces created from now on get TCP tables of their own
-/// (`net.ipv4.tcp_child_ehash_entries`, Linux 6.1 and later), so that reading a container's
-/// `/proc/<pid>/net/tcp` walks its own sockets, not every socket on the host.
-pub fn containers_have_own_tcp_tables() -> bool {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_child_ehash_entries").is_ok_and(|v| v.trim().parse::<u32>().is_ok_and(|n| n > 0))
 }
