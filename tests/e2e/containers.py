@@ -75,6 +75,14 @@ class NetnsContainer:
                "nsenter", f"--net=/run/netns/{self.ns}", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *args]
         return subprocess.run(list(map(str, cmd)), capture_output=True, timeout=timeout, check=check, text=True)
 
+    def start_workload(self, name, *args, uid, **kw):
+        """Starts workloads/<name>.py in the container (stopped with its host)."""
+        cmd = ["/bin/sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"', "sh", "nsenter", f"--net=/run/netns/{self.ns}",
+               "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args]
+        p = subprocess.Popen(list(map(str, cmd)), **kw)
+        self.host.procs.append(p)
+        return p
+
     def workload(self, name, *args, uid, timeout=60, check=True):
         return self.run(WORKLOAD_PYTHON, WORKLOADS / f"{name}.py", *args, uid=uid, timeout=timeout, check=check)
 

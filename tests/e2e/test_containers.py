@@ -4,13 +4,14 @@ opened it (container id from its cgroup; name, image and labels from Podman's AP
 unmatched container is denied, a routed flow from elsewhere or from a spoofed container
 address is refused, and nothing crosses the wire in plaintext, with idgate running or not."""
 import json
+import subprocess
 
 import pytest
 
 from containers import NETWORK, NETWORK6, SUBNET, SUBNET6, ContainerNet, Podman, podman_available
 from eventually import eventually
 from hosts import SERVER_PORT, TRUST_DOMAIN, host_config
-from netns import WORKLOAD_PYTHON
+from netns import IDGATE, WORKLOAD_PYTHON
 from test_stop_boot import syns_to
 from test_tunnel import Capture
 
@@ -170,6 +171,42 @@ def test_container_flows_are_refused_while_idgate_is_down(net):
     assert_nothing_in_plaintext(net, frames, marker)
     assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
     assert not net.server_connections()
+
+
+def open_container_flow(net, web, a, marker, seconds):
+    """A ticker in the container (its marker every 0.1 s over one tunnelled connection),
+    once host A has let it through."""
+    t = web.start_workload("ticker", net.b.ip, SERVER_PORT, seconds, 0.1, marker, 200, uid=UID, stdout=subprocess.PIPE, text=True)
+    eventually(lambda: a.decisions(direction="outbound", source_id=WEB), "the container's flow was not tunnelled", timeout=10)
+    return t
+
+
+def test_a_containers_open_flow_is_closed_by_a_revocation_and_its_next_refused(net):
+    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+    ticker = open_container_flow(net, web, a, "CONTAINER-REVOKED-" + "r" * 16, 8)
+    out = net.a.run(IDGATE, "revoke", WEB, "-c", a.config).stdout.decode()
+    assert "1 open flow(s) closed" in out, out
+    got = json.loads(ticker.communicate(timeout=20)[0])
+    assert got["how"] != "ok", got
+    again = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, "after", uid=UID, check=False, timeout=30)
+    assert again.returncode != 0, again.stdout
+    revoked = [d for d in a.decisions(direction="outbound") if d["verdict"] == "revoked"]
+    assert revoked and f"in container {WEB_ID[:12]}" in revoked[-1]["process"], a.status()["decisions"]
+
+
+def test_a_containers_open_flow_leaks_nothing_when_idgate_is_killed(net):
+    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+    marker = "CONTAINER-KILLED-" + "k" * 16
+    ticker = open_container_flow(net, web, a, marker, 4)
+    cap = Capture(net.a)
+    a.kill()
+    got = json.loads(ticker.communicate(timeout=20)[0])
+    assert got["how"] != "ok", got
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
 
 
 def test_container_flows_are_refused_while_idgate_is_stopped_and_the_ruleset_flushed(net):
