@@ -421,7 +421,8 @@ pub enum CaSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SvidConfig {
-    /// Lifetime of minted X.509-SVIDs; they are rotated at half life.
+    /// Lifetime of minted X.509-SVIDs; each is renewed between half and seven tenths of its
+    /// life (a point its serial picks, so SVIDs minted together are not renewed together).
     pub ttl: HumanDuration,
     /// SPIFFE ID of this host's inbound side. Default:
     /// `spiffe://<trust_domain>/idgate/host/<hostname>`.

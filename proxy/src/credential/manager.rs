@@ -1,6 +1,7 @@
 //! Holds every SVID this host uses: one per workload SPIFFE ID (minted on first use) and the
 //! inbound side's own. Each carries a pre-built TLS client config, so a new pooled
-//! connection costs a handshake and nothing else. A background task rotates at half life.
+//! connection costs a handshake and nothing else. A background task rotates each between half
+//! and seven tenths of its life (`svid::rotation_point`).
 use super::ca::CertificateAuthority;
 use super::svid::Svid;
 use super::verify::{IdgateClientVerifier, IdgateServerVerifier, TrustBundle};
@@ -293,7 +294,7 @@ impl Credentials {
         gone
     }
 
-    /// Replaces SVIDs past half life; forgets workload SVIDs unused for a whole TTL.
+    /// Replaces SVIDs past their rotation point; forgets workload SVIDs unused for a whole TTL.
     /// Open connections keep the certificate they were made with.
     pub fn rotate_due(&self) {
         let now = SystemTime::now();
@@ -339,8 +340,10 @@ impl Credentials {
     }
 
     /// How often the rotation task should look.
+    /// Fine enough that renewals spread over a fifth of the TTL (see `rotation_point`) stay
+    /// spread, rather than falling due together at the next check.
     pub fn rotation_check_interval(&self) -> Duration {
-        (self.ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(60))
+        (self.ttl / 200).clamp(Duration::from_millis(200), Duration::from_secs(5))
     }
 
     /// When this host's CA and the trust bundle files' certificates expire.

@@ -68,11 +68,21 @@ impl Svid {
         })
     }
 
-    /// Past half of its lifetime: time to mint the successor.
+    /// Past its rotation point: time to mint the successor.
     pub fn needs_rotation(&self, now: SystemTime) -> bool {
-        let life = self.not_after.duration_since(self.not_before + BACKDATE).unwrap_or_default();
-        now >= self.not_before + BACKDATE + life / 2
+        now >= rotation_point(self.not_before + BACKDATE, self.not_after, &self.serial)
     }
+}
+
+/// When an SVID valid from `issued` to `not_after` is replaced: between half and seven tenths
+/// of its life, at a point its (random) serial picks. SVIDs minted together (a restart, a
+/// burst of new workloads) are then renewed spread over a fifth of their life, not all in
+/// the same second.
+pub fn rotation_point(issued: SystemTime, not_after: SystemTime, serial: &str) -> SystemTime {
+    let life = not_after.duration_since(issued).unwrap_or_default();
+    let tail = serial.get(serial.len().saturating_sub(8)..).and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0);
+    let spread = life.mul_f64(0.2 * f64::from(tail) / f64::from(u32::MAX));
+    issued + life / 2 + spread
 }
 
 fn random_serial() -> Result<[u8; 16]> {
@@ -86,4 +96,27 @@ fn random_serial() -> Result<[u8; 16]> {
 
 fn humantime(t: SystemTime) -> String {
     time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svids_minted_together_are_renewed_spread_over_a_fifth_of_their_life() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let life = Duration::from_secs(3600);
+        let mut per_second = std::collections::HashMap::<u64, u32>::new();
+        let (mut first, mut last) = (u64::MAX, 0);
+        for _ in 0..1000 {
+            let serial: String = random_serial().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+            let at = rotation_point(issued, issued + life, &serial).duration_since(issued).unwrap().as_secs();
+            assert!((1800..=2520).contains(&at), "rotation at {at} s of a 3600 s life");
+            *per_second.entry(at).or_default() += 1;
+            (first, last) = (first.min(at), last.max(at));
+        }
+        let busiest = per_second.values().max().copied().unwrap_or(0);
+        assert!(busiest <= 15, "{busiest} of 1,000 SVIDs minted together fall due in the same second");
+        assert!(last - first > 600, "renewals spread over only {} s", last - first);
+    }
 }
