@@ -209,6 +209,20 @@ def test_a_containers_open_flow_leaks_nothing_when_idgate_is_killed(net):
     assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
 
 
+def test_the_uplink_guard_follows_interfaces_that_appear(net):
+    ContainerNet(net.a).add("c1", 2, WEB_ID)
+    a, _ = start(net)
+
+    def guarded():
+        return a.status()["intercept"]["guard"]["uplinks"]
+
+    assert guarded()["state"] == "attached" and "eth0" in guarded()["interfaces"], guarded()
+    net.a.run("ip", "link", "add", "up1", "type", "veth", "peer", "name", "up1p")
+    net.a.run("ip", "addr", "add", "10.99.0.1/24", "dev", "up1")
+    net.a.run("ip", "link", "set", "up1", "up")
+    eventually(lambda: "up1" in guarded()["interfaces"], lambda: f"the new interface got no uplink guard: {guarded()}", timeout=5)
+
+
 def test_container_flows_are_refused_while_idgate_is_stopped_and_the_ruleset_flushed(net):
     """The table is gone (another program's `nft flush ruleset` while idgate is stopped) and
     the runtime put its own masquerade back: the container's SYN is forwarded, so the cgroup
