@@ -41,6 +41,9 @@ pub struct Keeper {
     socket: Socket,
     installed: Mutex<Ruleset>,
     guard: Mutex<GuardState>,
+    /// Held while the guard is installed: a reload and an interface that appeared do not
+    /// install it at the same time (the older ruleset's could land last).
+    guarding: Mutex<()>,
     stats: Mutex<Stats>,
     retired: AtomicBool,
 }
@@ -78,6 +81,7 @@ impl Keeper {
             socket,
             installed: Mutex::new(rs.clone()),
             guard: Mutex::new(GuardState::Off),
+            guarding: Mutex::new(()),
             stats: Mutex::default(),
             retired: AtomicBool::new(false),
         });
@@ -86,6 +90,7 @@ impl Keeper {
         let watching = keeper.clone();
         let watch = Watch::open().context("subscribing to nftables notifications")?;
         std::thread::Builder::new().name("idgate-nft-watch".into()).spawn(move || watching.watch(watch))?;
+        follow_interfaces(&keeper);
         Ok(keeper)
     }
 
@@ -101,6 +106,7 @@ impl Keeper {
             *self.installed.lock() = old;
             return Err(e);
         }
+        let _guarding = self.guarding.lock();
         match install_guard(rs) {
             Ok(guard) => {
                 *self.guard.lock() = guard;
@@ -116,6 +122,31 @@ impl Keeper {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Puts the uplink guard on interfaces that appeared since it was installed (see
+    /// `follow_interfaces`).
+    fn guard_new_interfaces(&self) {
+        let _guarding = self.guarding.lock();
+        if self.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        let guarded = match &*self.guard.lock() {
+            GuardState::Attached { uplinks: cgroup_guard::Uplinks::Attached { interfaces }, .. } => interfaces.clone(),
+            _ => return,
+        };
+        let new: Vec<String> = cgroup_guard::uplink_interfaces().into_iter().filter(|i| !guarded.contains(i)).collect();
+        if new.is_empty() {
+            return;
+        }
+        let rs = self.installed.lock().clone();
+        match install_guard(&rs) {
+            Ok(guard) => {
+                tracing::info!(interfaces = ?new, "uplink guard: put on new interface(s)");
+                *self.guard.lock() = guard;
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), interfaces = ?new, "uplink guard: could not put it on new interface(s)"),
         }
     }
 
@@ -238,6 +269,28 @@ impl Keeper {
                 tracing::error!(error = %e, "putting nftables table inet {} back failed; table inet {} and the cgroup guard still hold", rs.standing_name(), rs.owned_name())
             }
         }
+    }
+}
+
+/// Interfaces come and go (a new uplink, a VPN): at every address change the uplink guard
+/// goes on those it is not on yet, as long as the keeper lives.
+fn follow_interfaces(keeper: &Arc<Keeper>) {
+    let events = match crate::sys::netif::AddressEvents::subscribe() {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot follow this host's interfaces: the uplink guard reaches new ones at the next reload");
+            return;
+        }
+    };
+    let weak = Arc::downgrade(keeper);
+    let spawned = std::thread::Builder::new().name("idgate-uplinks".into()).spawn(move || {
+        while events.wait().is_ok() {
+            let Some(keeper) = weak.upgrade() else { return };
+            keeper.guard_new_interfaces();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot follow this host's interfaces: the uplink guard reaches new ones at the next reload");
     }
 }
 

@@ -11,7 +11,7 @@ mod maps;
 mod program;
 mod uplinks;
 
-pub use uplinks::Uplinks;
+pub use uplinks::{interface_names as uplink_interfaces, Uplinks};
 
 use super::Ruleset;
 use crate::config::GuardCgroup;

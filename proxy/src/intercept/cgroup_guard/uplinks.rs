@@ -90,6 +90,11 @@ fn remove_except(dir: &Path, keep: &[u32]) {
     }
 }
 
+/// The interfaces the uplink guard goes on (every one but loopback), by name.
+pub fn interface_names() -> Vec<String> {
+    interfaces().map(|all| all.into_iter().map(|(name, _)| name).collect()).unwrap_or_default()
+}
+
 /// This network namespace's interfaces but loopback, with their indexes.
 fn interfaces() -> std::io::Result<Vec<(String, u32)>> {
     // /proc/self/net is this task's network namespace (/sys/class/net is the one sysfs was
