@@ -100,7 +100,8 @@ fn interfaces() -> std::io::Result<Vec<(String, u32)>> {
     // /proc/self/net is this task's network namespace (/sys/class/net is the one sysfs was
     // mounted in).
     let text = std::fs::read_to_string("/proc/self/net/dev")?;
-    let socket = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)?;
+    // AF_UNIX: the guard unit allows no other family but netlink, and the ioctl works on any.
+    let socket = rustix::net::socket(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::DGRAM, None)?;
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
         let Some((name, _)) = line.split_once(':') else { continue };
