@@ -36,8 +36,12 @@ class ContainerNet:
         run(ns, "ip", "-6", "addr", "add", f"{SUBNET6}1/64", "dev", "ctr0", "nodad")
         run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         run(ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        run(ns, "nft", f"add table ip ctrnat; add chain ip ctrnat post {{ type nat hook postrouting priority 100; }}; "
-                       f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
+        self.masquerade()
+
+    def masquerade(self):
+        """The runtime's own rule: containers' flows leave eth0 with the host's address."""
+        self.host.topo.ns_exec(self.host.ns, "nft", "add table ip ctrnat; add chain ip ctrnat post { type nat hook postrouting priority 100; }; "
+                               f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
 
     def add(self, name, n, container_id, ehash=None):
         """Container `name` at 10.88.0.<n>: its network namespace, and a cgroup named as

@@ -59,6 +59,16 @@ def assert_nothing_in_plaintext(net, frames, marker):
     assert not direct, f"the service saw connection(s) that did not come through host B's idgate: {direct}"
 
 
+def assert_refused_and_nothing_left(net, web, cap, marker):
+    """A flow from container `web` fails, and nothing of it left host A (`cap` captured)."""
+    r = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=UID, check=False, timeout=30)
+    assert r.returncode != 0, r.stdout
+    frames = sent_by(net.a, cap.finish())
+    assert_nothing_in_plaintext(net, frames, marker)
+    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
+    assert not net.server_connections()
+
+
 def test_a_containers_flow_carries_the_identity_of_its_process_and_an_unmatched_one_is_denied(net):
     ctr = ContainerNet(net.a)
     web = ctr.add("c1", 2, WEB_ID)
@@ -165,12 +175,7 @@ def test_container_flows_are_refused_while_idgate_is_down(net):
     a.kill()
     cap = Capture(net.a)
     marker = "CONTAINER-DOWN-MARKER-" + "z" * 16
-    r = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=UID, check=False, timeout=30)
-    assert r.returncode != 0, r.stdout
-    frames = sent_by(net.a, cap.finish())
-    assert_nothing_in_plaintext(net, frames, marker)
-    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
-    assert not net.server_connections()
+    assert_refused_and_nothing_left(net, web, cap, marker)
 
 
 def open_container_flow(net, web, a, marker, seconds):
@@ -228,20 +233,15 @@ def test_container_flows_are_refused_while_idgate_is_stopped_and_the_ruleset_flu
     the runtime put its own masquerade back: the container's SYN is forwarded, so the cgroup
     guard, which lets containers' addresses pass for the table to redirect, cannot stop it.
     The guard on the uplink's egress does."""
-    web = ContainerNet(net.a).add("c1", 2, WEB_ID)
+    ctr = ContainerNet(net.a)
+    web = ctr.add("c1", 2, WEB_ID)
     a, _ = start(net)
     assert a.terminate() == 0
     net.a.run("nft", "flush", "ruleset")
-    net.a.run("nft", f"add table ip ctrnat; add chain ip ctrnat post {{ type nat hook postrouting priority 100; }}; "
-                     f"add rule ip ctrnat post ip saddr {NETWORK} oifname eth0 masquerade")
+    ctr.masquerade()
     cap = Capture(net.a)
     marker = "CONTAINER-FLUSHED-MARKER-" + "f" * 16
-    r = web.workload("digest_client", net.b.ip, SERVER_PORT, 100, marker, uid=UID, check=False, timeout=30)
-    assert r.returncode != 0, r.stdout
-    frames = sent_by(net.a, cap.finish())
-    assert_nothing_in_plaintext(net, frames, marker)
-    assert not leaked_syns(frames, SERVER_PORT, net.a.ip, SUBNET), "a SYN to the service left host A"
-    assert not net.server_connections()
+    assert_refused_and_nothing_left(net, web, cap, marker)
 
 
 PODMAN_RULES = f"""

@@ -67,13 +67,7 @@ pub struct Maps {
 }
 
 pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
-    let mut a = Asm::default();
-    a.mov(R::R6, R::R1);
-    a.load(Size::W, R::R2, R::R6, SKB_MARK);
-    a.jump32_if(Cond::Eq, R::R2, bypass_mark as i32, "pass");
-    network_header(&mut a, true);
-    a.label("tcp");
-    syn_to_port(&mut a);
+    let mut a = unmarked_syn(bypass_mark);
     a.load(Size::W, R::R2, R::R6, SKB_IFINDEX);
     a.jump32_if(Cond::Ne, R::R2, LOOPBACK_IFINDEX, "destination");
     drop_if_port_in(&mut a, maps.ports, "destination");
@@ -94,6 +88,15 @@ pub fn egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
 
 /// The tc program for the egress of a host's other interfaces (see above).
 pub fn uplink_egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
+    let mut a = unmarked_syn(bypass_mark);
+    jump_if_intercepted(&mut a, maps, "drop");
+    a.jump("pass");
+    verdicts(a, TCX)
+}
+
+/// Both egress programs' start: a packet with the bypass mark, or anything but a TCP SYN,
+/// passes; then R7 = the SYN's destination port, the trie keys hold its addresses.
+fn unmarked_syn(bypass_mark: u32) -> Asm {
     let mut a = Asm::default();
     a.mov(R::R6, R::R1);
     a.load(Size::W, R::R2, R::R6, SKB_MARK);
@@ -101,9 +104,7 @@ pub fn uplink_egress(maps: &Maps, bypass_mark: u32) -> Vec<u64> {
     network_header(&mut a, true);
     a.label("tcp");
     syn_to_port(&mut a);
-    jump_if_intercepted(&mut a, maps, "drop");
-    a.jump("pass");
-    verdicts(a, TCX)
+    a
 }
 
 /// Jumps to `target` if the destination in the trie key and port R7 are intercepted.
