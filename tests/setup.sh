@@ -41,9 +41,19 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     echo "setup: adding rustfmt and clippy to the Rust toolchain (rustup)" >&2
     rustup component add rustfmt clippy
 fi
-# The tests' Python packages: pytest, pytest-timeout, cryptography, ruff (pip leaves alone what
-# already satisfies tests/requirements.txt).
-python3 -c "import pytest, pytest_timeout, cryptography, ruff" 2>/dev/null ||
-    echo "setup: installing pytest, pytest-timeout, cryptography and ruff with pip (tests/requirements.txt)" >&2
+# The tests' Python packages: pytest, pytest-timeout, cryptography, ruff, moto, boto3 (pip leaves
+# alone what already satisfies tests/requirements.txt).
+python3 -c "import pytest, pytest_timeout, cryptography, ruff, moto, boto3, flask" 2>/dev/null ||
+    echo "setup: installing pytest, pytest-timeout, cryptography, ruff, moto and boto3 with pip (tests/requirements.txt)" >&2
 python3 -m pip install -q -r "$(dirname "$0")/requirements.txt" 2>/dev/null ||
     python3 -m pip install -q --break-system-packages -r "$(dirname "$0")/requirements.txt"
+# The credential exchange tests (tests/e2e/test_credentials.py): an OpenID provider and a
+# resource server, Node.js packages pinned in tests/idp/package-lock.json.
+if ! [ -f "$(dirname "$0")/idp/node_modules/oidc-provider/package.json" ]; then
+    if ! command -v npm >/dev/null; then
+        echo "setup: installing Node.js and npm with apt (the OpenID provider of the credential tests)" >&2
+        apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "setup: installing oidc-provider and jose with npm (tests/idp)" >&2
+    npm ci --prefix "$(dirname "$0")/idp" --no-audit --no-fund --loglevel=error >/dev/null
+fi
