@@ -24,8 +24,18 @@ const OUTBOUND: &str =
 fn rewriter(rule: &str) -> Rewriter {
     let text = format!("trust_domain = \"bench.idgate\"\n{OUTBOUND}{rule}");
     let config = idgate::config::parse(Path::new("bench.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(300), "spiffe://bench.idgate/idgate/host/b".into()).unwrap());
-    Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(300), "spiffe://bench.idgate/idgate/host/b".into(), None).unwrap());
+    let exchanges = idgate::http::exchange::Exchanges::new(jwt, 0, Default::default());
+    Rewriter::new(config.http_rules, config.http.identity_header.0, &config.credentials, exchanges).unwrap()
+}
+
+/// A rewrite's result: these rules need no exchange, so it is ready at its first poll.
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a rewrite without exchanges waited"),
+    }
 }
 
 fn rule(set: &str, host: &str) -> String {
@@ -78,13 +88,13 @@ fn bench(c: &mut Criterion) {
         let plan = r.plan(&flow);
         // Checks the case does what it says, and fills the file and JWT caches.
         let mut parts = template.clone();
-        assert_eq!(r.apply(&flow, &mut parts).unwrap().len(), applied, "{name}");
+        assert_eq!(now(r.apply(&flow, &mut parts, None)).unwrap().len(), applied, "{name}");
         assert_eq!(parts.headers.contains_key("authorization"), applied == 1, "{name}");
         g.bench_function(name, |b| {
             b.iter_batched(
                 || template.clone(),
                 |mut parts| {
-                    r.apply_planned(&plan, &flow, &mut parts).unwrap();
+                    now(r.apply_planned(&plan, &flow, &mut parts, None)).unwrap();
                     parts // dropped outside the timed section
                 },
                 BatchSize::SmallInput,

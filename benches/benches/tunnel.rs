@@ -72,7 +72,11 @@ fn bench(c: &mut Criterion) {
                 idgate::policy::live::Policy::build(
                     &config,
                     identity_header.name.clone(),
-                    Arc::new(idgate::http::JwtIssuer::new(Duration::from_secs(300), "b".into()).unwrap()),
+                    idgate::http::exchange::Exchanges::new(
+                        Arc::new(idgate::http::JwtIssuer::new(Duration::from_secs(300), "b".into(), None).unwrap()),
+                        0,
+                        Default::default(),
+                    ),
                     0,
                 )
                 .unwrap(),

@@ -169,7 +169,26 @@ enum CaCommand {
         /// How long the host CA is valid; its SVIDs never outlive it.
         #[arg(long, default_value_t = 90)]
         days: u32,
-        /// Where to write the host's ca.pem and ca-key.pem (created 0700 if absent).
+        /// Where to write the host's ca.pem and ca-key.pem, and jwt-key.pem for its
+        /// [http] jwt_key (created 0700 if absent).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publish the fleet's JWT issuer: OUT/jwks.json (every host's JWT key that `ca issue`
+    /// recorded in DIR) and OUT/.well-known/openid-configuration, to serve at ISSUER, the
+    /// https:// URL each host's [http] jwt_issuer names.
+    Jwks {
+        /// The root's directory (`ca init --dir`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The issuer URL (https://...), where OUT's files are served.
+        #[arg(long)]
+        issuer: String,
+        /// Only the keys of hosts granted this workload SPIFFE ID (for an authorization
+        /// server that registers that workload as a client).
+        #[arg(long = "for", value_name = "SPIFFE_ID")]
+        for_id: Option<String>,
+        /// The directory to write to.
         #[arg(long)]
         out: PathBuf,
     },
@@ -287,9 +306,15 @@ fn main() -> ExitCode {
         Command::Ca { command: CaCommand::Issue { dir, host, addresses, grants, days, out } } => {
             let for_host = idgate::credential::fleet::HostCa { host: &host, addresses: &addresses, grants: &grants, days };
             idgate::credential::fleet::issue_host_ca(&dir, &for_host, &out).map(|i| {
-                println!("{}\n{}", i.cert.display(), i.key.display());
+                println!("{}\n{}\n{}", i.cert.display(), i.key.display(), i.jwt_key.display());
             })
         }
+        Command::Ca { command: CaCommand::Jwks { dir, issuer, for_id, out } } => (|| {
+            let for_id = for_id.map(|s| idgate::spiffe::SpiffeId::parse(&s).map_err(|e| anyhow::anyhow!("--for: {e}"))).transpose()?;
+            let n = idgate::credential::fleet_jwks::publish(&dir, &issuer, &out, for_id.as_ref())?;
+            println!("{} keys: {}\n{}", n, out.join("jwks.json").display(), out.join(".well-known/openid-configuration").display());
+            Ok(())
+        })(),
         Command::Run { config, worker: false, upgrade_from, draining, .. } => return supervise(&config, upgrade_from, draining),
         Command::Run { config, worker: true, takeover, .. } => serve(&config, takeover),
     };

@@ -89,7 +89,7 @@ struct Core {
     identities: Arc<Identities>,
     /// One per worker: a flow and its tunnel connection stay on one thread.
     pools: Vec<Arc<Pool>>,
-    jwt: Arc<crate::http::JwtIssuer>,
+    exchanges: Arc<crate::http::exchange::Exchanges>,
     inbound: Arc<Inbound>,
     refusals: Arc<HandshakeRefusals>,
     history: Arc<History>,
@@ -103,7 +103,10 @@ impl Core {
         let revoked = deny_list(config)?;
         let credentials = Arc::new(load_credentials(config, &host, revoked.clone())?);
         credentials.self_test().context("TLS self-test (an in-memory mTLS handshake with this host's own SVID)")?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let exchange_stats = crate::http::exchange::Stats::default();
+        exchange_stats.register(&mut metrics.registry);
+        let metrics = Arc::new(metrics);
         let (backend, reason) = backend::identity_backend(config)?;
         let name = backend.name();
         metrics.identity_backend(name, &reason);
@@ -112,8 +115,9 @@ impl Core {
         let limits = config.tunnel;
         let pools = (0..workers).map(|_| Arc::new(Pool::new(mark, limits, metrics.key_exchanges.clone(), revoked.clone()))).collect();
         let issuer = config.http.jwt_issuer.clone().unwrap_or_else(|| credentials.server_id().to_string());
-        let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer)?);
-        let policy = Policy::build(config, config.http.identity_header.0.clone(), jwt.clone(), 0)?;
+        let jwt = Arc::new(crate::http::JwtIssuer::new(config.http.jwt_ttl.0, issuer, config.http.jwt_key.as_deref())?);
+        let exchanges = crate::http::exchange::Exchanges::new(jwt, mark, exchange_stats);
+        let policy = Policy::build(config, config.http.identity_header.0.clone(), exchanges.clone(), 0)?;
         let inputs = Arc::new(ProxyInputs {
             trail: Arc::new(Trail::open(host.clone(), config.trail.file.as_deref())?),
             host,
@@ -142,7 +146,7 @@ impl Core {
             ruleset: guard::ruleset(config, redirect),
             identities: Arc::new(Identities::new(backend)),
             pools,
-            jwt,
+            exchanges,
             inbound,
             refusals,
             history: load_history(&config.state_dir),
@@ -249,7 +253,7 @@ impl ControlPlane {
         let reloader = Reloader::new(
             Fixed {
                 path: config_path.to_path_buf(),
-                jwt: core.jwt.clone(),
+                exchanges: core.exchanges.clone(),
                 identity_header: config.http.identity_header.0.clone(),
                 intercept: config.intercept.clone(),
                 mode: config.mode,
@@ -287,7 +291,7 @@ impl ControlPlane {
             identity_backend_reason: core.backend.1.clone(),
             mode: config.mode,
             pools: core.pools.clone(),
-            jwt: core.jwt.clone(),
+            exchanges: core.exchanges.clone(),
             inbound: core.inbound.clone(),
             reloader: reloader.clone(),
             handovers: handover_tx,

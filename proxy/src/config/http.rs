@@ -80,8 +80,14 @@ pub struct HttpConfig {
     /// life.
     pub jwt_ttl: HumanDuration,
     /// `iss` of JWT-SVIDs: how verifiers find the JWKS that verifies them (each host signs with
-    /// its own key). Default: this host's SPIFFE ID.
+    /// its own key). Default: this host's SPIFFE ID. For cloud providers and authorization
+    /// servers, the `https://` URL where the fleet's discovery document and JWKS are published
+    /// (`idgate ca jwks`).
     pub jwt_issuer: Option<String>,
+    /// The host's JWT signing key (PKCS#8 PEM, mode 0600), as `idgate ca issue` writes it
+    /// (`jwt-key.pem`), so that the fleet's published JWKS holds it. Default: a new key in
+    /// memory at every start, published only at the admin listener.
+    pub jwt_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +97,7 @@ impl Default for HttpConfig {
             identity_format: IdentityFormat::Xfcc,
             jwt_ttl: HumanDuration(Duration::from_secs(300)),
             jwt_issuer: None,
+            jwt_key: None,
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct HttpRule {
     /// Headers removed from the request.
     #[serde(default)]
     pub remove: Vec<HeaderKey>,
+    /// Sign the request for AWS (SigV4) with a `[[credential]]`'s role, after the headers above.
+    pub aws_sigv4: Option<super::AwsSigV4>,
 }
 
 /// An HTTP header name (any case; idgate writes it lower-case). Headers that frame the message
@@ -231,7 +240,9 @@ impl TryFrom<String> for PathPrefix {
 /// file's content without its trailing newline; mode 0600, owned by root or idgate's user;
 /// re-read when it changes), `${env:NAME}` (idgate's own environment, such as a systemd EnvironmentFile; read at
 /// start), `${jwt_svid:AUDIENCE}` (an ES256 JWT-SVID for the caller; the keys at the admin
-/// listener's `/jwks.json`), `${spiffe_id}` (the caller's SPIFFE ID); `$$` is a literal `$`.
+/// listener's `/jwks.json`), `${credential:NAME}` (an access token a `[[credential]]` source
+/// exchanged the caller's JWT-SVID for), `${spiffe_id}` (the caller's SPIFFE ID); `$$` is a
+/// literal `$`.
 /// Secrets never sit in the config itself.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -250,6 +261,9 @@ pub enum Part {
     JwtSvid(String),
     /// `${spiffe_id}`: the source workload's SPIFFE ID.
     SpiffeId,
+    /// `${credential:NAME}`: the access token a `[[credential]]` source exchanged the source
+    /// identity's JWT-SVID for.
+    Credential(super::CredentialName),
 }
 
 impl TryFrom<String> for Template {
@@ -313,7 +327,8 @@ impl Template {
                 Ok(Part::JwtSvid(arg.to_string()))
             }
             "jwt_svid" => Err("`${jwt_svid:AUDIENCE}` needs an audience".into()),
-            _ => Err(format!("unknown value source `${{{spec}}}` (expected file:, env:, jwt_svid: or spiffe_id)")),
+            "credential" => super::CredentialName::try_from(arg.to_string()).map(Part::Credential),
+            _ => Err(format!("unknown value source `${{{spec}}}` (expected file:, env:, jwt_svid:, credential: or spiffe_id)")),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Reads the config file and turns every problem into `file:line:col: message`.
 use super::locate::{Index, Key, Locator, Step};
-use super::Config;
+use super::{Config, CredentialKind, CredentialName};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -115,7 +115,7 @@ impl Place {
 /// Checks that span several fields: where to point, and the message, for every problem.
 fn check(c: &Config) -> Vec<(Place, String)> {
     let mut errors = Vec::new();
-    for part in [workloads, outbound, tunnel_and_http, http_rules, inbound_ca_and_marks] {
+    for part in [workloads, outbound, tunnel_and_http, http_rules, credentials, inbound_ca_and_marks] {
         part(c, &mut errors);
     }
     errors
@@ -208,8 +208,27 @@ fn tunnel_and_http(c: &Config, out: &mut Vec<(Place, String)>) {
 /// Every `[[http_rule]]`: an action, a host that names an HTTP destination, hands off the identity header.
 fn http_rules(c: &Config, out: &mut Vec<(Place, String)>) {
     for (i, r) in c.http_rules.iter().enumerate() {
-        if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() {
-            out.push((Place::Path(vec![Key("http_rule"), Index(i)]), format!("http_rule[{i}] has no action (set, append or remove)")));
+        if r.set.is_empty() && r.append.is_empty() && r.remove.is_empty() && r.aws_sigv4.is_none() {
+            out.push((Place::Path(vec![Key("http_rule"), Index(i)]), format!("http_rule[{i}] has no action (set, append, remove or aws_sigv4)")));
+        }
+        let uses = |kinds: &[CredentialKind], name: &CredentialName, what: &str| match c.credentials.iter().find(|s| s.name == *name) {
+            Some(s) if kinds.contains(&s.kind) => None,
+            Some(s) => Some(format!("http_rule[{i}] {what} `{name}` is a {:?} source, which cannot serve there", s.kind)),
+            None => Some(format!("http_rule[{i}] {what} `{name}` names no [[credential]]")),
+        };
+        let oauth = [CredentialKind::OauthClientCredentials, CredentialKind::OauthTokenExchange];
+        for template in r.set.values().chain(r.append.values()) {
+            for part in &template.parts {
+                if let Some(why) = match part {
+                    super::Part::Credential(name) => uses(&oauth, name, "${credential:...}"),
+                    _ => None,
+                } {
+                    out.push((Place::Path(vec![Key("http_rule"), Index(i)]), why));
+                }
+            }
+        }
+        if let Some(why) = r.aws_sigv4.as_ref().and_then(|a| uses(&[CredentialKind::AwsWebIdentity], &a.credential, "aws_sigv4.credential")) {
+            out.push((Place::Path(vec![Key("http_rule"), Index(i), Key("aws_sigv4")]), why));
         }
         if let Some(host) = &r.host {
             if !c.outbound.iter().any(|o| o.protocol == super::Protocol::Http && o.is_named_by(host)) {
@@ -227,6 +246,39 @@ fn http_rules(c: &Config, out: &mut Vec<(Place, String)>) {
                 Place::Path(vec![Key("http_rule"), Index(i)]),
                 format!("http_rule[{i}] may not rewrite `{}`: inbound idgate owns the identity header", key.0),
             ));
+        }
+    }
+}
+
+/// Every `[[credential]]`: a unique name, the fields its kind needs and no others.
+fn credentials(c: &Config, out: &mut Vec<(Place, String)>) {
+    for (i, s) in c.credentials.iter().enumerate() {
+        let mut problem = |why: String| out.push((Place::Path(vec![Key("credential"), Index(i)]), format!("credential[{i}] `{}`: {why}", s.name)));
+        if c.credentials[..i].iter().any(|other| other.name == s.name) {
+            problem("another [[credential]] has this name".into());
+        }
+        let unused = s.unused_fields();
+        if !unused.is_empty() {
+            problem(format!("{} not used by kind {:?}", unused.join(", "), s.kind));
+        }
+        let oauth = s.kind != CredentialKind::AwsWebIdentity;
+        if oauth && s.endpoint.is_none() {
+            problem("needs endpoint (the token endpoint's https:// URL)".into());
+        }
+        if !oauth && s.role_arn.as_deref().is_none_or(|arn| !arn.starts_with("arn:")) {
+            problem("needs role_arn (arn:aws:iam::ACCOUNT:role/NAME)".into());
+        }
+        if !oauth && s.endpoint.is_none() && s.region.is_none() {
+            problem("needs region (or endpoint): where STS is".into());
+        }
+        if !oauth && !(900..=43200).contains(&s.duration.0.as_secs()) {
+            problem("duration must be between 15m and 12h (STS's DurationSeconds)".into());
+        }
+        if s.timeout.0 < std::time::Duration::from_millis(100) {
+            problem("timeout must be at least 100ms".into());
+        }
+        if s.kind == CredentialKind::OauthTokenExchange && s.token_audience.is_none() {
+            problem("needs token_audience (the aud of the JWT-SVID the server is told to trust)".into());
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Per-host configuration (`/etc/idgate/idgate.toml`). Field values are validated while they are
 //! deserialized, so every error carries the file, line and column of the offending value.
+mod credential;
 pub mod deny_list;
 mod http;
 pub(crate) mod load;
 pub mod locate;
 mod values;
 
+pub use credential::{AssertionForm, AwsSigV4, ClientAuth, CredentialKind, CredentialName, CredentialSource, HttpsUrl, PayloadSigning};
 pub use http::{HeaderKey, HostPattern, HttpConfig, HttpRule, IdentityFormat, Part, Protocol, Template, TlsOrigin};
 
 pub use load::{load, parse, position_of, ConfigError, ConfigErrors};
@@ -61,6 +63,8 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default, rename = "http_rule")]
     pub http_rules: Vec<HttpRule>,
+    #[serde(default, rename = "credential")]
+    pub credentials: Vec<CredentialSource>,
     #[serde(default)]
     pub revocation: RevocationConfig,
 }

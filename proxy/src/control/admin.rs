@@ -31,7 +31,7 @@ pub struct Admin {
     /// One per worker thread.
     pub pools: Vec<Arc<Pool>>,
     /// Publishes the JWT-SVID signing key (JWKS) for verifiers.
-    pub jwt: Arc<crate::http::JwtIssuer>,
+    pub exchanges: Arc<crate::http::exchange::Exchanges>,
     /// For its handshake counts and refusals.
     pub inbound: Arc<crate::tunnel::inbound::Inbound>,
     pub reloader: Arc<crate::control::reload::Reloader>,
@@ -106,7 +106,8 @@ impl Admin {
     fn respond_public(&self, _method: &Method, path: &str) -> Answer {
         match path {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-            "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.jwt.jwks()),
+            "/jwks.json" | "/.well-known/jwks.json" => (StatusCode::OK, "application/jwk-set+json", self.exchanges.jwt().jwks()),
+            "/.well-known/openid-configuration" => (StatusCode::OK, "application/json", self.exchanges.jwt().discovery()),
             "/metrics" => {
                 let mut text = String::new();
                 let (ca, bundle) = self.inputs.credentials.expiries();
@@ -203,7 +204,13 @@ impl Admin {
             "ca_expiry": self.inputs.credentials.expiries().0,
             "trust_bundle_expiry": self.inputs.credentials.expiries().1,
             "svids_minted": self.inputs.credentials.minted.load(Ordering::Relaxed),
-            "jwt_svids_minted": self.jwt.minted.load(Ordering::Relaxed),
+            "jwt_svids_minted": self.exchanges.jwt().minted.load(Ordering::Relaxed),
+            "credential_exchanges": {
+                "exchanges": self.exchanges.stats.exchanges.get(),
+                "failures": self.exchanges.stats.failures.get(),
+                "cache_hits": self.exchanges.stats.cache_hits.get(),
+                "cached": self.exchanges.cached(),
+            },
             "tunnel_connections": self.pools.iter().map(|p| p.connection_count()).sum::<usize>(),
             "tunnel_dials": self.pools.iter().map(|p| p.dials.load(Ordering::Relaxed)).sum::<u64>(),
             "active_flows": self.inputs.metrics.active_flows.get(),

@@ -8,7 +8,6 @@ use crate::config::deny_list::DenyListError;
 use crate::config::{Config, InboundMode, Intercept, RevocationConfig};
 use crate::credential::deny_list::Revocations;
 use crate::credential::Credentials;
-use crate::http::JwtIssuer;
 use crate::identity::Identities;
 use crate::intercept::guard::{self, Redirect};
 use crate::intercept::Ruleset;
@@ -85,7 +84,7 @@ pub struct Report {
 /// What stays fixed for the life of the process, and what a reload compares against.
 pub struct Fixed {
     pub path: PathBuf,
-    pub jwt: Arc<JwtIssuer>,
+    pub exchanges: Arc<crate::http::exchange::Exchanges>,
     pub identity_header: http::HeaderName,
     pub intercept: Intercept,
     pub mode: InboundMode,
@@ -270,7 +269,7 @@ impl Reloader {
         let ca_digest = ca_digest(&config);
         let ca_replaced = ca_digest != running.ca_digest && !self.is_retired();
         let generation = running.generation + 1;
-        let policy = Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.jwt.clone(), generation)
+        let policy = Policy::build(&config, self.fixed.identity_header.clone(), self.fixed.exchanges.clone(), generation)
             .map_err(|source| ReloadError::Policy { path: self.fixed.path.clone(), source })?;
         // The table follows the new destinations and protected ports; its name, marks, port
         // and mode are the running process's.

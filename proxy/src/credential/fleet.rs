@@ -21,6 +21,8 @@ use zeroize::Zeroizing;
 pub struct Issued {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The host's JWT signing key (`[http] jwt_key`), its public half recorded for `ca jwks`.
+    pub jwt_key: PathBuf,
 }
 
 /// What a host CA is issued for.
@@ -50,7 +52,7 @@ pub fn issue_host_ca(root_dir: &Path, for_host: &HostCa<'_>, out: &Path) -> Resu
         .ok()
         .filter(|_| !host.contains('/'))
         .with_context(|| format!("--host `{host}` is not a host name idgate can put in a SPIFFE ID (letters, digits, '.', '-', '_')"))?;
-    let grant = Grant::new(host_id, grants).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
+    let grant = Grant::new(host_id.clone(), grants).map_err(|e| anyhow::anyhow!("--grant: {e}"))?;
     let (cert, key) = (out.join(super::CA_CERT_FILE), out.join(super::CA_KEY_FILE));
     if cert.exists() || key.exists() {
         bail!("{} already holds a CA: issue into an empty directory (rotation keeps the old one until it is retired)", out.display());
@@ -79,5 +81,9 @@ pub fn issue_host_ca(root_dir: &Path, for_host: &HostCa<'_>, out: &Path) -> Resu
     fs::set_permissions(out, fs::Permissions::from_mode(0o700))?;
     write_private(&key, Zeroizing::new(key_pair.serialize_pem()).as_bytes())?;
     fs::write(&cert, signed.pem()).with_context(|| format!("writing {}", cert.display()))?;
-    Ok(Issued { cert, key })
+    let jwt_key = out.join(super::jwt_key::JWT_KEY_FILE);
+    let jwt_pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    write_private(&jwt_key, Zeroizing::new(jwt_pair.serialize_pem()).as_bytes())?;
+    super::fleet_jwks::record_host_key(root_dir, host, &host_id, grants, out)?;
+    Ok(Issued { cert, key, jwt_key })
 }

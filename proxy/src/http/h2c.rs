@@ -22,9 +22,15 @@ type TrySendError = hyper::client::conn::TrySendError<Request<Guarded>>;
 /// A request body whose trailers lose the fields a workload may not send (a service may merge
 /// trailers into the request's headers).
 struct Guarded {
-    body: Incoming,
+    body: BodySource,
     /// None for a request whose stream ended with its head.
     protected: Option<Arc<Protected>>,
+}
+
+/// The body as it streams in, or as a rewrite read it whole (to sign it).
+enum BodySource {
+    Stream(Incoming),
+    Whole(Option<Bytes>),
 }
 
 impl hyper::body::Body for Guarded {
@@ -33,7 +39,11 @@ impl hyper::body::Body for Guarded {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let body = match &mut this.body {
+            BodySource::Stream(body) => body,
+            BodySource::Whole(data) => return Poll::Ready(data.take().filter(|d| !d.is_empty()).map(|d| Ok(hyper::body::Frame::data(d)))),
+        };
+        let polled = Pin::new(body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = polled {
             let mut frame = frame;
             if let (Some(trailers), Some(protected)) = (frame.trailers_mut(), &this.protected) {
@@ -45,11 +55,30 @@ impl hyper::body::Body for Guarded {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            BodySource::Stream(body) => body.is_end_stream(),
+            BodySource::Whole(data) => data.as_ref().is_none_or(Bytes::is_empty),
+        }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            BodySource::Stream(body) => body.size_hint(),
+            BodySource::Whole(data) => hyper::body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+/// A request body read whole for a rewrite that must see it (at most `max` bytes).
+async fn read_whole(body: Incoming, max: u64) -> Result<Bytes, Failure> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {max} bytes idgate reads to sign it (aws_sigv4.max_body)"),
+        )),
+        Err(e) => Err(Failure::new(http::StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))),
     }
 }
 
@@ -99,8 +128,16 @@ pub async fn serve<U: Upstream>(downstream: impl Io, upstream: U) -> Result<(), 
 impl<U: Upstream> Conn<U> {
     async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, Failure> {
         let (mut parts, body) = req.into_parts();
-        self.upstream.rewrite(&mut parts)?;
-        let body = Guarded { protected: (!body.is_end_stream()).then(|| self.upstream.protected()), body };
+        let protected = (!body.is_end_stream()).then(|| self.upstream.protected());
+        let (body, whole) = match self.upstream.body_to_read(&parts) {
+            None => (BodySource::Stream(body), None),
+            Some(max) => {
+                let whole = read_whole(body, max).await?;
+                (BodySource::Whole(Some(whole.clone())), Some(whole))
+            }
+        };
+        self.upstream.rewrite(&mut parts, whole.as_deref()).await?;
+        let body = Guarded { protected, body };
         let mut req = Request::from_parts(parts, body);
         let mut fresh = false;
         loop {

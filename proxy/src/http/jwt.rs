@@ -3,24 +3,22 @@
 //! its public half as a JWKS document from the admin listener, which they find by each token's
 //! `iss` (this host's SPIFFE ID, or `http.jwt_issuer`).
 use super::secrets::Secret;
+use crate::credential::jwt_key::JwtKey;
 use crate::spiffe::SpiffeId;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Past this many cached tokens the cache starts over (bounds memory under identity churn).
 const MAX_CACHED: usize = 10_000;
+/// Lifetime of a client assertion: one token request.
+const ASSERTION_TTL: u64 = 60;
 
 pub struct JwtIssuer {
-    key: EcdsaKeyPair,
-    rng: SystemRandom,
-    kid: String,
-    jwk: serde_json::Value,
+    key: JwtKey,
     /// `iss` of every token: which host's JWKS verifies it.
     issuer: String,
     ttl: Duration,
@@ -34,25 +32,27 @@ struct Cached {
 }
 
 impl JwtIssuer {
-    pub fn new(ttl: Duration, issuer: String) -> anyhow::Result<Self> {
-        let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| anyhow::anyhow!("generating the JWT signing key"))?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|_| anyhow::anyhow!("loading the JWT signing key"))?;
-        // Uncompressed point: 0x04 || x || y.
-        let point = key.public_key().as_ref();
-        let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
-        // RFC 7638 thumbprint: members in lexicographic order, no whitespace.
-        let thumbprint = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = B64.encode(ring::digest::digest(&ring::digest::SHA256, thumbprint.as_bytes()));
-        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
-        Ok(JwtIssuer { key, rng, kid, jwk, issuer, ttl, cache: Mutex::new(HashMap::new()), minted: Default::default() })
+    /// `key`: the host's JWT key (`[http] jwt_key`), else a new one in memory.
+    pub fn new(ttl: Duration, issuer: String, key: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let key = match key {
+            Some(path) => JwtKey::load(path)?,
+            None => JwtKey::generate()?,
+        };
+        Ok(JwtIssuer { key, issuer, ttl, cache: Mutex::new(HashMap::new()), minted: Default::default() })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// The JWKS document (`{"keys": [...]}`) verifiers fetch.
     pub fn jwks(&self) -> String {
-        serde_json::json!({ "keys": [self.jwk] }).to_string()
+        serde_json::json!({ "keys": [self.key.jwk] }).to_string()
+    }
+
+    /// The OpenID discovery document for this issuer (its keys at `<issuer>/jwks.json`).
+    pub fn discovery(&self) -> String {
+        crate::credential::jwt_key::discovery(&self.issuer).to_string()
     }
 
     /// A token for (subject, audience): the cached one while it is young, else a new one.
@@ -64,7 +64,7 @@ impl JwtIssuer {
                 return Ok(c.token.clone());
             }
         }
-        let token = self.mint(subject, audience, SystemTime::now())?;
+        let token = self.mint(subject, audience)?;
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -73,17 +73,32 @@ impl JwtIssuer {
         Ok(token)
     }
 
-    fn mint(&self, subject: &SpiffeId, audience: &str, now: SystemTime) -> anyhow::Result<Secret> {
-        let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+    /// A fresh JWT-SVID (never cached): a subject token sent once to a token service.
+    pub fn mint(&self, subject: &SpiffeId, audience: &str) -> anyhow::Result<Secret> {
+        let iat = unix_now();
         let claims = serde_json::json!({"iss": self.issuer, "sub": subject.as_str(), "aud": [audience], "iat": iat, "exp": iat + self.ttl.as_secs()});
-        let mut jws = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
-        let sig = self.key.sign(&self.rng, jws.as_bytes()).map_err(|_| anyhow::anyhow!("signing a JWT-SVID for {subject}"))?;
-        jws.push('.');
-        jws.push_str(&B64.encode(sig.as_ref()));
+        self.signed(&claims, subject)
+    }
+
+    /// An RFC 7523 client assertion: `iss` and `sub` the client ID, for one token request
+    /// at `audience` (the token endpoint), with a `jti` of its own.
+    pub fn client_assertion(&self, client_id: &str, audience: &str, for_id: &SpiffeId) -> anyhow::Result<Secret> {
+        let iat = unix_now();
+        let jti =
+            B64.encode(ring::rand::generate::<[u8; 16]>(&ring::rand::SystemRandom::new()).map_err(|_| anyhow::anyhow!("no randomness"))?.expose());
+        let claims = serde_json::json!({"iss": client_id, "sub": client_id, "aud": audience, "iat": iat, "exp": iat + ASSERTION_TTL, "jti": jti});
+        self.signed(&claims, for_id)
+    }
+
+    fn signed(&self, claims: &serde_json::Value, subject: &SpiffeId) -> anyhow::Result<Secret> {
+        let jws = self.key.sign(claims).map_err(|e| anyhow::anyhow!("signing a JWT for {subject}: {e}"))?;
         self.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Secret::from_bytes(Bytes::from(jws)))
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 #[cfg(test)]
@@ -93,7 +108,7 @@ mod tests {
 
     #[test]
     fn token_verifies_with_the_published_key_and_is_cached() {
-        let issuer = JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/a".into()).unwrap();
+        let issuer = JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/a".into(), None).unwrap();
         let id = SpiffeId::parse("spiffe://td/app/a").unwrap();
         let token = issuer.token(&id, "billing").unwrap();
         let text = std::str::from_utf8(token.expose()).unwrap().to_string();

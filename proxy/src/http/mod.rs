@@ -3,6 +3,7 @@
 //! Requests are rewritten by `[[http_rule]]`s with credentials from files, the environment or
 //! JWT-SVIDs, and sent on through the tunnel or over TLS that idgate originates. The inbound
 //! side adds the caller's verified identity header.
+pub mod exchange;
 pub mod forged;
 pub mod forward;
 mod h1;

@@ -1,9 +1,10 @@
 //! Applies `[[http_rule]]`s to one outbound request: strip what a workload must not forge,
 //! then set/append/remove headers with values rendered from templates.
+use super::exchange::{self, Exchanged, Exchanges, Source};
 use super::forged::Protected;
 use super::jwt::JwtIssuer;
 use super::secrets::{env_secret, FileSecrets, Secret, SecretError};
-use crate::config::{HostPattern, HttpRule, Part, Template};
+use crate::config::{CredentialName, CredentialSource, HostPattern, HttpRule, Part, PayloadSigning, Template};
 use crate::spiffe::SpiffeId;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::request::Parts;
@@ -11,6 +12,9 @@ use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The headers an `aws_sigv4` rule sets.
+static SIGNED: std::sync::LazyLock<[HeaderName; 4]> = std::sync::LazyLock::new(|| exchange::sigv4::SIGNED_BY_IDGATE.map(HeaderName::from_static));
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
@@ -32,6 +36,8 @@ pub struct Rewriter {
     /// `${env:NAME}` values, read once at start.
     env: HashMap<String, Secret>,
     jwt: Arc<JwtIssuer>,
+    exchanges: Arc<Exchanges>,
+    sources: HashMap<CredentialName, Arc<Source>>,
 }
 
 /// What the rules see of a request besides its headers.
@@ -71,7 +77,17 @@ impl Flow<'_> {
 impl Rewriter {
     /// Resolves environment sources and checks every secret file now, so that a broken
     /// setup fails at start with a clear message rather than at the first request.
-    pub fn new(rules: Vec<HttpRule>, identity_header: HeaderName, jwt: Arc<JwtIssuer>) -> anyhow::Result<Self> {
+    pub fn new(
+        rules: Vec<HttpRule>,
+        identity_header: HeaderName,
+        credentials: &[CredentialSource],
+        exchanges: Arc<Exchanges>,
+    ) -> anyhow::Result<Self> {
+        let jwt = exchanges.jwt().clone();
+        let mut sources = HashMap::new();
+        for c in credentials {
+            sources.insert(c.name.clone(), Arc::new(Source::new(c.clone())?));
+        }
         let files = FileSecrets::default();
         let mut env = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
@@ -91,11 +107,26 @@ impl Rewriter {
             }
         }
         let names = rules.iter().enumerate().map(|(i, r)| r.name.clone().unwrap_or_else(|| format!("http_rule[{i}]"))).collect();
-        Ok(Rewriter { rules, names, identity_header, files, env, jwt })
+        Ok(Rewriter { rules, names, identity_header, files, env, jwt, exchanges, sources })
     }
 
     pub fn jwt(&self) -> &JwtIssuer {
         &self.jwt
+    }
+
+    /// Fetches ahead every credential the rules would exchange for `source` (a workload that
+    /// just appeared), so that its first request does not wait for it.
+    pub fn prefetch(&self, source: &SpiffeId) {
+        for rule in self.rules.iter().filter(|r| r.source.as_ref().is_none_or(|s| s.matches(source))) {
+            let parts = rule.set.values().chain(rule.append.values()).flat_map(|t| t.parts.iter());
+            let names =
+                parts.filter_map(|p| if let Part::Credential(n) = p { Some(n) } else { None }).chain(rule.aws_sigv4.as_ref().map(|a| &a.credential));
+            for name in names {
+                if let Some(s) = self.sources.get(name) {
+                    self.exchanges.prefetch(s, source);
+                }
+            }
+        }
     }
 
     /// How the trail names rule `i` (its `name`, else `http_rule[i]`).
@@ -111,21 +142,43 @@ impl Rewriter {
             if for_destination(rule, flow) {
                 rules.push(i);
                 protected.extend(rule.set.keys().map(|k| &k.0));
+                if rule.aws_sigv4.is_some() {
+                    protected.extend(SIGNED.iter());
+                }
             }
         }
         Plan { rules, protected: Arc::new(Protected::new(protected)) }
     }
 
     /// `apply_planned` with a plan made for this request alone.
-    pub fn apply(&self, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
-        self.apply_planned(&self.plan(flow), flow, parts)
+    pub async fn apply(&self, flow: &Flow<'_>, parts: &mut Parts, body: Option<&[u8]>) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+        self.apply_planned(&self.plan(flow), flow, parts, body).await
+    }
+
+    /// The largest body a rule that applies to this request must read before it can be sent
+    /// (AWS signing of the payload), if one must.
+    pub fn body_to_read(&self, plan: &Plan, flow: &Flow<'_>, parts: &Parts) -> Option<u64> {
+        let (hosts, selected) = request_hosts(parts);
+        let host = selected.map(|i| hosts[i].as_str());
+        plan.rules
+            .iter()
+            .map(|&i| &self.rules[i])
+            .filter(|r| request_matches(r, host, parts.uri.path()) && r.source.as_ref().is_none_or(|s| s.matches(flow.source)))
+            .filter_map(|r| r.aws_sigv4.as_ref().filter(|a| a.payload == PayloadSigning::Signed).map(|a| a.max_body))
+            .min()
     }
 
     /// Rewrites `parts` in place; returns the indices of the rules that applied. On error the
     /// request must not be forwarded: it names another destination than the flow's, or it
     /// would leave without the credential it is meant to carry. `plan` is this rewriter's, for
-    /// `flow`.
-    pub fn apply_planned(&self, plan: &Plan, flow: &Flow<'_>, parts: &mut Parts) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+    /// `flow`; `body` the whole body when `body_to_read` asked for it.
+    pub async fn apply_planned(
+        &self,
+        plan: &Plan,
+        flow: &Flow<'_>,
+        parts: &mut Parts,
+        body: Option<&[u8]>,
+    ) -> Result<SmallVec<[usize; 4]>, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
         let (mut hosts, selected) = request_hosts(parts);
@@ -134,33 +187,47 @@ impl Rewriter {
         }
         let host = selected.map(|i| hosts[i].as_str());
         let path = parts.uri.path();
+        let applied: SmallVec<[usize; 4]> = plan
+            .rules
+            .iter()
+            .copied()
+            .filter(|&i| request_matches(&self.rules[i], host, path) && self.rules[i].source.as_ref().is_none_or(|s| s.matches(flow.source)))
+            .collect();
         // Anti-spoofing first: the identity header and any header a rule for this destination
         // injects may only come from idgate, whichever workload sent the request, under any
         // spelling the service may read as theirs.
         let lookalikes = plan.protected.strip(&mut parts.headers);
-        let mut applied = SmallVec::new();
-        for &i in &plan.rules {
+        for &i in &applied {
             let rule = &self.rules[i];
-            if !request_matches(rule, host, path) || rule.source.as_ref().is_some_and(|s| !s.matches(flow.source)) {
-                continue;
-            }
             for name in &rule.remove {
                 lookalikes.strip(&mut parts.headers, &name.0);
             }
             for (name, template) in &rule.set {
-                let value = self.render(i, &name.0, template, flow.source)?;
+                let value = self.render(i, &name.0, template, flow.source).await?;
                 parts.headers.insert(name.0.clone(), value);
             }
             for (name, template) in &rule.append {
-                let value = self.render(i, &name.0, template, flow.source)?;
+                let value = self.render(i, &name.0, template, flow.source).await?;
                 parts.headers.append(name.0.clone(), value);
             }
-            applied.push(i);
+            if let Some(aws) = &rule.aws_sigv4 {
+                let fail = |why: String| RewriteError::Credential { rule: i, header: http::header::AUTHORIZATION, why };
+                let credentials = match self.exchanged(&aws.credential, flow.source).await.map_err(fail)? {
+                    Exchanged::Aws(c) => c,
+                    Exchanged::Bearer(_) => return Err(fail(format!("credential `{}` gives no AWS credentials", aws.credential))),
+                };
+                exchange::sigv4::sign_request(parts, body, aws, &credentials, std::time::SystemTime::now()).map_err(fail)?;
+            }
         }
         Ok(applied)
     }
 
-    fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
+    async fn exchanged(&self, name: &CredentialName, source: &SpiffeId) -> Result<Exchanged, String> {
+        let s = self.sources.get(name).ok_or_else(|| format!("no [[credential]] named `{name}`"))?;
+        self.exchanges.get(s, source).await.map_err(|e| e.to_string())
+    }
+
+    async fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
         let fail = |why: String| RewriteError::Credential { rule, header: header.clone(), why };
         // Secrets are fetched first (shared, not copied) so that the value is made in one
         // buffer of its exact size.
@@ -171,6 +238,10 @@ impl Rewriter {
                 Part::File(path) => self.files.get(path).map_err(|e| fail(e.to_string()))?,
                 Part::Env(var) => self.env.get(var).cloned().ok_or_else(|| fail(format!("environment variable {var} was not read at start")))?,
                 Part::JwtSvid(audience) => self.jwt.token(source, audience).map_err(|e| fail(e.to_string()))?,
+                Part::Credential(name) => match self.exchanged(name, source).await.map_err(fail)? {
+                    Exchanged::Bearer(token) => token,
+                    Exchanged::Aws(_) => return Err(fail(format!("credential `{name}` gives AWS credentials, not a token: use aws_sigv4"))),
+                },
             };
             secrets.push(secret);
         }

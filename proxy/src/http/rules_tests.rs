@@ -6,8 +6,17 @@ fn rewriter(rules: &str) -> Rewriter {
     std::env::set_var("IDGATE_RULES_TEST_TOKEN", "env-secret-value");
     let text = format!("trust_domain = \"td\"\n{rules}");
     let config = crate::config::parse(Path::new("test.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/t".into()).unwrap());
-    Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).unwrap()
+    Rewriter::new(config.http_rules, config.http.identity_header.0, &config.credentials, exchanges()).unwrap()
+}
+
+fn exchanges() -> Arc<Exchanges> {
+    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/t".into(), None).unwrap());
+    Exchanges::new(jwt, 0, Default::default())
+}
+
+/// Runs a rewrite to its end (the rules of these tests need no exchange, so it never waits).
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 fn request(lines: &[(&str, &str)], uri: &str) -> Parts {
@@ -70,7 +79,7 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 
     let names = names();
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst, names: &names }, &mut parts).unwrap().len(), 1);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst, names: &names }, &mut parts, None)).unwrap().len(), 1);
     assert_eq!(values(&parts, "authorization"), ["Bearer env-secret-value"]);
     assert!(parts.headers.get("authorization").unwrap().is_sensitive());
     assert_eq!(values(&parts, "x-caller"), ["spiffe://td/app/alice"]);
@@ -80,7 +89,7 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 
     // Bob gets no credential, and cannot smuggle one that would look injected.
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().len(), 0);
     assert!(values(&parts, "authorization").is_empty());
     assert_eq!(values(&parts, "cookie"), ["a=b"]);
 }
@@ -93,7 +102,7 @@ fn host_path_and_port_select_rules() {
     let on = |uri: &str, port: u16| {
         let mut parts = request(&[("host", "other.example.com")], uri);
         let dst = SocketAddr::from(([10, 0, 0, 2], port));
-        let n = r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts).unwrap().len();
+        let n = block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().len();
         (n, values(&parts, "x-tier"))
     };
     assert_eq!(on("/v2/items", 8080), (1, vec!["v2".to_string()]));
@@ -102,7 +111,7 @@ fn host_path_and_port_select_rules() {
     // HTTP/2 requests carry the host in the URI.
     let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
     let mut parts = request(&[], "http://api.example.com/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap(), names: &names }, &mut parts).unwrap().len(), 1);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap(), names: &names }, &mut parts, None)).unwrap().len(), 1);
 }
 
 #[test]
@@ -121,7 +130,7 @@ fn a_host_the_flow_is_not_going_to_gets_nothing_and_is_refused() {
         (vec![("host", "bad host")], "/v1/x"),
     ] {
         let mut parts = request(&headers, uri);
-        match r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts) {
+        match block(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts, None)) {
             Err(RewriteError::Misdirected { dst, .. }) => assert_eq!(dst, other),
             x => panic!("{headers:?} {uri}: {x:?}"),
         }
@@ -129,10 +138,10 @@ fn a_host_the_flow_is_not_going_to_gets_nothing_and_is_refused() {
     }
     // Its own address is always a name of a destination; no rule applies there.
     let mut parts = request(&[("host", "10.0.0.3:80")], "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts, None)).unwrap().len(), 0);
     let v6: SocketAddr = "[fd00::3]:80".parse().unwrap();
     let mut parts = request(&[("host", "[fd00::3]:80")], "/v1/x");
-    assert_eq!(r.apply(&Flow { source: &alice, dst: v6, names: &[] }, &mut parts).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst: v6, names: &[] }, &mut parts, None)).unwrap().len(), 0);
 }
 
 #[test]
@@ -153,8 +162,7 @@ fn a_rule_host_must_name_an_http_destination() {
 fn missing_secret_file_fails_at_start_without_leaking() {
     let text = "trust_domain = \"td\"\n[[http_rule]]\nset = { authorization = \"Bearer ${file:/nonexistent/idgate-token}\" }\n";
     let config = crate::config::parse(Path::new("t.toml"), text).unwrap();
-    let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/t".into()).unwrap());
-    let e = Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).err().unwrap().to_string();
+    let e = Rewriter::new(config.http_rules, config.http.identity_header.0, &config.credentials, exchanges()).err().unwrap().to_string();
     assert!(e.contains("http_rule[0] header `authorization`") && e.contains("/nonexistent/idgate-token"), "{e}");
 }
 
@@ -206,7 +214,7 @@ fn headers_rules_for_the_destination_set_are_stripped_whatever_the_host_or_path(
             let mut headers = forged.to_vec();
             headers.extend(host.map(|h| ("host", h)));
             let mut parts = request(&headers, uri);
-            let applied = r.apply(&Flow { source: &source, dst, names: &names }, &mut parts).unwrap_or_else(|e| panic!("{dodge}: {e}"));
+            let applied = block(r.apply(&Flow { source: &source, dst, names: &names }, &mut parts, None)).unwrap_or_else(|e| panic!("{dodge}: {e}"));
             // Rule 0 (alice, host api.example.com) sets authorization and x-caller; rule 1 (any
             // app, /v2/ on 8080) sets x-tier. What a rule that applied set is idgate's value.
             for (name, rule) in [("authorization", 0), ("x-caller", 0), ("x-tier", 1)] {
@@ -220,11 +228,11 @@ fn headers_rules_for_the_destination_set_are_stripped_whatever_the_host_or_path(
     // so on port 9090 a workload's own x-tier is its business.
     let bob = SpiffeId::parse("spiffe://td/app/bob").unwrap();
     let mut parts = request(&[("host", "api.example.com"), ("x-tier", "mine")], "/v2/x");
-    r.apply(&Flow { source: &bob, dst: "10.0.0.2:9090".parse().unwrap(), names: &names }, &mut parts).unwrap();
+    block(r.apply(&Flow { source: &bob, dst: "10.0.0.2:9090".parse().unwrap(), names: &names }, &mut parts, None)).unwrap();
     assert_eq!(values(&parts, "x-tier"), ["mine"]);
     // A destination no rule can apply to keeps the workload's headers (10.0.0.3 has no names,
     // and the only rule with no host there is for port 8080).
     let mut parts = request(&[("authorization", "Bearer own"), ("x-caller", "me")], "/v2/x");
-    r.apply(&Flow { source: &bob, dst: "10.0.0.3:80".parse().unwrap(), names: &[] }, &mut parts).unwrap();
+    block(r.apply(&Flow { source: &bob, dst: "10.0.0.3:80".parse().unwrap(), names: &[] }, &mut parts, None)).unwrap();
     assert_eq!((values(&parts, "authorization"), values(&parts, "x-caller")), (vec!["Bearer own".into()], vec!["me".into()]));
 }

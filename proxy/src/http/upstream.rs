@@ -30,8 +30,14 @@ impl Failure {
 pub trait Upstream: Send + Sync + 'static {
     /// A byte stream to the upstream for requests of `version`.
     fn open(&self, version: Version) -> impl Future<Output = Result<BoxIo, Failure>> + Send;
-    /// Rewrites one request; an error answers it without forwarding.
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure>;
+    /// The largest body the rewrite must see whole before the request can leave (a signed
+    /// payload), if it must.
+    fn body_to_read(&self, _parts: &request::Parts) -> Option<u64> {
+        None
+    }
+    /// Rewrites one request (`body`: the whole body, when `body_to_read` asked for it); an
+    /// error answers it without forwarding.
+    fn rewrite(&self, parts: &mut request::Parts, body: Option<&[u8]>) -> impl Future<Output = Result<(), Failure>> + Send;
     /// The names a request's trailer fields may not carry either (a service may merge them
     /// into its headers): they are stripped as from the head. Asked only of requests whose
     /// body may end in trailers.

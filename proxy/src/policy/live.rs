@@ -5,7 +5,8 @@
 //! swaps the whole policy at once, so no flow ever sees half of one file and half of another.
 use crate::config::{Config, DefaultAction, HostPattern, OutboundRule, PeerChoice};
 use crate::credential::deny_list::{DenyList, Revocations};
-use crate::http::{JwtIssuer, Origin, Rewriter};
+use crate::http::exchange::Exchanges;
+use crate::http::{Origin, Rewriter};
 use crate::identity::Selector;
 use crate::policy::authorize::Authorizer;
 use anyhow::{Context, Result};
@@ -31,8 +32,8 @@ impl Policy {
     /// Everything that can fail (TLS bundles, secret files) is done here, before a reload
     /// swaps anything in.
     /// `identity_header` is the running one (a setting that changes only at restart).
-    pub fn build(config: &Config, identity_header: http::HeaderName, jwt: Arc<JwtIssuer>, generation: u64) -> Result<Policy> {
-        let rewriter = Rewriter::new(config.http_rules.clone(), identity_header, jwt)?;
+    pub fn build(config: &Config, identity_header: http::HeaderName, exchanges: Arc<Exchanges>, generation: u64) -> Result<Policy> {
+        let rewriter = Rewriter::new(config.http_rules.clone(), identity_header, &config.credentials, exchanges)?;
         let origins = config
             .outbound
             .iter()

@@ -231,6 +231,7 @@ impl Prewarm {
             return;
         }
         self.stats.prepared.fetch_add(1, Ordering::Relaxed);
+        policy.rewriter.prefetch(&id);
         let targets = self.history.targets(&id);
         tracing::debug!(pid, %id, targets = targets.len(), "workload prepared before its first flow");
         if targets.is_empty() {

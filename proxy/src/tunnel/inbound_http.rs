@@ -34,7 +34,7 @@ impl Upstream for Local {
         Ok(Box::new(tcp))
     }
 
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
+    async fn rewrite(&self, parts: &mut request::Parts, _body: Option<&[u8]>) -> Result<(), Failure> {
         // Any copy that came over the network goes, under any spelling the service may read
         // as this header.
         self.inbound.identity_header.protected.strip(&mut parts.headers);

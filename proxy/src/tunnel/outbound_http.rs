@@ -58,11 +58,16 @@ impl Common {
         self.planned().plan.protected().clone()
     }
 
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
+    fn body_to_read(&self, parts: &request::Parts) -> Option<u64> {
+        let planned = self.planned();
+        planned.rewriter.body_to_read(&planned.plan, &Flow { source: &self.source, dst: self.dst, names: &self.names }, parts)
+    }
+
+    async fn rewrite(&self, parts: &mut request::Parts, body: Option<&[u8]>) -> Result<(), Failure> {
         let flow = Flow { source: &self.source, dst: self.dst, names: &self.names };
         let planned = self.planned();
         let rewriter = &planned.rewriter;
-        match rewriter.apply_planned(&planned.plan, &flow, parts) {
+        match rewriter.apply_planned(&planned.plan, &flow, parts, body).await {
             Ok(applied) => {
                 tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.len(), "http request rewritten");
                 if !applied.is_empty() {
@@ -138,8 +143,12 @@ impl Upstream for Tunnel {
         Ok(Box::new(StreamIo::client((send, answer), answer_timeout, move || common.accepted(Verdict::Tunneled), lease)))
     }
 
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
-        self.common.rewrite(parts)
+    fn body_to_read(&self, parts: &request::Parts) -> Option<u64> {
+        self.common.body_to_read(parts)
+    }
+
+    async fn rewrite(&self, parts: &mut request::Parts, body: Option<&[u8]>) -> Result<(), Failure> {
+        self.common.rewrite(parts, body).await
     }
 
     fn protected(&self) -> Arc<Protected> {
@@ -165,8 +174,12 @@ impl Upstream for Tls {
         Ok(io)
     }
 
-    fn rewrite(&self, parts: &mut request::Parts) -> Result<(), Failure> {
-        self.common.rewrite(parts)?;
+    fn body_to_read(&self, parts: &request::Parts) -> Option<u64> {
+        self.common.body_to_read(parts)
+    }
+
+    async fn rewrite(&self, parts: &mut request::Parts, body: Option<&[u8]>) -> Result<(), Failure> {
+        self.common.rewrite(parts, body).await?;
         if parts.version == Version::HTTP_2 {
             // The workload said http://; the request now travels as https.
             let mut uri = std::mem::take(&mut parts.uri).into_parts();

@@ -30,7 +30,28 @@ const ENTRIES: &[(&str, &[&str])] = &[
     ("outbound.tls", &["server_name = \"api.example.com\""]),
     ("inbound", &["ports = [8080]", "allow = [\"spiffe://example.org/web\"]"]),
     ("http_rule", &["set = { x-api-key = \"${env:API_KEY}\" }", "remove = [\"cookie\"]"]),
+    ("http_rule.aws_sigv4", &["credential = \"s3\"", "service = \"s3\"", "region = \"us-east-1\""]),
+    (
+        "credential",
+        &[
+            "name = \"s3\"",
+            "kind = \"aws_web_identity\"",
+            "role_arn = \"arn:aws:iam::1:role/r\"",
+            "region = \"us-east-1\"",
+            "endpoint = \"https://sts.example.org/\"",
+        ],
+    ),
 ];
+
+/// Optional keys (in serde's eyes) that a cross-field check requires for the entry above: the
+/// role of an `aws_web_identity` source.
+const REQUIRED_BY_KIND: &[&str] = &["credential.role_arn"];
+
+/// Tables a section's entry refers to, written after it.
+const REFERRED: &[(&str, &str)] = &[(
+    "http_rule.aws_sigv4",
+    "[[credential]]\nname = \"s3\"\nkind = \"aws_web_identity\"\nrole_arn = \"arn:aws:iam::1:role/r\"\nregion = \"us-east-1\"\n",
+)];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("proxy/ is in the repository").to_path_buf()
@@ -106,6 +127,12 @@ fn document(r: &Reference, section: &Section, skip: Option<&str>) -> String {
     let mut out = String::new();
     let ancestors = r.sections.iter().filter(|s| section.path.starts_with(&s.path));
     for s in ancestors {
+        if s.path.len() == 1 {
+            // Before the first table: root keys would otherwise land in it.
+            if let Some((_, tables)) = REFERRED.iter().find(|(p, _)| *p == section.path.join(".")) {
+                out.push_str(tables);
+            }
+        }
         if !s.path.is_empty() {
             out.push_str(&format!("{}\n", Reference::title(s)));
         }
@@ -181,6 +208,7 @@ fn documented_defaults_and_required_keys_are_the_codes() {
                     Err(e) if e.to_string().contains(&format!("missing field `{}`", k.name)) => {}
                     other => wrong.push(format!("{}: documented as required, but without it: {:.300}", dotted(s, &k.name), format!("{other:?}"))),
                 },
+                Need::Optional if REQUIRED_BY_KIND.contains(&dotted(s, &k.name).as_str()) => {}
                 Need::Optional => {
                     if let Err(e) = parse(&without) {
                         wrong.push(format!("{}: documented as optional, but without it: {e}", dotted(s, &k.name)));

@@ -39,7 +39,18 @@ pub async fn serve<D: Io, U: Upstream>(mut down: Reader<D>, upstream: &U) -> Res
         };
         down.consume(head.len);
         let head::RequestHead { mut parts, body, keep_alive, upgrade, .. } = head;
-        if let Err(f) = upstream.rewrite(&mut parts) {
+        let whole = match upstream.body_to_read(&parts) {
+            None => None,
+            Some(max) => match read_whole_body(&mut down, &body, max).await? {
+                Ok(len) => Some(len),
+                Err(f) => {
+                    upstream.answered(f.status, Some(&f));
+                    reply(&mut down, &f, parts.method == Method::HEAD, true).await?;
+                    return Ok(());
+                }
+            },
+        };
+        if let Err(f) = upstream.rewrite(&mut parts, whole.map(|len| &down.buf[..len])).await {
             upstream.answered(f.status, Some(&f));
             // A body we will not read leaves the connection's framing unknown: close.
             let close = !keep_alive || body != Framing::Empty;
@@ -79,6 +90,31 @@ pub async fn serve<D: Io, U: Upstream>(mut down: Reader<D>, upstream: &U) -> Res
             }
         }
     }
+}
+
+/// Reads a request's whole body into `down`'s buffer (without consuming it: it is sent on as
+/// it would have been) for a rewrite that must see it; its length, or the answer when it is
+/// too large or has no length.
+async fn read_whole_body<D: Io>(down: &mut Reader<D>, body: &Framing, max: u64) -> Result<Result<usize, Failure>, BoxError> {
+    let len = match *body {
+        Framing::Empty => return Ok(Ok(0)),
+        Framing::Length(n) if n <= max => n as usize,
+        Framing::Length(n) => {
+            let why = format!("the body ({n} bytes) is over the {max} bytes idgate reads to sign it (aws_sigv4.max_body)");
+            return Ok(Err(Failure::new(http::StatusCode::PAYLOAD_TOO_LARGE, why)));
+        }
+        Framing::Chunked | Framing::UntilClose => {
+            let why = "a request whose body is signed needs a Content-Length (chunked bodies cannot be signed before they are sent)";
+            return Ok(Err(Failure::new(http::StatusCode::LENGTH_REQUIRED, why)));
+        }
+    };
+    while down.buf.len() < len {
+        let n = tokio::time::timeout(HEAD_TIMEOUT, down.fill()).await.map_err(|_| "request body not complete in time")??;
+        if n == 0 {
+            return Err("client closed in the middle of a request body".into());
+        }
+    }
+    Ok(Ok(len))
 }
 
 /// Reads the next request head: `None` when the client closed between requests.

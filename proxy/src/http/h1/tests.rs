@@ -25,7 +25,7 @@ impl Upstream for Scripted {
         Ok(Box::new(ours))
     }
 
-    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
+    async fn rewrite(&self, parts: &mut http::request::Parts, _body: Option<&[u8]>) -> Result<(), Failure> {
         if parts.uri.path() == "/refuse" {
             return Err(Failure::new(StatusCode::MISDIRECTED_REQUEST, "not this destination"));
         }
@@ -67,8 +67,8 @@ impl Upstream for Forward {
     async fn open(&self, version: Version) -> Result<BoxIo, Failure> {
         self.0.open(version).await
     }
-    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
-        self.0.rewrite(parts)
+    async fn rewrite(&self, parts: &mut http::request::Parts, body: Option<&[u8]>) -> Result<(), Failure> {
+        self.0.rewrite(parts, body).await
     }
     fn protected(&self) -> std::sync::Arc<Protected> {
         self.0.protected()
