@@ -6,14 +6,18 @@ every SigV4 signature). No workload and no file on host a holds a secret: idgate
 the fleet's (`idgate ca issue`), published with `idgate ca jwks`.
 
 Topology (namespaces prefixed `idx`):
-  a 10.77.0.1  idgate + workloads (alice: a registered client; mallory: not)
-  c 10.77.0.3  oidc-provider :8443, resource server :9443 (api.test), moto :443 (S3, STS)
-  a:9080 -> api.test (client credentials), :9081 -> api.test (token exchange),
-  :9082 -> a token endpoint that never answers; c:80 -> moto (S3), c:81 -> moto (STS API)
+  a 10.77.0.1  idgate + workloads (alice, bob: registered clients; mallory: not)
+  c 10.77.0.3  oidc-provider :8443 (and :8447, whose tokens last 12 s), resource server :9443
+               (api.test), moto :443 (S3, STS); token endpoints that fail: :8444 never
+               answers, :8445 answers garbage, :8446 is closed
+  c:9080 -> api.test with a client credentials token, :9081 token exchange, :9082-9084 the
+  failing endpoints; :9085 -> :9444, a resource server for the short-lived tokens;
+  c:80 -> moto (S3), c:81 -> moto (STS API)
 """
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -25,12 +29,15 @@ import aws
 import idp
 import pki
 from fleet import ca
+from eventually import eventually
 from hosts import TRUST_DOMAIN
 from netns import IDGATE, Topology
 
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
+BOB = f"spiffe://{TRUST_DOMAIN}/app/bob"
 MALLORY = f"spiffe://{TRUST_DOMAIN}/app/mallory"
-UIDS = {ALICE: 1001, MALLORY: 1003}
+UIDS = {ALICE: 1001, BOB: 1002, MALLORY: 1003}
+SHORT_TTL = 12  # seconds: the short-lived tokens of the provider on :8447
 ISSUER = "https://issuer.test/fleet"  # where `idgate ca jwks` output would be served
 IDP_URL = "https://10.77.0.3:8443"
 API = "https://api.test"
@@ -68,10 +75,16 @@ jwt_key = "{net.host_ca}/jwt-key.pem"
 {workloads}
 [[outbound]]
 cidrs = ["10.77.0.3/32"]
-ports = [9080, 9081, 9082]
+ports = [9080, 9081, 9082, 9083, 9084]
 protocol = "http"
 hosts = ["api.test"]
 tls = {{ server_name = "api.test", port = 9443, {tls} }}
+
+[[outbound]]
+cidrs = ["10.77.0.3/32"]
+ports = [9085]
+protocol = "http"
+tls = {{ server_name = "api.test", port = 9444, {tls} }}
 
 [[outbound]]
 cidrs = ["10.77.0.3/32"]
@@ -103,6 +116,24 @@ timeout = "1s"
 {tls}
 
 [[credential]]
+name = "garbage"
+kind = "oauth_client_credentials"
+endpoint = "https://10.77.0.3:8445/token"
+{tls}
+
+[[credential]]
+name = "stopped"
+kind = "oauth_client_credentials"
+endpoint = "https://10.77.0.3:8446/token"
+{tls}
+
+[[credential]]
+name = "short"
+kind = "oauth_client_credentials"
+endpoint = "https://10.77.0.3:8447/token"
+{tls}
+
+[[credential]]
 name = "s3-reader"
 kind = "aws_web_identity"
 role_arn = "{aws.role_arn(aws.READER)}"
@@ -121,6 +152,18 @@ set = {{ authorization = "Bearer ${{credential:api-exchange}}" }}
 [[http_rule]]
 ports = [9082]
 set = {{ authorization = "Bearer ${{credential:silent}}" }}
+
+[[http_rule]]
+ports = [9083]
+set = {{ authorization = "Bearer ${{credential:garbage}}" }}
+
+[[http_rule]]
+ports = [9084]
+set = {{ authorization = "Bearer ${{credential:stopped}}" }}
+
+[[http_rule]]
+ports = [9085]
+set = {{ authorization = "Bearer ${{credential:short}}" }}
 
 [[http_rule]]
 source = "{ALICE}"
@@ -162,6 +205,35 @@ def silent_server(host, port, stop):
     return t
 
 
+def garbage_server(host, port, tls_dir, stop):
+    """A TLS server on `port` that answers every request 200 with a page that is no token."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls_dir / "idp.pem", tls_dir / "idp-key.pem")
+    s = host.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host.ip, port))
+    s.listen(16)
+    s.settimeout(0.2)
+
+    def run():
+        while not stop.is_set():
+            try:
+                conn = s.accept()[0]
+            except TimeoutError:
+                continue
+            try:
+                conn.settimeout(5)
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(65536)
+                    page = b"<html>maintenance</html>"
+                    tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(page), page))
+            except (OSError, ssl.SSLError):
+                pass
+        s.close()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     n = Net()
@@ -183,6 +255,8 @@ def net(tmp_path_factory):
         n.alice_jwks = n.tmp / "alice-jwks"
         ca("jwks", "--dir", n.root, "--issuer", ISSUER, "--for", ALICE, "--out", n.alice_jwks)
         alice_jwks = json.loads((n.alice_jwks / "jwks.json").read_text())
+        ca("jwks", "--dir", n.root, "--issuer", ISSUER, "--for", BOB, "--out", n.tmp / "bob-jwks")
+        bob_jwks = json.loads((n.tmp / "bob-jwks" / "jwks.json").read_text())
         # The external services' TLS.
         n.tls = n.tmp / "tls"
         pki.make_ca(n.tls, "idgate test external CA")
@@ -190,18 +264,27 @@ def net(tmp_path_factory):
         pki.issue(n.tls, n.tls / "idp.pem", n.tls / "idp-key.pem", ips=["10.77.0.3"], cn="idp", usages=server)
         pki.issue(n.tls, n.tls / "api.pem", n.tls / "api-key.pem", dns=["api.test"], cn="api.test", usages=server)
         pki.issue(n.tls, n.tls / "aws.pem", n.tls / "aws-key.pem", dns=[aws.S3_HOST, aws.STS_HOST], ips=["10.77.0.3"], cn="aws", usages=server)
+        clients = [{"client_id": sid, "jwks": alice_jwks if sid == ALICE else bob_jwks, "scope": "read write", "grant_types": ["client_credentials"]}
+                   for sid in (ALICE, BOB)]
+        n.procs.append(idp.start_provider(
+            n.c, n.tmp, name="idp-short", listen="10.77.0.3", port=8447, issuer="https://10.77.0.3:8447", tls_cert=n.tls / "idp.pem",
+            tls_key=n.tls / "idp-key.pem", access_token_ttl=SHORT_TTL, resource=API, clients=clients))
         n.procs.append(idp.start_provider(
             n.c, n.tmp, listen="10.77.0.3", port=8443, issuer=IDP_URL, tls_cert=n.tls / "idp.pem", tls_key=n.tls / "idp-key.pem",
             access_token_ttl=3600, resource=API,
             clients=[
-                {"client_id": ALICE, "jwks": alice_jwks, "scope": "read write", "grant_types": ["client_credentials"]},
+                *clients,
                 {"client_id": "sts-public", "token_endpoint_auth_method": "none", "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"]},
             ],
             token_exchange={"trusted_issuer": ISSUER, "trusted_jwks": fleet_jwks, "audience": EXCHANGE_AUDIENCE, "allowed_subjects": [ALICE]}))
         n.procs.append(idp.start_resource(
             n.c, n.tmp, listen="10.77.0.3", port=9443, tls_cert=n.tls / "api.pem", tls_key=n.tls / "api-key.pem", issuer=IDP_URL, audience=API,
             jwks_uri=f"{IDP_URL}/jwks", ca_file=n.tls / "ca.pem"))
+        n.procs.append(idp.start_resource(
+            n.c, n.tmp, name="resource-short", listen="10.77.0.3", port=9444, tls_cert=n.tls / "api.pem", tls_key=n.tls / "api-key.pem",
+            issuer="https://10.77.0.3:8447", audience=API, jwks_uri="https://10.77.0.3:8447/jwks", ca_file=n.tls / "ca.pem"))
         silent_server(n.c, 8444, n.stop)
+        garbage_server(n.c, 8445, n.tls, n.stop)
         proc, n.moto = aws.start_moto(n.c, n.tmp, cert=n.tls / "aws.pem", key=n.tls / "aws-key.pem", ca=n.tls / "ca.pem", issuer=ISSUER,
                                       subjects={aws.READER: ALICE}, jwks=n.published / "jwks.json")
         n.procs.append(proc)
@@ -269,6 +352,53 @@ def test_token_exchange_gives_a_token_for_the_callers_identity(net):
     assert denied["status"] == 503 and "credential `api-exchange`" in denied["body"] and "invalid_grant" in denied["body"], denied
 
 
+def test_concurrent_first_requests_share_one_exchange(net):
+    code = """
+import http.client, json, sys, threading
+results = []
+def one():
+    c = http.client.HTTPConnection("10.77.0.3", 9080, timeout=30)
+    c.request("GET", "/whoami", headers={"Host": "api.test"})
+    r = c.getresponse()
+    results.append((r.status, json.loads(r.read())["sub"]))
+threads = [threading.Thread(target=one) for _ in range(20)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(results))
+"""
+    before = status(net)["exchanges"]
+    results = json.loads(net.a.python(code, uid=UIDS[BOB]).stdout)
+    assert results == [[200, BOB]] * 20, results
+    assert provider_log(net).count(f"grant=client_credentials client={BOB}") == 1, provider_log(net)
+    assert status(net)["exchanges"] == before + 1
+
+
+def test_a_token_endpoint_that_fails_answers_503_naming_why_and_nothing_is_forwarded(net):
+    garbage = request(net, ALICE, 9083, headers={"Host": "api.test"})
+    assert garbage["status"] == 503 and "credential `garbage`" in garbage["body"] and "not JSON" in garbage["body"], garbage
+    stopped = request(net, ALICE, 9084, headers={"Host": "api.test"})
+    assert stopped["status"] == 503 and "credential `stopped`" in stopped["body"] and "refused" in stopped["body"].lower(), stopped
+    assert "maintenance" not in garbage["body"]
+
+
+def test_a_credential_is_refreshed_before_it_expires_and_requests_never_wait_for_it(net):
+    log = net.tmp / "c-idp-short.log"
+    first = request(net, ALICE, 9085, headers={"Host": "api.test"})
+    assert first["status"] == 200, first
+    exp1 = json.loads(first["body"])["exp"]
+    assert log.read_text().count(f"client={ALICE}") == 1
+    time.sleep(SHORT_TTL * 3 / 4 + 0.5)
+    # Past three quarters of its life: served the current token, a new one fetched behind it.
+    second = request(net, ALICE, 9085, headers={"Host": "api.test"})
+    assert second["status"] == 200 and json.loads(second["body"])["exp"] == exp1, second
+    eventually(lambda: log.read_text().count(f"client={ALICE}") == 2, lambda: log.read_text(), timeout=5)
+    time.sleep(max(0.0, exp1 - time.time()) + 0.5)
+    # The first token has expired: the request carries the refreshed one, with no exchange of its own.
+    third = request(net, ALICE, 9085, headers={"Host": "api.test"})
+    assert third["status"] == 200 and json.loads(third["body"])["exp"] > exp1, third
+    assert log.read_text().count(f"client={ALICE}") == 2, log.read_text()
+
+
 def test_a_silent_token_endpoint_answers_503_within_its_timeout(net):
     started = time.monotonic()
     got = request(net, ALICE, 9082, headers={"Host": "api.test"})
@@ -303,6 +433,16 @@ def test_alice_reads_and_writes_s3_with_no_aws_secret_on_her_host(net):
         sent, recomputed = aws.signature_of_record(record, creds)
         assert sent == recomputed, record
     assert all(r["headers"].get("x-amz-content-sha256") == aws.UNSIGNED_PAYLOAD for r in signed if r["path"].startswith(f"/{aws.BUCKET}"))
+    # Controls: moto refuses what idgate did not sign, a tampered header, an old date.
+    url = f"https://{aws.S3_HOST}/{aws.BUCKET}/{aws.OBJECT_KEY}"
+    assert net.moto.signed_request("GET", url, creds)[0] == 200
+    old = time.strftime(aws.AMZ_DATE, time.gmtime(time.time() - 20 * 60))
+    assert net.moto.signed_request("GET", url, creds, amz_date=old)[0] == 403
+    # idgate's own signed GET replayed for another object: the signature covers the path.
+    record = next(r for r in signed if r["method"] == "GET")
+    replay = {k: v for k, v in record["headers"].items() if k != "content-length"}
+    assert net.moto.request("GET", f"https://{aws.S3_HOST}{record['path']}", replay)[0] == 200
+    assert net.moto.request("GET", f"https://{aws.S3_HOST}/{aws.BUCKET}/from-alice.txt", replay)[0] == 403
     # Mallory has no rule for it: her request leaves unsigned and S3 refuses it.
     theirs = request(net, MALLORY, 80, path=f"/{aws.BUCKET}/{aws.OBJECT_KEY}", headers=s3)
     assert theirs["status"] == 403, theirs
@@ -328,6 +468,14 @@ def test_credentials_stay_out_of_status_logs_and_the_trail(net):
     for secret in (creds.secret_key, creds.token):
         assert secret not in seen
     assert "credential exchanged" in net.idgate.log.read_text()
+    # The trail names the source and the credential's expiry of each flow that carried one.
+    records = [json.loads(line) for line in (net.tmp / "trail.jsonl").read_text().splitlines()]
+    carried = [r for r in records if r.get("credentials") and r["spiffe_id"] == ALICE]
+    sources = {c["source"] for r in carried for c in r["credentials"]}
+    assert {"api", "s3-reader"} <= sources, sources
+    assert all(c["expires"] > time.time() - 60 for r in carried for c in r["credentials"])
+    refused = [r for r in records if r["verdict"] == "credential_unavailable"]
+    assert any("credential `api`" in r["reason"] for r in refused), refused
 
 
 def test_published_jwks_holds_the_hosts_key_and_for_filters_by_grant(net):

@@ -40,6 +40,14 @@ pub struct Rewriter {
     sources: HashMap<CredentialName, Arc<Source>>,
 }
 
+/// What the rules did to one request: the rules that applied (indices), and the exchanged
+/// credentials it carries, with when each expires (for the trail).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub rules: SmallVec<[usize; 4]>,
+    pub credentials: SmallVec<[(CredentialName, std::time::SystemTime); 2]>,
+}
+
 /// What the rules see of a request besides its headers.
 pub struct Flow<'a> {
     pub source: &'a SpiffeId,
@@ -151,7 +159,7 @@ impl Rewriter {
     }
 
     /// `apply_planned` with a plan made for this request alone.
-    pub async fn apply(&self, flow: &Flow<'_>, parts: &mut Parts, body: Option<&[u8]>) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+    pub async fn apply(&self, flow: &Flow<'_>, parts: &mut Parts, body: Option<&[u8]>) -> Result<Applied, RewriteError> {
         self.apply_planned(&self.plan(flow), flow, parts, body).await
     }
 
@@ -172,13 +180,7 @@ impl Rewriter {
     /// request must not be forwarded: it names another destination than the flow's, or it
     /// would leave without the credential it is meant to carry. `plan` is this rewriter's, for
     /// `flow`; `body` the whole body when `body_to_read` asked for it.
-    pub async fn apply_planned(
-        &self,
-        plan: &Plan,
-        flow: &Flow<'_>,
-        parts: &mut Parts,
-        body: Option<&[u8]>,
-    ) -> Result<SmallVec<[usize; 4]>, RewriteError> {
+    pub async fn apply_planned(&self, plan: &Plan, flow: &Flow<'_>, parts: &mut Parts, body: Option<&[u8]>) -> Result<Applied, RewriteError> {
         // Every host the request names (request target and Host header, which HTTP/1.1 lets
         // disagree) must be this destination's: rules select on it below.
         let (mut hosts, selected) = request_hosts(parts);
@@ -187,7 +189,7 @@ impl Rewriter {
         }
         let host = selected.map(|i| hosts[i].as_str());
         let path = parts.uri.path();
-        let applied: SmallVec<[usize; 4]> = plan
+        let rules: SmallVec<[usize; 4]> = plan
             .rules
             .iter()
             .copied()
@@ -197,22 +199,25 @@ impl Rewriter {
         // injects may only come from idgate, whichever workload sent the request, under any
         // spelling the service may read as theirs.
         let lookalikes = plan.protected.strip(&mut parts.headers);
-        for &i in &applied {
+        let mut applied = Applied { rules, credentials: SmallVec::new() };
+        for &i in &applied.rules {
             let rule = &self.rules[i];
             for name in &rule.remove {
                 lookalikes.strip(&mut parts.headers, &name.0);
             }
             for (name, template) in &rule.set {
-                let value = self.render(i, &name.0, template, flow.source).await?;
+                let value = self.render(i, &name.0, template, flow.source, &mut applied.credentials).await?;
                 parts.headers.insert(name.0.clone(), value);
             }
             for (name, template) in &rule.append {
-                let value = self.render(i, &name.0, template, flow.source).await?;
+                let value = self.render(i, &name.0, template, flow.source, &mut applied.credentials).await?;
                 parts.headers.append(name.0.clone(), value);
             }
             if let Some(aws) = &rule.aws_sigv4 {
                 let fail = |why: String| RewriteError::Credential { rule: i, header: http::header::AUTHORIZATION, why };
-                let credentials = match self.exchanged(&aws.credential, flow.source).await.map_err(fail)? {
+                let fetched = self.exchanged(&aws.credential, flow.source).await.map_err(fail)?;
+                applied.credentials.push((aws.credential.clone(), fetched.expires));
+                let credentials = match fetched.credential {
                     Exchanged::Aws(c) => c,
                     Exchanged::Bearer(_) => return Err(fail(format!("credential `{}` gives no AWS credentials", aws.credential))),
                 };
@@ -222,12 +227,19 @@ impl Rewriter {
         Ok(applied)
     }
 
-    async fn exchanged(&self, name: &CredentialName, source: &SpiffeId) -> Result<Exchanged, String> {
+    async fn exchanged(&self, name: &CredentialName, source: &SpiffeId) -> Result<exchange::Fetched, String> {
         let s = self.sources.get(name).ok_or_else(|| format!("no [[credential]] named `{name}`"))?;
         self.exchanges.get(s, source).await.map_err(|e| e.to_string())
     }
 
-    async fn render(&self, rule: usize, header: &HeaderName, template: &Template, source: &SpiffeId) -> Result<HeaderValue, RewriteError> {
+    async fn render(
+        &self,
+        rule: usize,
+        header: &HeaderName,
+        template: &Template,
+        source: &SpiffeId,
+        used: &mut SmallVec<[(CredentialName, std::time::SystemTime); 2]>,
+    ) -> Result<HeaderValue, RewriteError> {
         let fail = |why: String| RewriteError::Credential { rule, header: header.clone(), why };
         // Secrets are fetched first (shared, not copied) so that the value is made in one
         // buffer of its exact size.
@@ -238,10 +250,14 @@ impl Rewriter {
                 Part::File(path) => self.files.get(path).map_err(|e| fail(e.to_string()))?,
                 Part::Env(var) => self.env.get(var).cloned().ok_or_else(|| fail(format!("environment variable {var} was not read at start")))?,
                 Part::JwtSvid(audience) => self.jwt.token(source, audience).map_err(|e| fail(e.to_string()))?,
-                Part::Credential(name) => match self.exchanged(name, source).await.map_err(fail)? {
-                    Exchanged::Bearer(token) => token,
-                    Exchanged::Aws(_) => return Err(fail(format!("credential `{name}` gives AWS credentials, not a token: use aws_sigv4"))),
-                },
+                Part::Credential(name) => {
+                    let fetched = self.exchanged(name, source).await.map_err(fail)?;
+                    used.push((name.clone(), fetched.expires));
+                    match fetched.credential {
+                        Exchanged::Bearer(token) => token,
+                        Exchanged::Aws(_) => return Err(fail(format!("credential `{name}` gives AWS credentials, not a token: use aws_sigv4"))),
+                    }
+                }
             };
             secrets.push(secret);
         }

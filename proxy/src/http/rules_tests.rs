@@ -79,7 +79,7 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 
     let names = names();
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(block(r.apply(&Flow { source: &alice, dst, names: &names }, &mut parts, None)).unwrap().len(), 1);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst, names: &names }, &mut parts, None)).unwrap().rules.len(), 1);
     assert_eq!(values(&parts, "authorization"), ["Bearer env-secret-value"]);
     assert!(parts.headers.get("authorization").unwrap().is_sensitive());
     assert_eq!(values(&parts, "x-caller"), ["spiffe://td/app/alice"]);
@@ -89,7 +89,7 @@ fn set_replaces_forged_values_and_other_sources_get_them_stripped() {
 
     // Bob gets no credential, and cannot smuggle one that would look injected.
     let mut parts = request(&forged, "/v1/x");
-    assert_eq!(block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().rules.len(), 0);
     assert!(values(&parts, "authorization").is_empty());
     assert_eq!(values(&parts, "cookie"), ["a=b"]);
 }
@@ -102,7 +102,7 @@ fn host_path_and_port_select_rules() {
     let on = |uri: &str, port: u16| {
         let mut parts = request(&[("host", "other.example.com")], uri);
         let dst = SocketAddr::from(([10, 0, 0, 2], port));
-        let n = block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().len();
+        let n = block(r.apply(&Flow { source: &bob, dst, names: &names }, &mut parts, None)).unwrap().rules.len();
         (n, values(&parts, "x-tier"))
     };
     assert_eq!(on("/v2/items", 8080), (1, vec!["v2".to_string()]));
@@ -111,7 +111,10 @@ fn host_path_and_port_select_rules() {
     // HTTP/2 requests carry the host in the URI.
     let alice = SpiffeId::parse("spiffe://td/app/alice").unwrap();
     let mut parts = request(&[], "http://api.example.com/v1/x");
-    assert_eq!(block(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap(), names: &names }, &mut parts, None)).unwrap().len(), 1);
+    assert_eq!(
+        block(r.apply(&Flow { source: &alice, dst: "10.0.0.2:80".parse().unwrap(), names: &names }, &mut parts, None)).unwrap().rules.len(),
+        1
+    );
 }
 
 #[test]
@@ -138,10 +141,10 @@ fn a_host_the_flow_is_not_going_to_gets_nothing_and_is_refused() {
     }
     // Its own address is always a name of a destination; no rule applies there.
     let mut parts = request(&[("host", "10.0.0.3:80")], "/v1/x");
-    assert_eq!(block(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts, None)).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst: other, names: &[] }, &mut parts, None)).unwrap().rules.len(), 0);
     let v6: SocketAddr = "[fd00::3]:80".parse().unwrap();
     let mut parts = request(&[("host", "[fd00::3]:80")], "/v1/x");
-    assert_eq!(block(r.apply(&Flow { source: &alice, dst: v6, names: &[] }, &mut parts, None)).unwrap().len(), 0);
+    assert_eq!(block(r.apply(&Flow { source: &alice, dst: v6, names: &[] }, &mut parts, None)).unwrap().rules.len(), 0);
 }
 
 #[test]
@@ -214,7 +217,8 @@ fn headers_rules_for_the_destination_set_are_stripped_whatever_the_host_or_path(
             let mut headers = forged.to_vec();
             headers.extend(host.map(|h| ("host", h)));
             let mut parts = request(&headers, uri);
-            let applied = block(r.apply(&Flow { source: &source, dst, names: &names }, &mut parts, None)).unwrap_or_else(|e| panic!("{dodge}: {e}"));
+            let applied =
+                block(r.apply(&Flow { source: &source, dst, names: &names }, &mut parts, None)).unwrap_or_else(|e| panic!("{dodge}: {e}")).rules;
             // Rule 0 (alice, host api.example.com) sets authorization and x-caller; rule 1 (any
             // app, /v2/ on 8080) sets x-tier. What a rule that applied set is idgate's value.
             for (name, rule) in [("authorization", 0), ("x-caller", 0), ("x-tier", 1)] {

@@ -49,6 +49,8 @@ pub struct OpenFlow {
     pub down: AtomicU64,
     /// Credential rules applied to its requests (HTTP flows; names, never values).
     pub rules: Mutex<Vec<String>>,
+    /// Exchanged credentials its requests carried: each source and the expiry of the latest.
+    pub credentials: Mutex<Vec<UsedCredential>>,
     /// The peer's certificate chain: the server idgate's (outbound, known once its tunnel
     /// connection is dialled, and for HTTP flows the latest one's) or the caller's (inbound).
     peer_chain: Mutex<Option<Arc<PeerChain>>>,
@@ -56,7 +58,25 @@ pub struct OpenFlow {
     closed_because: Mutex<Option<String>>,
 }
 
+/// An exchanged credential a flow's requests carried (its source's name, never its value).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsedCredential {
+    pub source: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
 impl OpenFlow {
+    /// Notes that a request carried `source`'s credential, which expires at `expires`.
+    pub fn used_credential(&self, source: &str, expires: std::time::SystemTime) {
+        let expires = expires.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut used = self.credentials.lock();
+        match used.iter_mut().find(|u| u.source == source) {
+            Some(u) => u.expires = expires,
+            None => used.push(UsedCredential { source: source.to_owned(), expires }),
+        }
+    }
+
     pub fn peer_chain(&self) -> Option<Arc<PeerChain>> {
         self.peer_chain.lock().clone()
     }
@@ -163,6 +183,7 @@ impl FlowRegistry {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             rules: Mutex::new(Vec::new()),
+            credentials: Mutex::new(Vec::new()),
             peer_chain: Mutex::new(None),
             close: Notify::new(),
             closed_because: Mutex::new(None),

@@ -5,6 +5,7 @@
 //! flow can be followed from the process that opened it to the caller the server saw. Records
 //! go to the log (target `idgate::trail`, so journald keeps them) and, if configured, to a
 //! file of JSON lines.
+use crate::observe::flows::UsedCredential;
 use crate::observe::flows::{FlowFacts, OpenFlow};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -50,6 +51,9 @@ struct Record<'a> {
     svid_serial: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     rules: &'a [String],
+    /// Exchanged credentials its requests carried: source and expiry (never a value).
+    #[serde(skip_serializing_if = "<[UsedCredential]>::is_empty")]
+    credentials: &'a [UsedCredential],
     peer: Option<&'a str>,
     destination: std::net::SocketAddr,
     bytes_up: u64,
@@ -85,12 +89,14 @@ impl Trail {
     /// (a reload or revocation; the reason says which).
     pub fn ended(&self, flow: &OpenFlow, verdict: crate::observe::Verdict) {
         let rules = flow.rules.lock().clone();
+        let credentials = flow.credentials.lock().clone();
         let reason = flow.closed_because();
         let verdict = if reason.is_some() { crate::observe::Verdict::Closed } else { verdict };
         let up = flow.up.load(std::sync::atomic::Ordering::Relaxed);
         let down = flow.down.load(std::sync::atomic::Ordering::Relaxed);
         let peer = flow.peer_label();
-        self.write(&flow.facts, peer.as_deref(), verdict, reason.as_deref(), &rules, (up, down), flow.started.elapsed().as_millis() as u64);
+        let applied = (&rules[..], &credentials[..]);
+        self.write(&flow.facts, peer.as_deref(), verdict, reason.as_deref(), applied, (up, down), flow.started.elapsed().as_millis() as u64);
     }
 
     /// A flow that was refused (nothing crossed), as its decision record tells it.
@@ -104,7 +110,7 @@ impl Trail {
             destination: d.destination.parse().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
             peer: None,
         };
-        self.write(&facts, None, d.verdict, d.detail.as_deref(), &[], (0, 0), 0);
+        self.write(&facts, None, d.verdict, d.detail.as_deref(), (&[], &[]), (0, 0), 0);
     }
 
     #[expect(clippy::too_many_arguments, reason = "one record's fields, from a flow or a decision")]
@@ -114,7 +120,7 @@ impl Trail {
         peer: Option<&str>,
         verdict: crate::observe::Verdict,
         reason: Option<&str>,
-        rules: &[String],
+        (rules, credentials): (&[String], &[UsedCredential]),
         (up, down): (u64, u64),
         duration_ms: u64,
     ) {
@@ -139,6 +145,7 @@ impl Trail {
             spiffe_id: f.source.as_ref().map(|s| s.as_str()),
             svid_serial: f.serial.as_deref(),
             rules,
+            credentials,
             peer,
             destination: f.destination,
             bytes_up: up,

@@ -69,15 +69,18 @@ impl Common {
         let rewriter = &planned.rewriter;
         match rewriter.apply_planned(&planned.plan, &flow, parts, body).await {
             Ok(applied) => {
-                tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.len(), "http request rewritten");
-                if !applied.is_empty() {
+                tracing::debug!(flow = %self.decision.flow, method = %parts.method, rules = applied.rules.len(), "http request rewritten");
+                if !applied.rules.is_empty() {
                     let mut names = self.flow.rules.lock();
-                    for i in applied {
+                    for i in applied.rules {
                         let name = rewriter.rule_name(i);
                         if !names.iter().any(|n| n == name) {
                             names.push(name.to_owned());
                         }
                     }
+                }
+                for (source, expires) in applied.credentials {
+                    self.flow.used_credential(&source.0, expires);
                 }
                 Ok(())
             }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most (source, identity) entries kept; past it, expired entries go, then the oldest.
 const MAX_ENTRIES: usize = 20_000;
@@ -34,6 +34,13 @@ pub enum Exchanged {
     Bearer(Secret),
     /// An AWS role's temporary credentials, for SigV4.
     Aws(Arc<aws::AwsCredentials>),
+}
+
+/// A credential and when it expires (what the trail says of it).
+#[derive(Clone)]
+pub struct Fetched {
+    pub credential: Exchanged,
+    pub expires: SystemTime,
 }
 
 /// A credential and how long it lasts from now.
@@ -112,7 +119,7 @@ struct Entry {
 }
 
 struct Held {
-    credential: Exchanged,
+    fetched: Fetched,
     /// Past this a new credential is fetched in the background, this one still served.
     refresh_at: Instant,
     /// Past this it is not sent any more.
@@ -125,7 +132,8 @@ impl Held {
         let life = granted.lifetime;
         // Unusable a little before it expires (clocks, transit); refreshed at three quarters.
         let margin = (life / 10).min(Duration::from_secs(30));
-        Held { credential: granted.credential, refresh_at: now + life * 3 / 4, usable_until: now + life - margin }
+        let fetched = Fetched { credential: granted.credential, expires: SystemTime::now() + life };
+        Held { fetched, refresh_at: now + life * 3 / 4, usable_until: now + life - margin }
     }
 }
 
@@ -148,7 +156,7 @@ impl Exchanges {
 
     /// The credential of `source` for `caller`: cached, or exchanged now (once for every
     /// request that waits for it).
-    pub async fn get(self: &Arc<Self>, source: &Arc<Source>, caller: &SpiffeId) -> Result<Exchanged, ExchangeError> {
+    pub async fn get(self: &Arc<Self>, source: &Arc<Source>, caller: &SpiffeId) -> Result<Fetched, ExchangeError> {
         let entry = self.entry(source, caller);
         let now = Instant::now();
         if let Some(held) = entry.held.load_full().filter(|h| now < h.usable_until) {
@@ -165,12 +173,12 @@ impl Exchanges {
                     entry.refreshing.store(false, Ordering::Release);
                 });
             }
-            return Ok(held.credential.clone());
+            return Ok(held.fetched.clone());
         }
         let mut failed = entry.fetching.lock().await;
         if let Some(held) = entry.held.load_full().filter(|h| Instant::now() < h.usable_until) {
             self.stats.cache_hits.inc();
-            return Ok(held.credential.clone());
+            return Ok(held.fetched.clone());
         }
         if let Some((_, why)) = failed.as_ref().filter(|(at, _)| at.elapsed() < FAILURE_HOLD) {
             return Err(ExchangeError { source_name: source.config.name.to_string(), why: why.clone() });
@@ -196,18 +204,19 @@ impl Exchanges {
         caller: &SpiffeId,
         entry: &Entry,
         failed: &mut Option<(Instant, String)>,
-    ) -> Result<Exchanged, ExchangeError> {
+    ) -> Result<Fetched, ExchangeError> {
         let started = Instant::now();
         self.stats.exchanges.inc();
         let result = self.exchange(source, caller).await;
         self.stats.latency.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(granted) => {
-                let credential = granted.credential.clone();
                 tracing::info!(source = %source.config.name, identity = %caller, expires_in_s = granted.lifetime.as_secs(), took_ms = started.elapsed().as_millis() as u64, "credential exchanged");
-                entry.held.store(Some(Arc::new(Held::new(granted))));
+                let held = Held::new(granted);
+                let fetched = held.fetched.clone();
+                entry.held.store(Some(Arc::new(held)));
                 *failed = None;
-                Ok(credential)
+                Ok(fetched)
             }
             Err(why) => {
                 self.stats.failures.inc();
