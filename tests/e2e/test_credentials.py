@@ -28,8 +28,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import aws
 import idp
 import pki
-from fleet import ca
 from eventually import eventually
+from fleet import ca
 from hosts import TRUST_DOMAIN
 from netns import IDGATE, Topology
 

@@ -211,7 +211,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("trail.jsonl");
         let trail = Trail::open("host-a".into(), Some(&path)).unwrap();
-        trail.write(&facts(exe), None, crate::observe::Verdict::Tunneled, None, &[], (1, 2), 3);
+        trail.write(&facts(exe), None, crate::observe::Verdict::Tunneled, None, (&[], &[]), (1, 2), 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let controls: Vec<char> = text.trim_end().chars().filter(|c| c.is_control()).collect();
