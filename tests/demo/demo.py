@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+import aws  # noqa: E402
+import pki  # noqa: E402
 from netns import IDGATE, REPO, WORKLOAD_PYTHON, Topology  # noqa: E402
 
 WORK = Path("/tmp/idgate-demo")
@@ -42,6 +44,13 @@ c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
 c.request("GET", "/orders", headers={"Authorization": "Bearer made-up-by-the-workload"})
 r = c.getresponse(); print(r.status, r.read().decode())
 """
+# A workload reading an S3 object in plain HTTP, with no AWS credential of its own.
+S3_GET = r"""
+import sys, http.client
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10)
+c.request("GET", "/idgate-test/hello.txt", headers={"Host": "s3.us-east-1.amazonaws.com"})
+r = c.getresponse(); print(r.status, r.read().decode().strip())
+"""
 GET = r"""
 import sys, time, http.client
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -75,6 +84,9 @@ def main():
         token = secrets / "alice-api-token"
         token.touch(mode=0o600)
         token.write_text("token-for-alice-v1\n")
+        tls = WORK / "aws"  # the certificate "AWS" (moto on host B) shows, and its CA
+        pki.make_ca(tls, "idgate demo AWS CA")
+        pki.issue(tls, tls / "aws.pem", tls / "aws-key.pem", dns=[aws.S3_HOST, aws.STS_HOST], ips=[b.ip], cn="aws")
         ida = a.start_idgate((REPO / "configs/demo/host-a.toml").read_text(), WORK)
         idb = b.start_idgate((REPO / "configs/demo/host-b.toml").read_text(), WORK)
         print(f"idgate running in both hosts (logs: {WORK}/a-idgate.log, {WORK}/b-idgate.log)")
@@ -103,6 +115,21 @@ def main():
         print(f"after rotating {token} (no restart): authorization={seen['authorization']}")
         out = a.python(CALL_API, b.ip, 8081, uid=1003, check=False).stdout.decode().strip()
         print(f"mallory's call to the API: {out.splitlines()[0] if out else 'refused'}")
+
+        step("no secret on host A: alice reads an S3 object (moto on host B plays AWS, its SigV4 checks on)")
+        jwks = WORK / "aws" / "jwks.json"
+        jwks.write_text(a.run("curl", "-sf", "http://127.0.0.1:15000/jwks.json").stdout.decode())
+        moto_proc, _ = aws.start_moto(b, WORK / "aws", cert=tls / "aws.pem", key=tls / "aws-key.pem", ca=tls / "ca.pem",
+                                      issuer="https://issuer.demo.idgate", subjects={aws.READER: "spiffe://demo.idgate/app/alice"}, jwks=jwks)
+        try:
+            out = a.python(S3_GET, b.ip, uid=1001).stdout.decode().strip()
+            print(f"alice: GET http://{b.ip}/idgate-test/hello.txt -> {out}")
+            exchanged = ida.status()["credential_exchanges"]
+            print(f"idgate exchanged alice's JWT-SVID with STS for role {aws.READER} ({exchanged['exchanges']} exchange) and signed her request")
+            out = a.python(S3_GET, b.ip, uid=1003).stdout.decode().strip()
+            print(f"mallory, the same request (no rule gives her the role): {out.split(' ', 1)[0]} from S3")
+        finally:
+            moto_proc.terminate()
 
         step("the wire between A and B carries only TLS 1.3 (see tests/e2e/test_tunnel.py for the capture test)")
         step("latency, 2000 keep-alive GETs, same client, same server, one run")
