@@ -6,7 +6,7 @@ every SigV4 signature). No workload and no file on host a holds a secret: idgate
 the fleet's (`idgate ca issue`), published with `idgate ca jwks`.
 
 Topology (namespaces prefixed `idx`):
-  a 10.77.0.1  idgate + workloads (alice, bob: registered clients; mallory: not)
+  a 10.77.0.1  idgate + workloads (alice, bob, carol: registered clients; mallory: not)
   c 10.77.0.3  oidc-provider :8443 (and :8447, whose tokens last 12 s), resource server :9443
                (api.test), moto :443 (S3, STS); token endpoints that fail: :8444 never
                answers, :8445 answers garbage, :8446 is closed
@@ -36,7 +36,8 @@ from netns import IDGATE, Topology
 ALICE = f"spiffe://{TRUST_DOMAIN}/app/alice"
 BOB = f"spiffe://{TRUST_DOMAIN}/app/bob"
 MALLORY = f"spiffe://{TRUST_DOMAIN}/app/mallory"
-UIDS = {ALICE: 1001, BOB: 1002, MALLORY: 1003}
+CAROL = f"spiffe://{TRUST_DOMAIN}/app/carol"
+UIDS = {ALICE: 1001, BOB: 1002, MALLORY: 1003, CAROL: 1004}
 SHORT_TTL = 12  # seconds: the short-lived tokens of the provider on :8447
 ISSUER = "https://issuer.test/fleet"  # where `idgate ca jwks` output would be served
 IDP_URL = "https://10.77.0.3:8443"
@@ -234,6 +235,13 @@ def garbage_server(host, port, tls_dir, stop):
     threading.Thread(target=run, daemon=True).start()
 
 
+def client_jwks(net, spiffe_id):
+    """The keys of the hosts granted `spiffe_id` (`idgate ca jwks --for`): what its client trusts."""
+    out = net.tmp / f"jwks-{spiffe_id.rsplit('/', 1)[1]}"
+    ca("jwks", "--dir", net.root, "--issuer", ISSUER, "--for", spiffe_id, "--out", out)
+    return json.loads((out / "jwks.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     n = Net()
@@ -254,9 +262,7 @@ def net(tmp_path_factory):
         fleet_jwks = json.loads((n.published / "jwks.json").read_text())
         n.alice_jwks = n.tmp / "alice-jwks"
         ca("jwks", "--dir", n.root, "--issuer", ISSUER, "--for", ALICE, "--out", n.alice_jwks)
-        alice_jwks = json.loads((n.alice_jwks / "jwks.json").read_text())
-        ca("jwks", "--dir", n.root, "--issuer", ISSUER, "--for", BOB, "--out", n.tmp / "bob-jwks")
-        bob_jwks = json.loads((n.tmp / "bob-jwks" / "jwks.json").read_text())
+        assert client_jwks(n, ALICE) == json.loads((n.alice_jwks / "jwks.json").read_text())
         # The external services' TLS.
         n.tls = n.tmp / "tls"
         pki.make_ca(n.tls, "idgate test external CA")
@@ -264,8 +270,7 @@ def net(tmp_path_factory):
         pki.issue(n.tls, n.tls / "idp.pem", n.tls / "idp-key.pem", ips=["10.77.0.3"], cn="idp", usages=server)
         pki.issue(n.tls, n.tls / "api.pem", n.tls / "api-key.pem", dns=["api.test"], cn="api.test", usages=server)
         pki.issue(n.tls, n.tls / "aws.pem", n.tls / "aws-key.pem", dns=[aws.S3_HOST, aws.STS_HOST], ips=["10.77.0.3"], cn="aws", usages=server)
-        clients = [{"client_id": sid, "jwks": alice_jwks if sid == ALICE else bob_jwks, "scope": "read write", "grant_types": ["client_credentials"]}
-                   for sid in (ALICE, BOB)]
+        clients = [{"client_id": sid, "jwks": client_jwks(n, sid), "scope": "read write", "grant_types": ["client_credentials"]} for sid in (ALICE, BOB, CAROL)]
         n.procs.append(idp.start_provider(
             n.c, n.tmp, name="idp-short", listen="10.77.0.3", port=8447, issuer="https://10.77.0.3:8447", tls_cert=n.tls / "idp.pem",
             tls_key=n.tls / "idp-key.pem", access_token_ttl=SHORT_TTL, resource=API, clients=clients))
@@ -288,7 +293,9 @@ def net(tmp_path_factory):
         proc, n.moto = aws.start_moto(n.c, n.tmp, cert=n.tls / "aws.pem", key=n.tls / "aws-key.pem", ca=n.tls / "ca.pem", issuer=ISSUER,
                                       subjects={aws.READER: ALICE}, jwks=n.published / "jwks.json")
         n.procs.append(proc)
-        n.idgate = n.a.start_idgate(config_a(n), n.tmp / "a")
+        # The proc connector answers only in the first network namespace: as in test_prewarm.py,
+        # idgate opens its events socket there (as one on a real host does).
+        n.idgate = n.a.start_idgate(config_a(n), n.tmp / "a", env={"IDGATE_PROC_EVENTS_NETNS": f"/proc/{os.getpid()}/ns/net"})
         yield n
     finally:
         n.stop.set()
@@ -325,7 +332,8 @@ def test_client_credentials_token_is_exchanged_once_and_verifies_at_the_resource
     for _ in range(3):
         assert request(net, ALICE, 9080, headers={"Host": "api.test"})["status"] == 200
     after = status(net)
-    assert after["exchanges"] == before["exchanges"] and after["cache_hits"] >= before["cache_hits"] + 3, (before, after)
+    assert after["cache_hits"] >= before["cache_hits"] + 3, (before, after)
+    # (Each workload's exec also fetches ahead: counted by the provider, not by idgate's total.)
     assert provider_log(net).count(f"grant=client_credentials client={ALICE}") == 1, provider_log(net)
     # A token the workload writes itself is replaced, never forwarded.
     forged = request(net, ALICE, 9080, headers={"Host": "api.test", "Authorization": "Bearer forged"})
@@ -366,11 +374,9 @@ threads = [threading.Thread(target=one) for _ in range(20)]
 [t.join() for t in threads]
 print(json.dumps(results))
 """
-    before = status(net)["exchanges"]
     results = json.loads(net.a.python(code, uid=UIDS[BOB]).stdout)
     assert results == [[200, BOB]] * 20, results
     assert provider_log(net).count(f"grant=client_credentials client={BOB}") == 1, provider_log(net)
-    assert status(net)["exchanges"] == before + 1
 
 
 def test_a_token_endpoint_that_fails_answers_503_naming_why_and_nothing_is_forwarded(net):
@@ -388,15 +394,43 @@ def test_a_credential_is_refreshed_before_it_expires_and_requests_never_wait_for
     exp1 = json.loads(first["body"])["exp"]
     assert log.read_text().count(f"client={ALICE}") == 1
     time.sleep(SHORT_TTL * 3 / 4 + 0.5)
-    # Past three quarters of its life: served the current token, a new one fetched behind it.
+    # Past three quarters of its life: a new one is fetched behind it (by this request, or by
+    # the fetch ahead at its process's exec), the request never waiting for a failure.
     second = request(net, ALICE, 9085, headers={"Host": "api.test"})
-    assert second["status"] == 200 and json.loads(second["body"])["exp"] == exp1, second
+    assert second["status"] == 200 and json.loads(second["body"])["exp"] >= exp1, second
     eventually(lambda: log.read_text().count(f"client={ALICE}") == 2, lambda: log.read_text(), timeout=5)
     time.sleep(max(0.0, exp1 - time.time()) + 0.5)
     # The first token has expired: the request carries the refreshed one, with no exchange of its own.
     third = request(net, ALICE, 9085, headers={"Host": "api.test"})
     assert third["status"] == 200 and json.loads(third["body"])["exp"] > exp1, third
     assert log.read_text().count(f"client={ALICE}") == 2, log.read_text()
+
+
+def test_a_workload_that_starts_has_its_credentials_fetched_before_its_first_request(net):
+    assert f"client={CAROL}" not in provider_log(net)
+    carol = net.a.start_workload("connect_on_go", "10.77.0.3", 9080, uid=UIDS[CAROL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        eventually(lambda: f"grant=client_credentials client={CAROL}" in provider_log(net), lambda: provider_log(net), timeout=10)
+        got = request(net, CAROL, 9080, headers={"Host": "api.test"})
+        assert got["status"] == 200 and json.loads(got["body"])["sub"] == CAROL, got
+        assert provider_log(net).count(f"grant=client_credentials client={CAROL}") == 1, provider_log(net)
+    finally:
+        carol.kill()
+        carol.wait()
+
+
+def test_a_reload_keeps_the_cache_of_an_unchanged_source_and_drops_a_changed_ones(net):
+    assert request(net, ALICE, 9080, headers={"Host": "api.test"})["status"] == 200
+    count = provider_log(net).count(f"grant=client_credentials client={ALICE}")
+    net.a.run(IDGATE, "reload", "-c", net.idgate.config)
+    assert request(net, ALICE, 9080, headers={"Host": "api.test"})["status"] == 200
+    assert provider_log(net).count(f"grant=client_credentials client={ALICE}") == count
+    changed = net.idgate.config.read_text().replace('scope = "read"', 'scope = "read write"', 1)
+    net.idgate.config.write_text(changed)
+    net.a.run(IDGATE, "reload", "-c", net.idgate.config)
+    got = request(net, ALICE, 9080, headers={"Host": "api.test"})
+    assert got["status"] == 200 and json.loads(got["body"])["scope"] == "read write", got
+    assert provider_log(net).count(f"grant=client_credentials client={ALICE}") == count + 1
 
 
 def test_a_silent_token_endpoint_answers_503_within_its_timeout(net):
