@@ -534,4 +534,17 @@ def test_check_names_a_bad_credential_source(net):
     plain.write_text(config_a(net).replace(f'endpoint = "{IDP_URL}/token"', 'endpoint = "http://10.77.0.3:8443/token"', 1))
     out = subprocess.run([str(IDGATE), "check", "-c", str(plain)], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "must be an https:// URL" in out.stderr + out.stdout, out
+    # What run would refuse, check refuses too: an unreadable CA bundle, a loose JWT key.
+    missing = net.tmp / "missing-bundle.toml"
+    before_second = '\n\n[[credential]]\nname = "api-exchange"'
+    missing.write_text(config_a(net).replace(f'ca_bundle = "{net.tls}/ca.pem"{before_second}', f'ca_bundle = "/nonexistent/ca.pem"{before_second}', 1))
+    out = subprocess.run([str(IDGATE), "check", "-c", str(missing)], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "credential[0]" in out.stderr + out.stdout and "/nonexistent/ca.pem" in out.stderr + out.stdout, out
+    loose = net.tmp / "loose-jwt-key.pem"
+    loose.write_bytes((net.host_ca / "jwt-key.pem").read_bytes())
+    loose.chmod(0o644)
+    key_config = net.tmp / "loose-key.toml"
+    key_config.write_text(config_a(net).replace(f'jwt_key = "{net.host_ca}/jwt-key.pem"', f'jwt_key = "{loose}"'))
+    out = subprocess.run([str(IDGATE), "check", "-c", str(key_config)], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "http.jwt_key" in out.stderr + out.stdout and "0644" in out.stderr + out.stdout, out
 

@@ -57,6 +57,16 @@ pub fn preflight(file: &Path, text: &str, config: &Config) -> Vec<ConfigError> {
             }
         }
     }
+    for (i, source) in config.credentials.iter().enumerate() {
+        if let Err(e) = crate::http::exchange::Source::new(source.clone()) {
+            p.at(&[Key("credential"), Index(i)], format!("credential[{i}]: {e:#}"));
+        }
+    }
+    if let Some(path) = &config.http.jwt_key {
+        if let Err(e) = crate::credential::jwt_key::JwtKey::load(path) {
+            p.at(&[Key("http"), Key("jwt_key")], format!("http.jwt_key: {e}"));
+        }
+    }
     if let Err(e) = config.revocation.entries() {
         p.at(&[Key("revocation")], format!("revocation: {e}"));
     }
