@@ -87,7 +87,7 @@ pub fn answer(status: http::StatusCode, body: &[u8]) -> Result<Granted, String> 
         });
     }
     let parsed: TokenAnswer =
-        serde_json::from_slice(body).map_err(|e| format!("token endpoint answered 200 without a token answer ({})", e.classify_name()))?;
+        serde_json::from_slice(body).map_err(|e| format!("token endpoint answered 200 without a token answer ({})", json_problem(&e)))?;
     if let Some(t) = parsed.token_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("bearer") && !t.eq_ignore_ascii_case("N_A")) {
         return Err(format!("token endpoint issued a `{}` token; only bearer tokens can be sent on", printable(t)));
     }
@@ -103,17 +103,82 @@ pub(super) fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
+/// What kind of JSON problem an answer has, without quoting it (it may hold a token).
+fn json_problem(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "i/o",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "no access_token",
+        serde_json::error::Category::Eof => "cut short",
+    }
 }
 
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "i/o",
-            serde_json::error::Category::Syntax => "not JSON",
-            serde_json::error::Category::Data => "no access_token",
-            serde_json::error::Category::Eof => "cut short",
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn source(toml: &str) -> CredentialSource {
+        let text = format!("trust_domain = \"td\"\n[[credential]]\nname = \"t\"\n{toml}");
+        crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{e}")).credentials.remove(0)
+    }
+
+    fn claims(jwt: &str) -> serde_json::Value {
+        let payload = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn client_credentials_authenticate_with_an_assertion_for_the_caller() {
+        let jwt = JwtIssuer::new(Duration::from_secs(60), "https://issuer.test".into(), None).unwrap();
+        let caller = SpiffeId::parse("spiffe://td/app/a").unwrap();
+        let s = source("kind = \"oauth_client_credentials\"\nendpoint = \"https://idp.test/token\"\nscope = \"read\"");
+        let form = request(&s, "https://idp.test/token", &jwt, &caller).unwrap();
+        let pairs: std::collections::HashMap<String, String> = form_urlencoded::parse(form.expose()).into_owned().collect();
+        assert_eq!(pairs["grant_type"], "client_credentials");
+        assert_eq!(pairs["client_id"], "spiffe://td/app/a");
+        assert_eq!(pairs["client_assertion_type"], ASSERTION_TYPE);
+        assert_eq!(pairs["scope"], "read");
+        let c = claims(&pairs["client_assertion"]);
+        assert_eq!(
+            (c["iss"].as_str(), c["sub"].as_str(), c["aud"].as_str()),
+            (Some("spiffe://td/app/a"), Some("spiffe://td/app/a"), Some("https://idp.test/token"))
+        );
+        assert!(c["jti"].as_str().is_some_and(|j| j.len() >= 16));
+        let again = request(&s, "https://idp.test/token", &jwt, &caller).unwrap();
+        assert_ne!(form, again, "every assertion has a jti of its own");
+    }
+
+    #[test]
+    fn token_exchange_sends_the_callers_jwt_svid_as_subject() {
+        let jwt = JwtIssuer::new(Duration::from_secs(60), "https://issuer.test".into(), None).unwrap();
+        let caller = SpiffeId::parse("spiffe://td/app/a").unwrap();
+        let s =
+            source("kind = \"oauth_token_exchange\"\nendpoint = \"https://sts.test/v1/token\"\ntoken_audience = \"sts.test\"\naudience = \"pool\"");
+        let form = request(&s, "https://sts.test/v1/token", &jwt, &caller).unwrap();
+        let pairs: std::collections::HashMap<String, String> = form_urlencoded::parse(form.expose()).into_owned().collect();
+        assert_eq!(pairs["grant_type"], TOKEN_EXCHANGE);
+        assert_eq!(pairs["subject_token_type"], JWT_TOKEN_TYPE);
+        assert_eq!(pairs["audience"], "pool");
+        assert!(!pairs.contains_key("client_assertion") && !pairs.contains_key("client_id"), "a public exchange: {pairs:?}");
+        let c = claims(&pairs["subject_token"]);
+        assert_eq!(
+            (c["iss"].as_str(), c["sub"].as_str(), c["aud"][0].as_str()),
+            (Some("https://issuer.test"), Some("spiffe://td/app/a"), Some("sts.test"))
+        );
+    }
+
+    #[test]
+    fn answers_give_a_token_or_a_reason_that_quotes_no_secret() {
+        let ok = answer(http::StatusCode::OK, br#"{"access_token":"abc.def","token_type":"Bearer","expires_in":60}"#).unwrap();
+        assert!(matches!(&ok.credential, Exchanged::Bearer(t) if t.expose() == b"abc.def"));
+        assert_eq!(ok.lifetime, Duration::from_secs(60));
+        let refused = answer(http::StatusCode::UNAUTHORIZED, br#"{"error":"invalid_client","error_description":"no such client"}"#).err().unwrap();
+        assert_eq!(refused, "token endpoint answered 401 Unauthorized: invalid_client (no such client)");
+        let odd = answer(http::StatusCode::OK, br#"{"access_token": 12345678}"#).err().unwrap();
+        assert!(odd.contains("no access_token") && !odd.contains("12345678"), "{odd}");
+        assert!(answer(http::StatusCode::OK, b"<html>").err().unwrap().contains("not JSON"));
+        let mac = answer(http::StatusCode::OK, br#"{"access_token":"x","token_type":"mac"}"#).err().unwrap();
+        assert!(mac.contains("only bearer tokens"), "{mac}");
     }
 }

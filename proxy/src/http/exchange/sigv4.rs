@@ -21,7 +21,7 @@ const UNSIGNED: [&str; 9] =
 
 /// Signs `parts` in place. `body` is the whole body when `payload = "signed"` (None otherwise).
 pub fn sign_request(parts: &mut Parts, body: Option<&[u8]>, rule: &AwsSigV4, credentials: &AwsCredentials, now: SystemTime) -> Result<(), String> {
-    let host = super::super::rules::request_hosts(parts).0.into_iter().next().ok_or("the request names no host to sign for")?;
+    let host = crate::http::rules::request_hosts(parts).0.into_iter().next().ok_or("the request names no host to sign for")?;
     let authority = parts.uri.authority().map(|a| a.as_str().to_string()).unwrap_or(host);
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!("https://{authority}{path}");
