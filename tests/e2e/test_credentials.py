@@ -431,6 +431,7 @@ def test_a_reload_keeps_the_cache_of_an_unchanged_source_and_drops_a_changed_one
     got = request(net, ALICE, 9080, headers={"Host": "api.test"})
     assert got["status"] == 200 and json.loads(got["body"])["scope"] == "read write", got
     assert provider_log(net).count(f"grant=client_credentials client={ALICE}") == count + 1
+    assert "restart: credential" not in net.idgate.log.read_text(), "a reload applies [[credential]] changes and must say so"
 
 
 def test_a_silent_token_endpoint_answers_503_within_its_timeout(net):

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Top-level keys whose changes a reload applies; a change anywhere else waits for a restart.
-const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "default_action", "revocation", "ca"];
+const LIVE_KEYS: &[&str] = &["workload", "outbound", "inbound", "http_rule", "credential", "default_action", "revocation", "ca"];
 /// Keys of other sections that a reload applies (the workload rules' runtime API).
 const LIVE_SECTION_KEYS: &[&str] = &["containers.runtime_api"];
 
