@@ -23,6 +23,10 @@ step "quick benchmark against the peer proxies (a few minutes; the first run ins
 python3 benches/e2e/run.py --quick
 step "quick reach benchmark: a container's flows against a host process's, a LAN machine through a gateway pair against direct routing (under a minute)"
 python3 benches/e2e/reach.py --quick
+step "quick credential exchange benchmark: an exchanged token against a file token, and a cold cache's first request (about 15 s)"
+python3 benches/e2e/exchange.py --quick
+step "quick scale benchmark: 100 identities' first flows, and their SVID renewals coming due (about a minute)"
+python3 benches/e2e/scale.py --quick
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
     step "kernel-module suites in qemu VMs (tests/vm/ci.sh; about 25 minutes warm, longer cold: kernel builds)"
     cargo build --release --locked -p idgate-benches --bin pingpong

@@ -499,7 +499,11 @@ def test_an_sts_api_call_has_its_body_hashed_and_signed(net):
 
 def test_credentials_stay_out_of_status_logs_and_the_trail(net):
     creds = assumed_credentials(net)
-    seen = json.dumps(net.idgate.status()) + (net.tmp / "trail.jsonl").read_text() + net.idgate.log.read_text()
+    human = net.a.run(IDGATE, "status", "-c", net.idgate.config).stdout.decode()
+    assert "credential exchanges" in human, human
+    metrics = net.a.run("curl", "-sf", "http://127.0.0.1:15000/metrics").stdout.decode()
+    assert "idgate_credential_exchanges_total" in metrics and "idgate_credential_exchange_seconds_bucket" in metrics, metrics
+    seen = json.dumps(net.idgate.status()) + human + metrics + (net.tmp / "trail.jsonl").read_text() + net.idgate.log.read_text()
     for secret in (creds.secret_key, creds.token):
         assert secret not in seen
     assert "credential exchanged" in net.idgate.log.read_text()

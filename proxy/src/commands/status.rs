@@ -158,6 +158,16 @@ pub fn render(st: &Value) -> String {
         s(&st["tunnel_dials"]),
         s(&st["handshakes_in_progress"]),
     );
+    let exchanges = &st["credential_exchanges"];
+    if exchanges["exchanges"].as_u64().is_some_and(|n| n > 0) {
+        out.push_str(&format!(
+            "credential exchanges {} ({} failed), cache hits {}, cached {}\n",
+            s(&exchanges["exchanges"]),
+            s(&exchanges["failures"]),
+            s(&exchanges["cache_hits"]),
+            s(&exchanges["cached"]),
+        ));
+    }
     let now = now_unix();
     out.push_str(&expiry_lines(st, now));
     let svids = st["svids"].as_array().cloned().unwrap_or_default();
