@@ -43,7 +43,18 @@ pub fn rewriter() -> &'static Rewriter {
     R.get_or_init(|| {
         std::env::set_var("IDGATE_FUZZ_TOKEN", TOKEN);
         let config = idgate::config::parse(std::path::Path::new("fuzz.toml"), CONFIG).expect("fuzz config parses");
-        let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/fuzz".into()).expect("jwt key"));
-        Rewriter::new(config.http_rules, config.http.identity_header.0, jwt).expect("rewriter")
+        let jwt = Arc::new(JwtIssuer::new(Duration::from_secs(60), "spiffe://td/idgate/host/fuzz".into(), None).expect("jwt key"));
+        let exchanges = idgate::http::exchange::Exchanges::new(jwt, 0, Default::default());
+        Rewriter::new(config.http_rules, config.http.identity_header.0, &config.credentials, exchanges).expect("rewriter")
     })
+}
+
+/// A rewrite's result: these rules need no exchange, so it is ready at its first poll.
+#[allow(dead_code)] // one target uses it
+pub fn now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a rewrite without exchanges waited"),
+    }
 }

@@ -47,10 +47,10 @@ impl Upstream for InMemory {
         Ok(Box::new(ours))
     }
 
-    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
+    async fn rewrite(&self, parts: &mut http::request::Parts, _body: Option<&[u8]>) -> Result<(), Failure> {
         let names = common::names();
         let flow = Flow { source: &self.source, dst: "10.0.0.1:80".parse().unwrap(), names: &names };
-        common::rewriter().apply(&flow, parts).map(|_| ()).map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        common::rewriter().apply(&flow, parts, None).await.map(|_| ()).map_err(|e| Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
     }
 
     /// What chunked trailers may not carry (the trailer section is rewritten too).

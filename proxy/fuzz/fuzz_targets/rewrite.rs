@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let dst = std::net::SocketAddr::from(([10, 0, 0, 1], (data.len() as u16).max(1)));
     let names = common::names();
     let (hosts, selected) = request_hosts(&parts);
-    let applied = match common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts) {
+    let applied = match common::now(common::rewriter().apply(&Flow { source: &source, dst, names: &names }, &mut parts, None)) {
         Err(RewriteError::Misdirected { .. }) => {
             assert!(hosts.iter().any(|h| !common::named(h)), "refused a request naming only its own destination: {hosts:?}");
             return;
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("env, JWT and spiffe_id sources cannot fail: {e}"),
         Ok(applied) => {
             assert!(hosts.iter().all(|h| common::named(h)), "a request naming another host went through: {hosts:?}");
-            applied
+            applied.rules
         }
     };
 
