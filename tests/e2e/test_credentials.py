@@ -39,6 +39,7 @@ MALLORY = f"spiffe://{TRUST_DOMAIN}/app/mallory"
 CAROL = f"spiffe://{TRUST_DOMAIN}/app/carol"
 UIDS = {ALICE: 1001, BOB: 1002, MALLORY: 1003, CAROL: 1004}
 SHORT_TTL = 12  # seconds: the short-lived tokens of the provider on :8447
+FLAKY_TTL = 30  # seconds: the tokens of the provider on :8448, which a test stops
 ISSUER = "https://issuer.test/fleet"  # where `idgate ca jwks` output would be served
 IDP_URL = "https://10.77.0.3:8443"
 API = "https://api.test"
@@ -89,6 +90,12 @@ tls = {{ server_name = "api.test", port = 9444, {tls} }}
 
 [[outbound]]
 cidrs = ["10.77.0.3/32"]
+ports = [9086]
+protocol = "http"
+tls = {{ server_name = "api.test", port = 9445, {tls} }}
+
+[[outbound]]
+cidrs = ["10.77.0.3/32"]
 ports = [80, 81]
 protocol = "http"
 hosts = ["{aws.S3_HOST}", "{aws.STS_HOST}"]
@@ -135,6 +142,12 @@ endpoint = "https://10.77.0.3:8447/token"
 {tls}
 
 [[credential]]
+name = "flaky"
+kind = "oauth_client_credentials"
+endpoint = "https://10.77.0.3:8448/token"
+{tls}
+
+[[credential]]
 name = "s3-reader"
 kind = "aws_web_identity"
 role_arn = "{aws.role_arn(aws.READER)}"
@@ -165,6 +178,10 @@ set = {{ authorization = "Bearer ${{credential:stopped}}" }}
 [[http_rule]]
 ports = [9085]
 set = {{ authorization = "Bearer ${{credential:short}}" }}
+
+[[http_rule]]
+ports = [9086]
+set = {{ authorization = "Bearer ${{credential:flaky}}" }}
 
 [[http_rule]]
 source = "{ALICE}"
@@ -274,6 +291,13 @@ def net(tmp_path_factory):
         n.procs.append(idp.start_provider(
             n.c, n.tmp, name="idp-short", listen="10.77.0.3", port=8447, issuer="https://10.77.0.3:8447", tls_cert=n.tls / "idp.pem",
             tls_key=n.tls / "idp-key.pem", access_token_ttl=SHORT_TTL, resource=API, clients=clients))
+        n.flaky = idp.start_provider(
+            n.c, n.tmp, name="idp-flaky", listen="10.77.0.3", port=8448, issuer="https://10.77.0.3:8448", tls_cert=n.tls / "idp.pem",
+            tls_key=n.tls / "idp-key.pem", access_token_ttl=FLAKY_TTL, resource=API, clients=clients)
+        n.procs.append(n.flaky)
+        n.procs.append(idp.start_resource(
+            n.c, n.tmp, name="resource-flaky", listen="10.77.0.3", port=9445, tls_cert=n.tls / "api.pem", tls_key=n.tls / "api-key.pem",
+            issuer="https://10.77.0.3:8448", audience=API, jwks_uri="https://10.77.0.3:8448/jwks", ca_file=n.tls / "ca.pem"))
         n.procs.append(idp.start_provider(
             n.c, n.tmp, listen="10.77.0.3", port=8443, issuer=IDP_URL, tls_cert=n.tls / "idp.pem", tls_key=n.tls / "idp-key.pem",
             access_token_ttl=3600, resource=API,
@@ -432,6 +456,38 @@ def test_a_reload_keeps_the_cache_of_an_unchanged_source_and_drops_a_changed_one
     assert got["status"] == 200 and json.loads(got["body"])["scope"] == "read write", got
     assert provider_log(net).count(f"grant=client_credentials client={ALICE}") == count + 1
     assert "restart: credential" not in net.idgate.log.read_text(), "a reload applies [[credential]] changes and must say so"
+
+
+def test_a_token_endpoint_that_fails_at_refresh_is_not_asked_at_every_request(net):
+    code = """
+import http.client, sys
+c = http.client.HTTPConnection("10.77.0.3", 9086, timeout=10)
+statuses = []
+for _ in range(40):
+    c.request("GET", "/whoami", headers={"Host": "api.test"})
+    r = c.getresponse(); r.read(); statuses.append(r.status)
+print(" ".join(map(str, statuses)))
+"""
+    # The token in use (a workload's start may have fetched it a while ago): wait for one with
+    # most of its life ahead, then until it is past its refresh point (a quarter of its life
+    # left) but still usable (a tenth left).
+    for _ in range(10):
+        got = request(net, ALICE, 9086, headers={"Host": "api.test"})
+        assert got["status"] == 200, got
+        exp = json.loads(got["body"])["exp"]
+        if exp - time.time() > FLAKY_TTL / 2:
+            break
+        time.sleep(1)
+    # exp is whole seconds, idgate counts from the answer's arrival: up to a second later.
+    time.sleep(max(0.0, exp - FLAKY_TTL / 4 + 1.5 - time.time()))
+    net.flaky.terminate()
+    net.flaky.wait(timeout=5)
+    # Past the refresh point with the server gone: the current token is still served, and the
+    # refresh is tried at most once per second, not for each of the 40 requests.
+    statuses = net.a.python(code, uid=UIDS[ALICE]).stdout.decode().split()
+    assert statuses == ["200"] * 40, statuses
+    refreshes = [line for line in net.idgate.log.read_text().splitlines() if "credential refresh failed" in line and "source=flaky" in line]
+    assert 1 <= len(refreshes) <= 3, refreshes
 
 
 def test_a_silent_token_endpoint_answers_503_within_its_timeout(net):

@@ -165,7 +165,10 @@ impl Exchanges {
                 let (this, source, caller, entry) = (self.clone(), source.clone(), caller.clone(), entry.clone());
                 tokio::spawn(async move {
                     let mut failed = entry.fetching.lock().await;
-                    if entry.held.load().as_ref().is_some_and(|h| Instant::now() >= h.refresh_at) {
+                    let due = entry.held.load().as_ref().is_some_and(|h| Instant::now() >= h.refresh_at);
+                    // A server that just failed is not asked again at every request meanwhile.
+                    let held_off = failed.as_ref().is_some_and(|(at, _)| at.elapsed() < FAILURE_HOLD);
+                    if due && !held_off {
                         if let Err(e) = this.fetch(&source, &caller, &entry, &mut failed).await {
                             tracing::warn!(source = %source.config.name, identity = %caller, error = %e.why, "credential refresh failed; the current one is served until it expires");
                         }
