@@ -81,7 +81,7 @@ def main():
         rss_after = rss_kib(pid)
         dials_before = status["tunnel_dials"]
         log(f"steady state: new connections to every peer in turn for {steady} s")
-        flows = int(a.run(WORKLOAD_PYTHON, "-c", ROUND_ROBIN, ",".join(p.ip for p in peers), PORT, steady, uid=FIRST_UID).stdout)
+        flows = int(a.run(WORKLOAD_PYTHON, "-c", ROUND_ROBIN, ",".join(p.ip for p in peers), PORT, steady, uid=FIRST_UID, timeout=steady + 60).stdout)
         status = ida.status()
         dials = status["tunnel_dials"] - dials_before
         result = {
