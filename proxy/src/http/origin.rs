@@ -26,7 +26,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(tls: &TlsOrigin) -> anyhow::Result<Self> {
-        let roots = Arc::new(roots(tls)?);
+        let roots = Arc::new(roots(tls.ca_bundle.as_deref(), tls.server_name.0.to_str().as_ref())?);
         let config = |alpn: &[u8]| -> anyhow::Result<Arc<ClientConfig>> {
             let provider = crate::credential::crypto_provider(tls.key_exchange.as_slice());
             let mut c = ClientConfig::builder_with_provider(provider)
@@ -59,9 +59,11 @@ impl Origin {
     }
 }
 
-fn roots(tls: &TlsOrigin) -> anyhow::Result<RootCertStore> {
+/// The trust anchors to verify `server` with: the PEM certificates of `bundle`, else the
+/// system's roots.
+pub(super) fn roots(bundle: Option<&std::path::Path>, server: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    match &tls.ca_bundle {
+    match bundle {
         Some(path) => {
             let pem = std::fs::read(path).with_context(|| format!("reading ca_bundle {}", path.display()))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -76,10 +78,7 @@ fn roots(tls: &TlsOrigin) -> anyhow::Result<RootCertStore> {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
-                bail!(
-                    "no system CA certificates found for TLS origination to {} (install ca-certificates or set ca_bundle)",
-                    tls.server_name.0.to_str()
-                );
+                bail!("no system CA certificates found to verify {server} with (install ca-certificates or set ca_bundle)");
             }
         }
     }

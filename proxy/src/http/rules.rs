@@ -166,6 +166,11 @@ impl Rewriter {
     /// The largest body a rule that applies to this request must read before it can be sent
     /// (AWS signing of the payload), if one must.
     pub fn body_to_read(&self, plan: &Plan, flow: &Flow<'_>, parts: &Parts) -> Option<u64> {
+        let signs = |i: &usize| self.rules[*i].aws_sigv4.as_ref().is_some_and(|a| a.payload == PayloadSigning::Signed);
+        if !plan.rules.iter().any(signs) {
+            // Every request asks: most destinations have no such rule, and need no host parsed.
+            return None;
+        }
         let (hosts, selected) = request_hosts(parts);
         let host = selected.map(|i| hosts[i].as_str());
         plan.rules

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ impl Endpoint {
         let provider = crate::credential::crypto_provider(&[KeyExchange::X25519Mlkem768, KeyExchange::X25519, KeyExchange::Secp256r1]);
         let mut tls = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_root_certificates(roots(ca_bundle, &url)?)
+            .with_root_certificates(crate::http::origin::roots(ca_bundle, &url.0.to_string())?)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Endpoint { url, server_name, port, tls: Arc::new(tls) })
@@ -89,28 +89,6 @@ impl Endpoint {
             .to_bytes();
         Ok(Answer { status, body })
     }
-}
-
-fn roots(bundle: Option<&Path>, url: &HttpsUrl) -> anyhow::Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    match bundle {
-        Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("reading ca_bundle {}", path.display()))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                roots.add(cert.with_context(|| format!("{}: bad PEM", path.display()))?)?;
-            }
-            if roots.is_empty() {
-                bail!("ca_bundle {} holds no certificate", path.display());
-            }
-        }
-        None => {
-            let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if added == 0 {
-                bail!("no system CA certificates to verify {} with (install ca-certificates or set ca_bundle)", url.0);
-            }
-        }
-    }
-    Ok(roots)
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.
