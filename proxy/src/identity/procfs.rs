@@ -72,9 +72,14 @@ impl Owner {
         Owner { pid, hot_fds: [NO_FD; HOT_FDS], freed: [NO_FD; HOT_FDS], files: None }
     }
 
-    /// The fd numbers to try, the most likely first.
+    /// The fd numbers to try, the most likely first: freed numbers, then those of its recent
+    /// sockets, then the two after the newest of them: a process that keeps its connections
+    /// open gets the next numbers up for new ones, and without these its whole fd table would
+    /// be read for every new flow (a cost growing with the flows it holds).
     fn probe_order(&self) -> impl Iterator<Item = u32> + '_ {
-        used(&self.freed).chain(used(&self.hot_fds).filter(|fd| !self.freed.contains(fd)))
+        let known = |fd: &u32| self.freed.contains(fd) || self.hot_fds.contains(fd);
+        let next = used(&self.hot_fds[..1]).flat_map(|fd| [fd.saturating_add(1), fd.saturating_add(2)]).filter(move |fd| !known(fd));
+        used(&self.freed).chain(used(&self.hot_fds).filter(|fd| !self.freed.contains(fd))).chain(next)
     }
 
     /// `fd` holds a new socket of this process now.
@@ -476,6 +481,7 @@ mod tests {
         }
         let fd = |i: usize| std::os::fd::AsRawFd::as_raw_fd(&socks[i]) as u32;
         let order = |backend: &ProcfsBackend| backend.recent.lock().front().unwrap().probe_order().collect::<Vec<_>>();
+        let order = |backend: &ProcfsBackend| order(backend)[..3].to_vec();
         assert_eq!(order(&backend), [fd(2), fd(1), fd(0)], "most recently found first");
         // Flows 1 and then 0 end: a client reconnecting reuses their numbers in that order.
         backend.flow_closed(socks[1].local_addr().unwrap());
@@ -486,6 +492,18 @@ mod tests {
         // Found again (as a new socket would be): no longer freed, and first among the found.
         backend.process_of(socks[1].local_addr().unwrap(), socks[1].peer_addr().unwrap()).unwrap();
         assert_eq!(order(&backend), [fd(0), fd(1), fd(2)]);
+    }
+
+    #[test]
+    fn the_numbers_after_the_newest_socket_are_probed_last() {
+        let mut owner = Owner::new(1);
+        assert_eq!(owner.probe_order().count(), 0, "nothing known, nothing probed");
+        owner.found(40);
+        owner.found(41);
+        assert_eq!(owner.probe_order().collect::<Vec<_>>(), [41, 40, 42, 43]);
+        owner.released(40);
+        owner.found(42);
+        assert_eq!(owner.probe_order().collect::<Vec<_>>(), [40, 42, 41, 43, 44]);
     }
 
     #[test]
