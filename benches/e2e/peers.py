@@ -14,6 +14,10 @@ from netns import IDGATE
 
 CACHE = Path(os.environ.get("IDGATE_BENCH_CACHE", "/var/cache/idgate-bench"))
 ENVOY = CACHE / "venv" / "bin" / "envoy"
+# Built by setup.sh (full mode) from a source snapshot no registry serves, and cached.
+ZTUNNEL_VERSION = "62d82653"
+ZTUNNEL = Path(os.environ.get("IDGATE_ZTUNNEL_BIN", CACHE / "bin" / f"ztunnel-{ZTUNNEL_VERSION}"))
+PEERS_DIR = Path(os.environ.get("IDGATE_PEERS_DIR", Path(__file__).resolve().parents[3] / "shared" / "peers"))
 
 # Host B's servers. idgate's configured ports (8080, 9000) are used only by the idgate scenario:
 # its nftables rules own them while it runs. Everything else reaches the same servers on the
@@ -446,6 +450,67 @@ class Envoy(PeerPair):
         self.wait()
 
 
+class Ztunnel(Scenario):
+    """Istio's ztunnel, the closest peer: transparent capture and pooled HTTP/2 CONNECT over
+    mTLS (HBONE), in Rust. Each host runs one in dedicated mode with a local workload file (no
+    control plane) and its fake CA (`FAKE_CA`, a `testing` build); host A's nftables redirects
+    the client's flows to its outbound port like Istio's own rules do."""
+    key, label = "ztunnel", "ztunnel pair"
+    what = (f"Istio's ztunnel (source snapshot {ZTUNNEL_VERSION}, `--features testing`) in dedicated mode on both hosts, "
+            "one worker thread each: host A's nftables (`type nat hook output`) redirects the client's flows to "
+            "host B to ztunnel's outbound port 15001; HBONE (HTTP/2 CONNECT over TLS 1.3 mTLS, pooled) to host B's "
+            "ztunnel on 15008, which forwards to the server; workloads from a local file, certificates from "
+            "its fake CA")
+    TABLE = "ztunnel_bench"
+
+    def missing(self):
+        if ZTUNNEL.exists():
+            return None
+        if not any(PEERS_DIR.glob("ztunnel-*.tar.gz")):
+            return f"not built: no ztunnel source snapshot in {PEERS_DIR} (set IDGATE_PEERS_DIR)"
+        return f"not built ({ZTUNNEL} missing: benches/e2e/setup.sh builds it in the full mode, ~6 to 11 minutes)"
+
+    def http_addr(self):
+        return (self.env.b.ip, HTTP_IDGATE)
+
+    def bulk_addr(self):
+        return (self.env.b.ip, BULK_IDGATE)
+
+    def workloads(self):
+        entry = ("- uid: cluster1//v1/Pod/default/{name}\n  name: {name}\n  namespace: default\n"
+                 "  serviceAccount: {name}\n  workloadIps: [\"{ip}\"]\n  protocol: HBONE\n  node: {name}-node\n"
+                 "  network: \"\"\n  services: {{}}\n")
+        return ("workloads:\n" + entry.format(name="client", ip=self.env.a.ip)
+                + entry.format(name="server", ip=self.env.b.ip))
+
+    def start(self):
+        a = self.env.a
+        # idgate's tables and cgroup guards outlive it by design (fail closed) and would refuse
+        # the flows ztunnel carries (host A's intercepts them, host B's protects the server's
+        # port): the idgate scenarios' are removed first.
+        for host in (self.env.a, self.env.b):
+            for cfg in self.env.work.glob(f"{host.name}-idgate*.toml"):
+                subprocess.run(host.cmd(IDGATE, "uninstall", "-c", cfg), capture_output=True)
+            subprocess.run(host.cmd("nft", "delete", "table", "inet", "idgate"), capture_output=True)
+        wl = self.write("workloads.yaml", self.workloads())
+        for side, who in (("B", "server"), ("A", "client")):
+            env = dict(os.environ, FAKE_CA="true", XDS_ADDRESS="", CA_ADDRESS="", LOCAL_XDS_PATH=str(wl),
+                       PROXY_MODE="dedicated", ENABLE_ORIG_SRC="false", ZTUNNEL_WORKER_THREADS="1",
+                       RUST_LOG="warn", PROXY_WORKLOAD_INFO=f"default/{who}/{who}")
+            self.spawn(side, [ZTUNNEL], "ztunnel", env=env)
+        wait_listening(self.env.b, [15008], self.procs)
+        wait_listening(a, [15001], self.procs)
+        rules = (f"table ip {self.TABLE} {{\n  chain out {{\n    type nat hook output priority -100;\n"
+                 f"    ip daddr {self.env.b.ip} tcp dport {{ {HTTP_IDGATE}, {BULK_IDGATE} }} redirect to :15001\n  }}\n}}\n")
+        r = subprocess.run(a.cmd("nft", "-f", "-"), input=rules, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"nft: {r.stderr.strip()}")
+
+    def stop(self):
+        subprocess.run(self.env.a.cmd("nft", "delete", "table", "ip", self.TABLE), capture_output=True)
+        super().stop()
+
+
 # GET /authcheck on host B's nginx echoes the headers the HTTP-aware scenario adds.
 AUTHCHECK = r"""
 import socket, sys
@@ -460,4 +525,4 @@ while True:
 print(data.decode("latin1"))
 """
 
-SCENARIOS = [Direct, Idgate, IdgateHttp, HAProxy, Stunnel, NginxStream, Envoy]
+SCENARIOS = [Direct, Idgate, IdgateHttp, HAProxy, Stunnel, NginxStream, Envoy, Ztunnel]

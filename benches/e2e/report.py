@@ -2,7 +2,7 @@
 import statistics
 from pathlib import Path
 
-PEERS = ["haproxy", "stunnel", "nginx", "envoy"]
+PEERS = ["haproxy", "stunnel", "nginx", "envoy", "ztunnel"]
 HTTP = ["ka1", "ka10", "ka64", "close10", "rate1", "rate10"]
 
 
@@ -226,6 +226,40 @@ def targets(res):
     return rows
 
 
+def targets_peers(res):
+    """Issue 28's lines against the peers, ztunnel included: (target, idgate, best peer, verdict)."""
+    rows = []
+    lab = {k: s["label"] for k, s in res["scenarios"].items()}
+
+    def verdict(ok):
+        return "**met**" if ok else "**missed**"
+
+    def added_p50(k):
+        a = paired(res, k, "ka1", "p50", lambda x, y: x - y)
+        return a[0] if a else None
+
+    ig, bp = added_p50("idgate"), best_peer(res, "ka1", None, True, derived=added_p50)
+    rows.append(("keep-alive, 1 conn: added p50 ≤ the best peer's", f"+{ig:.0f} µs" if ig is not None else "—",
+                 f"{lab[bp[0]]}: +{bp[1]:.0f} µs" if bp else "—",
+                 verdict(ig <= bp[1]) if ig is not None and bp else "n/a"))
+    zt = "ztunnel" in res["scenarios"] and not res["scenarios"]["ztunnel"].get("missing")
+    for wl, what in (("ka10", "keep-alive, 10 conns"), ("close10", "new connection per request")):
+        ig, z = med(res, "idgate", wl, "rps"), med(res, "ztunnel", wl, "rps") if zt else None
+        rows.append((f"{what}: req/s ≥ 1.2× ztunnel's", f"{ig:,.0f} req/s" if ig else "—",
+                     (f"ztunnel pair: {z:,.0f} req/s" + (f" ({ig / z:.2f}×)" if ig else "")) if z else "ztunnel not measured",
+                     verdict(ig >= 1.2 * z) if ig and z else "n/a"))
+    ig, bp = med(res, "idgate", "bulk", "gbps"), best_peer(res, "bulk", "gbps", False)
+    rows.append(("bulk: single stream ≥ 1.2× the best peer's", f"{ig:.2f} Gbit/s" if ig else "—",
+                 f"{lab[bp[0]]}: {bp[1]:.2f} Gbit/s ({ig / bp[1]:.2f}×)" if ig and bp else "—",
+                 verdict(ig >= 1.2 * bp[1]) if ig and bp else "n/a"))
+    if bp:
+        ic, pc = med(res, "idgate", "bulk", "cpu_gib"), med(res, bp[0], "bulk", "cpu_gib")
+        rows.append(("bulk: proxy CPU per GiB ≤ 0.8× that peer's", f"{ic:.2f} s/GiB" if ic else "—",
+                     f"{lab[bp[0]]}: {pc:.2f} s/GiB ({ic / pc:.2f}×)" if ic and pc else "—",
+                     verdict(ic <= 0.8 * pc) if ic and pc else "n/a"))
+    return rows
+
+
 def targets_http(res, tcp="idgate", http="idgate_http"):
     """Issue 14's targets: the HTTP-aware path against the TCP path, and first flows."""
     rows = []
@@ -365,6 +399,13 @@ def markdown(res):
         L.append("| target | measured (median) | verdict |")
         L.append("|---|---|---|")
         for row in targets_http(res):
+            L.append("| " + " | ".join(row) + " |")
+        L.append("")
+    if any(p in sc and not sc[p].get("missing") for p in PEERS):
+        L.append("## Targets from issue 28: against the best peer, ztunnel included (reported, not asserted)\n")
+        L.append("| target | idgate | best peer | verdict |")
+        L.append("|---|---|---|---|")
+        for row in targets_peers(res):
             L.append("| " + " | ".join(row) + " |")
         L.append("")
     L.append("## Targets from issue 5 (reported, not asserted)\n")

@@ -519,7 +519,7 @@ def main():
     if not IDGATE.exists():
         sys.exit(f"{IDGATE} is missing: cargo build --release first")
     if not args.no_setup and not os.environ.get("IDGATE_BENCH_SETUP_DONE"):
-        r = subprocess.run(["bash", str(HERE / "setup.sh")])
+        r = subprocess.run(["bash", str(HERE / "setup.sh")] + ([] if args.quick else ["--full"]))
         if r.returncode != 0:
             sys.exit("benches/e2e/setup.sh failed")
         os.environ["IDGATE_BENCH_SETUP_DONE"] = "1"

