@@ -36,8 +36,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import netns  # noqa: E402
 import run  # noqa: E402  (puts tests/e2e on the path)
+import netns  # noqa: E402,I100
 from peers import SCENARIOS  # noqa: E402
 
 
@@ -134,6 +134,9 @@ def main():
             if sides and r.get("requests"):
                 per = {side: (run.cpu_seconds(p) - before[side]) / r["requests"] * 1e6 for side, p in sides.items()}
                 print(f"{args.scenario} {workload}: proxy CPU per request " + ", ".join(f"{side} {us:.2f} µs" for side, us in sorted(per.items())))
+            if sides and r.get("bytes"):
+                per = {side: (run.cpu_seconds(p) - before[side]) / (r["bytes"] / (1 << 30)) for side, p in sides.items()}
+                print(f"{args.scenario} {workload}: proxy CPU per GiB " + ", ".join(f"{side} {s:.2f} s" for side, s in sorted(per.items())))
             requests = r.get("requests", 0)
             if "rps" in r:
                 print(f"{args.scenario} {workload}: {r['rps']:.0f} req/s p50 {r['p50']} µs p99 {r['p99']} µs "
