@@ -36,8 +36,9 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import run  # noqa: E402  (puts tests/e2e on the path)
-import netns  # noqa: E402,I100
+sys.path.insert(0, str(HERE.parents[1] / "tests" / "e2e"))
+import netns  # noqa: E402
+import run  # noqa: E402
 from peers import SCENARIOS  # noqa: E402
 
 

@@ -505,6 +505,30 @@ def reexec_for_matplotlib():
         os.execv(sysp, [sysp, str(Path(__file__).resolve()), *sys.argv[1:]])
 
 
+# The scale mode's parts, each its own script (see its docstring), in this order.
+SCALE_PARTS = ["scale_destinations.py", "scale_identities.py", "scale_peers.py", "scale_flows.py"]
+
+
+def scale_mode(quick):
+    """Runs the four scale benchmarks one after another; in the full mode each writes its
+    results and scale_report.py joins them into benches/results/scale.md and scale.png.
+    Returns the exit status: non-zero if any part failed."""
+    t0 = time.time()
+    failed = []
+    for part in SCALE_PARTS:
+        log(f"scale mode: {part}{' --quick' if quick else ''}")
+        r = subprocess.run([sys.executable, str(HERE / part)] + (["--quick"] if quick else []))
+        if r.returncode != 0:
+            failed.append(part)
+    if not quick:
+        import scale_report
+        md, png = scale_report.write(wall=time.time() - t0)
+        print(md.read_text())
+        log(f"wrote {md}" + (f" and {png}" if png else " (no chart: matplotlib missing)"))
+    print(f"scale: {len(SCALE_PARTS) - len(failed)} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI mode: short runs, 1 repetition, results to a temp dir")
@@ -513,6 +537,9 @@ def main():
     ap.add_argument("--only", help="comma-separated scenario keys (direct is always included)")
     ap.add_argument("--out", help="output directory (full: benches/results, quick or --only: a new temp dir)")
     ap.add_argument("--no-setup", action="store_true", help="do not run benches/e2e/setup.sh first")
+    ap.add_argument("--scale", action="store_true",
+                    help="the scale mode instead: destinations, identities, peers, flows (full: about 20 minutes → "
+                         "benches/results/scale.md; with --quick: about 3 minutes, nothing written)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run.py creates network namespaces: run it as root")
@@ -524,6 +551,8 @@ def main():
             sys.exit("benches/e2e/setup.sh failed")
         os.environ["IDGATE_BENCH_SETUP_DONE"] = "1"
     reexec_for_matplotlib()
+    if args.scale:
+        sys.exit(scale_mode(args.quick))
     d = ({"http": 1, "bulk": 2, "warmup": 0.5, "idle_flows": 1000, "reps": 1} if args.quick else
          {"http": 8, "bulk": 5, "warmup": 1, "idle_flows": 1000, "reps": 3})
     if args.duration:

@@ -209,6 +209,7 @@ def write_results(r):
     out = REPO / "benches" / "results"
     (out / "scale-flows.json").write_text(json.dumps(r, indent=2) + "\n")
     s, l_ = r["small"], r["large"]
+    limit = "this machine's hard limit (see below)" if r.get("limited") else f"the unit's (LimitNOFILE={UNIT_NOFILE})"
     rows = []
     for side in ("A", "B"):
         ratio = r["ratio_per_flow"][side]
@@ -221,7 +222,7 @@ def write_results(r):
 `python3 benches/e2e/scale_flows.py` on {time.strftime('%Y-%m-%d')}: one idgate pair, one client process in host A
 holding {s['flows']:,} and then {l_['flows']:,} keep-alive HTTP connections to nginx in host B through it (TCP
 path), each having made one request, then idle. RSS per flow = (RSS with the flows − RSS before)
-/ flows, of each side's idgate worker. Open-file limit: the unit's (LimitNOFILE={UNIT_NOFILE}).
+/ flows, of each side's idgate worker. Open-file limit: {limit}.
 
 | measure | {s['flows']:,} flows | {l_['flows']:,} flows | ratio | target (no worse than at {s['flows']:,}) |
 |---|---:|---:|---:|---|

@@ -34,7 +34,7 @@ fi
 if [ "${1:-}" = "--full" ]; then
     here=$(cd "$(dirname "$0")" && pwd)
     peers=${IDGATE_PEERS_DIR:-$here/../../../shared/peers}
-    tarball=$(ls "$peers"/ztunnel-*.tar.gz 2>/dev/null | head -n1)
+    tarball=$(find "$peers" -maxdepth 1 -name 'ztunnel-*.tar.gz' 2>/dev/null | sort | head -n1)
     if [ -z "$tarball" ]; then
         echo "bench setup: no ztunnel source snapshot in $peers: the ztunnel scenario is skipped" >&2
     else

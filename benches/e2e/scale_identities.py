@@ -6,8 +6,8 @@ order, SVIDs minted per identity, a tunnel connection dialled per identity), the
 number of SVID mints in any one second while their renewals come due, and idgate's memory per
 identity. Run as root:
 
-    python3 benches/e2e/scale.py              # 1,000 identities → benches/results/scale.md, .json
-    python3 benches/e2e/scale.py --quick      # 100 identities, a short renewal window: checks it runs
+    python3 benches/e2e/scale_identities.py    # 1,000 identities → benches/results/scale-identities.md, .json
+    python3 benches/e2e/scale_identities.py --quick  # 100 identities, a short renewal window: checks it runs
 
 See benches/e2e/README.md."""
 import argparse
@@ -184,11 +184,11 @@ def main():
 
 def write_results(r):
     out = REPO / "benches" / "results"
-    (out / "scale.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / "scale-identities.json").write_text(json.dumps(r, indent=2) + "\n")
     target = "met" if r["first_flow_ratio_last_to_first"] <= 1.10 else "missed"
-    (out / "scale.md").write_text(f"""# Scale: identities
+    (out / "scale-identities.md").write_text(f"""# Scale: identities
 
-`python3 benches/e2e/scale.py` on {time.strftime('%Y-%m-%d')}: {r['identities']:,} `[[workload]]` rules and as many
+`python3 benches/e2e/scale_identities.py` on {time.strftime('%Y-%m-%d')}: {r['identities']:,} `[[workload]]` rules and as many
 identities on host A, each opening its first flow to host B (connect to the first byte of the
 answer, one identity after another; SVID, rule match, a tunnel connection dialled per identity).
 
