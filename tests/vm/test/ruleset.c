@@ -199,7 +199,7 @@ int test_ruleset(unsigned int n, unsigned int nprobes)
 	with_n = untagged_rate(p, want, nprobes);
 	set_config(fd, 0, 2);
 	with_2 = untagged_rate(p, want, nprobes);
-	printf("ruleset: connect() + close to the %u probes no rule matches: %.0f/s with %u rules, %.0f/s with 2 (%.2fx)\n",
+	printf("bench: ruleset: connect() + close to the %u probes no rule matches: %.0f/s with %u rules, %.0f/s with 2 (%.2fx)\n",
 	       untagged, with_n, n, with_2, with_n / with_2);
 	set_config(fd, 0, 0);
 	free(want);
