@@ -25,7 +25,7 @@ step "quick reach benchmark: a container's flows against a host process's, a LAN
 python3 benches/e2e/reach.py --quick
 step "quick credential exchange benchmark: an exchanged token against a file token, and a cold cache's first request (about 15 s)"
 python3 benches/e2e/exchange.py --quick
-step "quick scale benchmark: 10 against 10,000 destinations, 100 identities, 10 peers, 5,000 open flows (about 4 minutes)"
+step "quick scale benchmark: 10 against 10,000 destinations, 100 identities, 10 peers, 5,000 open flows (about 2 minutes)"
 python3 benches/e2e/run.py --scale --quick --no-setup
 if [ -x tests/vm/run.sh ] && [ "${IDGATE_SKIP_VM:-0}" != 1 ]; then
     step "kernel-module suites in qemu VMs (tests/vm/ci.sh; about 25 minutes warm, longer cold: kernel builds)"
