@@ -138,6 +138,16 @@ def missing_numbers(res):
     return out
 
 
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def added_p50(res, key):
+    """A scenario's keep-alive 1-connection p50 over direct's, paired per repetition (median)."""
+    a = paired(res, key, "ka1", "p50", lambda x, y: x - y)
+    return a[0] if a else None
+
+
 def best_peer(res, wl, field, lower_better, derived=None):
     best = None
     for p in PEERS:
@@ -155,16 +165,9 @@ def targets(res):
     rows = []
     lab = {k: s["label"] for k, s in res["scenarios"].items()}
 
-    def verdict(ok):
-        return "**met**" if ok else "**missed**"
-
-    def added_p50(k):
-        a = paired(res, k, "ka1", "p50", lambda x, y: x - y)
-        return a[0] if a else None
-
     # 1. keep-alive, 1 connection
-    ig = added_p50("idgate")
-    bp = best_peer(res, "ka1", None, True, derived=added_p50)
+    ig = added_p50(res, "idgate")
+    bp = best_peer(res, "ka1", None, True, derived=lambda k: added_p50(res, k))
     if ig is None:
         rows.append(("1 conn keep-alive: added p50 ≤ 55 µs and ≤ ½ best peer's", "—", "—", "n/a (no idgate numbers)"))
     else:
@@ -231,14 +234,7 @@ def targets_peers(res):
     rows = []
     lab = {k: s["label"] for k, s in res["scenarios"].items()}
 
-    def verdict(ok):
-        return "**met**" if ok else "**missed**"
-
-    def added_p50(k):
-        a = paired(res, k, "ka1", "p50", lambda x, y: x - y)
-        return a[0] if a else None
-
-    ig, bp = added_p50("idgate"), best_peer(res, "ka1", None, True, derived=added_p50)
+    ig, bp = added_p50(res, "idgate"), best_peer(res, "ka1", None, True, derived=lambda k: added_p50(res, k))
     rows.append(("keep-alive, 1 conn: added p50 ≤ the best peer's", f"+{ig:.0f} µs" if ig is not None else "—",
                  f"{lab[bp[0]]}: +{bp[1]:.0f} µs" if bp else "—",
                  verdict(ig <= bp[1]) if ig is not None and bp else "n/a"))
@@ -264,9 +260,6 @@ def targets_http(res, tcp="idgate", http="idgate_http"):
     """Issue 14's targets: the HTTP-aware path against the TCP path, and first flows."""
     rows = []
     lab = {k: s["label"] for k, s in res["scenarios"].items()}
-
-    def verdict(ok):
-        return "**met**" if ok else "**missed**"
 
     def ratio(wl, field):
         a = paired(res, http, wl, field, lambda x, y: x / y if y else None, base=tcp)

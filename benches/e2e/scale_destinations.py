@@ -29,38 +29,14 @@ sys.path.insert(0, str(HERE))
 
 from hosts import TRUST_DOMAIN, host_config  # noqa: E402
 from netns import IDGATE, Topology  # noqa: E402
-from peers import Proc, wait_listening  # noqa: E402
 from run import WRK_LUA  # noqa: E402
+from scale_common import start_nginx  # noqa: E402
 
 PREFIX = "idst"  # not "idg*": the tests' cleanup removes those
 CLIENT_UID = 1001  # alice in tests/e2e/hosts.py
 PORT, PLAIN = 8080, 8081
 SMALL, LARGE = 10, 10000
 V6 = ("fd77::1", "fd77::2")
-
-NGINX = """
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {work}/nginx-tmp;
-  proxy_temp_path {work}/nginx-tmp;
-  fastcgi_temp_path {work}/nginx-tmp;
-  uwsgi_temp_path {work}/nginx-tmp;
-  scgi_temp_path {work}/nginx-tmp;
-  server {{
-    listen {ip}:{port} reuseport backlog=4096;
-    listen {ip}:{plain} reuseport backlog=4096;
-    listen [{ip6}]:{port} reuseport backlog=4096;
-    listen [{ip6}]:{plain} reuseport backlog=4096;
-    location / {{ default_type text/plain; return 200 "hello from host B\\n"; }}
-  }}
-}}
-"""
-
 
 def log(msg):
     print(f"scale-destinations: {msg}", file=sys.stderr, flush=True)
@@ -99,7 +75,7 @@ class Bench:
         self.args = args
         self.work = Path("/tmp/idgate-scale-destinations")
         subprocess.run(["rm", "-rf", str(self.work)], check=True)
-        (self.work / "nginx-tmp").mkdir(parents=True)
+        self.work.mkdir(parents=True)
         self.work.chmod(0o755)
         self.topo = Topology(prefix=PREFIX)
         self.procs = []
@@ -112,10 +88,8 @@ class Bench:
                 h.run("sysctl", "-qw", f"{k}={v}")
         subprocess.run([str(IDGATE), "ca-init", "--dir", str(self.work / "ca"), "--trust-domain", TRUST_DOMAIN],
                        check=True, capture_output=True)
-        conf = self.work / "nginx.conf"
-        conf.write_text(NGINX.format(work=self.work, ip=self.b.ip, ip6=V6[1], port=PORT, plain=PLAIN))
-        self.procs.append(Proc(self.b, ["nginx", "-c", conf, "-g", "daemon off;"], self.work / "nginx.log"))
-        wait_listening(self.b, [PORT, PLAIN], self.procs)
+        self.procs.append(start_nginx(self.b, self.work, [f"{ip}:{port}" for ip in (self.b.ip, f"[{V6[1]}]")
+                                                          for port in (PORT, PLAIN)]))
         (self.work / "wrk.lua").write_text(WRK_LUA)
         (self.work / "wrk.lua").chmod(0o644)
         self.b.start_idgate(config_b(self.work), self.work, name="idgate")

@@ -26,34 +26,12 @@ sys.path.insert(0, str(HERE))
 
 from hosts import TRUST_DOMAIN, host_config  # noqa: E402
 from netns import IDGATE, Topology  # noqa: E402
-from peers import Proc, wait_listening  # noqa: E402
+from scale_common import rss_kib, start_nginx  # noqa: E402
 
 PREFIX = "iflows"  # not "idg*": the tests' cleanup removes those
 CLIENT_UID = 1001  # alice in tests/e2e/hosts.py
 PORT = 8080
 UNIT_NOFILE = 1048576  # packaging/systemd/idgate.service
-
-NGINX = """
-worker_processes 1;
-worker_rlimit_nofile 200000;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 120000; }}
-http {{
-  access_log off;
-  client_body_temp_path {work}/nginx-tmp;
-  proxy_temp_path {work}/nginx-tmp;
-  fastcgi_temp_path {work}/nginx-tmp;
-  uwsgi_temp_path {work}/nginx-tmp;
-  scgi_temp_path {work}/nginx-tmp;
-  keepalive_timeout 600s;
-  keepalive_requests 1000000;
-  server {{
-    listen {ip}:{port} reuseport backlog=4096;
-    location / {{ default_type text/plain; return 200 "hello from host B\\n"; }}
-  }}
-}}
-"""
 
 # Opens N keep-alive connections, one request on each, prints "ready N"; on a line from stdin
 # makes one more request on every one of them and prints how many answered; exits at EOF.
@@ -94,16 +72,6 @@ sys.stdin.read()
 
 def log(msg):
     print(f"scale-flows: {msg}", file=sys.stderr, flush=True)
-
-
-def rss_kib(pid):
-    """RSS of idgate's worker (the child of the main process), else of the process itself."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    target = children[0] if children else pid
-    for line in Path(f"/proc/{target}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def hold(a, ip, n):
@@ -168,7 +136,7 @@ def main():
     large, limited = fit_open_files(large)
     work = Path("/tmp/idgate-scale-flows")
     subprocess.run(["rm", "-rf", str(work)], check=True)
-    (work / "nginx-tmp").mkdir(parents=True)
+    work.mkdir(parents=True)
     work.chmod(0o755)
     topo = Topology(prefix=PREFIX)
     procs = []
@@ -179,10 +147,7 @@ def main():
             h.run("sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535")
         subprocess.run([str(IDGATE), "ca-init", "--dir", str(work / "ca"), "--trust-domain", TRUST_DOMAIN],
                        check=True, capture_output=True)
-        conf = work / "nginx.conf"
-        conf.write_text(NGINX.format(work=work, ip=b.ip, port=PORT))
-        procs.append(Proc(b, ["nginx", "-c", conf, "-g", "daemon off;"], work / "nginx.log"))
-        wait_listening(b, [PORT], procs)
+        procs.append(start_nginx(b, work, [f"{b.ip}:{PORT}"], connections=120000))
         gates = {"B": b.start_idgate(host_config("host-b", work / "state-b", ca_dir=work / "ca"), work),
                  "A": a.start_idgate(host_config("host-a", work / "state-a", ca_dir=work / "ca"), work)}
         hold(a, b.ip, 1).communicate("\n", timeout=30)  # SVID, first tunnel connection: not per flow

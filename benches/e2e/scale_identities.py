@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from hosts import TRUST_DOMAIN  # noqa: E402
 from netns import IDGATE, WORKLOAD_PYTHON, Topology  # noqa: E402
+from scale_common import rss_kib  # noqa: E402
 
 PREFIX = "iscale"  # not "idg*": the tests' cleanup removes those
 FIRST_UID = 20000
@@ -84,16 +85,6 @@ ttl = "{ttl}s"
 {rules}
 {extra}
 """
-
-
-def rss_kib(pid):
-    """RSS of idgate's worker (the child of the main process), else of the process itself."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    target = children[0] if children else pid
-    for line in Path(f"/proc/{target}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def main():

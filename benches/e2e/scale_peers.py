@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 
 from hosts import TRUST_DOMAIN  # noqa: E402
 from netns import IDGATE, WORKLOAD_PYTHON, Topology  # noqa: E402
-from scale_identities import CLIENT, FIRST_UID, PORT, config, log, rss_kib  # noqa: E402
+from scale_common import rss_kib  # noqa: E402
+from scale_identities import CLIENT, FIRST_UID, PORT, config, log  # noqa: E402
 
 PREFIX = "ipeers"  # not "idg*": the tests' cleanup removes those
 HTTPD = Path(os.environ.get("IDGATE_HTTPD_BIN", REPO / "target" / "release" / "idgate-test-httpd"))

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from report import verdict
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PARTS = {
     "destinations": ("scale-destinations.json", "scale_destinations.py"),
@@ -14,10 +16,6 @@ PARTS = {
     "peers": ("scale-peers.json", "scale_peers.py"),
     "flows": ("scale-flows.json", "scale_flows.py"),
 }
-
-
-def verdict(ok):
-    return "**met**" if ok else "**missed**"
 
 
 def load(out=RESULTS):

@@ -14,8 +14,7 @@ pub struct RouteIndex {
 
 #[derive(Default)]
 struct Family {
-    /// Longest first; the answer is the lowest rule index over all lengths, so the order only
-    /// matters for speed (exact hosts are the common case).
+    /// One entry per prefix length in use; the answer is the lowest rule index over all of them.
     lengths: Vec<Prefixes>,
 }
 
@@ -28,7 +27,6 @@ struct Prefixes {
 type PortSpan = (u16, u16, usize);
 
 /// One network's port ranges as disjoint stretches, each with the first rule covering it.
-#[derive(Default)]
 struct Ports {
     /// Sorted by first port, not overlapping.
     stretches: Vec<PortSpan>,
@@ -49,7 +47,7 @@ impl RouteIndex {
             }
         }
         let mut index = RouteIndex { v4: Family::default(), v6: Family::default() };
-        for ((v6, len), networks) in by_prefix.into_iter().rev() {
+        for ((v6, len), networks) in by_prefix {
             let width = if v6 { 128 } else { 32 };
             let prefixes =
                 Prefixes { mask: mask(width, len), networks: networks.into_iter().map(|(net, ranges)| (net, Ports::new(ranges))).collect() };
@@ -67,7 +65,7 @@ impl RouteIndex {
         family.lengths.iter().filter_map(|p| p.networks.get(&(bits & p.mask))?.find(port)).min()
     }
 
-    /// Prefix lengths in use (each costs one hash lookup per flow); for tests and status.
+    /// Prefix lengths in use (each costs one hash lookup per flow).
     #[cfg(test)]
     fn lengths(&self) -> usize {
         self.v4.lengths.len() + self.v6.lengths.len()
